@@ -26,7 +26,8 @@ class ModelConfig:
     device: str = "auto"
     """`auto`: CUDA when available, else CPU."""
     add_bos_token: bool | None = None
-    """Prepend BOS when encoding. `None`: only for models that need it (Gemma), as lm-evaluation-harness does."""
+    """Encode with special tokens. `None`: the tokenizer's default (BOS for Gemma, nothing for SmolLM2 and
+    Qwen2.5), as lm-evaluation-harness does."""
 
 
 @dataclass

@@ -23,16 +23,13 @@ def resolve_dtype(dtype: str) -> torch.dtype:
     return torch.bfloat16 if dtype == "auto" else _DTYPES[dtype]
 
 
-def needs_bos(model_type: str) -> bool:
-    # Gemma degrades badly without its BOS token; lm-evaluation-harness adds it for Gemma only.
-    return model_type.startswith("gemma")
-
-
 @dataclass
 class LoadedModel:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
-    add_bos_token: bool
+    add_special_tokens: bool
+    """Passed to the tokenizer on every encode: its default (True) adds BOS where the tokenizer is built to,
+    e.g. Gemma, whose outputs degrade without it, and nothing for SmolLM2 or Qwen2.5."""
     source: str
     """What `from_pretrained` was given: cache directory, local path or hub id."""
 
@@ -41,7 +38,7 @@ class LoadedModel:
         return next(self.model.parameters()).device
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=self.add_bos_token).input_ids
+        return self.tokenizer(text, add_special_tokens=self.add_special_tokens).input_ids
 
     @property
     def prefix_token_id(self) -> int:
@@ -57,5 +54,5 @@ def load_model(config: ModelConfig) -> LoadedModel:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(config.dtype))
     model.to(resolve_device(config.device)).eval()
-    add_bos = config.add_bos_token if config.add_bos_token is not None else needs_bos(model.config.model_type)
-    return LoadedModel(model=model, tokenizer=tokenizer, add_bos_token=add_bos, source=source)
+    add_special = True if config.add_bos_token is None else config.add_bos_token
+    return LoadedModel(model=model, tokenizer=tokenizer, add_special_tokens=add_special, source=source)

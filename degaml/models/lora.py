@@ -150,11 +150,12 @@ def check_adapter_fits(adapter_dir: str | Path, model: nn.Module) -> None:
     settings = LoraSettings(r=int(config["r"]), alpha=int(config.get("lora_alpha", config["r"])),
                             target_modules=tuple(config["target_modules"]))
     expected = LoraGeometry.from_model(model, settings).by_path()
-    for path, parts in read_adapter_shapes(adapter_dir).items():
-        if path not in expected:
-            raise AdapterMismatchError(f"{adapter_dir}: module {path!r} does not exist in the model")
-        want = {"A": expected[path].a_shape, "B": expected[path].b_shape}
-        for part, shape in parts.items():
+    found = read_adapter_shapes(adapter_dir)
+    for path in found.keys() - expected.keys():
+        raise AdapterMismatchError(f"{adapter_dir}: module {path!r} does not exist in the model")
+    for path, geometry in expected.items():  # model order, so the first mismatch reported is the shallowest
+        want = {"A": geometry.a_shape, "B": geometry.b_shape}
+        for part, shape in sorted(found.get(path, {}).items()):
             if shape != want[part]:
                 raise AdapterMismatchError(
                     f"{adapter_dir}: module {path!r} lora_{part} has shape {tuple(shape)}, "

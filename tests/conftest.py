@@ -1,0 +1,50 @@
+"""Tiny, randomly initialized models and an in-memory tokenizer: the unit tests need no downloads."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+from degaml.models import LoadedModel
+
+CORPUS = [
+    "Question: Which gas do plants absorb from the air?\nAnswer: carbon dioxide",
+    "The quick brown fox jumps over the lazy dog. A man is sitting on a roof. He starts pulling up roofing.",
+    "Sarah was a much better surgeon than Maria so she always got the easier cases.",
+    "does ethanol take more energy to make than it produces? no yes true false",
+    "4 * 8 = 32. 47 + 12 = 59. def add(a, b): return a + b",
+] * 20
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> PreTrainedTokenizerFast:
+    # Byte-level BPE, like GPT-2 / Llama-3 / Qwen: spaces are part of the following token, which is what
+    # the harness's context/continuation split has to get right.
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    return fast
+
+
+def _tiny_config(kind: str, vocab_size: int):
+    common = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    return LlamaConfig(**common) if kind == "llama" else Qwen2Config(**common)
+
+
+def make_tiny(kind: str, tokenizer, seed: int = 0) -> LoadedModel:
+    torch.manual_seed(seed)
+    config = _tiny_config(kind, len(tokenizer))
+    model = (LlamaForCausalLM if kind == "llama" else Qwen2ForCausalLM)(config).eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, add_special_tokens=True, source=f"tiny-{kind}")
+
+
+@pytest.fixture(params=["llama", "qwen2"])
+def tiny_lm(request, tokenizer) -> LoadedModel:
+    return make_tiny(request.param, tokenizer)

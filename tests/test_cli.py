@@ -1,0 +1,42 @@
+import pytest
+
+from degaml.cli import main
+from degaml.io import atomic_write_text
+
+
+def test_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("evaluate", "list-tasks", "list-models", "prepare-model"):
+        assert command in out
+
+
+def test_unknown_model_lists_known_ones(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", "--model", "no-such-model", "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'no-such-model'" in err and "smollm2-135m-instruct" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_task_lists_known_ones():
+    from degaml.data import load_task
+
+    with pytest.raises(ValueError, match=r"unknown task 'nope'; known tasks: arc_challenge, arc_easy"):
+        load_task("nope")
+
+
+def test_list_tasks(capsys):
+    main(["list-tasks"])
+    out = capsys.readouterr().out
+    assert "arc_challenge" in out and "stand-in" in out
+
+
+def test_atomic_write_replaces_whole_file(tmp_path):
+    path = tmp_path / "a" / "f.txt"
+    atomic_write_text(path, "one")
+    atomic_write_text(path, "two")
+    assert path.read_text() == "two" and [p.name for p in path.parent.iterdir()] == ["f.txt"]

@@ -1,0 +1,48 @@
+import json
+import math
+
+import pytest
+
+from degaml.config import DataConfig, EvalConfig
+from degaml.data import MultipleChoiceItem
+from degaml.evaluation import evaluate_items, format_table, mean_and_stderr
+
+
+def test_mean_and_stderr_hand_computed():
+    mean, se = mean_and_stderr([1.0, 0.0, 1.0, 1.0])
+    assert mean == 0.75
+    assert se == pytest.approx(math.sqrt((3 * 0.25**2 + 0.75**2) / 3 / 4))
+
+
+def test_loglikelihood_result_is_consistent_with_its_predictions(tiny_lm):
+    items = [MultipleChoiceItem.cloze(str(i), "q", "Question: Which gas?\nAnswer:",
+                                      ["carbon dioxide", "oxygen", "a"], i % 3) for i in range(6)]
+    result = evaluate_items(tiny_lm, "toy", "test", items, EvalConfig(batch_size=4), progress=False)
+    assert result.num_items == 6 and result.seconds > 0
+    for p, item in zip(result.predictions, items):
+        assert p["pred"] == max(range(3), key=lambda i: (p["logprobs"][i], -i))
+        normed = [lp / len(c) for lp, c in zip(p["logprobs"], item.choices)]
+        assert p["pred_norm"] == max(range(3), key=lambda i: (normed[i], -i))
+    assert result.metrics["acc"] == sum(p["pred"] == p["gold"] for p in result.predictions) / 6
+    table = format_table([result])
+    assert "| toy | 6 |" in table
+    json.dumps(result.to_dict())  # serializable
+
+
+def test_partial_scoring_acc_norm_equals_acc(tiny_lm):
+    items = [MultipleChoiceItem(id=str(i), question="q", choices=("Sarah", "Maria"), gold=i % 2,
+                                contexts=("Sarah beat Maria so Sarah", "Sarah beat Maria so Maria"),
+                                continuations=(" always won.",) * 2) for i in range(4)]
+    result = evaluate_items(tiny_lm, "wino", "test", items, EvalConfig(), progress=False)
+    assert [p["pred"] for p in result.predictions] == [p["pred_norm"] for p in result.predictions]
+
+
+def test_empty_selection_is_refused(tiny_lm):
+    with pytest.raises(ValueError, match="no items"):
+        evaluate_items(tiny_lm, "toy", "test", [], EvalConfig(), progress=False)
+
+
+def test_data_config_validation():
+    with pytest.raises(ValueError, match="leave room for a train partition"):
+        DataConfig(validation_fraction=0.5, test_fraction=0.5)
+    assert DataConfig(tasks="a,b").tasks == ["a", "b"]

@@ -1,0 +1,90 @@
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+
+from degaml.config import LoraSettings
+from degaml.models import AdapterMismatchError, LoraGeometry, attach_lora, load_adapter, save_adapter
+from tests.conftest import make_tiny
+
+
+def _randomize_lora(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+
+
+def test_geometry_lists_every_target_projection(tiny_lm):
+    geometry = LoraGeometry.from_model(tiny_lm.model, LoraSettings(r=4))
+    assert geometry.num_layers == 2 and len(geometry.modules) == 2 * 7
+    q = geometry.by_path()["model.layers.0.self_attn.q_proj"]
+    assert (q.in_features, q.out_features, q.a_shape, q.b_shape) == (32, 32, (4, 32), (32, 4))
+    k = geometry.by_path()["model.layers.0.self_attn.k_proj"]
+    assert k.out_features == 16  # 2 KV heads x head_dim 8
+    assert geometry.num_parameters == sum(4 * (m.in_features + m.out_features) for m in geometry.modules)
+
+
+def test_geometry_from_config_matches_qwen25_05b_without_weights():
+    from transformers import Qwen2Config
+
+    config = Qwen2Config(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                         num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True)
+    geometry = LoraGeometry.from_config(config, LoraSettings(r=8))
+    by = {m.kind: m for m in geometry.modules if m.layer == 0}
+    assert geometry.num_layers == 24
+    assert (by["k_proj"].out_features, by["down_proj"].in_features) == (128, 4864)
+    # By hand, per layer: q,o 2*896; k,v 896+128; gate,up,down 896+4864 -> 22,912 x r 8 x 24 layers.
+    assert geometry.num_parameters == 22_912 * 8 * 24 == 4_399_104
+
+
+def test_save_load_round_trip_is_exact(tokenizer, tmp_path):
+    lm = make_tiny("llama", tokenizer)
+    peft_model = attach_lora(lm.model, LoraSettings(r=4))
+    _randomize_lora(peft_model)
+    x = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        expected = peft_model(x).logits
+    save_adapter(peft_model, tmp_path / "adapter")
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in (tmp_path / "adapter").iterdir()}
+
+    fresh = make_tiny("llama", tokenizer)  # same seed: same base weights
+    loaded = load_adapter(fresh.model, tmp_path / "adapter")
+    assert isinstance(loaded, PeftModel)
+    original = {k: v for k, v in peft_model.state_dict().items() if "lora_" in k}
+    for key, value in original.items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    with torch.no_grad():
+        assert torch.equal(loaded(x).logits, expected)
+
+
+def test_adapter_of_other_geometry_names_module_and_shapes(tokenizer, tmp_path):
+    lm = make_tiny("llama", tokenizer)
+    save_adapter(attach_lora(lm.model, LoraSettings(r=4)), tmp_path / "adapter")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    wider = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=48, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
+    with pytest.raises(AdapterMismatchError, match=r"model.layers.0.self_attn.q_proj' lora_A has shape \(4, 32\), the model needs \(4, 48\)"):
+        load_adapter(wider, tmp_path / "adapter")
+
+
+def test_missing_adapter_files_are_named(tmp_path, tokenizer):
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps({"r": 4, "target_modules": ["q_proj"]}))
+    with pytest.raises(FileNotFoundError, match="adapter_model.safetensors is missing"):
+        load_adapter(make_tiny("llama", tokenizer).model, tmp_path / "adapter")
+
+
+def test_failed_save_leaves_nothing(tmp_path, tokenizer, monkeypatch):
+    peft_model = attach_lora(make_tiny("llama", tokenizer).model, LoraSettings(r=4))
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(type(peft_model), "save_pretrained", explode)
+    with pytest.raises(RuntimeError):
+        save_adapter(peft_model, tmp_path / "adapter")
+    assert list(tmp_path.iterdir()) == []
