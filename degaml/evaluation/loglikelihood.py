@@ -2,9 +2,11 @@
 
 Tokenization follows the harness exactly: trailing spaces of the context move to the continuation, the
 pair is encoded whole and the continuation is what follows the encoded context; an empty context is
-replaced by the prefix token (BOS, else EOS). The difference is the compute: the harness runs one
-forward pass per (context, continuation) request; here the tokens an item's requests share are run
-once, their key/value cache is copied to every choice, and only the continuations are run, batched.
+replaced by the prefix token (BOS, else EOS). The difference is the compute: the harness runs every
+(context, continuation) request as its own sequence. Here an item becomes one packed row: the tokens
+its requests share, once, then each request's remaining tokens. A tree-shaped attention mask lets each
+segment see the shared prefix and itself only, and positions restart after the prefix, so every
+segment computes exactly what its own sequence would, with the prefix run once and little padding.
 """
 
 from __future__ import annotations
@@ -54,13 +56,38 @@ def encode_request(lm: LoadedModel, context: str, continuation: str, max_length:
 
 def _shared_prefix_length(requests: Sequence[_Request]) -> int:
     """Tokens run once for all of an item's requests. The last context token of each request stays in its
-    own suffix, because its output predicts the first continuation token."""
+    own segment, because its output predicts the first continuation token."""
     limit = min(r.context_length for r in requests) - 1
     first = requests[0].tokens
     n = 0
     while n < limit and all(r.tokens[n] == first[n] for r in requests):
         n += 1
     return n
+
+
+@dataclass(frozen=True)
+class _PackedItem:
+    """An item's requests as one row: shared prefix (segment 0), then request j's rest (segment j + 1)."""
+
+    requests: tuple[_Request, ...]
+    tokens: tuple[int, ...]
+    positions: tuple[int, ...]
+    segments: tuple[int, ...]
+    first_target_positions: tuple[int, ...]
+    """Row position whose output predicts request j's first continuation token."""
+
+
+def _pack(requests: Sequence[_Request]) -> _PackedItem:
+    p = _shared_prefix_length(requests)
+    tokens, positions, segments = list(requests[0].tokens[:p]), list(range(p)), [0] * p
+    first_targets = []
+    for j, r in enumerate(requests):
+        rest = r.tokens[p:-1]  # the model's input is every token but the last, as in the harness
+        first_targets.append(len(tokens) + r.context_length - 1 - p)
+        tokens += rest
+        positions += range(p, p + len(rest))
+        segments += [j + 1] * len(rest)
+    return _PackedItem(tuple(requests), tuple(tokens), tuple(positions), tuple(segments), tuple(first_targets))
 
 
 def _model_window(lm: LoadedModel) -> int:
@@ -77,71 +104,51 @@ class LoglikelihoodScorer:
     def score(self, items: Sequence[MultipleChoiceItem], progress: bool = True, desc: str = "scoring"
               ) -> list[list[ChoiceScore]]:
         """Per item, per choice: log-probability of the continuation given the context."""
-        encoded = [
-            [encode_request(self.lm, ctx, cont, self.max_length) for ctx, cont in zip(it.contexts, it.continuations)]
-            for it in items
-        ]
-        prefixes = [_shared_prefix_length(reqs) for reqs in encoded]
+        packed = [_pack([encode_request(self.lm, ctx, cont, self.max_length)
+                         for ctx, cont in zip(it.contexts, it.continuations)]) for it in items]
         results: list[list[ChoiceScore] | None] = [None] * len(items)
-        # Longest items first, grouped so that one batch holds about `batch_size` continuations; items with
-        # and without a shared prefix go to different batches (a fully padded prefix row is never run).
-        order = sorted(range(len(items)), key=lambda i: (prefixes[i] > 0, -len(encoded[i][0].tokens)))
+        # Longest rows first; a batch holds about `batch_size` continuations.
+        order = sorted(range(len(items)), key=lambda i: -len(packed[i].tokens))
         batches: list[list[int]] = []
         for i in order:
-            current = batches[-1] if batches else None
-            if (current is None or (prefixes[current[0]] > 0) != (prefixes[i] > 0)
-                    or sum(len(encoded[j]) for j in current) + len(encoded[i]) > self.batch_size):
+            if not batches or sum(len(packed[j].requests) for j in batches[-1]) + len(packed[i].requests) > self.batch_size:
                 batches.append([i])
             else:
-                current.append(i)
+                batches[-1].append(i)
         with torch.inference_mode(), tqdm(total=len(items), desc=desc, disable=not progress, leave=False) as bar:
             for batch in batches:
-                for i, scores in zip(batch, self._score_batch([encoded[i] for i in batch], [prefixes[i] for i in batch])):
+                for i, scores in zip(batch, self._score_batch([packed[i] for i in batch])):
                     results[i] = scores
                 bar.update(len(batch))
         return results  # type: ignore[return-value]
 
-    def _score_batch(self, batch: list[list[_Request]], prefixes: list[int]) -> list[list[ChoiceScore]]:
+    def _score_batch(self, batch: list[_PackedItem]) -> list[list[ChoiceScore]]:
         device = self.lm.device
-        pad = self.lm.tokenizer.pad_token_id
-        longest_prefix = max(prefixes)
-        cache = None
-        prefix_mask = torch.zeros(len(batch), longest_prefix, dtype=torch.long, device=device)
-        if longest_prefix:
-            # Left-pad the prefixes so that every item's suffix starts right after its own prefix.
-            ids = torch.full((len(batch), longest_prefix), pad, dtype=torch.long, device=device)
-            for k, (reqs, p) in enumerate(zip(batch, prefixes)):
-                ids[k, longest_prefix - p:] = torch.tensor(reqs[0].tokens[:p], device=device)
-                prefix_mask[k, longest_prefix - p:] = 1
-            positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
-            cache = self.lm.model(input_ids=ids, attention_mask=prefix_mask, position_ids=positions,
-                                  use_cache=True).past_key_values
-        rows = [(k, r) for k, reqs in enumerate(batch) for r in reqs]
-        owner = torch.tensor([k for k, _ in rows], device=device)
-        # The model's input is every token but the last; the harness does the same.
-        suffixes = [r.tokens[prefixes[k]:-1] for k, r in rows]
-        width = max(len(s) for s in suffixes)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long, device=device)
-        suffix_mask = torch.zeros(len(rows), width, dtype=torch.long, device=device)
-        for row, s in enumerate(suffixes):
-            ids[row, :len(s)] = torch.tensor(s, device=device)
-            suffix_mask[row, :len(s)] = 1
-        start = torch.tensor([prefixes[k] for k, _ in rows], device=device)
-        positions = start[:, None] + torch.arange(width, device=device)[None, :]
-        if cache is not None:
-            cache.reorder_cache(owner)  # one copy of the item's prefix cache per choice
-        mask = torch.cat([prefix_mask[owner], suffix_mask], dim=1)
-        logits = self.lm.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                               past_key_values=cache, use_cache=cache is not None).logits
+        width = max(len(p.tokens) for p in batch)
+        ids = torch.full((len(batch), width), self.lm.tokenizer.pad_token_id, dtype=torch.long)
+        positions = torch.zeros(len(batch), width, dtype=torch.long)
+        # Padding queries attend to themselves only: a row with nothing to attend to would give NaNs.
+        mask = torch.eye(width, dtype=torch.bool).repeat(len(batch), 1, 1)
+        for k, p in enumerate(batch):
+            n = len(p.tokens)
+            ids[k, :n] = torch.tensor(p.tokens)
+            positions[k, :n] = torch.tensor(p.positions)
+            segment = torch.tensor(p.segments)
+            causal = torch.tril(torch.ones(n, n, dtype=torch.bool))
+            mask[k, :n, :n] = causal & ((segment[None, :] == 0) | (segment[None, :] == segment[:, None]))
+        logits = self.lm.model(input_ids=ids.to(device), attention_mask=mask[:, None].to(device),
+                               position_ids=positions.to(device)).logits
         logprobs = torch.log_softmax(logits.float(), dim=-1)
-        scores: list[list[ChoiceScore]] = [[] for _ in batch]
-        for row, (k, r) in enumerate(rows):
-            first = r.context_length - 1 - prefixes[k]  # suffix position whose output predicts the first target
-            targets = torch.tensor(r.tokens[r.context_length:], device=device)
-            window = logprobs[row, first:first + len(targets)]
-            scores[k].append(ChoiceScore(
-                logprob=window.gather(-1, targets[:, None]).sum().item(),
-                is_greedy=bool((window.argmax(-1) == targets).all()),
-                num_tokens=len(targets),
-            ))
+        scores: list[list[ChoiceScore]] = []
+        for k, p in enumerate(batch):
+            item_scores = []
+            for r, first in zip(p.requests, p.first_target_positions):
+                targets = torch.tensor(r.tokens[r.context_length:], device=device)
+                window = logprobs[k, first:first + len(targets)]
+                item_scores.append(ChoiceScore(
+                    logprob=window.gather(-1, targets[:, None]).sum().item(),
+                    is_greedy=bool((window.argmax(-1) == targets).all()),
+                    num_tokens=len(targets),
+                ))
+            scores.append(item_scores)
         return scores

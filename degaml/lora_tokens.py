@@ -1,0 +1,148 @@
+"""Parameter tokenization: a LoRA adapter <-> a sequence of fixed-size tokens (DESIGN.md §2.2).
+
+The contract between trajectories and the generator. For each layer, modules in the order
+q, k, v, o, up, gate, down; for each module lora_A (r x d_in) then lora_B transposed (r x d_out); each
+cut along its long axis into r x `chunk` pieces (the last one zero-padded when d is not a multiple of
+`chunk`). Each piece is z-scored with its own mean and std, and its statistics are written into two
+extra rows and two extra columns, giving tokens of (r + 2) x (chunk + 2):
+
+    rows 0..r-1, cols 0..chunk-1   normalized values (0 where padded)
+    row r (all columns)            mean' = 8 * mean
+    row r + 1 (all columns)        std'  = log(0.9 * std + 0.1) + 1.6
+    col chunk, rows 0..r-1         mean'
+    col chunk + 1, rows 0..r-1     std'
+
+Detokenization averages all copies of each statistic, so a generator's noisy copies are pooled.
+Everything is derived from the LoRA geometry: any model, any rank, any chunk size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .models.lora import LoraGeometry, LoraModuleGeometry
+
+MODULE_ORDER = ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "gate_proj", "down_proj")
+_MIN_STD = 1e-8  # a constant piece (e.g. PEFT's zero-initialized lora_B) has std 0
+
+
+def encode_mean(mean: torch.Tensor) -> torch.Tensor:
+    return 8 * mean
+
+
+def decode_mean(encoded: torch.Tensor) -> torch.Tensor:
+    return encoded / 8
+
+
+def encode_std(std: torch.Tensor) -> torch.Tensor:
+    return torch.log(0.9 * std + 0.1) + 1.6
+
+
+def decode_std(encoded: torch.Tensor) -> torch.Tensor:
+    return ((torch.exp(encoded - 1.6) - 0.1) / 0.9).clamp(min=0)
+
+
+@dataclass(frozen=True)
+class TokenSlot:
+    """Where one token comes from: a module's A or B^T, columns [start, start + width) of it."""
+
+    module: LoraModuleGeometry
+    part: str  # "A" or "B"
+    start: int
+    width: int  # valid columns; < chunk only in a module's last piece
+
+    @property
+    def state_dict_key(self) -> str:
+        return f"base_model.model.{self.module.path}.lora_{self.part}.weight"
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """The token sequence for a LoRA geometry and chunk size; computed from shapes alone."""
+
+    geometry: LoraGeometry
+    chunk: int
+    slots: tuple[TokenSlot, ...]
+
+    @classmethod
+    def from_geometry(cls, geometry: LoraGeometry, chunk: int = 128) -> TokenLayout:
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+
+        def order(m: LoraModuleGeometry) -> tuple[int, int]:
+            rank = MODULE_ORDER.index(m.kind) if m.kind in MODULE_ORDER else len(MODULE_ORDER)
+            return (m.layer, rank)
+
+        slots = []
+        for module in sorted(geometry.modules, key=order):  # stable: unknown kinds keep model order
+            for part, length in (("A", module.in_features), ("B", module.out_features)):
+                for start in range(0, length, chunk):
+                    slots.append(TokenSlot(module, part, start, min(chunk, length - start)))
+        return cls(geometry=geometry, chunk=chunk, slots=tuple(slots))
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.slots)
+
+    @property
+    def token_shape(self) -> tuple[int, int]:
+        return (self.geometry.rank + 2, self.chunk + 2)
+
+    def padding_mask(self) -> torch.Tensor:
+        """(tokens, r + 2, chunk + 2) bool: True where a cell holds data, False where it is padding."""
+        r, c = self.geometry.rank, self.chunk
+        mask = torch.ones(self.num_tokens, r + 2, c + 2, dtype=torch.bool)
+        for i, slot in enumerate(self.slots):
+            if slot.width < c:
+                mask[i, :, slot.width:c] = False
+        return mask
+
+
+def _pieces(state_dict: dict[str, torch.Tensor], slot: TokenSlot) -> torch.Tensor:
+    if slot.state_dict_key not in state_dict:
+        raise KeyError(f"adapter state dict has no {slot.state_dict_key!r}")
+    weight = state_dict[slot.state_dict_key]
+    expected = slot.module.a_shape if slot.part == "A" else slot.module.b_shape
+    if tuple(weight.shape) != expected:
+        raise ValueError(f"{slot.state_dict_key}: shape {tuple(weight.shape)}, the layout needs {expected}")
+    matrix = weight if slot.part == "A" else weight.T  # both r x d
+    return matrix[:, slot.start:slot.start + slot.width].float()
+
+
+def tokenize(state_dict: dict[str, torch.Tensor], layout: TokenLayout) -> torch.Tensor:
+    """PEFT LoRA state dict -> (tokens, r + 2, chunk + 2) float32 tensor."""
+    r, c = layout.geometry.rank, layout.chunk
+    tokens = torch.zeros(layout.num_tokens, r + 2, c + 2)
+    for i, slot in enumerate(layout.slots):
+        piece = _pieces(state_dict, slot)
+        mean, std = piece.mean(), piece.std(unbiased=False)
+        tokens[i, :r, :slot.width] = (piece - mean) / std.clamp(min=_MIN_STD)
+        m, s = encode_mean(mean), encode_std(std)
+        tokens[i, r, :] = m
+        tokens[i, r + 1, :] = s
+        tokens[i, :r, c] = m
+        tokens[i, :r, c + 1] = s
+    return tokens
+
+
+def detokenize(tokens: torch.Tensor, layout: TokenLayout) -> dict[str, torch.Tensor]:
+    """(tokens, r + 2, chunk + 2) -> PEFT LoRA state dict (float32), reading statistics back from every copy."""
+    r, c = layout.geometry.rank, layout.chunk
+    if tuple(tokens.shape) != (layout.num_tokens, r + 2, c + 2):
+        raise ValueError(f"tokens have shape {tuple(tokens.shape)}, the layout needs "
+                         f"{(layout.num_tokens, r + 2, c + 2)}")
+    tokens = tokens.float()
+    mean = decode_mean((tokens[:, r, :].sum(-1) + tokens[:, :r, c].sum(-1)) / (c + 2 + r))
+    std = decode_std((tokens[:, r + 1, :].sum(-1) + tokens[:, :r, c + 1].sum(-1)) / (c + 2 + r))
+    matrices: dict[str, torch.Tensor] = {}
+    for i, slot in enumerate(layout.slots):
+        key = slot.state_dict_key
+        if key not in matrices:
+            length = slot.module.in_features if slot.part == "A" else slot.module.out_features
+            matrices[key] = torch.zeros(r, length)
+        values = tokens[i, :r, :slot.width] * std[i].clamp(min=_MIN_STD) + mean[i]
+        matrices[key][:, slot.start:slot.start + slot.width] = values
+    return {k: (v if ".lora_A." in k else v.T.contiguous()) for k, v in matrices.items()}
+
