@@ -40,3 +40,22 @@ def test_atomic_write_replaces_whole_file(tmp_path):
     atomic_write_text(path, "one")
     atomic_write_text(path, "two")
     assert path.read_text() == "two" and [p.name for p in path.parent.iterdir()] == ["f.txt"]
+
+
+def test_yaml_config_with_cli_override(tmp_path, capsys):
+    config = tmp_path / "eval.yaml"
+    config.write_text("tasks: piqa,boolq\nlimit: 7\nprotocol: generative\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", "--config", str(config), "--limit", "3", "--print_config"])
+    assert exit_.value.code == 0
+    import yaml
+
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert (printed["tasks"], printed["limit"], printed["protocol"]) == ("piqa,boolq", 3, "generative")
+
+
+def test_bad_config_value_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", "--protocol", "telepathy"])
+    assert exit_.value.code != 0
+    assert "telepathy" in capsys.readouterr().err

@@ -1,0 +1,106 @@
+"""The hyper-convolutional decoder of "Drag-and-Drop LLMs" (Liang et al. 2025), DESIGN.md §2.4.
+
+Features are (N, H, W) maps: N prompts (later: parameter tokens), H and W token/feature axes. A layer
+maps (N, H, W) -> (N', H', W'):
+
+    x  = LayerNorm over (H, W)
+    b1 = conv[H->H'](conv[W->W'](x))          conv[A->A']: axis A as channels, k x k over the other two
+    b2 = tanh(conv[W->W'](conv[H->H'](x)))
+    y  = (b1 + b2 + bias[H', W']) / 3
+    out = conv[N->N'](y)                        with bias: mixes prompts into parameter tokens
+
+The stack runs from the condition (N prompts, L tokens, encoder dim) to the parameter tokens
+(num_tokens, r + 2, chunk + 2); the shapes in between are the config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+Shape = tuple[int, int, int]
+
+
+@dataclass
+class DecoderConfig:
+    hidden_shapes: list[Shape] = field(default_factory=lambda: [(32, 32, 128), (128, 16, 130)])
+    """(N, H, W) between the condition and the tokens; the ends come from the encoder and the LoRA layout."""
+    kernel_size: int = 3
+
+    def __post_init__(self) -> None:
+        self.hidden_shapes = [tuple(s) for s in self.hidden_shapes]
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd for 'same' padding, got {self.kernel_size}")
+
+
+NAMED_DECODERS: dict[str, DecoderConfig] = {
+    # The reference configuration for Qwen2.5-0.5B at r 8: condition (128, 384, 384), tokens (4296, 10, 130).
+    "paper-qwen2.5-0.5b": DecoderConfig(
+        hidden_shapes=[(128, 200, 300), (128, 100, 256), (256, 50, 200), (512, 50, 200), (1024, 25, 200),
+                       (1024, 10, 200), (2048, 10, 200)], kernel_size=9),
+    # Sized for a 2-core CPU: a few million parameters.
+    "cpu-small": DecoderConfig(hidden_shapes=[(32, 32, 128), (128, 16, 130)], kernel_size=3),
+    "cpu-tiny": DecoderConfig(hidden_shapes=[(16, 16, 64)], kernel_size=3),
+}
+
+
+def _conv(c_in: int, c_out: int, k: int, bias: bool) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=bias)
+
+
+def _along(conv: nn.Conv2d, x: torch.Tensor, axis: int) -> torch.Tensor:
+    """Apply `conv` with feature axis `axis` (2 = H, 3 = W) of x (B, N, H, W) as its channels."""
+    if axis == 3:
+        return conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    return conv(x.permute(0, 2, 1, 3)).permute(0, 2, 1, 3)
+
+
+class HyperConvLayer(nn.Module):
+    def __init__(self, in_shape: Shape, out_shape: Shape, kernel_size: int) -> None:
+        super().__init__()
+        (n, h, w), (n2, h2, w2), k = in_shape, out_shape, kernel_size
+        self.norm = nn.LayerNorm([h, w])
+        self.branch1_w, self.branch1_h = _conv(w, w2, k, False), _conv(h, h2, k, False)
+        self.branch2_h, self.branch2_w = _conv(h, h2, k, False), _conv(w, w2, k, False)
+        self.bias = nn.Parameter(torch.zeros(h2, w2))
+        self.mix = _conv(n, n2, k, True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x)
+        b1 = _along(self.branch1_h, _along(self.branch1_w, x, 3), 2)
+        b2 = torch.tanh(_along(self.branch2_w, _along(self.branch2_h, x, 2), 3))
+        return self.mix((b1 + b2 + self.bias) / 3)
+
+
+def layer_parameter_count(in_shape: Shape, out_shape: Shape, k: int) -> int:
+    (n, h, w), (n2, h2, w2) = in_shape, out_shape
+    return 2 * h * w + 2 * (w * w2 + h * h2) * k * k + h2 * w2 + n * n2 * k * k + n2
+
+
+class HyperConvDecoder(nn.Module):
+    """Condition (B, N, L, D) -> parameter tokens (B, T, r + 2, chunk + 2)."""
+
+    def __init__(self, config: DecoderConfig, condition_shape: Shape, token_shape: Shape) -> None:
+        super().__init__()
+        self.config = config
+        self.shapes = [tuple(condition_shape), *config.hidden_shapes, tuple(token_shape)]
+        self.layers = nn.ModuleList(
+            HyperConvLayer(a, b, config.kernel_size) for a, b in zip(self.shapes, self.shapes[1:])
+        )
+
+    def forward(self, condition: torch.Tensor) -> torch.Tensor:
+        if tuple(condition.shape[1:]) != self.shapes[0]:
+            raise ValueError(f"condition has shape {tuple(condition.shape[1:])} per sample, the decoder needs {self.shapes[0]}")
+        x = condition
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    @staticmethod
+    def parameter_count(config: DecoderConfig, condition_shape: Shape, token_shape: Shape) -> int:
+        """Exact count from the shapes alone (the paper's config has over a billion; no need to build it)."""
+        shapes: Sequence[Shape] = [tuple(condition_shape), *config.hidden_shapes, tuple(token_shape)]
+        return sum(layer_parameter_count(a, b, config.kernel_size) for a, b in zip(shapes, shapes[1:]))

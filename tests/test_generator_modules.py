@@ -1,0 +1,82 @@
+import pytest
+import torch
+
+from degaml.generator.decoder import NAMED_DECODERS, DecoderConfig, HyperConvDecoder, HyperConvLayer
+
+
+def test_layer_output_shape():
+    layer = HyperConvLayer((4, 6, 10), (7, 5, 9), kernel_size=3)
+    assert layer(torch.randn(2, 4, 6, 10)).shape == (2, 7, 5, 9)
+
+
+@pytest.mark.parametrize("axis", [1, 2, 3])
+def test_layer_output_depends_on_every_input_axis(axis):
+    torch.manual_seed(0)
+    layer = HyperConvLayer((4, 6, 10), (3, 5, 9), kernel_size=3)
+    with torch.no_grad():
+        layer.bias.normal_()
+    x = torch.randn(1, 4, 6, 10, requires_grad=True)
+    layer(x)[0, 1, 2, 3].backward()
+    # Summing out the other axes leaves how the output reacts to each index along `axis`.
+    influence = x.grad.abs().sum(dim=[d for d in (1, 2, 3) if d != axis])[0]
+    assert (influence > 0).sum() >= 2, f"output depends on a single index of axis {axis}"
+
+
+def test_each_branch_conv_uses_its_axis_as_channels():
+    layer = HyperConvLayer((4, 6, 10), (3, 5, 9), kernel_size=3)
+    assert (layer.branch1_w.in_channels, layer.branch1_w.out_channels) == (10, 9)
+    assert (layer.branch1_h.in_channels, layer.branch1_h.out_channels) == (6, 5)
+    assert (layer.mix.in_channels, layer.mix.out_channels) == (4, 3) and layer.mix.bias is not None
+    assert layer.branch1_w.bias is None and layer.branch2_h.bias is None
+
+
+def test_decoder_maps_condition_to_tokens_and_counts_parameters_exactly():
+    config = DecoderConfig(hidden_shapes=[(6, 8, 12)], kernel_size=3)
+    decoder = HyperConvDecoder(config, condition_shape=(4, 10, 16), token_shape=(20, 6, 18))
+    assert decoder(torch.randn(2, 4, 10, 16)).shape == (2, 20, 6, 18)
+    actual = sum(p.numel() for p in decoder.parameters())
+    assert actual == HyperConvDecoder.parameter_count(config, (4, 10, 16), (20, 6, 18))
+    with pytest.raises(ValueError, match=r"condition has shape \(4, 9, 16\)"):
+        decoder(torch.randn(1, 4, 9, 16))
+
+
+def test_paper_config_is_about_1_1_billion_parameters():
+    count = HyperConvDecoder.parameter_count(NAMED_DECODERS["paper-qwen2.5-0.5b"], (128, 384, 384), (4296, 10, 130))
+    assert 1.05e9 < count < 1.15e9  # DESIGN.md §2.4: "about 1.1 B parameters"
+
+
+def test_even_kernel_refused():
+    with pytest.raises(ValueError, match="odd"):
+        DecoderConfig(kernel_size=4)
+
+
+@pytest.fixture(scope="module")
+def tiny_sentence_transformer(tmp_path_factory):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path = tmp_path_factory.mktemp("tiny_st")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + "which gas do plants absorb the a an answer is".split()
+    (path / "vocab.txt").write_text("\n".join(words))
+    BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(path)
+    transformer = Transformer(str(path))
+    st = SentenceTransformer(modules=[transformer, Pooling(16)])
+    st.save(str(path / "st"))
+    return path / "st"
+
+
+def test_encoder_pads_to_max_tokens_and_caches(tiny_sentence_transformer, tmp_path):
+    from degaml.generator.encoder import PromptEncoder
+
+    encoder = PromptEncoder(str(tiny_sentence_transformer), max_tokens=8, cache_dir=tmp_path)
+    prompts = ["which gas do plants absorb", "the answer is a gas which plants do absorb the a an the"]
+    hidden = encoder.encode(prompts)
+    assert hidden.shape == (2, 8, 16)
+    assert torch.all(hidden[0, 7] == 0) and torch.any(hidden[1, 7] != 0)  # short prompt zero-padded
+    assert len(list(tmp_path.rglob("*.safetensors"))) == 2
+    encoder.model = None  # a cache hit must not touch the model
+    torch.testing.assert_close(encoder.encode(prompts[::-1]), hidden.flip(0))
