@@ -57,7 +57,7 @@ def tiny_sentence_transformer(tmp_path_factory):
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     path = tmp_path_factory.mktemp("tiny_st")
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + "which gas do plants absorb the a an answer is".split()
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + ["which", "gas", "do", "plants", "absorb", "the", "a", "an", "answer", "is"]
     (path / "vocab.txt").write_text("\n".join(words))
     BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
     torch.manual_seed(0)
