@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from .config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, ModelConfig, dump_yaml
+from .config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, LoraSettings, ModelConfig, dump_yaml
 
 
 def evaluate(
@@ -83,6 +83,71 @@ def evaluate(
     print(header, table, f"results: {paths['results']}", sep="\n\n")
 
 
+def collect(
+    tasks: str,
+    out: Path,
+    model: str = "smollm2-135m-instruct",
+    warmup_steps: int = 30,
+    checkpoints: int = 50,
+    batch_size: int = 4,
+    gradient_accumulation: int = 1,
+    lr: float = 1e-4,
+    max_tokens: int = 256,
+    rank: int = 8,
+    alpha: int = 16,
+    seed: int = 0,
+    partition_seed: int = 0,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.3,
+    source: Literal["offline", "hub"] = "offline",
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto",
+    device: str = "auto",
+    progress: bool = True,
+) -> None:
+    """Fine-tune a LoRA per task on its train partition and save the LoRA after every trajectory step.
+
+    A task whose folder has a manifest is skipped; a half-finished one resumes from its last step.
+    Tasks are independent folders, so several processes (or GPUs) can collect disjoint task lists.
+
+    Args:
+        tasks: Comma-separated task names or .json/.jsonl files.
+        out: Trajectories directory (one sub-folder per task).
+        model: Base model (offline default, hub id or local directory).
+        warmup_steps: Optimizer steps before the saved trajectory.
+        checkpoints: Consecutive optimizer steps whose LoRA state is saved (reference: 50).
+        batch_size: Examples per micro-batch.
+        gradient_accumulation: Micro-batches per optimizer step.
+        lr: AdamW learning rate (cosine schedule over all steps).
+        max_tokens: Longest training sequence (left-truncated).
+        rank: LoRA rank.
+        alpha: LoRA alpha.
+        seed: Seed of the LoRA init and batch order.
+        partition_seed: Seed of the train/validation/test partition.
+        validation_fraction: Share of items in the validation partition.
+        test_fraction: Share of items in the test partition.
+        source: `offline` or `hub`.
+        dtype: Base model dtype (LoRA weights stay float32).
+        device: `auto`, `cpu`, `cuda`, ...
+        progress: Show progress bars.
+    """
+    from .generator.generation import geometry_to_dict
+    from .generator.trajectories import CollectConfig, collect_task
+    from .models import LoraGeometry, load_model
+
+    config = CollectConfig(warmup_steps, checkpoints, batch_size, gradient_accumulation, lr, max_tokens, seed)
+    lora = LoraSettings(r=rank, alpha=alpha)
+    data = DataConfig(tasks=tasks.split(","), split="train", limit=None, seed=partition_seed,
+                      validation_fraction=validation_fraction, test_fraction=test_fraction, source=source)
+    from .evaluation.harness import load_partitioned
+
+    lm = load_model(ModelConfig(name=model, dtype=dtype, device=device))
+    geometry = geometry_to_dict(LoraGeometry.from_model(lm.model, lora))
+    for task, (items, part) in load_partitioned(data).items():
+        task_dir = collect_task(lm, task, part.select(items, "train"), out, lora, config,
+                                {**part.summary(), "model": model, "geometry": geometry}, progress)
+        print(f"{task}: {task_dir}")
+
+
 def list_tasks() -> None:
     """List the registered tasks: domain (in / out / extra), preferred metric, and what each stands for."""
     from .data import TASKS
@@ -111,7 +176,7 @@ def prepare_model(model: str = "smollm2-135m-instruct") -> None:
     print(resolve_model(model))
 
 
-COMMANDS = {"evaluate": evaluate, "list-tasks": list_tasks, "list-models": list_models, "prepare-model": prepare_model}
+COMMANDS = {"evaluate": evaluate, "collect": collect, "list-tasks": list_tasks, "list-models": list_models, "prepare-model": prepare_model}
 
 
 def main(argv: list[str] | None = None) -> None:

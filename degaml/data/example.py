@@ -46,3 +46,8 @@ class MultipleChoiceItem:
     @property
     def shares_context(self) -> bool:
         return len(set(self.contexts)) == 1
+
+    @property
+    def prompt(self) -> str:
+        """The unlabelled prompt a model sees (no answer): the shared context, else the question text."""
+        return self.contexts[0] if self.shares_context else self.question

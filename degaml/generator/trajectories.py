@@ -1,0 +1,172 @@
+"""Trajectory collection (DESIGN.md §2.1): fine-tune a LoRA on a task's train partition and keep the
+LoRA state after every optimizer step of the trajectory phase.
+
+One task = one folder:
+
+    <out>/<task>/checkpoints/step_00031.safetensors ...   LoRA state (PEFT keys, float32) after that step
+    <out>/<task>/resume.pt                                 optimizer, scheduler, RNG, step (latest)
+    <out>/<task>/manifest.json                             config, partition, checkpoints, timing; written last
+
+Batches are drawn from a generator seeded by (seed, step), so a resumed run sees exactly the batches
+an uninterrupted one would. The loss is the causal-LM loss on the answer tokens only (the context is
+masked), i.e. supervised fine-tuning on "context + answer".
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from peft import get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from ..config import LoraSettings
+from ..data import MultipleChoiceItem
+from ..evaluation.loglikelihood import encode_request
+from ..io import atomic_write_json, run_metadata
+from ..models import LoadedModel, attach_lora
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class CollectConfig:
+    warmup_steps: int = 30
+    """Optimizer steps before the trajectory phase (not saved)."""
+    checkpoints: int = 50
+    """Consecutive steps whose LoRA state is saved (the reference keeps 50)."""
+    batch_size: int = 4
+    gradient_accumulation: int = 1
+    """Micro-batches per optimizer step (effective batch = batch_size x gradient_accumulation)."""
+    lr: float = 1e-4
+    max_tokens: int = 256
+    seed: int = 0
+
+    @property
+    def total_steps(self) -> int:
+        return self.warmup_steps + self.checkpoints
+
+
+def training_example(lm: LoadedModel, item: MultipleChoiceItem, max_tokens: int) -> tuple[list[int], list[int]]:
+    """(input ids, labels) for the gold answer after its context; -100 masks the context."""
+    request = encode_request(lm, item.contexts[item.gold], item.continuations[item.gold], max_tokens - 1)
+    tokens = list(request.tokens)
+    labels = [-100] * request.context_length + tokens[request.context_length:]
+    return tokens, labels
+
+
+def _collate(examples: Sequence[tuple[list[int], list[int]]], pad: int) -> dict[str, torch.Tensor]:
+    width = max(len(t) for t, _ in examples)
+    ids = torch.full((len(examples), width), pad, dtype=torch.long)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    mask = torch.zeros(len(examples), width, dtype=torch.long)
+    for i, (t, lab) in enumerate(examples):
+        ids[i, :len(t)], labels[i, :len(t)], mask[i, :len(t)] = torch.tensor(t), torch.tensor(lab), 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def checkpoint_paths(task_dir: Path) -> list[Path]:
+    return sorted((task_dir / "checkpoints").glob("step_*.safetensors"))
+
+
+def is_complete(task_dir: Path) -> bool:
+    return (task_dir / MANIFEST).is_file()
+
+
+def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises several types for truncated or corrupt files
+        raise ValueError(f"trajectory checkpoint {path} is missing or corrupt ({e})") from None
+
+
+def collect_task(lm: LoadedModel, task: str, train_items: Sequence[MultipleChoiceItem], out: Path,
+                 lora: LoraSettings, config: CollectConfig, partition_summary: dict, progress: bool = True) -> Path:
+    """Fine-tune one LoRA on `train_items` and save its trajectory under `out/<task>`; resume if half done."""
+    task_dir = out / task
+    if is_complete(task_dir):
+        return task_dir
+    if not train_items:
+        raise ValueError(f"task {task!r}: the train partition is empty")
+    (task_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    examples = [training_example(lm, it, config.max_tokens) for it in train_items]
+
+    torch.manual_seed(config.seed)  # the LoRA init
+    model = attach_lora(lm.model, lora)
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=0, num_training_steps=config.total_steps)
+    start, seconds = 0, 0.0
+    resume_path = task_dir / "resume.pt"
+    if resume_path.is_file():
+        state = torch.load(resume_path, weights_only=False)
+        set_peft_model_state_dict(model, state["lora"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, seconds = state["step"], state["seconds"]
+
+    pad = lm.tokenizer.pad_token_id
+    losses: list[float] = []
+    bar = tqdm(range(start, config.total_steps), desc=f"collect {task}", disable=not progress, initial=start,
+               total=config.total_steps)
+    for step in bar:
+        t0 = time.perf_counter()
+        sampler = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+        optimizer.zero_grad(set_to_none=True)
+        step_loss = 0.0
+        for _ in range(config.gradient_accumulation):
+            picks = torch.randint(len(examples), (config.batch_size,), generator=sampler).tolist()
+            batch = {k: v.to(lm.device) for k, v in _collate([examples[i] for i in picks], pad).items()}
+            loss = model(**batch).loss / config.gradient_accumulation
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"task {task!r}: non-finite loss at step {step + 1}")
+            loss.backward()
+            step_loss += loss.item()
+        optimizer.step()
+        scheduler.step()
+        seconds += time.perf_counter() - t0
+        losses.append(step_loss)
+        bar.set_postfix(loss=f"{step_loss:.3f}")
+        done = step + 1
+        if done > config.warmup_steps:
+            lora_state = {k: v.detach().float().cpu().contiguous()
+                          for k, v in get_peft_model_state_dict(model).items()}
+            path = task_dir / "checkpoints" / f"step_{done:05d}.safetensors"
+            tmp = path.with_name(f".{path.name}.tmp")
+            save_file(lora_state, str(tmp))
+            tmp.replace(path)
+            tmp_state = resume_path.with_name(".resume.pt.tmp")
+            torch.save({"lora": lora_state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "step": done, "seconds": seconds}, tmp_state)
+            tmp_state.replace(resume_path)
+
+    checkpoints = checkpoint_paths(task_dir)
+    if len(checkpoints) != config.checkpoints:
+        raise RuntimeError(f"{task_dir}: expected {config.checkpoints} checkpoints, found {len(checkpoints)}")
+    model.unload()  # remove the LoRA layers; the base model is reused for the next task
+    lm.model.eval()
+    atomic_write_json(task_dir / MANIFEST, {
+        "task": task, "config": asdict(config), "lora": asdict(lora), "partition": partition_summary,
+        "train_items": len(train_items), "checkpoints": [p.name for p in checkpoints],
+        "train_seconds": seconds, "seconds_per_step": seconds / max(config.total_steps, 1),
+        "last_losses": losses[-10:], "meta": run_metadata(config.seed),
+    })
+    resume_path.unlink(missing_ok=True)
+    return task_dir
+
+
+def read_manifest(task_dir: Path) -> dict:
+    path = task_dir / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{task_dir} has no {MANIFEST}: its trajectory is not complete (run `degaml collect`)")
+    manifest = json.loads(path.read_text())
+    for name in manifest["checkpoints"]:
+        if not (task_dir / "checkpoints" / name).is_file():
+            raise FileNotFoundError(f"{task_dir}: checkpoint {name} listed in the manifest is missing")
+    return manifest
