@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -142,10 +143,146 @@ def collect(
 
     lm = load_model(ModelConfig(name=model, dtype=dtype, device=device))
     geometry = geometry_to_dict(LoraGeometry.from_model(lm.model, lora))
-    for task, (items, part) in load_partitioned(data).items():
-        task_dir = collect_task(lm, task, part.select(items, "train"), out, lora, config,
-                                {**part.summary(), "model": model, "geometry": geometry}, progress)
+    for name, (task, (items, part)) in zip(data.tasks, load_partitioned(data).items()):
+        summary = {**part.summary(), "task_source": name, "model": model, "geometry": geometry}
+        task_dir = collect_task(lm, task, part.select(items, "train"), out, lora, config, summary, progress)
         print(f"{task}: {task_dir}")
+
+
+def _task_prompts(task_dir_or_name: str, partition: dict, split: str, source: str) -> list[str]:
+    """Unlabelled prompts of a task's partition (the answers are never read)."""
+    from .data import load_task
+    from .data import partition as make_partition
+
+    items = load_task(task_dir_or_name, source)  # type: ignore[arg-type]
+    part = make_partition(partition["task"], items, partition["seed"], partition["validation_fraction"],
+                          partition["test_fraction"])
+    return [item.prompt for item in part.select(items, split)]
+
+
+def train_generator(
+    trajectories: Path,
+    out: Path,
+    holdout: str = "",
+    decoder: str = "cpu-small",
+    encoder: str = "all-minilm-l6-v2",
+    num_prompts: int = 16,
+    prompt_tokens: int = 64,
+    chunk: int = 128,
+    steps: int = 400,
+    batch_size: int = 4,
+    lr: float = 1e-3,
+    weight_decay: float = 0.1,
+    eval_every: int = 50,
+    seed: int = 0,
+    source: Literal["offline", "hub"] = "offline",
+    progress: bool = True,
+) -> None:
+    """Train the prompt-to-LoRA generator on collected trajectories, leaving the `holdout` tasks out.
+
+    Held-out tasks that have trajectories are used only to log held-out loss and distances. Resumes from
+    `out` if a run was interrupted.
+
+    Args:
+        trajectories: Directory written by `degaml collect`.
+        out: Generator directory.
+        holdout: Comma-separated tasks never trained on.
+        decoder: Named decoder shapes (cpu-tiny, cpu-small, paper-qwen2.5-0.5b).
+        encoder: Prompt encoder (offline short name, local directory or sentence-transformers id).
+        num_prompts: Prompts per condition (reference: 128).
+        prompt_tokens: Encoder tokens per prompt (reference: 384).
+        chunk: Parameter-token width (reference: 128 for 0.5B, 256 for 1.5B).
+        steps: Optimizer steps.
+        batch_size: Samples per step.
+        lr: AdamW learning rate (warm-up 1 step, then cosine).
+        weight_decay: AdamW weight decay.
+        eval_every: Steps between evaluations and checkpoints.
+        seed: Seed of init and sampling.
+        source: Where task prompts are read from.
+        progress: Show progress bars.
+    """
+    from .generator.dataset import load_trajectory
+    from .generator.encoder import PromptEncoder
+    from .generator.generation import geometry_from_dict
+    from .generator.training import GeneratorTrainConfig, encode_tasks
+    from .generator.training import train_generator as run_training
+    from .generator.trajectories import read_manifest
+    from .lora_tokens import TokenLayout
+
+    config = GeneratorTrainConfig(decoder=decoder, encoder=encoder, num_prompts=num_prompts,
+                                  prompt_tokens=prompt_tokens, chunk=chunk, steps=steps, batch_size=batch_size,
+                                  lr=lr, weight_decay=weight_decay, eval_every=eval_every, seed=seed)
+    task_dirs = sorted(p for p in Path(trajectories).iterdir() if p.is_dir())
+    if not task_dirs:
+        raise FileNotFoundError(f"{trajectories} holds no task trajectories (run `degaml collect` first)")
+    manifests = {d: read_manifest(d) for d in task_dirs}
+    geometries = {json.dumps(m["partition"]["geometry"], sort_keys=True) for m in manifests.values()}
+    if len(geometries) != 1:
+        raise ValueError(f"trajectories in {trajectories} come from models or LoRA settings of different geometry")
+    first = next(iter(manifests.values()))
+    geometry = geometry_from_dict(first["partition"]["geometry"])
+    layout = TokenLayout.from_geometry(geometry, chunk)
+    held = {t for t in holdout.split(",") if t}
+    unknown = held - {m["task"] for m in manifests.values()}
+    if unknown:
+        print(f"note: held-out task(s) {sorted(unknown)} have no trajectory; they are simply not trained on")
+    prompt_encoder = PromptEncoder.with_default_cache(encoder, prompt_tokens)
+    train, heldout = [], []
+    for task_dir, manifest in manifests.items():
+        prompts = _task_prompts(manifest["partition"]["task_source"], manifest["partition"], "train", source)
+        (heldout if manifest["task"] in held else train).append(load_trajectory(task_dir, layout, prompts))
+    meta = {"model": first["partition"]["model"], "lora": first["lora"], "geometry": first["partition"]["geometry"],
+            "trajectories": str(trajectories)}
+    run_training(encode_tasks(train, prompt_encoder), encode_tasks(heldout, prompt_encoder), layout, config,
+                 Path(out), meta, progress)
+    print(f"generator: {out}")
+
+
+def generate(
+    generator: Path,
+    prompts: str,
+    out: Path,
+    split: Literal["train", "validation", "test"] = "train",
+    partition_seed: int = 0,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+    source: Literal["offline", "hub"] = "offline",
+    device: str = "cpu",
+) -> None:
+    """Generate a PEFT LoRA adapter for a task from its unlabelled prompts, in one forward pass.
+
+    Args:
+        generator: Directory written by `degaml train-generator`.
+        prompts: A task name, a .json/.jsonl task file (only prompts are read), or a .txt file (one prompt per line).
+        out: Adapter directory to write (adapter_config.json + adapter_model.safetensors).
+        split: Partition whose prompts are used (answers are never read).
+        partition_seed: Seed of the partition.
+        validation_fraction: Share of items in the validation partition.
+        test_fraction: Share of items in the test partition.
+        seed: Seed of the prompt sample.
+        source: Where task prompts are read from.
+        device: Device of the generator.
+    """
+    from transformers import AutoConfig
+
+    from .generator.generation import Generator
+    from .models import LoraGeometry, resolve_model
+
+    gen = Generator(generator, device)
+    if prompts.endswith(".txt"):
+        texts = [line for line in Path(prompts).read_text().splitlines() if line.strip()]
+    else:
+        partition = {"task": Path(prompts).stem if prompts.endswith((".json", ".jsonl")) else prompts,
+                     "seed": partition_seed, "validation_fraction": validation_fraction, "test_fraction": test_fraction}
+        texts = _task_prompts(prompts, partition, split, source)
+    base = gen.config["model"]
+    target = LoraGeometry.from_config(AutoConfig.from_pretrained(resolve_model(base)), gen.lora)
+    info = gen.generate(texts, Path(out), base_model=base, seed=seed, target_geometry=target)
+    note = " (fewer prompts than the generator's N: sampled with replacement)" if info["sampled_with_replacement"] else ""
+    print(f"adapter: {out}\ngenerated in {info['generation_seconds']:.3f} s (prompt encoding "
+          f"{info['encode_seconds']:.3f} s, decoder {info['decode_seconds']:.3f} s) from "
+          f"{info['prompts_used']} of {info['prompts_given']} prompts{note}")
 
 
 def list_tasks() -> None:
@@ -176,7 +313,7 @@ def prepare_model(model: str = "smollm2-135m-instruct") -> None:
     print(resolve_model(model))
 
 
-COMMANDS = {"evaluate": evaluate, "collect": collect, "list-tasks": list_tasks, "list-models": list_models, "prepare-model": prepare_model}
+COMMANDS = {"evaluate": evaluate, "collect": collect, "train-generator": train_generator, "generate": generate, "list-tasks": list_tasks, "list-models": list_models, "prepare-model": prepare_model}
 
 
 def main(argv: list[str] | None = None) -> None:

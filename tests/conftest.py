@@ -48,3 +48,22 @@ def make_tiny(kind: str, tokenizer, seed: int = 0) -> LoadedModel:
 @pytest.fixture(params=["llama", "qwen2"])
 def tiny_lm(request, tokenizer) -> LoadedModel:
     return make_tiny(request.param, tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_sentence_transformer(tmp_path_factory):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path = tmp_path_factory.mktemp("tiny_st")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + ["which", "gas", "do", "plants", "absorb", "the", "a", "an", "answer", "is"]
+    (path / "vocab.txt").write_text("\n".join(words))
+    BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(path)
+    transformer = Transformer(str(path))
+    st = SentenceTransformer(modules=[transformer, Pooling(16)])
+    st.save(str(path / "st"))
+    return path / "st"

@@ -50,25 +50,6 @@ def test_even_kernel_refused():
         DecoderConfig(kernel_size=4)
 
 
-@pytest.fixture(scope="module")
-def tiny_sentence_transformer(tmp_path_factory):
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    path = tmp_path_factory.mktemp("tiny_st")
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + ["which", "gas", "do", "plants", "absorb", "the", "a", "an", "answer", "is"]
-    (path / "vocab.txt").write_text("\n".join(words))
-    BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32)).save_pretrained(path)
-    transformer = Transformer(str(path))
-    st = SentenceTransformer(modules=[transformer, Pooling(16)])
-    st.save(str(path / "st"))
-    return path / "st"
-
-
 def test_encoder_pads_to_max_tokens_and_caches(tiny_sentence_transformer, tmp_path):
     from degaml.generator.encoder import PromptEncoder
 

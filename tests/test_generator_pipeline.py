@@ -1,0 +1,181 @@
+"""collect -> train-generator -> generate -> evaluate, through the CLI, on tiny models and local task files."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from degaml.cli import main
+from tests.conftest import make_tiny
+
+QUESTIONS = {
+    "colors": [(f"What color is item {i}?", ["red", "blue", "green"], i % 3) for i in range(30)],
+    "numbers": [(f"What is {i} plus one?", [str(i + 1), str(i + 5)], 0) for i in range(30)],
+}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, tokenizer, tiny_sentence_transformer):
+    root = tmp_path_factory.mktemp("pipeline")
+    lm = make_tiny("llama", tokenizer)
+    lm.model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    tasks = []
+    for name, rows in QUESTIONS.items():
+        path = root / f"{name}.jsonl"
+        path.write_text("".join(json.dumps({"question": q, "choices": c, "gold": g}) + "\n" for q, c, g in rows))
+        tasks.append(str(path))
+    return {"root": root, "model": str(root / "model"), "tasks": tasks, "encoder": str(tiny_sentence_transformer)}
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEGAML_CACHE", str(tmp_path / "cache"))
+
+
+def _collect(ws, out, *extra):
+    main(["collect", "--tasks", ",".join(ws["tasks"]), "--out", str(out), "--model", ws["model"],
+          "--warmup_steps", "2", "--checkpoints", "3", "--batch_size", "2", "--rank", "2", "--alpha", "4",
+          "--dtype", "float32", "--device", "cpu", "--progress", "false", *extra])
+
+
+def _train(ws, trajectories, out, steps="4"):
+    main(["train-generator", "--trajectories", str(trajectories), "--out", str(out), "--holdout", "numbers",
+          "--decoder", "cpu-tiny", "--encoder", ws["encoder"], "--num_prompts", "4", "--prompt_tokens", "8",
+          "--chunk", "16", "--steps", steps, "--batch_size", "2", "--eval_every", "2", "--progress", "false"])
+
+
+@pytest.fixture(scope="module")
+def trajectories(workspace):
+    out = workspace["root"] / "trajectories"
+    _collect(workspace, out)
+    return out
+
+
+def test_collect_writes_every_trajectory_step(trajectories):
+    for task in ("colors", "numbers"):
+        manifest = json.loads((trajectories / task / "manifest.json").read_text())
+        assert manifest["checkpoints"] == ["step_00003.safetensors", "step_00004.safetensors", "step_00005.safetensors"]
+        assert manifest["partition"]["task_source"].endswith(f"{task}.jsonl")
+        assert not (trajectories / task / "resume.pt").exists()
+        states = [load_file(str(trajectories / task / "checkpoints" / n)) for n in manifest["checkpoints"]]
+        key = next(k for k in states[0] if "lora_B" in k)
+        assert not torch.equal(states[0][key], states[1][key])  # each step is a new state
+
+
+def test_collect_resumes_exactly_after_interruption(workspace, trajectories, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original = torch.optim.AdamW.step
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # during the trajectory phase of the first task
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _collect(workspace, tmp_path / "t")
+    monkeypatch.setattr(torch.optim.AdamW, "step", original)
+    assert not (tmp_path / "t" / "colors" / "manifest.json").exists()
+    _collect(workspace, tmp_path / "t")
+    for name in json.loads((trajectories / "colors" / "manifest.json").read_text())["checkpoints"]:
+        a = load_file(str(trajectories / "colors" / "checkpoints" / name))
+        b = load_file(str(tmp_path / "t" / "colors" / "checkpoints" / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_corrupt_or_missing_checkpoint_is_named(workspace, trajectories, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "traj"
+    shutil.copytree(trajectories, copy)
+    bad = copy / "colors" / "checkpoints" / "step_00004.safetensors"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(SystemExit):
+        _train(workspace, copy, tmp_path / "gen")
+    assert f"trajectory checkpoint {bad} is missing or corrupt" in capsys.readouterr().err
+    bad.unlink()
+    with pytest.raises(SystemExit):
+        _train(workspace, copy, tmp_path / "gen")
+    assert "checkpoint step_00004.safetensors listed in the manifest is missing" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def generator(workspace, trajectories):
+    out = workspace["root"] / "generator"
+    _train(workspace, trajectories, out)
+    return out
+
+
+def test_training_logs_collapse_diagnostics(generator):
+    records = [json.loads(line) for line in (generator / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    config = json.loads((generator / "config.json").read_text())
+    assert config["train_tasks"] == ["colors"] and config["heldout_tasks"] == ["numbers"]
+    for key in ("heldout/numbers/loss", "heldout/numbers/mse_to_training_mean", "train/colors/mse_to_own_mean",
+                "train/colors/generated_norm", "train/colors/target_norm"):
+        assert key in records[-1]
+
+
+def test_training_resumes_exactly(workspace, trajectories, generator, tmp_path, monkeypatch):
+    from degaml.generator import training
+
+    original = training.weighted_masked_mse
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # step 3 (after the checkpoint at step 2; evaluation calls it too)
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "weighted_masked_mse", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _train(workspace, trajectories, tmp_path / "g")
+    monkeypatch.setattr(training, "weighted_masked_mse", original)
+    _train(workspace, trajectories, tmp_path / "g")
+    a, b = load_file(str(generator / "decoder.safetensors")), load_file(str(tmp_path / "g" / "decoder.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "g" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_generated_adapter_loads_in_peft_and_evaluates(workspace, generator, tmp_path, capsys):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    adapter = tmp_path / "adapter"
+    main(["generate", "--generator", str(generator), "--prompts", workspace["tasks"][1], "--out", str(adapter)])
+    out = capsys.readouterr().out
+    assert "sampled with replacement" not in out and "generated in" in out
+    base = AutoModelForCausalLM.from_pretrained(workspace["model"])
+    model = PeftModel.from_pretrained(base, str(adapter))  # PEFT itself, unchanged
+    assert any("lora_A" in n for n, _ in model.named_parameters())
+    main(["evaluate", "--model", workspace["model"], "--adapter", str(adapter), "--tasks", workspace["tasks"][1],
+          "--limit", "3", "--dtype", "float32", "--out", str(tmp_path / "eval"), "--progress", "false"])
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["results"][0]["num_items"] == 3
+
+
+def test_too_few_prompts_are_sampled_with_replacement_and_said(workspace, generator, tmp_path, capsys):
+    prompts = tmp_path / "two.txt"
+    prompts.write_text("What color is the sky?\nWhat color is grass?\n")
+    main(["generate", "--generator", str(generator), "--prompts", str(prompts), "--out", str(tmp_path / "a")])
+    assert "sampled with replacement" in capsys.readouterr().out
+    info = json.loads((tmp_path / "a" / "degaml.json").read_text())
+    assert info["sampled_with_replacement"] and info["prompts_given"] == 2 and info["prompts_used"] == 4
+
+
+def test_generator_refuses_model_of_other_geometry(generator):
+    from transformers import LlamaConfig
+
+    from degaml.config import LoraSettings
+    from degaml.generator.generation import Generator
+    from degaml.models import AdapterMismatchError, LoraGeometry
+
+    other = LoraGeometry.from_config(LlamaConfig(vocab_size=400, hidden_size=48, intermediate_size=64,
+                                                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2),
+                                     LoraSettings(r=2))
+    with pytest.raises(AdapterMismatchError, match="model.layers.0.self_attn.q_proj' is 32->32 at rank 2 in the generator but 48->48"):
+        Generator(generator).generate(["a prompt"], generator.parent / "x", "m", target_geometry=other)
