@@ -131,7 +131,7 @@ def collect(
         device: `auto`, `cpu`, `cuda`, ...
         progress: Show progress bars.
     """
-    from .generator.generation import geometry_to_dict
+    from .evaluation.harness import load_partitioned
     from .generator.trajectories import CollectConfig, collect_task
     from .models import LoraGeometry, load_model
 
@@ -139,22 +139,20 @@ def collect(
     lora = LoraSettings(r=rank, alpha=alpha)
     data = DataConfig(tasks=tasks.split(","), split="train", limit=None, seed=partition_seed,
                       validation_fraction=validation_fraction, test_fraction=test_fraction, source=source)
-    from .evaluation.harness import load_partitioned
-
     lm = load_model(ModelConfig(name=model, dtype=dtype, device=device))
-    geometry = geometry_to_dict(LoraGeometry.from_model(lm.model, lora))
+    geometry = LoraGeometry.from_model(lm.model, lora).to_dict()
     for name, (task, (items, part)) in zip(data.tasks, load_partitioned(data).items()):
         summary = {**part.summary(), "task_source": name, "model": model, "geometry": geometry}
         task_dir = collect_task(lm, task, part.select(items, "train"), out, lora, config, summary, progress)
         print(f"{task}: {task_dir}")
 
 
-def _task_prompts(task_dir_or_name: str, partition: dict, split: str, source: str) -> list[str]:
+def _task_prompts(task_source: str, partition: dict, split: str, source: str) -> list[str]:
     """Unlabelled prompts of a task's partition (the answers are never read)."""
     from .data import load_task
     from .data import partition as make_partition
 
-    items = load_task(task_dir_or_name, source)  # type: ignore[arg-type]
+    items = load_task(task_source, source)  # type: ignore[arg-type]
     part = make_partition(partition["task"], items, partition["seed"], partition["validation_fraction"],
                           partition["test_fraction"])
     return [item.prompt for item in part.select(items, split)]
@@ -203,11 +201,11 @@ def train_generator(
     """
     from .generator.dataset import load_trajectory
     from .generator.encoder import PromptEncoder
-    from .generator.generation import geometry_from_dict
     from .generator.training import GeneratorTrainConfig, encode_tasks
     from .generator.training import train_generator as run_training
     from .generator.trajectories import read_manifest
     from .lora_tokens import TokenLayout
+    from .models import LoraGeometry
 
     config = GeneratorTrainConfig(decoder=decoder, encoder=encoder, num_prompts=num_prompts,
                                   prompt_tokens=prompt_tokens, chunk=chunk, steps=steps, batch_size=batch_size,
@@ -220,7 +218,7 @@ def train_generator(
     if len(geometries) != 1:
         raise ValueError(f"trajectories in {trajectories} come from models or LoRA settings of different geometry")
     first = next(iter(manifests.values()))
-    geometry = geometry_from_dict(first["partition"]["geometry"])
+    geometry = LoraGeometry.from_dict(first["partition"]["geometry"])
     layout = TokenLayout.from_geometry(geometry, chunk)
     held = {t for t in holdout.split(",") if t}
     unknown = held - {m["task"] for m in manifests.values()}
@@ -313,7 +311,15 @@ def prepare_model(model: str = "smollm2-135m-instruct") -> None:
     print(resolve_model(model))
 
 
-COMMANDS = {"evaluate": evaluate, "collect": collect, "train-generator": train_generator, "generate": generate, "list-tasks": list_tasks, "list-models": list_models, "prepare-model": prepare_model}
+COMMANDS = {
+    "evaluate": evaluate,
+    "collect": collect,
+    "train-generator": train_generator,
+    "generate": generate,
+    "list-tasks": list_tasks,
+    "list-models": list_models,
+    "prepare-model": prepare_model,
+}
 
 
 def main(argv: list[str] | None = None) -> None:

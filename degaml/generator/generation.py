@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -14,18 +13,10 @@ from safetensors.torch import load_file, save_file
 from ..config import LoraSettings
 from ..io import atomic_directory, atomic_write_json
 from ..lora_tokens import TokenLayout, detokenize
-from ..models.lora import ADAPTER_WEIGHTS, AdapterMismatchError, LoraGeometry, LoraModuleGeometry, peft_config
+from ..models.lora import ADAPTER_WEIGHTS, AdapterMismatchError, LoraGeometry, peft_config
 from .decoder import DecoderConfig, HyperConvDecoder
 from .encoder import PromptEncoder
 from .trajectories import load_checkpoint, read_manifest
-
-
-def geometry_to_dict(geometry: LoraGeometry) -> dict:
-    return {"rank": geometry.rank, "alpha": geometry.alpha, "modules": [asdict(m) for m in geometry.modules]}
-
-
-def geometry_from_dict(data: dict) -> LoraGeometry:
-    return LoraGeometry(tuple(LoraModuleGeometry(**m) for m in data["modules"]), data["rank"], data["alpha"])
 
 
 def check_same_geometry(expected: LoraGeometry, actual: LoraGeometry, what: str) -> None:
@@ -45,8 +36,8 @@ def check_same_geometry(expected: LoraGeometry, actual: LoraGeometry, what: str)
                                    f"{len(theirs)} in the target model")
 
 
-def write_adapter(state_dict: dict[str, torch.Tensor], geometry: LoraGeometry, lora: LoraSettings,
-                  base_model: str, out: Path, extra: dict | None = None) -> Path:
+def write_adapter(state_dict: dict[str, torch.Tensor], lora: LoraSettings, base_model: str, out: Path,
+                  extra: dict | None = None) -> Path:
     """A PEFT adapter directory from a LoRA state dict (PEFT keys), written atomically."""
     with atomic_directory(out) as tmp:
         config = peft_config(lora)
@@ -82,7 +73,7 @@ class Generator:
         if not config_path.is_file() or not (self.directory / "decoder.safetensors").is_file():
             raise FileNotFoundError(f"{self.directory} is not a trained generator (config.json and decoder.safetensors needed)")
         self.config = json.loads(config_path.read_text())
-        self.geometry = geometry_from_dict(self.config["geometry"])
+        self.geometry = LoraGeometry.from_dict(self.config["geometry"])
         self.lora = LoraSettings(**self.config["lora"])
         self.layout = TokenLayout.from_geometry(self.geometry, self.config["train"]["chunk"])
         shapes = [tuple(s) for s in self.config["decoder_shapes"]]
@@ -117,5 +108,5 @@ class Generator:
         info = {"generator": str(self.directory), "prompts_given": len(prompts), "prompts_used": len(selected),
                 "sampled_with_replacement": with_replacement, "seed": seed,
                 "encode_seconds": t1 - t0, "decode_seconds": t2 - t1, "generation_seconds": t2 - t0}
-        write_adapter(state, self.geometry, self.lora, base_model, out, extra=info)
+        write_adapter(state, self.lora, base_model, out, extra=info)
         return info

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -94,6 +94,13 @@ class LoraGeometry:
         if not modules:
             raise ValueError(f"no linear module named any of {settings.target_modules} in {type(base).__name__}")
         return cls(modules=tuple(modules), rank=settings.r, alpha=settings.alpha)
+
+    def to_dict(self) -> dict:
+        return {"rank": self.rank, "alpha": self.alpha, "modules": [asdict(m) for m in self.modules]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LoraGeometry:
+        return cls(tuple(LoraModuleGeometry(**m) for m in data["modules"]), data["rank"], data["alpha"])
 
     @classmethod
     def from_config(cls, config: PretrainedConfig, settings: LoraSettings) -> LoraGeometry:
