@@ -84,6 +84,11 @@ def evaluate(
     print(header, table, f"results: {paths['results']}", sep="\n\n")
 
 
+def shard(tasks: list[str], index: int, count: int) -> list[str]:
+    """The tasks process `index` of `count` collects: every count-th, so the shards are disjoint and complete."""
+    return tasks[index::count]
+
+
 def collect(
     tasks: str,
     out: Path,
@@ -108,7 +113,8 @@ def collect(
     """Fine-tune a LoRA per task on its train partition and save the LoRA after every trajectory step.
 
     A task whose folder has a manifest is skipped; a half-finished one resumes from its last step.
-    Tasks are independent folders, so several processes (or GPUs) can collect disjoint task lists.
+    Under `accelerate launch --num_processes K -m degaml.cli collect ...` each process (and its GPU)
+    takes every K-th task.
 
     Args:
         tasks: Comma-separated task names or .json/.jsonl files.
@@ -137,8 +143,15 @@ def collect(
 
     config = CollectConfig(warmup_steps, checkpoints, batch_size, gradient_accumulation, lr, max_tokens, seed)
     lora = LoraSettings(r=rank, alpha=alpha)
-    data = DataConfig(tasks=tasks.split(","), split="train", limit=None, seed=partition_seed,
+    from accelerate import PartialState
+
+    process = PartialState()  # a single process unless started by `accelerate launch`
+    mine = shard(tasks.split(","), process.process_index, process.num_processes)
+    if not mine:
+        return
+    data = DataConfig(tasks=mine, split="train", limit=None, seed=partition_seed,
                       validation_fraction=validation_fraction, test_fraction=test_fraction, source=source)
+    device = str(process.device) if device == "auto" and process.num_processes > 1 else device
     lm = load_model(ModelConfig(name=model, dtype=dtype, device=device))
     geometry = LoraGeometry.from_model(lm.model, lora).to_dict()
     for name, (task, (items, part)) in zip(data.tasks, load_partitioned(data).items()):

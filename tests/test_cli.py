@@ -59,3 +59,12 @@ def test_bad_config_value_is_refused(tmp_path, capsys):
         main(["evaluate", "--protocol", "telepathy"])
     assert exit_.value.code != 0
     assert "telepathy" in capsys.readouterr().err
+
+
+def test_collect_shards_are_disjoint_and_complete():
+    from degaml.cli import shard
+
+    tasks = [f"t{i}" for i in range(7)]
+    shards = [shard(tasks, i, 3) for i in range(3)]
+    assert sorted(sum(shards, [])) == sorted(tasks)
+    assert not set(shards[0]) & set(shards[1])

@@ -189,7 +189,8 @@ def _resume(decoder: HyperConvDecoder, optimizer, scheduler, sampler: torch.Gene
 def _summary(record: dict) -> str:
     parts = [f"step {record['step']}", f"train loss {record['train_loss']:.4f}"]
     for key, value in record.items():
-        if key.endswith(("/loss", "/mse_to_own_mean", "/mse_to_training_mean")) and not math.isnan(value):
+        if key.endswith(("/loss", "/mse_to_own_mean", "/mse_to_training_mean", "/generated_norm", "/target_norm")) \
+                and not math.isnan(value):
             parts.append(f"{key} {value:.4f}")
     return " | ".join(parts)
 
