@@ -179,6 +179,7 @@ def train_generator(
     encoder: str = "all-minilm-l6-v2",
     num_prompts: int = 16,
     prompt_tokens: int = 64,
+    max_prompts: int = 512,
     chunk: int = 128,
     steps: int = 400,
     batch_size: int = 4,
@@ -202,6 +203,8 @@ def train_generator(
         encoder: Prompt encoder (offline short name, local directory or sentence-transformers id).
         num_prompts: Prompts per condition (reference: 128).
         prompt_tokens: Encoder tokens per prompt (reference: 384).
+        max_prompts: Prompt pool per task: the first of its train partition in seeded order (each
+            condition samples `num_prompts` of them).
         chunk: Parameter-token width (reference: 128 for 0.5B, 256 for 1.5B).
         steps: Optimizer steps.
         batch_size: Samples per step.
@@ -241,9 +244,10 @@ def train_generator(
     train, heldout = [], []
     for task_dir, manifest in manifests.items():
         prompts = _task_prompts(manifest["partition"]["task_source"], manifest["partition"], "train", source)
+        prompts = prompts[:max_prompts]
         (heldout if manifest["task"] in held else train).append(load_trajectory(task_dir, layout, prompts))
     meta = {"model": first["partition"]["model"], "lora": first["lora"], "geometry": first["partition"]["geometry"],
-            "trajectories": str(trajectories)}
+            "trajectories": str(trajectories), "max_prompts": max_prompts}
     run_training(encode_tasks(train, prompt_encoder), encode_tasks(heldout, prompt_encoder), layout, config,
                  Path(out), meta, progress)
     print(f"generator: {out}")
