@@ -45,6 +45,21 @@ def test_paper_config_is_about_1_1_billion_parameters():
     assert 1.05e9 < count < 1.15e9  # DESIGN.md §2.4: "about 1.1 B parameters"
 
 
+def test_paper_configs_end_in_the_token_shapes_of_their_models():
+    from transformers import Qwen2Config
+
+    from degaml.config import LoraSettings
+    from degaml.lora_tokens import TokenLayout
+    from degaml.models import LoraGeometry
+
+    qwen15 = Qwen2Config(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                         num_key_value_heads=2, vocab_size=151936)
+    layout = TokenLayout.from_geometry(LoraGeometry.from_config(qwen15, LoraSettings(r=16)), chunk=256)
+    decoder = NAMED_DECODERS["paper-qwen2.5-1.5b"]
+    assert decoder.kernel_size == 11 and decoder.hidden_shapes[-1][1:] == (32, 256)
+    assert (layout.num_tokens, *layout.token_shape) == (4508, 18, 258)
+
+
 def test_even_kernel_refused():
     with pytest.raises(ValueError, match="odd"):
         DecoderConfig(kernel_size=4)

@@ -41,6 +41,10 @@ NAMED_DECODERS: dict[str, DecoderConfig] = {
     "paper-qwen2.5-0.5b": DecoderConfig(
         hidden_shapes=[(128, 200, 300), (128, 100, 256), (256, 50, 200), (512, 50, 200), (1024, 25, 200),
                        (1024, 10, 200), (2048, 10, 200)], kernel_size=9),
+    # The reference configuration for Qwen2.5-1.5B at r 16 (public Drag-and-Drop configs): tokens (4508, 18, 258).
+    "paper-qwen2.5-1.5b": DecoderConfig(
+        hidden_shapes=[(64, 500, 300), (256, 500, 300), (512, 125, 300), (1024, 64, 256), (2048, 32, 256)],
+        kernel_size=11),
     # Sized for a 2-core CPU: a few million parameters.
     "cpu-small": DecoderConfig(hidden_shapes=[(32, 32, 128), (128, 16, 130)], kernel_size=3),
     "cpu-tiny": DecoderConfig(hidden_shapes=[(16, 16, 64)], kernel_size=3),
