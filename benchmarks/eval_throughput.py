@@ -17,7 +17,7 @@ import torch
 
 from degaml.config import DataConfig, ModelConfig
 from degaml.evaluation import LoglikelihoodScorer, predict_acc, predict_acc_norm
-from degaml.evaluation.harness import _normalization_texts, load_partitioned
+from degaml.evaluation.harness import load_partitioned, normalization_texts
 from degaml.models import load_model
 
 
@@ -65,7 +65,7 @@ def main() -> None:
         their_scores = harness_scores(harness, selected)
         t2 = time.perf_counter()
         same_acc = sum(predict_acc(a) == predict_acc(b) for a, b in zip(our_scores, their_scores))
-        same_norm = sum(predict_acc_norm(a, _normalization_texts(it)) == predict_acc_norm(b, _normalization_texts(it))
+        same_norm = sum(predict_acc_norm(a, normalization_texts(it)) == predict_acc_norm(b, normalization_texts(it))
                         for a, b, it in zip(our_scores, their_scores, selected))
         delta = max(abs(x - y) for a, b in zip(our_scores, their_scores) for x, y in zip(a, b))
         n = len(selected)

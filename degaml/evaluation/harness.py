@@ -35,7 +35,7 @@ class TaskResult:
         return {**asdict(self), "items_per_second": self.items_per_second}
 
 
-def _normalization_texts(item: MultipleChoiceItem) -> tuple[str, ...]:
+def normalization_texts(item: MultipleChoiceItem) -> tuple[str, ...]:
     """acc_norm divides by the length of the scored answer text: the choice for cloze items; for partial
     scoring (WinoGrande) the shared continuation, so that acc_norm equals acc there."""
     return item.choices if item.shares_context else item.continuations
@@ -51,7 +51,7 @@ def _loglikelihood_result(lm: LoadedModel, task: str, split: str, items: Sequenc
         logprobs = [s.logprob for s in item_scores]
         predictions.append({
             "id": item.id, "gold": item.gold, "logprobs": logprobs,
-            "pred": predict_acc(logprobs), "pred_norm": predict_acc_norm(logprobs, _normalization_texts(item)),
+            "pred": predict_acc(logprobs), "pred_norm": predict_acc_norm(logprobs, normalization_texts(item)),
         })
     acc, acc_se = mean_and_stderr([float(p["pred"] == p["gold"]) for p in predictions])
     norm, norm_se = mean_and_stderr([float(p["pred_norm"] == p["gold"]) for p in predictions])

@@ -31,14 +31,14 @@ class ChoiceScore:
 
 
 @dataclass(frozen=True)
-class _Request:
+class EncodedRequest:
     tokens: tuple[int, ...]
     """Context then continuation, truncated on the left to the model's window + 1."""
     context_length: int
     """Number of context tokens in `tokens`; the rest is the continuation."""
 
 
-def encode_request(lm: LoadedModel, context: str, continuation: str, max_length: int) -> _Request:
+def encode_request(lm: LoadedModel, context: str, continuation: str, max_length: int) -> EncodedRequest:
     if context == "":
         context_ids, continuation_ids = [lm.prefix_token_id], lm.encode(continuation)
     else:
@@ -51,10 +51,10 @@ def encode_request(lm: LoadedModel, context: str, continuation: str, max_length:
     if not continuation_ids:
         raise ValueError(f"continuation {continuation!r} encodes to no tokens after context {context[-40:]!r}")
     tokens = (context_ids + continuation_ids)[-(max_length + 1):]
-    return _Request(tuple(tokens), len(tokens) - len(continuation_ids))
+    return EncodedRequest(tuple(tokens), len(tokens) - len(continuation_ids))
 
 
-def _shared_prefix_length(requests: Sequence[_Request]) -> int:
+def _shared_prefix_length(requests: Sequence[EncodedRequest]) -> int:
     """Tokens run once for all of an item's requests. The last context token of each request stays in its
     own segment, because its output predicts the first continuation token."""
     limit = min(r.context_length for r in requests) - 1
@@ -69,7 +69,7 @@ def _shared_prefix_length(requests: Sequence[_Request]) -> int:
 class _PackedItem:
     """An item's requests as one row: shared prefix (segment 0), then request j's rest (segment j + 1)."""
 
-    requests: tuple[_Request, ...]
+    requests: tuple[EncodedRequest, ...]
     tokens: tuple[int, ...]
     positions: tuple[int, ...]
     segments: tuple[int, ...]
@@ -77,7 +77,7 @@ class _PackedItem:
     """Row position whose output predicts request j's first continuation token."""
 
 
-def _pack(requests: Sequence[_Request]) -> _PackedItem:
+def _pack(requests: Sequence[EncodedRequest]) -> _PackedItem:
     p = _shared_prefix_length(requests)
     tokens, positions, segments = list(requests[0].tokens[:p]), list(range(p)), [0] * p
     first_targets = []
