@@ -1,0 +1,106 @@
+"""LoRA mixing, two precisely named variants.
+
+- `rank_half_mix` (the reference's): split one adapter's lora_A into its two rank halves [A1; A2] and mix
+  them with a weight lambda: A1' = lam A1 + (1 - lam) A2, A2' = lam A2 + (1 - lam) A1; lora_B unchanged.
+  lam = 1 is the identity.
+- LoraHub (Huang et al. 2023): a weighted sum of several adapters' A and of their B,
+  A = sum_k w_k A_k, B = sum_k w_k B_k, the weights searched gradient-free on an objective plus an L1
+  penalty. With one adapter and w = 1 it is the identity. The search starts from w = (1, 0, ..., 0):
+  the first adapter alone (the generated one), so it can only improve on it by the objective's measure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from peft import set_peft_model_state_dict
+from scipy.optimize import minimize
+
+from ..config import LoraSettings
+from ..models import LoadedModel, attach_lora
+from .base import AdaptationResult, BudgetError, LoraState
+from .ttt import prompt_batch
+
+
+def rank_half_mix(state: LoraState, lam: float) -> LoraState:
+    if not 0 <= lam <= 1:
+        raise BudgetError(f"rank-half mixing lambda must be in [0, 1], got {lam}")
+    mixed = {}
+    for key, value in state.items():
+        if ".lora_A." not in key:
+            mixed[key] = value.clone()
+            continue
+        rank = value.shape[0]
+        if rank % 2:
+            raise ValueError(f"{key}: rank-half mixing needs an even rank, got {rank}")
+        first, second = value[: rank // 2], value[rank // 2:]
+        mixed[key] = torch.cat([lam * first + (1 - lam) * second, lam * second + (1 - lam) * first])
+    return mixed
+
+
+def lorahub_combine(states: Sequence[LoraState], weights: Sequence[float]) -> LoraState:
+    if len(states) != len(weights) or not states:
+        raise ValueError(f"need one weight per adapter: {len(states)} adapters, {len(weights)} weights")
+    keys = states[0].keys()
+    for i, s in enumerate(states[1:], start=1):
+        if s.keys() != keys:
+            raise ValueError(f"adapter {i} has other modules than adapter 0")
+    return {k: sum(float(w) * s[k].float() for w, s in zip(weights, states)) for k in keys}
+
+
+@dataclass
+class LoraHubConfig:
+    max_evaluations: int = 40
+    l1: float = 0.05
+    bound: float = 1.5
+    """Each weight is searched in [-bound, bound] (LoraHub's range)."""
+
+    def __post_init__(self) -> None:
+        if self.max_evaluations < 1:
+            raise BudgetError(f"lorahub.max_evaluations must be >= 1, got {self.max_evaluations}")
+
+
+def prompt_loss_objective(lm: LoadedModel, lora: LoraSettings, prompts: Sequence[str], max_tokens: int = 256
+                          ) -> tuple[Callable[[LoraState], float], Callable[[], None]]:
+    """Mean causal-LM loss of `prompts` under an adapter (label-free), and a function that detaches the LoRA."""
+    model = attach_lora(lm.model, lora)
+    model.eval()
+    batch = prompt_batch(lm, list(prompts), max_tokens)
+
+    def objective(state: LoraState) -> float:
+        set_peft_model_state_dict(model, state)
+        with torch.no_grad():
+            return float(model(**batch).loss)
+
+    def close() -> None:
+        model.unload()
+        lm.model.eval()
+
+    return objective, close
+
+
+def lorahub_search(states: Sequence[LoraState], objective: Callable[[LoraState], float], config: LoraHubConfig
+                   ) -> AdaptationResult:
+    """Search mixing weights (Powell, bounded) minimizing objective + l1 * sum |w|."""
+    start = time.perf_counter()
+    trace: list[float] = []
+
+    def penalized(weights: np.ndarray) -> float:
+        value = objective(lorahub_combine(states, weights)) + config.l1 * float(np.abs(weights).sum())
+        trace.append(value)
+        return value if np.isfinite(value) else float("inf")
+
+    x0 = np.zeros(len(states))
+    x0[0] = 1.0
+    bounds = [(-config.bound, config.bound)] * len(states)
+    result = minimize(penalized, x0, method="Powell", bounds=bounds,
+                      options={"maxfev": config.max_evaluations, "xtol": 1e-3})
+    weights = result.x if np.isfinite(result.fun) and result.fun <= penalized(x0) else x0
+    hyper = {**asdict(config), "weights": [float(w) for w in weights]}
+    fell_back = bool(np.array_equal(weights, x0)) and not np.isfinite(result.fun)
+    return AdaptationResult("lorahub", lorahub_combine(states, weights), hyper, time.perf_counter() - start,
+                            fell_back=fell_back, reason="no finite objective" if fell_back else "", trace=trace)

@@ -1,0 +1,73 @@
+"""Test-time training: a few LoRA optimizer steps on the task's unlabelled prompts with the causal-LM
+loss (the prompts' own perplexity); padding is masked and steps are counted as optimizer steps."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+from ..config import LoraSettings
+from ..models import LoadedModel, attach_lora
+from .base import AdaptationResult, BudgetError, LoraState
+
+
+@dataclass
+class TTTConfig:
+    steps: int = 5
+    lr: float = 1e-5
+    batch_size: int = 4
+    max_tokens: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise BudgetError(f"ttt.steps must be >= 0, got {self.steps}")
+        if not 0 < self.lr <= 1:
+            raise BudgetError(f"ttt.lr must be in (0, 1], got {self.lr}")
+        if self.batch_size < 1:
+            raise BudgetError(f"ttt.batch_size must be >= 1, got {self.batch_size}")
+
+
+def prompt_batch(lm: LoadedModel, prompts: Sequence[str], max_tokens: int) -> dict[str, torch.Tensor]:
+    encoded = [lm.encode(p)[-max_tokens:] for p in prompts]
+    width = max(len(e) for e in encoded)
+    ids = torch.full((len(encoded), width), lm.tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, e in enumerate(encoded):
+        ids[i, :len(e)], mask[i, :len(e)] = torch.tensor(e), 1
+    labels = ids.masked_fill(mask == 0, -100)  # no loss on padding
+    return {"input_ids": ids.to(lm.device), "attention_mask": mask.to(lm.device), "labels": labels.to(lm.device)}
+
+
+def apply_ttt(lm: LoadedModel, state: LoraState, lora: LoraSettings, prompts: Sequence[str],
+                    config: TTTConfig) -> AdaptationResult:
+    """Refine `state` on `prompts`. The base model is left as it was found (the LoRA layers are removed)."""
+    if not prompts:
+        raise BudgetError("test-time training needs at least one unlabelled prompt")
+    start = time.perf_counter()
+    model = attach_lora(lm.model, lora)
+    try:
+        set_peft_model_state_dict(model, state)
+        model.train()
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+        sampler = torch.Generator().manual_seed(config.seed)
+        trace: list[float] = []
+        for _ in range(config.steps):
+            picks = torch.randint(len(prompts), (config.batch_size,), generator=sampler).tolist()
+            loss = model(**prompt_batch(lm, [prompts[i] for i in picks], config.max_tokens)).loss
+            if not torch.isfinite(loss):
+                return AdaptationResult("ttt", state, asdict(config), time.perf_counter() - start, fell_back=True,
+                                        reason=f"non-finite loss at step {len(trace) + 1}", trace=trace)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            trace.append(loss.item())
+        adapted = {k: v.detach().float().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
+    finally:
+        model.unload()
+        lm.model.eval()
+    return AdaptationResult("ttt", adapted, asdict(config), time.perf_counter() - start, trace=trace)

@@ -1,0 +1,148 @@
+import pytest
+import torch
+from peft import get_peft_model_state_dict
+
+from degaml.adaptation import (
+    BudgetError,
+    LoraHubConfig,
+    TTTConfig,
+    apply_ttt,
+    lorahub_combine,
+    lorahub_search,
+    rank_half_mix,
+)
+from degaml.adaptation.ttt import prompt_batch
+from degaml.config import LoraSettings
+from degaml.models import attach_lora
+from tests.conftest import make_tiny
+
+LORA = LoraSettings(r=4, alpha=8)
+PROMPTS = ["Question: Which gas do plants absorb?\nAnswer:", "4 * 8 =", "A man is sitting on a roof. He"]
+
+
+def _state(tokenizer, seed=0):
+    lm = make_tiny("llama", tokenizer)
+    model = attach_lora(lm.model, LORA)
+    g = torch.Generator().manual_seed(seed)
+    state = {k: torch.randn(v.shape, generator=g) * 0.1 for k, v in get_peft_model_state_dict(model).items()}
+    model.unload()
+    return lm, state
+
+
+def test_rank_half_mix_identity_swap_and_average(tokenizer):
+    _, state = _state(tokenizer)
+    same = rank_half_mix(state, 1.0)
+    assert all(torch.equal(same[k], state[k]) for k in state)
+    key = next(k for k in state if ".lora_A." in k)
+    a = state[key]
+    swapped = rank_half_mix(state, 0.0)[key]
+    assert torch.equal(swapped, torch.cat([a[2:], a[:2]]))
+    half = rank_half_mix(state, 0.5)[key]
+    torch.testing.assert_close(half[:2], half[2:])
+    b_key = key.replace("lora_A", "lora_B")
+    assert torch.equal(rank_half_mix(state, 0.3)[b_key], state[b_key])
+    with pytest.raises(BudgetError, match=r"lambda must be in \[0, 1\]"):
+        rank_half_mix(state, 1.5)
+
+
+def test_rank_half_mix_refuses_odd_rank():
+    with pytest.raises(ValueError, match="even rank"):
+        rank_half_mix({"m.lora_A.weight": torch.zeros(3, 4)}, 0.5)
+
+
+def test_lorahub_combine_identity_and_hand_computed():
+    s1 = {"m.lora_A.weight": torch.tensor([[1.0, 2.0]]), "m.lora_B.weight": torch.tensor([[3.0]])}
+    s2 = {"m.lora_A.weight": torch.tensor([[5.0, 0.0]]), "m.lora_B.weight": torch.tensor([[-1.0]])}
+    single = lorahub_combine([s1], [1.0])
+    assert all(torch.equal(single[k], s1[k]) for k in s1)
+    mixed = lorahub_combine([s1, s2], [0.5, 2.0])
+    torch.testing.assert_close(mixed["m.lora_A.weight"], torch.tensor([[10.5, 1.0]]))
+    torch.testing.assert_close(mixed["m.lora_B.weight"], torch.tensor([[-0.5]]))
+    with pytest.raises(ValueError, match="one weight per adapter"):
+        lorahub_combine([s1, s2], [1.0])
+
+
+def test_lorahub_search_finds_a_known_optimum():
+    s0 = {"m.lora_A.weight": torch.tensor([[1.0, 0.0]]), "m.lora_B.weight": torch.tensor([[0.0]])}
+    s1 = {"m.lora_A.weight": torch.tensor([[0.0, 1.0]]), "m.lora_B.weight": torch.tensor([[1.0]])}
+    target = lorahub_combine([s0, s1], [0.3, 0.7])
+
+    def objective(state):
+        return float(sum(((state[k] - target[k]) ** 2).sum() for k in state))
+
+    result = lorahub_search([s0, s1], objective, LoraHubConfig(max_evaluations=200, l1=0.0))
+    assert result.hyperparameters["weights"] == pytest.approx([0.3, 0.7], abs=0.02)
+    assert objective(result.state) < objective(s0)
+
+
+def test_lorahub_search_never_returns_worse_than_the_generated_adapter():
+    s0 = {"m.lora_A.weight": torch.tensor([[1.0]]), "m.lora_B.weight": torch.tensor([[1.0]])}
+    s1 = {"m.lora_A.weight": torch.tensor([[9.0]]), "m.lora_B.weight": torch.tensor([[9.0]])}
+
+    def objective(state):
+        return float((state["m.lora_A.weight"] - 1).abs().sum())
+
+    config = LoraHubConfig(max_evaluations=5)
+    result = lorahub_search([s0, s1], objective, config)
+    weights = result.hyperparameters["weights"]
+    start = objective(s0) + config.l1 * 1.0  # w = (1, 0)
+    assert objective(result.state) + config.l1 * sum(abs(w) for w in weights) <= start + 1e-9
+
+
+def test_prompt_batch_masks_padding(tokenizer):
+    lm = make_tiny("llama", tokenizer)
+    batch = prompt_batch(lm, ["a", "Question: Which gas do plants absorb?"], 64)
+    assert ((batch["labels"] == -100) == (batch["attention_mask"] == 0)).all()
+    assert (batch["attention_mask"][0] == 0).any()
+
+
+def test_zero_ttt_steps_change_nothing(tokenizer):
+    lm, state = _state(tokenizer)
+    result = apply_ttt(lm, state, LORA, PROMPTS, TTTConfig(steps=0))
+    assert not result.fell_back and result.trace == []
+    assert all(torch.equal(result.state[k], state[k]) for k in state)
+
+
+def test_ttt_changes_the_adapter_and_restores_the_base_model(tokenizer):
+    lm, state = _state(tokenizer)
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    result = apply_ttt(lm, state, LORA, PROMPTS, TTTConfig(steps=3, lr=1e-2, batch_size=2))
+    assert len(result.trace) == 3
+    assert any(not torch.equal(result.state[k], state[k]) for k in state)
+    after = lm.model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert not any("lora" in name for name, _ in lm.model.named_modules())
+
+
+def test_non_finite_loss_falls_back_to_the_unadapted_adapter(tokenizer):
+    lm, state = _state(tokenizer)
+    poisoned = {k: torch.full_like(v, float("nan")) for k, v in state.items()}
+    result = apply_ttt(lm, poisoned, LORA, PROMPTS, TTTConfig(steps=2))
+    assert result.fell_back and "non-finite loss at step 1" in result.reason
+    assert result.state is poisoned
+
+
+def test_budget_and_range_errors():
+    with pytest.raises(BudgetError, match="ttt.steps"):
+        TTTConfig(steps=-1)
+    with pytest.raises(BudgetError, match="ttt.lr"):
+        TTTConfig(lr=5.0)
+    with pytest.raises(BudgetError, match="max_evaluations"):
+        LoraHubConfig(max_evaluations=0)
+
+
+def test_adaptation_never_touches_the_generator(tokenizer):
+    from degaml.generator.decoder import DecoderConfig, HyperConvDecoder
+    from degaml.lora_tokens import TokenLayout, detokenize
+    from degaml.models import LoraGeometry
+
+    lm = make_tiny("llama", tokenizer)
+    layout = TokenLayout.from_geometry(LoraGeometry.from_model(lm.model, LORA), chunk=16)
+    decoder = HyperConvDecoder(DecoderConfig(hidden_shapes=[(4, 8, 16)]), (2, 8, 16),
+                               (layout.num_tokens, *layout.token_shape))
+    snapshot = {k: v.clone() for k, v in decoder.state_dict().items()}
+    with torch.no_grad():
+        state = detokenize(decoder(torch.randn(1, 2, 8, 16))[0] * 0.01, layout)
+    apply_ttt(lm, state, LORA, PROMPTS, TTTConfig(steps=2, lr=1e-2, batch_size=2))
+    assert all(torch.equal(snapshot[k], v) for k, v in decoder.state_dict().items())
+    assert all(p.grad is None for p in decoder.parameters())
