@@ -6,10 +6,16 @@ and returns the adapted result; none of them touches the generator.
 
 from .base import AdaptationResult, BudgetError
 from .mixing import LoraHubConfig, lorahub_combine, lorahub_search, rank_half_mix
+from .policy import Action, LinearPolicy, PolicyConfig, default_actions, train_policy
 from .ttt import TTTConfig, apply_ttt
 
 __all__ = [
+    "Action",
     "AdaptationResult",
+    "LinearPolicy",
+    "PolicyConfig",
+    "default_actions",
+    "train_policy",
     "BudgetError",
     "LoraHubConfig",
     "TTTConfig",

@@ -1,0 +1,193 @@
+"""The adaptation policy (DESIGN.md §2.8): picks, per task, a family and its hyper-parameters.
+
+State: a feature vector known at test time without labels (task embedding, statistics of the generated
+adapter, the base model's confidence and entropy on the task's prompts); each action also carries its
+cost. Policy: a linear softmax over the discrete actions, trained on (state, action, reward) triples
+where the reward is measured on *validation* partitions. Two trainers:
+
+- `reinforce`: policy gradient with a running-mean baseline and an entropy bonus;
+- `rest_em`: the reference's ReST^EM: keep the actions whose reward reached the threshold, fit them
+  by maximum likelihood, repeat.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ..io import atomic_write_json
+
+FAMILIES = ("none", "ttt", "tts", "mixing", "latent")
+
+
+@dataclass(frozen=True)
+class Action:
+    family: str
+    params: tuple[tuple[str, Any], ...] = ()
+    cost: float = 0.0
+    """Relative compute cost (e.g. optimizer steps or forward passes), used by the optional cost penalty."""
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown family {self.family!r}; valid: {', '.join(FAMILIES)}")
+
+    @property
+    def label(self) -> str:
+        return self.family + "".join(f" {k}={v}" for k, v in self.params)
+
+
+def default_actions() -> list[Action]:
+    """The discretized action space: each family with a small grid of its hyper-parameters."""
+    actions = [Action("none")]
+    actions += [Action("ttt", (("steps", s), ("lr", lr)), cost=s) for s in (1, 5) for lr in (1e-5, 1e-4)]
+    actions += [Action("tts", (("k", k), ("combine", c)), cost=k) for k in (3, 5) for c in ("vote", "confidence")]
+    actions += [Action("mixing", (("variant", "rank_half"), ("lam", lam)), cost=0.1) for lam in (0.5, 0.75)]
+    actions += [Action("mixing", (("variant", "lorahub"),), cost=4.0)]
+    actions += [Action("latent", (("steps", 5), ("lr", 0.1), ("scope", sc)), cost=5) for sc in ("task", "sample")]
+    return actions
+
+
+@dataclass
+class PolicyConfig:
+    method: Literal["reinforce", "rest_em"] = "reinforce"
+    epochs: int = 200
+    lr: float = 0.05
+    entropy_bonus: float = 0.01
+    cost_penalty: float = 0.0
+    """Subtracted from the reward per unit of action cost."""
+    rest_threshold: float = 0.0
+    """ReST^EM keeps samples whose reward is at least this (reference: accuracy >= the generated adapter's)."""
+    samples_per_state: int = 4
+    seed: int = 0
+
+
+class LinearPolicy(nn.Module):
+    def __init__(self, state_dim: int, actions: Sequence[Action]) -> None:
+        super().__init__()
+        self.actions = list(actions)
+        self.linear = nn.Linear(state_dim, len(self.actions))
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)  # start uniform over actions
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(self.linear(states), dim=-1)
+
+    def scores(self, state: torch.Tensor) -> dict[str, float]:
+        """Probability of every action for one state: what `degaml adapt` prints as its reasons."""
+        with torch.no_grad():
+            probs = self(state[None])[0].exp()
+        return {a.label: float(p) for a, p in zip(self.actions, probs)}
+
+    def choose(self, state: torch.Tensor) -> Action:
+        with torch.no_grad():
+            return self.actions[int(self(state[None])[0].argmax())]
+
+
+RewardFn = Callable[[int, Action], float]
+"""(state index, action) -> reward, e.g. validation accuracy gain over the generated adapter."""
+
+
+def train_policy(states: torch.Tensor, reward: RewardFn, actions: Sequence[Action], config: PolicyConfig
+                 ) -> tuple[LinearPolicy, list[float]]:
+    """Train on `states` (n, d). Returns the policy and the mean sampled reward per epoch."""
+    torch.manual_seed(config.seed)
+    policy = LinearPolicy(states.shape[1], actions)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
+    sampler = torch.Generator().manual_seed(config.seed)
+    cache: dict[tuple[int, int], float] = {}  # rewards are measured runs: never measure one twice
+
+    def shaped(i: int, a: int) -> float:
+        if (i, a) not in cache:
+            cache[(i, a)] = reward(i, policy.actions[a])
+        return cache[(i, a)] - config.cost_penalty * policy.actions[a].cost
+
+    baseline, history = 0.0, []
+    for _ in range(config.epochs):
+        log_probs = policy(states)
+        picks = torch.multinomial(log_probs.exp().detach(), config.samples_per_state, replacement=True,
+                                  generator=sampler)
+        rewards = torch.tensor([[shaped(i, int(a)) for a in row] for i, row in enumerate(picks)])
+        chosen = log_probs.gather(1, picks)
+        if config.method == "reinforce":
+            loss = -((rewards - baseline) * chosen).mean()
+            loss = loss - config.entropy_bonus * -(log_probs.exp() * log_probs).sum(-1).mean()
+            baseline = 0.9 * baseline + 0.1 * float(rewards.mean())
+        else:
+            keep = rewards >= config.rest_threshold
+            if not keep.any():
+                history.append(float(rewards.mean()))
+                continue
+            loss = -chosen[keep].mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.append(float(rewards.mean()))
+    return policy, history
+
+
+def expected_reward(policy: LinearPolicy, states: torch.Tensor, reward: RewardFn) -> float:
+    """Mean over states of the policy's expected reward (exact: sums over all actions)."""
+    with torch.no_grad():
+        probs = policy(states).exp()
+    return float(sum(probs[i, a] * reward(i, act) for i in range(len(states)) for a, act in enumerate(policy.actions))
+                 / len(states))
+
+
+def save_policy(policy: LinearPolicy, config: PolicyConfig, out: Path, extra: dict | None = None) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".policy.pt.tmp"
+    torch.save(policy.state_dict(), tmp)
+    tmp.replace(out / "policy.pt")
+    atomic_write_json(out / "policy.json", {
+        "config": asdict(config), "state_dim": policy.linear.in_features,
+        "actions": [{"family": a.family, "params": [list(p) for p in a.params], "cost": a.cost} for a in policy.actions],
+        **(extra or {}),
+    })
+    return out
+
+
+def load_policy(out: Path) -> LinearPolicy:
+    meta = json.loads((out / "policy.json").read_text())
+    actions = [Action(a["family"], tuple((k, v) for k, v in a["params"]), a["cost"]) for a in meta["actions"]]
+    policy = LinearPolicy(meta["state_dim"], actions)
+    policy.load_state_dict(torch.load(out / "policy.pt", weights_only=True))
+    return policy
+
+
+@dataclass
+class StateFeatures:
+    """The label-free state of one task, concatenated into the policy's input vector."""
+
+    task_embedding: torch.Tensor
+    """Mean sentence embedding of the task's prompts."""
+    adapter_stats: torch.Tensor
+    """Norms of the generated adapter: mean and std of per-module ||B A|| proxies (||A||, ||B||)."""
+    confidence: float
+    """Base model's mean max-probability of the next token over the prompts."""
+    entropy: float
+    """Base model's mean next-token entropy over the prompts."""
+    extra: list[float] = field(default_factory=list)
+
+    def vector(self) -> torch.Tensor:
+        return torch.cat([self.task_embedding.float(), self.adapter_stats.float(),
+                          torch.tensor([self.confidence, self.entropy, *self.extra])])
+
+
+def adapter_statistics(state: dict[str, torch.Tensor]) -> torch.Tensor:
+    a = torch.stack([v.float().norm() for k, v in state.items() if ".lora_A." in k])
+    b = torch.stack([v.float().norm() for k, v in state.items() if ".lora_B." in k])
+    return torch.stack([a.mean(), a.std(unbiased=False), b.mean(), b.std(unbiased=False)])
+
+
+def confidence_and_entropy(logits: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
+    """Mean max-probability and entropy of next-token distributions over the unpadded positions."""
+    probs = torch.softmax(logits.float(), -1)
+    entropy = -(probs * torch.log(probs.clamp(min=1e-12))).sum(-1)
+    weight = mask.float()
+    return float((probs.max(-1).values * weight).sum() / weight.sum()), float((entropy * weight).sum() / weight.sum())

@@ -1,0 +1,96 @@
+import math
+
+import pytest
+import torch
+
+from degaml.adaptation.policy import (
+    Action,
+    PolicyConfig,
+    adapter_statistics,
+    confidence_and_entropy,
+    default_actions,
+    expected_reward,
+    load_policy,
+    save_policy,
+    train_policy,
+)
+
+ACTIONS = [Action("none"), Action("ttt", (("steps", 5),), cost=5), Action("latent", (("steps", 5),), cost=5)]
+
+
+def _bandit(n=40, seed=0):
+    """States in 2-D; TTT pays off when the first feature is positive, latent when negative, none never."""
+    g = torch.Generator().manual_seed(seed)
+    states = torch.randn(n, 2, generator=g)
+
+    def reward(i: int, action: Action) -> float:
+        good = "ttt" if states[i, 0] > 0 else "latent"
+        return 1.0 if action.family == good else 0.0
+
+    return states, reward
+
+
+def _untrained_expected_reward(states, reward):
+    from degaml.adaptation.policy import LinearPolicy
+
+    return expected_reward(LinearPolicy(2, ACTIONS), states, reward)
+
+
+@pytest.mark.parametrize("method", ["reinforce", "rest_em"])
+def test_training_increases_expected_reward_on_a_contextual_bandit(method):
+    states, reward = _bandit()
+    before = _untrained_expected_reward(states, reward)
+    assert before == pytest.approx(1 / 3)
+    policy, history = train_policy(states, reward, ACTIONS, PolicyConfig(method=method, epochs=150, lr=0.1,
+                                                                         rest_threshold=1.0))
+    after = expected_reward(policy, states, reward)
+    assert after > 0.8 > before
+    test_states, test_reward = _bandit(seed=1)  # generalizes to unseen states of the same rule
+    assert expected_reward(policy, test_states, test_reward) > 0.7
+
+
+def test_cost_penalty_prefers_the_cheaper_of_equal_actions():
+    states = torch.ones(8, 1)
+    cheap, dear = Action("mixing", cost=0.1), Action("tts", cost=5.0)
+
+    def reward(i, action):
+        return 1.0
+
+    policy, _ = train_policy(states, reward, [cheap, dear], PolicyConfig(epochs=100, lr=0.1, cost_penalty=0.1))
+    assert policy.choose(states[0]) == cheap
+
+
+def test_save_load_round_trip(tmp_path):
+    states, reward = _bandit()
+    policy, _ = train_policy(states, reward, ACTIONS, PolicyConfig(epochs=20))
+    loaded = load_policy(save_policy(policy, PolicyConfig(), tmp_path / "policy"))
+    assert loaded.actions == policy.actions
+    assert loaded.scores(states[0]) == pytest.approx(policy.scores(states[0]))
+
+
+def test_unknown_family_lists_valid_ones():
+    with pytest.raises(ValueError, match="unknown family 'magic'; valid: none, ttt, tts, mixing, latent"):
+        Action("magic")
+
+
+def test_default_action_space_covers_every_family():
+    assert {a.family for a in default_actions()} == {"none", "ttt", "tts", "mixing", "latent"}
+    assert len({a.label for a in default_actions()}) == len(default_actions())
+
+
+def test_confidence_and_entropy_hand_computed():
+    uniform = torch.zeros(1, 2, 4)
+    peaked = torch.tensor([[[10.0, 0.0, 0.0, 0.0]]])
+    conf, ent = confidence_and_entropy(uniform, torch.ones(1, 2))
+    assert conf == pytest.approx(0.25) and ent == pytest.approx(math.log(4))
+    conf, ent = confidence_and_entropy(peaked, torch.ones(1, 1))
+    p = math.exp(10) / (math.exp(10) + 3)
+    assert conf == pytest.approx(p, rel=1e-5)
+    mask = torch.tensor([[1, 0]])
+    assert confidence_and_entropy(torch.cat([peaked, uniform[:, :1]], 1), mask)[0] == pytest.approx(p, rel=1e-5)
+
+
+def test_adapter_statistics():
+    state = {"m.lora_A.weight": torch.ones(2, 2), "m.lora_B.weight": torch.zeros(2, 2),
+             "n.lora_A.weight": 3 * torch.ones(2, 2), "n.lora_B.weight": torch.zeros(2, 2)}
+    torch.testing.assert_close(adapter_statistics(state), torch.tensor([4.0, 2.0, 0.0, 0.0]))
