@@ -5,22 +5,28 @@ and returns the adapted result; none of them touches the generator.
 """
 
 from .base import AdaptationResult, BudgetError
+from .latent import SlotConfig, latent_delta, optimize_delta
 from .mixing import LoraHubConfig, lorahub_combine, lorahub_search, rank_half_mix
 from .policy import Action, LinearPolicy, PolicyConfig, default_actions, train_policy
 from .ttt import TTTConfig, apply_ttt
+from .tts import combine as combine_tts
 
 __all__ = [
     "Action",
     "AdaptationResult",
     "LinearPolicy",
     "PolicyConfig",
+    "SlotConfig",
     "default_actions",
     "train_policy",
     "BudgetError",
     "LoraHubConfig",
     "TTTConfig",
     "lorahub_combine",
+    "latent_delta",
     "lorahub_search",
+    "optimize_delta",
     "rank_half_mix",
     "apply_ttt",
+    "combine_tts",
 ]

@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from degaml.adaptation.base import BudgetError
+from degaml.adaptation.latent import SlotConfig, latent_delta, optimize_delta
+from degaml.adaptation.tts import combine
+from degaml.data import MultipleChoiceItem
+from degaml.evaluation import LoglikelihoodScorer
+from tests.conftest import make_tiny
+
+PROMPTS = ["Question: Which gas do plants absorb?\nAnswer:", "4 * 8 =", "A man is sitting on a roof. He"]
+ITEM = MultipleChoiceItem.cloze("x", "q", "Question: Which gas?\nAnswer:", ["carbon dioxide", "oxygen"], 0)
+
+
+def test_zero_latent_steps_change_nothing(tokenizer):
+    lm = make_tiny("llama", tokenizer)
+    delta, trace, _ = optimize_delta(lm, PROMPTS, SlotConfig(steps=0))
+    assert trace == [] and torch.count_nonzero(delta) == 0
+    plain = LoglikelihoodScorer(lm).score([ITEM], progress=False)[0]
+    with latent_delta(lm, delta):
+        hooked = LoglikelihoodScorer(lm).score([ITEM], progress=False)[0]
+    assert [s.logprob for s in plain] == [s.logprob for s in hooked]
+
+
+def test_latent_steps_lower_the_prompt_loss_and_leave_weights_untouched(tokenizer):
+    lm = make_tiny("llama", tokenizer)
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    delta, trace, _ = optimize_delta(lm, PROMPTS, SlotConfig(steps=5, lr=0.1))
+    assert len(trace) == 5 and trace[-1] < trace[0]
+    assert all(torch.equal(before[k], v) for k, v in lm.model.state_dict().items())
+    assert all(p.grad is None for p in lm.model.parameters())
+    assert all(p.requires_grad for p in lm.model.parameters())  # restored
+    with latent_delta(lm, delta):
+        shifted = LoglikelihoodScorer(lm).score([ITEM], progress=False)[0]
+    plain = LoglikelihoodScorer(lm).score([ITEM], progress=False)[0]  # the hook is gone again
+    assert [s.logprob for s in shifted] != [s.logprob for s in plain]
+
+
+def test_latent_budget_errors():
+    with pytest.raises(BudgetError, match="latent.steps"):
+        SlotConfig(steps=-2)
+
+
+def test_tts_vote_and_confidence_hand_computed():
+    scores = [[0.0, -1.0, -2.0],   # votes 0, fairly sure
+              [-1.0, 0.0, -2.0],   # votes 1
+              [-1.5, -0.5, -3.0],  # votes 1
+              [-9.0, -9.0, 0.0]]   # votes 2, very sure
+    assert combine(scores, "vote") == 1
+    assert combine(scores, "confidence") == 2
+
+
+def test_tts_vote_tie_goes_to_probability_mass_then_lowest_index():
+    assert combine([[0.0, -5.0], [-0.1, 0.0]], "vote") == 0  # 1 vote each; choice 0 holds more mass
+    assert combine([[0.0, -1.0], [-1.0, 0.0]], "vote") == 0  # exact tie: lowest index
+
+
+def test_tts_single_adapter_is_plain_argmax():
+    assert combine([[-3.0, -1.0, -2.0]], "vote") == 1 == combine([[-3.0, -1.0, -2.0]], "confidence")
+
+
+def test_tts_bad_input():
+    with pytest.raises(ValueError, match="valid: vote, confidence"):
+        combine([[0.0, 1.0]], "median")
+    with pytest.raises(ValueError, match="K x choices"):
+        combine([[0.0]], "vote")
