@@ -8,8 +8,8 @@ from .base import AdaptationResult, BudgetError
 from .latent import SlotConfig, latent_delta, optimize_delta
 from .mixing import LoraHubConfig, lorahub_combine, lorahub_search, rank_half_mix
 from .policy import Action, LinearPolicy, PolicyConfig, default_actions, train_policy
-from .ttt import TTTConfig, apply_ttt
 from .tts import combine as combine_tts
+from .ttt import TTTConfig, apply_ttt
 
 __all__ = [
     "Action",
