@@ -53,6 +53,11 @@ def evaluate(
         out: Output directory; default runs/evaluate/<time>.
         progress: Show progress bars.
     """
+    from contextlib import nullcontext
+
+    from safetensors.torch import load_file
+
+    from .adaptation.latent import LATENT_FILE, latent_delta
     from .evaluation import evaluate_tasks, format_table
     from .evaluation.harness import result_paths
     from .io import atomic_write_json, atomic_write_text, run_metadata
@@ -66,9 +71,13 @@ def evaluate(
     out = out or Path("runs") / "evaluate" / datetime.now().strftime("%Y%m%d-%H%M%S")
 
     lm = load_model(model_cfg)
+    latent = nullcontext()
     if adapter is not None:
         lm.model = load_adapter(lm.model, adapter).eval()
-    results, partitions = evaluate_tasks(lm, data_cfg, eval_cfg, progress=progress)
+        if (adapter / LATENT_FILE).is_file():  # a latent-space (SLOT) adaptation result
+            latent = latent_delta(lm, load_file(str(adapter / LATENT_FILE))["delta"].to(lm.device))
+    with latent:
+        results, partitions = evaluate_tasks(lm, data_cfg, eval_cfg, progress=progress)
     table = format_table(results)
     paths = result_paths(out)
     atomic_write_text(paths["config"], dump_yaml(config))
@@ -300,6 +309,91 @@ def generate(
           f"{info['prompts_used']} of {info['prompts_given']} prompts{note}")
 
 
+def adapt(
+    generator: Path,
+    task: str,
+    out: Path,
+    family: Literal["none", "ttt", "mixing", "latent"] = "none",
+    steps: int = 5,
+    lr: float | None = None,
+    lam: float = 0.5,
+    adaptation_prompts: int = 32,
+    prompt_split: Literal["train", "validation", "test"] = "train",
+    partition_seed: int = 0,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+    source: Literal["offline", "hub"] = "offline",
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32",
+    device: str = "auto",
+) -> None:
+    """Generate a task's adapter from its unlabelled prompts, then refine it with one adaptation family.
+
+    The generator is only run forward; adaptation never updates it. Writes a PEFT adapter directory
+    (plus latent_delta.safetensors for the latent family) that `degaml evaluate --adapter` scores.
+
+    Args:
+        generator: Directory written by `degaml train-generator`.
+        task: Task name or .json/.jsonl file (only its prompts are read, never its answers).
+        out: Output directory.
+        family: none (the generated adapter), ttt (test-time training), mixing (rank-half, with `lam`),
+            latent (SLOT, one delta shared by the task).
+        steps: Optimizer steps for ttt and latent.
+        lr: Learning rate (default: 1e-5 for ttt, 0.1 for latent).
+        lam: Rank-half mixing weight in [0, 1]; 1 is the identity.
+        adaptation_prompts: Unlabelled prompts used by ttt / latent (the first of the partition's seeded order).
+        prompt_split: Partition whose prompts are used.
+        partition_seed: Seed of the partition.
+        validation_fraction: Share of items in the validation partition.
+        test_fraction: Share of items in the test partition.
+        seed: Seed of the prompt sample and of TTT's batches.
+        source: Where task prompts are read from.
+        dtype: Base model dtype for ttt / latent.
+        device: `auto`, `cpu`, `cuda`, ...
+    """
+    import time
+
+    from peft import set_peft_model_state_dict
+    from transformers import AutoConfig
+
+    from .adaptation import SlotConfig, TTTConfig, apply_ttt, optimize_delta, rank_half_mix
+    from .adaptation.latent import LATENT_FILE
+    from .generator.generation import Generator, write_adapter
+    from .models import LoraGeometry, attach_lora, load_model, resolve_model
+
+    gen = Generator(generator)
+    name = Path(task).stem if task.endswith((".json", ".jsonl")) else task
+    prompts = _task_prompts(task, {"task": name, "seed": partition_seed, "validation_fraction": validation_fraction,
+                                   "test_fraction": test_fraction}, prompt_split, source)
+    base = gen.config["model"]
+    target = LoraGeometry.from_config(AutoConfig.from_pretrained(resolve_model(base)), gen.lora)
+    state, info = gen.generate_state(prompts, seed, target)
+    tensors: dict = {}
+    start = time.perf_counter()
+    if family == "ttt":
+        lm = load_model(ModelConfig(name=base, dtype=dtype, device=device))
+        result = apply_ttt(lm, state, gen.lora, prompts[:adaptation_prompts],
+                           TTTConfig(steps=steps, lr=lr or 1e-5, seed=seed))
+        state, hyper = result.state, {**result.hyperparameters, "fell_back": result.fell_back, "reason": result.reason,
+                                      "loss_trace": result.trace}
+    elif family == "mixing":
+        state, hyper = rank_half_mix(state, lam), {"variant": "rank_half", "lam": lam}
+    elif family == "latent":
+        lm = load_model(ModelConfig(name=base, dtype=dtype, device=device))
+        lm.model = attach_lora(lm.model, gen.lora)  # the delta is fitted on top of the generated adapter
+        set_peft_model_state_dict(lm.model, state)
+        config = SlotConfig(steps=steps, lr=lr or 0.1)
+        delta, trace, _ = optimize_delta(lm, prompts[:adaptation_prompts], config)
+        tensors[LATENT_FILE] = {"delta": delta.float().cpu()}
+        hyper = {"steps": steps, "lr": config.lr, "scope": "task", "loss_trace": trace}
+    else:
+        hyper = {}
+    info.update(family=family, hyperparameters=hyper, adaptation_seconds=time.perf_counter() - start)
+    write_adapter(state, gen.lora, base, out, extra=info, tensors=tensors)
+    print(f"{family}: {out} (generation {info['generation_seconds']:.2f} s, adaptation "
+          f"{info['adaptation_seconds']:.2f} s)")
+
+
 def list_tasks() -> None:
     """List the registered tasks: domain (in / out / extra), preferred metric, and what each stands for."""
     from .data import TASKS
@@ -333,6 +427,7 @@ COMMANDS = {
     "collect": collect,
     "train-generator": train_generator,
     "generate": generate,
+    "adapt": adapt,
     "list-tasks": list_tasks,
     "list-models": list_models,
     "prepare-model": prepare_model,

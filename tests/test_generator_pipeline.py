@@ -179,3 +179,29 @@ def test_generator_refuses_model_of_other_geometry(generator):
                                      LoraSettings(r=2))
     with pytest.raises(AdapterMismatchError, match="model.layers.0.self_attn.q_proj' is 32->32 at rank 2 in the generator but 48->48"):
         Generator(generator).generate(["a prompt"], generator.parent / "x", "m", target_geometry=other)
+
+
+@pytest.mark.parametrize("family, extra", [("none", []), ("ttt", ["--steps", "2", "--lr", "1e-2"]),
+                                           ("mixing", ["--lam", "0.5"]), ("latent", ["--steps", "2"])])
+def test_adapt_writes_what_evaluate_scores(workspace, generator, tmp_path, family, extra):
+    from safetensors.torch import load_file as load
+
+    out = tmp_path / family
+    main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][1], "--out", str(out),
+          "--family", family, "--device", "cpu", *extra])
+    info = json.loads((out / "degaml.json").read_text())
+    assert info["family"] == family
+    generated = tmp_path / "generated"
+    main(["generate", "--generator", str(generator), "--prompts", workspace["tasks"][1], "--out", str(generated)])
+    a, b = load(str(out / "adapter_model.safetensors")), load(str(generated / "adapter_model.safetensors"))
+    changed = any(not torch.equal(a[k], b[k]) for k in a)
+    assert changed == (family in ("ttt", "mixing"))  # latent keeps the adapter and adds a delta
+    assert (out / "latent_delta.safetensors").exists() == (family == "latent")
+    main(["evaluate", "--model", workspace["model"], "--adapter", str(out), "--tasks", workspace["tasks"][1],
+          "--limit", "4", "--dtype", "float32", "--out", str(tmp_path / "eval"), "--progress", "false"])
+    scores = json.loads((tmp_path / "eval" / "results.json").read_text())["results"][0]["predictions"]
+    main(["evaluate", "--model", workspace["model"], "--adapter", str(generated), "--tasks", workspace["tasks"][1],
+          "--limit", "4", "--dtype", "float32", "--out", str(tmp_path / "eval0"), "--progress", "false"])
+    plain = json.loads((tmp_path / "eval0" / "results.json").read_text())["results"][0]["predictions"]
+    same = all(p["logprobs"] == q["logprobs"] for p, q in zip(scores, plain))
+    assert same == (family == "none")

@@ -18,6 +18,9 @@ from ..models import LoadedModel
 from .base import BudgetError
 from .ttt import prompt_batch
 
+LATENT_FILE = "latent_delta.safetensors"
+"""Saved beside an adapter; `degaml evaluate --adapter` applies it."""
+
 
 @dataclass
 class SlotConfig:

@@ -37,8 +37,9 @@ def check_same_geometry(expected: LoraGeometry, actual: LoraGeometry, what: str)
 
 
 def write_adapter(state_dict: dict[str, torch.Tensor], lora: LoraSettings, base_model: str, out: Path,
-                  extra: dict | None = None) -> Path:
-    """A PEFT adapter directory from a LoRA state dict (PEFT keys), written atomically."""
+                  extra: dict | None = None, tensors: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
+    """A PEFT adapter directory from a LoRA state dict (PEFT keys), written atomically; `extra` goes to
+    degaml.json and `tensors` ({file name: tensors}) to further safetensors files beside the adapter."""
     with atomic_directory(out) as tmp:
         config = peft_config(lora)
         config.base_model_name_or_path = base_model
@@ -46,6 +47,8 @@ def write_adapter(state_dict: dict[str, torch.Tensor], lora: LoraSettings, base_
         save_file({k: v.contiguous() for k, v in state_dict.items()}, str(tmp / ADAPTER_WEIGHTS))
         if extra is not None:
             atomic_write_json(tmp / "degaml.json", extra)
+        for name, group in (tensors or {}).items():
+            save_file({k: v.contiguous() for k, v in group.items()}, str(tmp / name))
     return out
 
 
@@ -94,8 +97,9 @@ class Generator:
         return [prompts[i] for i in torch.randint(len(prompts), (self.num_prompts,), generator=g)], True
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[str], out: Path, base_model: str, seed: int = 0,
-                 target_geometry: LoraGeometry | None = None) -> dict:
+    def generate_state(self, prompts: Sequence[str], seed: int = 0,
+                       target_geometry: LoraGeometry | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+        """(LoRA state dict, info) for a task's prompts, in memory."""
         if target_geometry is not None:
             check_same_geometry(self.geometry, target_geometry, f"generator {self.directory}")
         selected, with_replacement = self.select_prompts(prompts, seed)
@@ -108,5 +112,10 @@ class Generator:
         info = {"generator": str(self.directory), "prompts_given": len(prompts), "prompts_used": len(selected),
                 "sampled_with_replacement": with_replacement, "seed": seed,
                 "encode_seconds": t1 - t0, "decode_seconds": t2 - t1, "generation_seconds": t2 - t0}
+        return state, info
+
+    def generate(self, prompts: Sequence[str], out: Path, base_model: str, seed: int = 0,
+                 target_geometry: LoraGeometry | None = None) -> dict:
+        state, info = self.generate_state(prompts, seed, target_geometry)
         write_adapter(state, self.lora, base_model, out, extra=info)
         return info
