@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from .config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, LoraSettings, ModelConfig, dump_yaml
+from .data.tasks import task_label
 
 
 def evaluate(
@@ -169,6 +170,12 @@ def collect(
         print(f"{task}: {task_dir}")
 
 
+def _partition_spec(task_source: str, seed: int, validation_fraction: float, test_fraction: float) -> dict:
+    """What `partition()` needs to rebuild a task's partition, as a manifest stores it."""
+    return {"task": task_label(task_source), "seed": seed, "validation_fraction": validation_fraction,
+            "test_fraction": test_fraction}
+
+
 def _task_prompts(task_source: str, partition: dict, split: str, source: str) -> list[str]:
     """Unlabelled prompts of a task's partition (the answers are never read)."""
     from .data import load_task
@@ -297,8 +304,7 @@ def generate(
     if prompts.endswith(".txt"):
         texts = [line for line in Path(prompts).read_text().splitlines() if line.strip()]
     else:
-        partition = {"task": Path(prompts).stem if prompts.endswith((".json", ".jsonl")) else prompts,
-                     "seed": partition_seed, "validation_fraction": validation_fraction, "test_fraction": test_fraction}
+        partition = _partition_spec(prompts, partition_seed, validation_fraction, test_fraction)
         texts = _task_prompts(prompts, partition, split, source)
     base = gen.config["model"]
     target = LoraGeometry.from_config(AutoConfig.from_pretrained(resolve_model(base)), gen.lora)
@@ -362,9 +368,8 @@ def adapt(
     from .models import LoraGeometry, attach_lora, load_model, resolve_model
 
     gen = Generator(generator)
-    name = Path(task).stem if task.endswith((".json", ".jsonl")) else task
-    prompts = _task_prompts(task, {"task": name, "seed": partition_seed, "validation_fraction": validation_fraction,
-                                   "test_fraction": test_fraction}, prompt_split, source)
+    partition = _partition_spec(task, partition_seed, validation_fraction, test_fraction)
+    prompts = _task_prompts(task, partition, prompt_split, source)
     base = gen.config["model"]
     target = LoraGeometry.from_config(AutoConfig.from_pretrained(resolve_model(base)), gen.lora)
     state, info = gen.generate_state(prompts, seed, target)
