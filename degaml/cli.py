@@ -59,8 +59,9 @@ def evaluate(
     from safetensors.torch import load_file
 
     from .adaptation.latent import LATENT_FILE, latent_delta
+    from .adaptation.tts import TTS_FILE
     from .evaluation import evaluate_tasks, format_table
-    from .evaluation.harness import result_paths
+    from .evaluation.harness import ensemble_results, load_partitioned, result_paths
     from .io import atomic_write_json, atomic_write_text, run_metadata
     from .models import load_adapter, load_model
 
@@ -73,12 +74,26 @@ def evaluate(
 
     lm = load_model(model_cfg)
     latent = nullcontext()
-    if adapter is not None:
-        lm.model = load_adapter(lm.model, adapter).eval()
-        if (adapter / LATENT_FILE).is_file():  # a latent-space (SLOT) adaptation result
-            latent = latent_delta(lm, load_file(str(adapter / LATENT_FILE))["delta"].to(lm.device))
-    with latent:
-        results, partitions = evaluate_tasks(lm, data_cfg, eval_cfg, progress=progress)
+    if adapter is not None and (adapter / TTS_FILE).is_file():  # a test-time scaling ensemble
+        if protocol != "loglikelihood":
+            raise ValueError(f"{adapter} is a test-time scaling ensemble: score it with --protocol loglikelihood")
+        spec = json.loads((adapter / TTS_FILE).read_text())
+        member_results = []
+        for member in spec["members"]:
+            peft_model = load_adapter(lm.model, adapter / member).eval()
+            lm.model = peft_model
+            member_result, partitions = evaluate_tasks(lm, data_cfg, eval_cfg, progress=progress)
+            lm.model = peft_model.unload()
+            member_results.append(member_result)
+        selected = {t: part.select(items, split, limit) for t, (items, part) in load_partitioned(data_cfg).items()}
+        results = ensemble_results(member_results, selected, spec["combine"])
+    else:
+        if adapter is not None:
+            lm.model = load_adapter(lm.model, adapter).eval()
+            if (adapter / LATENT_FILE).is_file():  # a latent-space (SLOT) adaptation result
+                latent = latent_delta(lm, load_file(str(adapter / LATENT_FILE))["delta"].to(lm.device))
+        with latent:
+            results, partitions = evaluate_tasks(lm, data_cfg, eval_cfg, progress=progress)
     table = format_table(results)
     paths = result_paths(out)
     atomic_write_text(paths["config"], dump_yaml(config))
@@ -319,10 +334,12 @@ def adapt(
     generator: Path,
     task: str,
     out: Path,
-    family: Literal["none", "ttt", "mixing", "latent"] = "none",
+    family: Literal["none", "ttt", "mixing", "latent", "tts"] = "none",
     steps: int = 5,
     lr: float | None = None,
     lam: float = 0.5,
+    tts_k: int = 3,
+    tts_combine: Literal["vote", "confidence"] = "vote",
     adaptation_prompts: int = 32,
     prompt_split: Literal["train", "validation", "test"] = "train",
     partition_seed: int = 0,
@@ -343,10 +360,13 @@ def adapt(
         task: Task name or .json/.jsonl file (only its prompts are read, never its answers).
         out: Output directory.
         family: none (the generated adapter), ttt (test-time training), mixing (rank-half, with `lam`),
-            latent (SLOT, one delta shared by the task).
+            latent (SLOT, one delta shared by the task), tts (K adapters from K prompt samples, combined
+            per item by `tts_combine`; written as an ensemble directory).
         steps: Optimizer steps for ttt and latent.
         lr: Learning rate (default: 1e-5 for ttt, 0.1 for latent).
         lam: Rank-half mixing weight in [0, 1]; 1 is the identity.
+        tts_k: Number of adapters in a test-time scaling ensemble.
+        tts_combine: How the ensemble's answers are combined: majority vote or maximum confidence.
         adaptation_prompts: Unlabelled prompts used by ttt / latent (the first of the partition's seeded order).
         prompt_split: Partition whose prompts are used.
         partition_seed: Seed of the partition.
@@ -364,7 +384,9 @@ def adapt(
 
     from .adaptation import SlotConfig, TTTConfig, apply_ttt, optimize_delta, rank_half_mix
     from .adaptation.latent import LATENT_FILE
+    from .adaptation.tts import TTS_FILE
     from .generator.generation import Generator, write_adapter
+    from .io import atomic_directory, atomic_write_json
     from .models import LoraGeometry, attach_lora, load_model, resolve_model
 
     gen = Generator(generator)
@@ -372,6 +394,18 @@ def adapt(
     prompts = _task_prompts(task, partition, prompt_split, source)
     base = gen.config["model"]
     target = LoraGeometry.from_config(AutoConfig.from_pretrained(resolve_model(base)), gen.lora)
+    if family == "tts":
+        if tts_k < 1:
+            raise ValueError(f"tts_k must be >= 1, got {tts_k}")
+        with atomic_directory(out) as tmp:
+            members = []
+            for k in range(tts_k):  # a different prompt sample per member
+                state, info = gen.generate_state(prompts, seed + k, target)
+                write_adapter(state, gen.lora, base, tmp / "members" / str(k), extra=info)
+                members.append(f"members/{k}")
+            atomic_write_json(tmp / TTS_FILE, {"combine": tts_combine, "members": members, "seeds": list(range(seed, seed + tts_k))})
+        print(f"tts: {out} ({tts_k} adapters, combined by {tts_combine})")
+        return
     state, info = gen.generate_state(prompts, seed, target)
     tensors: dict = {}
     start = time.perf_counter()

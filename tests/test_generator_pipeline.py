@@ -205,3 +205,30 @@ def test_adapt_writes_what_evaluate_scores(workspace, generator, tmp_path, famil
     plain = json.loads((tmp_path / "eval0" / "results.json").read_text())["results"][0]["predictions"]
     same = all(p["logprobs"] == q["logprobs"] for p, q in zip(scores, plain))
     assert same == (family == "none")
+
+
+def test_tts_ensemble_is_written_and_scored_by_combining_members(workspace, generator, tmp_path):
+    from degaml.adaptation.tts import combine
+
+    out = tmp_path / "tts"
+    main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][0], "--out", str(out),
+          "--family", "tts", "--tts_k", "3", "--tts_combine", "vote", "--device", "cpu"])
+    spec = json.loads((out / "tts.json").read_text())
+    assert spec["members"] == ["members/0", "members/1", "members/2"] and spec["seeds"] == [0, 1, 2]
+    infos = [json.loads((out / m / "degaml.json").read_text()) for m in spec["members"]]
+    assert [i["seed"] for i in infos] == [0, 1, 2]
+    from degaml.generator.generation import Generator
+
+    gen = Generator(generator)
+    prompts = [f"prompt {i}" for i in range(20)]
+    samples = [tuple(gen.select_prompts(prompts, seed)[0]) for seed in (0, 1, 2)]
+    assert len(set(samples)) == 3  # each member is conditioned on a different prompt sample
+    main(["evaluate", "--model", workspace["model"], "--adapter", str(out), "--tasks", workspace["tasks"][0],
+          "--limit", "5", "--dtype", "float32", "--out", str(tmp_path / "eval"), "--progress", "false"])
+    result = json.loads((tmp_path / "eval" / "results.json").read_text())["results"][0]
+    for p in result["predictions"]:
+        assert len(p["member_logprobs"]) == 3 and p["pred"] == combine(p["member_logprobs"], "vote")
+    assert result["metrics"]["acc"] == sum(p["pred"] == p["gold"] for p in result["predictions"]) / 5
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--model", workspace["model"], "--adapter", str(out), "--tasks", workspace["tasks"][0],
+              "--protocol", "generative", "--out", str(tmp_path / "g"), "--progress", "false"])

@@ -13,6 +13,9 @@ from typing import Literal
 
 import torch
 
+TTS_FILE = "tts.json"
+"""In an ensemble directory: {"combine": method, "members": [member adapter dirs, relative]}."""
+
 
 def combine(per_adapter_logprobs: Sequence[Sequence[float]], method: Literal["vote", "confidence"]) -> int:
     """Combine one item's per-choice log-likelihoods from K adapters (K x choices) into one answer."""
