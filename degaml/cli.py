@@ -78,14 +78,15 @@ def evaluate(
         if protocol != "loglikelihood":
             raise ValueError(f"{adapter} is a test-time scaling ensemble: score it with --protocol loglikelihood")
         spec = json.loads((adapter / TTS_FILE).read_text())
+        loaded = load_partitioned(data_cfg)  # once, shared by every member
         member_results = []
         for member in spec["members"]:
             peft_model = load_adapter(lm.model, adapter / member).eval()
             lm.model = peft_model
-            member_result, partitions = evaluate_tasks(lm, data_cfg, eval_cfg, progress=progress)
+            member_result, partitions = evaluate_tasks(lm, data_cfg, eval_cfg, progress=progress, loaded=loaded)
             lm.model = peft_model.unload()
             member_results.append(member_result)
-        selected = {t: part.select(items, split, limit) for t, (items, part) in load_partitioned(data_cfg).items()}
+        selected = {t: part.select(items, split, limit) for t, (items, part) in loaded.items()}
         results = ensemble_results(member_results, selected, spec["combine"])
     else:
         if adapter is not None:

@@ -37,7 +37,7 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 
 @contextmanager
-def atomic_directory(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
+def atomic_directory(path: str | Path) -> Iterator[Path]:
     """Yield a temporary directory that replaces `path` only if the block completes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,8 +45,6 @@ def atomic_directory(path: str | Path, overwrite: bool = True) -> Iterator[Path]
     try:
         yield tmp
         if path.exists():
-            if not overwrite:
-                raise FileExistsError(f"{path} already exists")
             shutil.rmtree(path)
         os.replace(tmp, path)
     finally:

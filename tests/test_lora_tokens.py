@@ -24,6 +24,19 @@ def test_qwen25_15b_token_count_from_geometry_alone():
     assert (layout.num_tokens, layout.token_shape) == (4508, (18, 258))
 
 
+def test_smollm2_135m_token_count_from_geometry_alone():
+    from transformers import LlamaConfig
+
+    smollm2 = LlamaConfig(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                          num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True)
+    layout = TokenLayout.from_geometry(LoraGeometry.from_config(smollm2, LoraSettings(r=8)), chunk=128)
+    # Per layer: q,o 5+5; k,v 5+2 (out 192); up,gate 5+12; down 12+5 -> 85 tokens.
+    assert (layout.num_tokens, layout.token_shape) == (2550, (10, 130))
+    # 576 = 4 x 128 + 64 and 192 = 128 + 64: nine 576-wide and two 192-wide sides per layer end in a 64-wide chunk.
+    assert sum(s.width == 64 for s in layout.slots) == 30 * 11
+    assert sum(s.width < 128 for s in layout.slots) == 30 * 11
+
+
 def test_layer_then_q_k_v_o_up_gate_down_order():
     layout = TokenLayout.from_geometry(LoraGeometry.from_config(QWEN25_05B, LoraSettings(r=8)), chunk=128)
     first_layer = [(s.module.kind, s.part) for s in layout.slots if s.module.layer == 0]

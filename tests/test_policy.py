@@ -90,6 +90,13 @@ def test_confidence_and_entropy_hand_computed():
     assert confidence_and_entropy(torch.cat([peaked, uniform[:, :1]], 1), mask)[0] == pytest.approx(p, rel=1e-5)
 
 
+def test_state_features_vector_concatenates_in_order():
+    from degaml.adaptation.policy import StateFeatures
+
+    features = StateFeatures(torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0, 5.0, 6.0]), 0.7, 1.5, extra=[9.0])
+    torch.testing.assert_close(features.vector(), torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 0.7, 1.5, 9.0]))
+
+
 def test_adapter_statistics():
     state = {"m.lora_A.weight": torch.ones(2, 2), "m.lora_B.weight": torch.zeros(2, 2),
              "n.lora_A.weight": 3 * torch.ones(2, 2), "n.lora_B.weight": torch.zeros(2, 2)}

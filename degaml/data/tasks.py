@@ -135,13 +135,13 @@ def _socialiqa(row: Row, i: int, split: str) -> MultipleChoiceItem:
                                     [row["answerA"], row["answerB"], row["answerC"]], int(row["label"]) - 1)
 
 
-def _labelled_choices(row: Row, question: str, i: int) -> MultipleChoiceItem:
+def _labelled_choices(row: Row, question: str) -> MultipleChoiceItem:
     return MultipleChoiceItem.cloze(row["id"], question, f"Question: {question}\nAnswer:", row["choices"]["text"],
                                     _letter_index(row["choices"]["label"], row["answerKey"]))
 
 
 def _commonsense_qa(row: Row, i: int, split: str) -> MultipleChoiceItem:
-    return _labelled_choices(row, row["question"].strip(), i)
+    return _labelled_choices(row, row["question"].strip())
 
 
 def _openbookqa(row: Row, i: int, split: str) -> MultipleChoiceItem:

@@ -90,10 +90,12 @@ def load_partitioned(data: DataConfig) -> dict[str, tuple[list[MultipleChoiceIte
     return loaded
 
 
-def evaluate_tasks(lm: LoadedModel, data: DataConfig, config: EvalConfig, progress: bool = True
+def evaluate_tasks(lm: LoadedModel, data: DataConfig, config: EvalConfig, progress: bool = True,
+                   loaded: dict[str, tuple[list[MultipleChoiceItem], Partition]] | None = None
                    ) -> tuple[list[TaskResult], dict[str, Partition]]:
+    """`loaded`: the output of `load_partitioned(data)`, when the caller already has it."""
     results, partitions = [], {}
-    for task, (items, part) in load_partitioned(data).items():
+    for task, (items, part) in (loaded or load_partitioned(data)).items():
         selected = part.select(items, data.split, data.limit)
         results.append(evaluate_items(lm, task, data.split, selected, config, progress))
         partitions[task] = part
