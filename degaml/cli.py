@@ -42,7 +42,7 @@ def evaluate(
         split: Partition of each task's labelled data to evaluate on.
         limit: At most this many items per task (a seeded random subset of the partition); null for all.
         protocol: `loglikelihood` (acc and acc_norm as lm-evaluation-harness) or `generative` (the paper's).
-        adapter: A PEFT adapter directory to apply to the model.
+        adapter: A PEFT adapter directory, or any directory `degaml adapt` wrote (latent delta, TTS ensemble).
         batch_size: Continuations (log-likelihood) or prompts (generative) per forward pass.
         max_new_tokens: Generative protocol: greedy tokens per answer.
         seed: Seed of the train/validation/test partition.
@@ -54,16 +54,11 @@ def evaluate(
         out: Output directory; default runs/evaluate/<time>.
         progress: Show progress bars.
     """
-    from contextlib import nullcontext
-
-    from safetensors.torch import load_file
-
-    from .adaptation.latent import LATENT_FILE, latent_delta
-    from .adaptation.tts import TTS_FILE
-    from .evaluation import evaluate_tasks, format_table
-    from .evaluation.harness import ensemble_results, load_partitioned, result_paths
+    from .evaluation import format_table
+    from .evaluation.adapted import evaluate_adapted
+    from .evaluation.harness import result_paths
     from .io import atomic_write_json, atomic_write_text, run_metadata
-    from .models import load_adapter, load_model
+    from .models import load_model
 
     model_cfg = ModelConfig(name=model, dtype=dtype, device=device)
     data_cfg = DataConfig(tasks=tasks.split(","), split=split, limit=limit, seed=seed,
@@ -73,28 +68,7 @@ def evaluate(
     out = out or Path("runs") / "evaluate" / datetime.now().strftime("%Y%m%d-%H%M%S")
 
     lm = load_model(model_cfg)
-    latent = nullcontext()
-    if adapter is not None and (adapter / TTS_FILE).is_file():  # a test-time scaling ensemble
-        if protocol != "loglikelihood":
-            raise ValueError(f"{adapter} is a test-time scaling ensemble: score it with --protocol loglikelihood")
-        spec = json.loads((adapter / TTS_FILE).read_text())
-        loaded = load_partitioned(data_cfg)  # once, shared by every member
-        member_results = []
-        for member in spec["members"]:
-            peft_model = load_adapter(lm.model, adapter / member).eval()
-            lm.model = peft_model
-            member_result, partitions = evaluate_tasks(lm, data_cfg, eval_cfg, progress=progress, loaded=loaded)
-            lm.model = peft_model.unload()
-            member_results.append(member_result)
-        selected = {t: part.select(items, split, limit) for t, (items, part) in loaded.items()}
-        results = ensemble_results(member_results, selected, spec["combine"])
-    else:
-        if adapter is not None:
-            lm.model = load_adapter(lm.model, adapter).eval()
-            if (adapter / LATENT_FILE).is_file():  # a latent-space (SLOT) adaptation result
-                latent = latent_delta(lm, load_file(str(adapter / LATENT_FILE))["delta"].to(lm.device))
-        with latent:
-            results, partitions = evaluate_tasks(lm, data_cfg, eval_cfg, progress=progress)
+    results, partitions = evaluate_adapted(lm, adapter, data_cfg, eval_cfg, progress=progress)
     table = format_table(results)
     paths = result_paths(out)
     atomic_write_text(paths["config"], dump_yaml(config))
@@ -331,16 +305,47 @@ def generate(
           f"{info['prompts_used']} of {info['prompts_given']} prompts{note}")
 
 
+def _action_from_flags(family: str, steps: int | None, lr: float | None, lam: float, mixing: str,
+                       evaluations: int, tts_k: int, tts_combine: str, latent_scope: str):
+    from .adaptation.policy import Action
+
+    params: dict = {}
+    if family == "ttt":
+        params = {"steps": 5 if steps is None else steps, "lr": lr or 1e-5}
+    elif family == "latent":
+        params = {"steps": 5 if steps is None else steps, "lr": lr or 0.1, "scope": latent_scope}
+    elif family == "mixing":
+        params = {"variant": mixing, **({"lam": lam} if mixing == "rank_half" else {"evaluations": evaluations})}
+    elif family == "tts":
+        params = {"k": tts_k, "combine": tts_combine}
+    elif family != "none":
+        Action(family)  # raises, listing the valid families
+    return Action(family, tuple(params.items()))
+
+
+def _load_for_adaptation(generator: Path, dtype: str, device: str):
+    from .generator.generation import Generator
+    from .models import load_model
+
+    gen = Generator(generator)
+    lm = load_model(ModelConfig(name=gen.config["model"], dtype=dtype, device=device))
+    return gen, lm
+
+
 def adapt(
     generator: Path,
     task: str,
     out: Path,
-    family: Literal["none", "ttt", "mixing", "latent", "tts"] = "none",
-    steps: int = 5,
+    family: str = "none",
+    policy: Path | None = None,
+    steps: int | None = None,
     lr: float | None = None,
     lam: float = 0.5,
+    mixing: Literal["rank_half", "lorahub"] = "rank_half",
+    evaluations: int = 40,
     tts_k: int = 3,
     tts_combine: Literal["vote", "confidence"] = "vote",
+    latent_scope: Literal["task", "sample"] = "task",
     adaptation_prompts: int = 32,
     prompt_split: Literal["train", "validation", "test"] = "train",
     partition_seed: int = 0,
@@ -351,87 +356,157 @@ def adapt(
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32",
     device: str = "auto",
 ) -> None:
-    """Generate a task's adapter from its unlabelled prompts, then refine it with one adaptation family.
+    """Generate a task's adapter from its unlabelled prompts, then refine it with one adaptation family,
+    chosen by hand (`--family`) or by a trained policy (`--policy`).
 
-    The generator is only run forward; adaptation never updates it. Writes a PEFT adapter directory
-    (plus latent_delta.safetensors for the latent family) that `degaml evaluate --adapter` scores.
+    The generator is only run forward; adaptation never updates it. Writes a directory that
+    `degaml evaluate --adapter` scores: a PEFT adapter (none, ttt, mixing), an adapter with a latent delta
+    or per-sample SLOT settings (latent), or an ensemble of K adapters (tts).
 
     Args:
         generator: Directory written by `degaml train-generator`.
         task: Task name or .json/.jsonl file (only its prompts are read, never its answers).
         out: Output directory.
-        family: none (the generated adapter), ttt (test-time training), mixing (rank-half, with `lam`),
-            latent (SLOT, one delta shared by the task), tts (K adapters from K prompt samples, combined
-            per item by `tts_combine`; written as an ensemble directory).
-        steps: Optimizer steps for ttt and latent.
+        family: none (the generated adapter), ttt (test-time training), mixing (rank-half with `lam`, or
+            LoraHub over the generator's training trajectories), latent (SLOT, shared by the task or per
+            sample), tts (K adapters from K prompt samples, combined per item by `tts_combine`).
+        policy: A directory written by `degaml train-policy`; replaces `family` and its hyper-parameters.
+        steps: Optimizer steps for ttt and latent (default 5).
         lr: Learning rate (default: 1e-5 for ttt, 0.1 for latent).
         lam: Rank-half mixing weight in [0, 1]; 1 is the identity.
+        mixing: Mixing variant.
+        evaluations: LoraHub: objective evaluations of the gradient-free weight search.
         tts_k: Number of adapters in a test-time scaling ensemble.
         tts_combine: How the ensemble's answers are combined: majority vote or maximum confidence.
-        adaptation_prompts: Unlabelled prompts used by ttt / latent (the first of the partition's seeded order).
+        latent_scope: One delta for the whole task, or a fresh delta per evaluated item.
+        adaptation_prompts: Unlabelled prompts used by ttt / latent / LoraHub (seeded order of the partition).
         prompt_split: Partition whose prompts are used.
         partition_seed: Seed of the partition.
         validation_fraction: Share of items in the validation partition.
         test_fraction: Share of items in the test partition.
         seed: Seed of the prompt sample and of TTT's batches.
         source: Where task prompts are read from.
-        dtype: Base model dtype for ttt / latent.
+        dtype: Base model dtype.
         device: `auto`, `cpu`, `cuda`, ...
     """
-    import time
+    from .adaptation.apply import apply_action
+    from .adaptation.policy import load_policy
+    from .adaptation.task_setup import adaptation_context, task_features
 
-    from peft import set_peft_model_state_dict
-    from transformers import AutoConfig
-
-    from .adaptation import SlotConfig, TTTConfig, apply_ttt, optimize_delta, rank_half_mix
-    from .adaptation.latent import LATENT_FILE
-    from .adaptation.tts import TTS_FILE
-    from .generator.generation import Generator, write_adapter
-    from .io import atomic_directory, atomic_write_json
-    from .models import LoraGeometry, attach_lora, load_model, resolve_model
-
-    gen = Generator(generator)
+    action = None if policy else _action_from_flags(family, steps, lr, lam, mixing, evaluations, tts_k,
+                                                     tts_combine, latent_scope)
+    gen, lm = _load_for_adaptation(generator, dtype, device)
     partition = _partition_spec(task, partition_seed, validation_fraction, test_fraction)
-    prompts = _task_prompts(task, partition, prompt_split, source)
-    base = gen.config["model"]
-    target = LoraGeometry.from_config(AutoConfig.from_pretrained(resolve_model(base)), gen.lora)
-    if family == "tts":
-        if tts_k < 1:
-            raise ValueError(f"tts_k must be >= 1, got {tts_k}")
-        with atomic_directory(out) as tmp:
-            members = []
-            for k in range(tts_k):  # a different prompt sample per member
-                state, info = gen.generate_state(prompts, seed + k, target)
-                write_adapter(state, gen.lora, base, tmp / "members" / str(k), extra=info)
-                members.append(f"members/{k}")
-            atomic_write_json(tmp / TTS_FILE, {"combine": tts_combine, "members": members, "seeds": list(range(seed, seed + tts_k))})
-        print(f"tts: {out} ({tts_k} adapters, combined by {tts_combine})")
-        return
-    state, info = gen.generate_state(prompts, seed, target)
-    tensors: dict = {}
-    start = time.perf_counter()
-    if family == "ttt":
-        lm = load_model(ModelConfig(name=base, dtype=dtype, device=device))
-        result = apply_ttt(lm, state, gen.lora, prompts[:adaptation_prompts],
-                           TTTConfig(steps=steps, lr=lr or 1e-5, seed=seed))
-        state, hyper = result.state, {**result.hyperparameters, "fell_back": result.fell_back, "reason": result.reason,
-                                      "loss_trace": result.trace}
-    elif family == "mixing":
-        state, hyper = rank_half_mix(state, lam), {"variant": "rank_half", "lam": lam}
-    elif family == "latent":
-        lm = load_model(ModelConfig(name=base, dtype=dtype, device=device))
-        lm.model = attach_lora(lm.model, gen.lora)  # the delta is fitted on top of the generated adapter
-        set_peft_model_state_dict(lm.model, state)
-        config = SlotConfig(steps=steps, lr=lr or 0.1)
-        delta, trace, _ = optimize_delta(lm, prompts[:adaptation_prompts], config)
-        tensors[LATENT_FILE] = {"delta": delta.float().cpu()}
-        hyper = {"steps": steps, "lr": config.lr, "scope": "task", "loss_trace": trace}
-    else:
-        hyper = {}
-    info.update(family=family, hyperparameters=hyper, adaptation_seconds=time.perf_counter() - start)
-    write_adapter(state, gen.lora, base, out, extra=info, tensors=tensors)
-    print(f"{family}: {out} (generation {info['generation_seconds']:.2f} s, adaptation "
-          f"{info['adaptation_seconds']:.2f} s)")
+    prompts = _task_prompts(task, partition, prompt_split, source)[:adaptation_prompts]
+    needs_library = policy is not None or (action is not None and action.get("variant", "") == "lorahub")
+    ctx = adaptation_context(gen, lm, task_label(task), prompts, seed, with_library=needs_library)
+    if policy is not None:
+        chooser = load_policy(policy)
+        state = task_features(gen, ctx).vector()
+        scores, action = chooser.scores(state), chooser.choose(state)
+        print("policy scores (probability per action):")
+        for label, p in sorted(scores.items(), key=lambda kv: -kv[1]):
+            print(f"  {p:6.3f}  {label}{'   <- chosen' if label == action.label else ''}")
+    assert action is not None
+    info = apply_action(action, ctx, Path(out))
+    fallback = f" - fell back to the generated adapter: {info['reason']}" if info.get("fell_back") else ""
+    print(f"{action.label}: {out} ({info['seconds']:.2f} s){fallback}")
+
+
+def train_policy(
+    generator: Path,
+    tasks: str,
+    out: Path,
+    method: Literal["reinforce", "rest_em"] = "reinforce",
+    epochs: int = 300,
+    lr: float = 0.05,
+    cost_penalty: float = 0.0,
+    limit: int | None = 50,
+    adaptation_prompts: int = 32,
+    partition_seed: int = 0,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+    source: Literal["offline", "hub"] = "offline",
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32",
+    device: str = "auto",
+    progress: bool = True,
+) -> None:
+    """Train the adaptation policy on meta-training tasks: every action of the default action space is
+    applied to each task's generated adapter and scored on the task's *validation* partition; the reward is
+    the gain over the generated adapter (minus `cost_penalty` x the action's cost).
+
+    Rewards are appended to `out/rewards.jsonl` as they are measured, so an interrupted run resumes.
+
+    Args:
+        generator: Directory written by `degaml train-generator`.
+        tasks: Comma-separated meta-training tasks (never the held-out task the policy will serve).
+        out: Policy directory (policy.pt, policy.json, rewards.jsonl, rewards.md).
+        method: reinforce (policy gradient with a baseline) or rest_em (the reference's ReST^EM).
+        epochs: Policy training epochs.
+        lr: Policy learning rate.
+        cost_penalty: Reward subtracted per unit of action cost.
+        limit: Validation items per task (a seeded subset); null for all.
+        adaptation_prompts: Unlabelled prompts given to each family (from the train partition).
+        partition_seed: Seed of the partitions.
+        validation_fraction: Share of items in the validation partition.
+        test_fraction: Share of items in the test partition.
+        seed: Seed of prompt samples, TTT batches and policy training.
+        source: Where tasks are read from.
+        dtype: Base model dtype.
+        device: `auto`, `cpu`, `cuda`, ...
+        progress: Show progress bars.
+    """
+    import torch
+
+    from .adaptation.policy import PolicyConfig, default_actions, save_policy
+    from .adaptation.policy import train_policy as fit_policy
+    from .adaptation.rewards import format_reward_table, measure_actions
+    from .adaptation.task_setup import adaptation_context, task_features
+    from .data import TASKS
+    from .evaluation.harness import load_partitioned
+    from .io import atomic_write_text
+
+    names = [t for t in tasks.split(",") if t]
+    held = set(json.loads((Path(generator) / "config.json").read_text()).get("heldout_tasks", []))
+    if held & {task_label(t) for t in names}:
+        raise ValueError(f"--tasks includes the generator's held-out task(s) {sorted(held & set(names))}: "
+                         "the policy must be trained on meta-training tasks only")
+    config = PolicyConfig(method=method, epochs=epochs, lr=lr, cost_penalty=cost_penalty, seed=seed)
+    actions = default_actions()
+    gen, lm = _load_for_adaptation(generator, dtype, device)
+    eval_cfg = EvalConfig()
+    table, states = {}, []
+    for name in names:
+        label = task_label(name)
+        data = DataConfig(tasks=[name], split="validation", limit=limit, seed=partition_seed,
+                          validation_fraction=validation_fraction, test_fraction=test_fraction, source=source)
+        partition = _partition_spec(name, partition_seed, validation_fraction, test_fraction)
+        prompts = _task_prompts(name, partition, "train", source)[:adaptation_prompts]
+        ctx = adaptation_context(gen, lm, label, prompts, seed)
+        metric = TASKS[label].preferred_metric if label in TASKS else "acc"
+        print(f"{label}: measuring {len(actions)} actions on validation ({metric})")
+        table[label] = measure_actions(ctx, label, actions, data, eval_cfg, Path(out), load_partitioned(data),
+                                       metric, progress=progress)
+        states.append(task_features(gen, ctx).vector())
+
+    labels = list(table)
+
+    def reward(i: int, action) -> float:  # validation gain over the generated adapter
+        row = table[labels[i]]
+        return row[action.label]["score"] - row["none"]["score"]
+
+    chooser, history = fit_policy(torch.stack(states), reward, actions, config)
+    choices = {t: chooser.choose(s).label for t, s in zip(labels, states)}
+    save_policy(chooser, config, Path(out), extra={"generator": str(generator), "tasks": labels,
+                                                   "choices_on_training_tasks": choices,
+                                                   "reward_history": history, "limit": limit})
+    report = format_reward_table(table, actions)
+    atomic_write_text(Path(out) / "rewards.md", f"validation score per action (points), limit {limit}\n\n{report}\n")
+    print(report)
+    for t, c in choices.items():
+        print(f"policy on {t}: {c}")
+    print(f"policy: {out}")
 
 
 def list_tasks() -> None:
@@ -468,6 +543,7 @@ COMMANDS = {
     "train-generator": train_generator,
     "generate": generate,
     "adapt": adapt,
+    "train-policy": train_policy,
     "list-tasks": list_tasks,
     "list-models": list_models,
     "prepare-model": prepare_model,

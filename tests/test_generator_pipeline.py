@@ -190,7 +190,7 @@ def test_adapt_writes_what_evaluate_scores(workspace, generator, tmp_path, famil
     main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][1], "--out", str(out),
           "--family", family, "--device", "cpu", *extra])
     info = json.loads((out / "degaml.json").read_text())
-    assert info["family"] == family
+    assert info["action"]["family"] == family
     generated = tmp_path / "generated"
     main(["generate", "--generator", str(generator), "--prompts", workspace["tasks"][1], "--out", str(generated)])
     a, b = load(str(out / "adapter_model.safetensors")), load(str(generated / "adapter_model.safetensors"))
@@ -232,3 +232,82 @@ def test_tts_ensemble_is_written_and_scored_by_combining_members(workspace, gene
     with pytest.raises(SystemExit):
         main(["evaluate", "--model", workspace["model"], "--adapter", str(out), "--tasks", workspace["tasks"][0],
               "--protocol", "generative", "--out", str(tmp_path / "g"), "--progress", "false"])
+
+
+def test_lorahub_mixes_the_generated_adapter_with_the_training_trajectories(workspace, generator, tmp_path):
+    out = tmp_path / "hub"
+    main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][1], "--out", str(out),
+          "--family", "mixing", "--mixing", "lorahub", "--evaluations", "6", "--device", "cpu"])
+    info = json.loads((out / "degaml.json").read_text())
+    # The generator was trained on "colors" only: the library is its last checkpoint (never the target's own).
+    assert info["library_size"] == 1 and len(info["weights"]) == 2
+    assert 1 <= len(info["trace"]) <= 8  # the budget (plus the start point and the final check)
+    main(["evaluate", "--model", workspace["model"], "--adapter", str(out), "--tasks", workspace["tasks"][1],
+          "--limit", "3", "--dtype", "float32", "--out", str(tmp_path / "eval"), "--progress", "false"])
+
+
+def test_per_sample_latent_is_fitted_at_evaluation(workspace, generator, tmp_path):
+    out = tmp_path / "slot"
+    main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][1], "--out", str(out),
+          "--family", "latent", "--latent_scope", "sample", "--steps", "2", "--lr", "0.5", "--device", "cpu"])
+    assert not (out / "latent_delta.safetensors").exists()
+    assert json.loads((out / "degaml.json").read_text())["latent"]["scope"] == "sample"
+    generated = tmp_path / "generated"
+    main(["generate", "--generator", str(generator), "--prompts", workspace["tasks"][1], "--out", str(generated)])
+    scores = {}
+    for name, adapter in (("slot", out), ("plain", generated)):
+        main(["evaluate", "--model", workspace["model"], "--adapter", str(adapter), "--tasks", workspace["tasks"][1],
+              "--limit", "3", "--dtype", "float32", "--out", str(tmp_path / name), "--progress", "false"])
+        predictions = json.loads((tmp_path / name / "results.json").read_text())["results"][0]["predictions"]
+        scores[name] = [p["logprobs"] for p in predictions]
+    assert scores["slot"] != scores["plain"]
+
+
+def test_train_policy_measures_validation_rewards_and_adapt_follows_it(workspace, generator, tmp_path, monkeypatch,
+                                                                       capsys):
+    from degaml.adaptation import apply as apply_module
+    from degaml.adaptation.policy import default_actions
+
+    policy = tmp_path / "policy"
+    args = ["train-policy", "--generator", str(generator), "--tasks", workspace["tasks"][0], "--out", str(policy),
+            "--epochs", "20", "--limit", "3", "--device", "cpu", "--progress", "false"]
+    main(args)
+    rows = [json.loads(line) for line in (policy / "rewards.jsonl").read_text().splitlines()]
+    assert len(rows) == len(default_actions()) and {r["split"] for r in rows} == {"validation"}
+    assert {r["action_label"] for r in rows} == {a.label for a in default_actions()}
+    assert not (policy / "adapted").exists() or not any((policy / "adapted").rglob("*.safetensors"))
+
+    def refuse(*a, **k):
+        raise AssertionError("a measured reward was measured again")
+
+    monkeypatch.setattr(apply_module, "apply_action", refuse)
+    monkeypatch.setattr("degaml.adaptation.rewards.apply_action", refuse)
+    main(args)  # resumes: every row is already there
+    monkeypatch.undo()
+    capsys.readouterr()
+    out = tmp_path / "chosen"
+    main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][1], "--out", str(out),
+          "--policy", str(policy), "--device", "cpu"])
+    printed = capsys.readouterr().out
+    assert "policy scores" in printed and "<- chosen" in printed
+    assert sum(line.strip().startswith("0.") or line.strip().startswith("1.") for line in printed.splitlines()) == len(rows)
+    assert (out / "degaml.json").exists() or (out / "tts.json").exists()
+
+
+def test_train_policy_refuses_the_generators_held_out_task(workspace, generator, tmp_path):
+    with pytest.raises(SystemExit):
+        main(["train-policy", "--generator", str(generator), "--tasks", workspace["tasks"][1],
+              "--out", str(tmp_path / "p"), "--device", "cpu"])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--family", "magic"], "unknown family 'magic'; valid: none, ttt, tts, mixing, latent"),
+    (["--family", "ttt", "--lr", "5"], "ttt.lr = 5.0 is out of range: must be a number in (0, 1]"),
+    (["--family", "mixing", "--lam", "1.5"], "mixing.lam = 1.5 is out of range"),
+])
+def test_adapt_rejects_bad_families_and_hyperparameters(workspace, generator, tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit):
+        main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][1], "--out", str(tmp_path / "x"),
+              "--device", "cpu", *extra])
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -64,3 +64,15 @@ def test_tts_bad_input():
         combine([[0.0, 1.0]], "median")
     with pytest.raises(ValueError, match="K x choices"):
         combine([[0.0]], "vote")
+
+
+def test_per_sample_latent_with_zero_steps_scores_like_the_plain_model(tokenizer):
+    from degaml.evaluation.adapted import per_sample_latent_scorer
+
+    lm = make_tiny("llama", tokenizer)
+    items = [ITEM, MultipleChoiceItem.cloze("y", "q", "4 * 8 =", [" 32", " 12", " 5"], 0)]
+    plain = LoglikelihoodScorer(lm).score(items, progress=False)
+    unchanged = per_sample_latent_scorer(lm, SlotConfig(steps=0), batch_size=16)(items, False, "t")
+    assert [[s.logprob for s in row] for row in unchanged] == [[s.logprob for s in row] for row in plain]
+    fitted = per_sample_latent_scorer(lm, SlotConfig(steps=3, lr=0.5), batch_size=16)(items, False, "t")
+    assert [[s.logprob for s in row] for row in fitted] != [[s.logprob for s in row] for row in plain]

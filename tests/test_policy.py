@@ -101,3 +101,24 @@ def test_adapter_statistics():
     state = {"m.lora_A.weight": torch.ones(2, 2), "m.lora_B.weight": torch.zeros(2, 2),
              "n.lora_A.weight": 3 * torch.ones(2, 2), "n.lora_B.weight": torch.zeros(2, 2)}
     torch.testing.assert_close(adapter_statistics(state), torch.tensor([4.0, 2.0, 0.0, 0.0]))
+
+
+def test_action_hyperparameters_are_checked_and_listed():
+    with pytest.raises(ValueError, match="unknown hyper-parameter 'rank' for family 'ttt'; valid: steps, lr"):
+        Action("ttt", (("rank", 4),))
+    with pytest.raises(ValueError, match=r"ttt.steps = 2.5 is out of range: must be an integer in \[0, 1000\]"):
+        Action("ttt", (("steps", 2.5),))
+    with pytest.raises(ValueError, match="latent.scope = 'batch' is out of range: must be one of task, sample"):
+        Action("latent", (("scope", "batch"),))
+
+
+def test_action_dict_round_trip():
+    for action in default_actions():
+        assert Action.from_dict(action.to_dict()) == action
+
+
+def test_policy_rejects_states_of_another_size():
+    from degaml.adaptation.policy import LinearPolicy
+
+    with pytest.raises(ValueError, match="policy expects 3 state features, got 5"):
+        LinearPolicy(3, ACTIONS)(torch.zeros(1, 5))

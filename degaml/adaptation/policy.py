@@ -26,6 +26,32 @@ from ..io import atomic_write_json
 FAMILIES = ("none", "ttt", "tts", "mixing", "latent")
 
 
+def _in(*valid: Any) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v in valid), "one of " + ", ".join(map(str, valid))
+
+
+def _between(low: float, high: float, integer: bool = False, open_low: bool = False) -> tuple[Callable[[Any], bool], str]:
+    def check(v: Any) -> bool:
+        if integer and (isinstance(v, bool) or not isinstance(v, int)):
+            return False
+        return isinstance(v, int | float) and (low < v if open_low else low <= v) and v <= high
+
+    kind = "an integer" if integer else "a number"
+    return check, f"{kind} in {'(' if open_low else '['}{low}, {high}]"
+
+
+FAMILY_PARAMETERS: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
+    "none": {},
+    "ttt": {"steps": _between(0, 1000, integer=True), "lr": _between(0, 1, open_low=True)},
+    "tts": {"k": _between(1, 64, integer=True), "combine": _in("vote", "confidence")},
+    "mixing": {"variant": _in("rank_half", "lorahub"), "lam": _between(0, 1),
+               "evaluations": _between(1, 10_000, integer=True), "l1": _between(0, 10)},
+    "latent": {"steps": _between(0, 1000, integer=True), "lr": _between(0, 10, open_low=True),
+               "scope": _in("task", "sample")},
+}
+"""Each family's hyper-parameters: (validity check, what is valid). Absent ones take the family's default."""
+
+
 @dataclass(frozen=True)
 class Action:
     family: str
@@ -36,20 +62,45 @@ class Action:
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ValueError(f"unknown family {self.family!r}; valid: {', '.join(FAMILIES)}")
+        valid = FAMILY_PARAMETERS[self.family]
+        for name, value in self.params:
+            if name not in valid:
+                listed = ", ".join(valid) or "none"
+                raise ValueError(f"unknown hyper-parameter {name!r} for family {self.family!r}; valid: {listed}")
+            check, allowed = valid[name]
+            if not check(value):
+                raise ValueError(f"{self.family}.{name} = {value!r} is out of range: must be {allowed}")
 
     @property
     def label(self) -> str:
         return self.family + "".join(f" {k}={v}" for k, v in self.params)
 
+    @property
+    def slug(self) -> str:
+        """The label as a directory name."""
+        return self.family + "".join(f"_{k}-{v}" for k, v in self.params)
+
+    def get(self, name: str, default: Any) -> Any:
+        return dict(self.params).get(name, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family, "params": [list(p) for p in self.params], "cost": self.cost}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Action:
+        return cls(data["family"], tuple((k, v) for k, v in data.get("params", [])), data.get("cost", 0.0))
+
 
 def default_actions() -> list[Action]:
-    """The discretized action space: each family with a small grid of its hyper-parameters."""
+    """The discretized action space: each family with a small grid of its hyper-parameters. Costs are
+    rough multiples of one forward pass over the adaptation prompts (an optimizer step counts 3)."""
     actions = [Action("none")]
-    actions += [Action("ttt", (("steps", s), ("lr", lr)), cost=s) for s in (1, 5) for lr in (1e-5, 1e-4)]
-    actions += [Action("tts", (("k", k), ("combine", c)), cost=k) for k in (3, 5) for c in ("vote", "confidence")]
+    actions += [Action("ttt", (("steps", 5), ("lr", lr)), cost=15) for lr in (1e-5, 1e-4)]
+    actions += [Action("tts", (("k", 3), ("combine", c)), cost=3) for c in ("vote", "confidence")]
     actions += [Action("mixing", (("variant", "rank_half"), ("lam", lam)), cost=0.1) for lam in (0.5, 0.75)]
-    actions += [Action("mixing", (("variant", "lorahub"),), cost=4.0)]
-    actions += [Action("latent", (("steps", 5), ("lr", 0.1), ("scope", sc)), cost=5) for sc in ("task", "sample")]
+    actions += [Action("mixing", (("variant", "lorahub"), ("evaluations", 40)), cost=40)]
+    actions += [Action("latent", (("steps", 5), ("lr", 0.1), ("scope", "task")), cost=15)]
+    actions += [Action("latent", (("steps", 3), ("lr", 0.1), ("scope", "sample")), cost=30)]
     return actions
 
 
@@ -74,9 +125,21 @@ class LinearPolicy(nn.Module):
         self.linear = nn.Linear(state_dim, len(self.actions))
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)  # start uniform over actions
+        # Raw features mix scales (embeddings ~0.1, adapter norms ~1000): standardize with training statistics.
+        self.register_buffer("feature_mean", torch.zeros(state_dim))
+        self.register_buffer("feature_std", torch.ones(state_dim))
+
+    def fit_normalization(self, states: torch.Tensor) -> None:
+        self.feature_mean.copy_(states.mean(0))
+        std = states.std(0, unbiased=False) if len(states) > 1 else torch.ones_like(self.feature_std)
+        self.feature_std.copy_(torch.where(std > 1e-8, std, torch.ones_like(std)))
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(self.linear(states), dim=-1)
+        if states.shape[-1] != self.linear.in_features:
+            raise ValueError(f"policy expects {self.linear.in_features} state features, got {states.shape[-1]} "
+                             "(was it trained with another encoder or model?)")
+        normalized = (states.float() - self.feature_mean) / self.feature_std
+        return torch.log_softmax(self.linear(normalized), dim=-1)
 
     def scores(self, state: torch.Tensor) -> dict[str, float]:
         """Probability of every action for one state: what `degaml adapt` prints as its reasons."""
@@ -98,6 +161,7 @@ def train_policy(states: torch.Tensor, reward: RewardFn, actions: Sequence[Actio
     """Train on `states` (n, d). Returns the policy and the mean sampled reward per epoch."""
     torch.manual_seed(config.seed)
     policy = LinearPolicy(states.shape[1], actions)
+    policy.fit_normalization(states)
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
     sampler = torch.Generator().manual_seed(config.seed)
     cache: dict[tuple[int, int], float] = {}  # rewards are measured runs: never measure one twice
@@ -146,7 +210,7 @@ def save_policy(policy: LinearPolicy, config: PolicyConfig, out: Path, extra: di
     tmp.replace(out / "policy.pt")
     atomic_write_json(out / "policy.json", {
         "config": asdict(config), "state_dim": policy.linear.in_features,
-        "actions": [{"family": a.family, "params": [list(p) for p in a.params], "cost": a.cost} for a in policy.actions],
+        "actions": [a.to_dict() for a in policy.actions],
         **(extra or {}),
     })
     return out
@@ -154,7 +218,7 @@ def save_policy(policy: LinearPolicy, config: PolicyConfig, out: Path, extra: di
 
 def load_policy(out: Path) -> LinearPolicy:
     meta = json.loads((out / "policy.json").read_text())
-    actions = [Action(a["family"], tuple((k, v) for k, v in a["params"]), a["cost"]) for a in meta["actions"]]
+    actions = [Action.from_dict(a) for a in meta["actions"]]
     policy = LinearPolicy(meta["state_dim"], actions)
     policy.load_state_dict(torch.load(out / "policy.pt", weights_only=True))
     return policy

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,8 +13,12 @@ from ..data import MultipleChoiceItem, load_task, partition, task_label
 from ..data.splits import Partition
 from ..models import LoadedModel
 from .generative import generate_answers
-from .loglikelihood import LoglikelihoodScorer
+from .loglikelihood import ChoiceScore, LoglikelihoodScorer
 from .metrics import mean_and_stderr, predict_acc, predict_acc_norm
+
+ScoreFn = Callable[[Sequence[MultipleChoiceItem], bool, str], list[list[ChoiceScore]]]
+"""(items, progress, description) -> per item, per choice scores: replaces plain log-likelihood scoring
+(per-sample latent adaptation fits a delta to each item before scoring it)."""
 
 
 @dataclass
@@ -42,9 +46,10 @@ def normalization_texts(item: MultipleChoiceItem) -> tuple[str, ...]:
 
 
 def _loglikelihood_result(lm: LoadedModel, task: str, split: str, items: Sequence[MultipleChoiceItem],
-                          config: EvalConfig, progress: bool) -> TaskResult:
+                          config: EvalConfig, progress: bool, scorer: ScoreFn | None = None) -> TaskResult:
     start = time.perf_counter()
-    scores = LoglikelihoodScorer(lm, batch_size=config.batch_size).score(items, progress=progress, desc=task)
+    score = scorer or LoglikelihoodScorer(lm, batch_size=config.batch_size).score
+    scores = score(items, progress, task)
     seconds = time.perf_counter() - start
     predictions = []
     for item, item_scores in zip(items, scores):
@@ -73,11 +78,14 @@ def _generative_result(lm: LoadedModel, task: str, split: str, items: Sequence[M
 
 
 def evaluate_items(lm: LoadedModel, task: str, split: str, items: Sequence[MultipleChoiceItem],
-                   config: EvalConfig, progress: bool = True) -> TaskResult:
+                   config: EvalConfig, progress: bool = True, scorer: ScoreFn | None = None) -> TaskResult:
     if not items:
         raise ValueError(f"task {task!r}: no items to evaluate in split {split!r}")
-    scorer = _loglikelihood_result if config.protocol == "loglikelihood" else _generative_result
-    return scorer(lm, task, split, items, config, progress)
+    if config.protocol == "loglikelihood":
+        return _loglikelihood_result(lm, task, split, items, config, progress, scorer)
+    if scorer is not None:
+        raise ValueError("this adapter needs per-item scoring: evaluate it with --protocol loglikelihood")
+    return _generative_result(lm, task, split, items, config, progress)
 
 
 def load_partitioned(data: DataConfig) -> dict[str, tuple[list[MultipleChoiceItem], Partition]]:
@@ -91,13 +99,13 @@ def load_partitioned(data: DataConfig) -> dict[str, tuple[list[MultipleChoiceIte
 
 
 def evaluate_tasks(lm: LoadedModel, data: DataConfig, config: EvalConfig, progress: bool = True,
-                   loaded: dict[str, tuple[list[MultipleChoiceItem], Partition]] | None = None
-                   ) -> tuple[list[TaskResult], dict[str, Partition]]:
+                   loaded: dict[str, tuple[list[MultipleChoiceItem], Partition]] | None = None,
+                   scorer: ScoreFn | None = None) -> tuple[list[TaskResult], dict[str, Partition]]:
     """`loaded`: the output of `load_partitioned(data)`, when the caller already has it."""
     results, partitions = [], {}
     for task, (items, part) in (loaded or load_partitioned(data)).items():
         selected = part.select(items, data.split, data.limit)
-        results.append(evaluate_items(lm, task, data.split, selected, config, progress))
+        results.append(evaluate_items(lm, task, data.split, selected, config, progress, scorer))
         partitions[task] = part
     return results, partitions
 

@@ -1,0 +1,85 @@
+"""The reward table: every action applied to a task and scored on a labelled partition (validation for
+policy training and for the oracle; never test). Rows are appended to a JSONL file as they are measured,
+so an interrupted table resumes where it stopped."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..config import DataConfig, EvalConfig
+from ..evaluation.adapted import Loaded, evaluate_adapted
+from ..io import atomic_write_text
+from .apply import AdaptationContext, apply_action
+from .policy import Action
+
+REWARDS_FILE = "rewards.jsonl"
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows, lines = [], path.read_text().splitlines()
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n == len(lines):  # a row cut short by an interruption: it is measured again
+                break
+            raise ValueError(f"{path}, line {n}: not a JSON row") from None
+    return rows
+
+
+def measure_actions(ctx: AdaptationContext, task: str, actions: Sequence[Action], data: DataConfig,
+                    config: EvalConfig, work: Path, loaded: Loaded, metric: str, keep: bool = False,
+                    progress: bool = True) -> dict[str, dict[str, Any]]:
+    """{action label: row} for `task`, measuring only the actions not yet in `work/rewards.jsonl`.
+
+    A row: task, action, split, n, acc, acc_norm, metric, score (= the metric), seconds of adaptation and of
+    evaluation, and whether the family fell back."""
+    import time
+
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / REWARDS_FILE
+    rows = read_rows(path)
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))  # drops a row cut short
+    done = {r["action_label"]: r for r in rows if r["task"] == task and r["split"] == data.split}
+    for action in actions:
+        if action.label in done:
+            continue
+        out = work / "adapted" / task / action.slug
+        if out.exists():  # a complete directory from an interrupted run whose row was not written
+            shutil.rmtree(out)
+        info = apply_action(action, ctx, out)
+        start = time.perf_counter()
+        (result,), _ = evaluate_adapted(ctx.lm, out, data, config, progress=progress, loaded=loaded)
+        row = {"task": task, "split": data.split, "action": action.to_dict(), "action_label": action.label,
+               "n": result.num_items, "acc": result.metrics["acc"], "acc_norm": result.metrics["acc_norm"],
+               "metric": metric, "score": result.metrics[metric], "adapt_seconds": info["seconds"],
+               "eval_seconds": time.perf_counter() - start, "fell_back": info.get("fell_back", False),
+               "reason": info.get("reason", "")}
+        with path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        done[action.label] = row
+        if not keep:
+            shutil.rmtree(out)
+        if progress:
+            print(f"  {task:14s} {action.label:44s} {metric} {100 * row['score']:5.1f}  "
+                  f"(adapt {row['adapt_seconds']:.1f} s, eval {row['eval_seconds']:.1f} s)")
+    return {a.label: done[a.label] for a in actions}
+
+
+def format_reward_table(table: dict[str, dict[str, dict[str, Any]]], actions: Sequence[Action]) -> str:
+    """Markdown: one row per action, one column per task, the metric's score (in points)."""
+    tasks = list(table)
+    lines = ["| action | " + " | ".join(tasks) + " | average |", "|---|" + "---|" * (len(tasks) + 1)]
+    for action in actions:
+        scores = [table[t][action.label]["score"] for t in tasks]
+        cells = [f"{100 * s:.1f}" for s in scores] + [f"{100 * sum(scores) / len(scores):.1f}"]
+        lines.append(f"| {action.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

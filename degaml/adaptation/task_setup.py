@@ -1,0 +1,64 @@
+"""Everything the adaptation module knows about a task at test time, without labels: its unlabelled
+prompts, the generated adapter (as a function of the prompt-sample seed), the LoraHub library, and the
+policy's state features."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from ..generator.generation import Generator
+from ..generator.trajectories import checkpoint_paths, load_checkpoint
+from ..models import LoadedModel
+from .apply import AdaptationContext
+from .base import LoraState
+from .policy import StateFeatures, adapter_statistics, confidence_and_entropy
+from .ttt import prompt_batch
+
+FEATURE_PROMPTS = 16
+"""Prompts in the base model's confidence / entropy estimate (one forward pass)."""
+
+
+def lorahub_library(generator: Generator, exclude: str) -> list[LoraState]:
+    """The last checkpoint of each of the generator's training tasks' trajectories, except `exclude`
+    (the target task: mixing in its own fine-tuned adapter would leak its labels)."""
+    root = Path(generator.config.get("trajectories", ""))
+    library = []
+    for task in generator.config.get("train_tasks", []):
+        if task == exclude:
+            continue
+        paths = checkpoint_paths(root / task) if (root / task / "checkpoints").is_dir() else []
+        if not paths:
+            raise FileNotFoundError(f"LoraHub needs the trajectories the generator was trained on: "
+                                    f"{root / task} has no checkpoints")
+        library.append(load_checkpoint(paths[-1]))
+    return library
+
+
+def adaptation_context(generator: Generator, lm: LoadedModel, task: str, prompts: Sequence[str],
+                       seed: int = 0, with_library: bool = True) -> AdaptationContext:
+    from ..models import LoraGeometry
+
+    target = LoraGeometry.from_model(lm.model, generator.lora)
+
+    def generate(sample_seed: int) -> tuple[LoraState, dict]:
+        return generator.generate_state(list(prompts), sample_seed, target)
+
+    library = lorahub_library(generator, task) if with_library else []
+    return AdaptationContext(lm=lm, lora=generator.lora, base_model=generator.config["model"], generate=generate,
+                             prompts=list(prompts), library=library, seed=seed)
+
+
+@torch.no_grad()
+def task_features(generator: Generator, ctx: AdaptationContext) -> StateFeatures:
+    """Label-free state: mean prompt embedding, generated-adapter norms, base model confidence / entropy."""
+    hidden = generator.encoder.encode(list(ctx.prompts[:generator.num_prompts]))  # (N, T, D), zero-padded
+    real = hidden.abs().sum(-1) > 0
+    embedding = (hidden * real[..., None]).sum((0, 1)) / real.sum().clamp(min=1)
+    state, _ = ctx.generate(ctx.seed)
+    batch = prompt_batch(ctx.lm, list(ctx.prompts[:FEATURE_PROMPTS]), max_tokens=256)
+    logits = ctx.lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    confidence, entropy = confidence_and_entropy(logits, batch["attention_mask"])
+    return StateFeatures(embedding.float().cpu(), adapter_statistics(state), confidence, entropy)
