@@ -9,6 +9,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from .baselines.abmll import AbmllConfig
+from .baselines.common import BaselineSetup
+from .baselines.maml import MamlConfig
+from .baselines.union import UnionConfig
 from .config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, LoraSettings, ModelConfig, dump_yaml
 from .data.tasks import task_label
 
@@ -509,6 +513,80 @@ def train_policy(
     print(f"policy: {out}")
 
 
+def _run_baseline(method: str, task: str, out: Path, train_tasks: str, setup, config, progress: bool) -> None:
+    from .baselines import METHODS, BaselineSetup, prepare
+
+    spec = METHODS[method]
+    setup = setup or BaselineSetup()
+    config = config or spec.config()
+    if not spec.meta_trains and train_tasks:
+        print(f"note: {method} does not meta-train; --train_tasks is ignored")
+    job = prepare(setup, task, train_tasks.split(",") if spec.meta_trains else [], spec.meta_trains)
+    info = spec.run(job, config, Path(out), progress)
+    memory = f", peak RSS {info['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in info else ""
+    print(f"{method}: {out} ({info['seconds']:.1f} s{memory}; {info['support_examples']} labelled target examples)")
+
+
+def baseline_no_meta(task: str, out: Path, setup: BaselineSetup | None = None, progress: bool = True) -> None:
+    """No-meta-train LoRA: PEFT's standard init trained on the target's labelled support examples only.
+
+    Args:
+        task: Target task (name or .json/.jsonl file).
+        out: Adapter directory.
+        setup: Base model, LoRA, partitions and the target-data budget shared by every baseline.
+        progress: Show progress bars.
+    """
+    _run_baseline("no-meta", task, out, "", setup, None, progress)
+
+
+def baseline_union(task: str, out: Path, train_tasks: str, setup: BaselineSetup | None = None,
+                   union: UnionConfig | None = None, progress: bool = True) -> None:
+    """Union-train LoRA: one LoRA on the union of the meta-training tasks; zero-shot on the target, or
+    fine-tuned on its support examples (`--union.finetune true`).
+
+    Args:
+        task: Target task, held out from training.
+        out: Adapter directory.
+        train_tasks: Comma-separated meta-training tasks.
+        setup: Shared setup and budget.
+        union: Union-training settings.
+        progress: Show progress bars.
+    """
+    _run_baseline("union", task, out, train_tasks, setup, union, progress)
+
+
+def baseline_maml(task: str, out: Path, train_tasks: str, setup: BaselineSetup | None = None,
+                  maml: MamlConfig | None = None, progress: bool = True) -> None:
+    """MAML-en-LLM over the LoRA parameters (first or second order, Adam moments shared between loops),
+    then adapted on the target's support examples.
+
+    Args:
+        task: Target task, held out from meta-training.
+        out: Adapter directory.
+        train_tasks: Comma-separated meta-training tasks.
+        setup: Shared setup and budget.
+        maml: Meta-training settings (`--maml.order 2` for second order).
+        progress: Show progress bars.
+    """
+    _run_baseline("maml", task, out, train_tasks, setup, maml, progress)
+
+
+def baseline_abmll(task: str, out: Path, train_tasks: str, setup: BaselineSetup | None = None,
+                   abmll: AbmllConfig | None = None, progress: bool = True) -> None:
+    """ABMLL: a Gaussian prior over LoRA parameters meta-learned with an amortized ELBO; the target's posterior
+    is inferred from its support examples and written with adapters sampled from it (an ensemble directory).
+
+    Args:
+        task: Target task, held out from meta-training.
+        out: Ensemble directory (posterior.safetensors, tts.json, members/).
+        train_tasks: Comma-separated meta-training tasks.
+        setup: Shared setup and budget.
+        abmll: Meta-training settings (beta balances reconstruction against fidelity to the prior).
+        progress: Show progress bars.
+    """
+    _run_baseline("abmll", task, out, train_tasks, setup, abmll, progress)
+
+
 def list_tasks() -> None:
     """List the registered tasks: domain (in / out / extra), preferred metric, and what each stands for."""
     from .data import TASKS
@@ -544,6 +622,7 @@ COMMANDS = {
     "generate": generate,
     "adapt": adapt,
     "train-policy": train_policy,
+    "baseline": {"no-meta": baseline_no_meta, "union": baseline_union, "maml": baseline_maml, "abmll": baseline_abmll},
     "list-tasks": list_tasks,
     "list-models": list_models,
     "prepare-model": prepare_model,

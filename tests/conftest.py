@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -67,3 +69,25 @@ def tiny_sentence_transformer(tmp_path_factory):
     st = SentenceTransformer(modules=[transformer, Pooling(16)])
     st.save(str(path / "st"))
     return path / "st"
+
+
+QUESTIONS = {
+    "colors": [(f"What color is item {i}?", ["red", "blue", "green"], i % 3) for i in range(30)],
+    "numbers": [(f"What is {i} plus one?", [str(i + 1), str(i + 5)], 0) for i in range(30)],
+}
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory, tokenizer, tiny_sentence_transformer):
+    root = tmp_path_factory.mktemp("workspace")
+    lm = make_tiny("llama", tokenizer)
+    lm.model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    tasks = []
+    for name, rows in QUESTIONS.items():
+        path = root / f"{name}.jsonl"
+        path.write_text("".join(json.dumps({"question": q, "choices": c, "gold": g}) + "\n" for q, c, g in rows))
+        tasks.append(str(path))
+    return {"root": root, "model": str(root / "model"), "tasks": tasks, "encoder": str(tiny_sentence_transformer)}
+
+

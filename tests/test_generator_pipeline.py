@@ -7,26 +7,6 @@ import torch
 from safetensors.torch import load_file
 
 from degaml.cli import main
-from tests.conftest import make_tiny
-
-QUESTIONS = {
-    "colors": [(f"What color is item {i}?", ["red", "blue", "green"], i % 3) for i in range(30)],
-    "numbers": [(f"What is {i} plus one?", [str(i + 1), str(i + 5)], 0) for i in range(30)],
-}
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory, tokenizer, tiny_sentence_transformer):
-    root = tmp_path_factory.mktemp("pipeline")
-    lm = make_tiny("llama", tokenizer)
-    lm.model.save_pretrained(root / "model")
-    tokenizer.save_pretrained(root / "model")
-    tasks = []
-    for name, rows in QUESTIONS.items():
-        path = root / f"{name}.jsonl"
-        path.write_text("".join(json.dumps({"question": q, "choices": c, "gold": g}) + "\n" for q, c, g in rows))
-        tasks.append(str(path))
-    return {"root": root, "model": str(root / "model"), "tasks": tasks, "encoder": str(tiny_sentence_transformer)}
 
 
 @pytest.fixture(autouse=True)

@@ -28,9 +28,9 @@ from transformers import get_cosine_schedule_with_warmup
 
 from ..config import LoraSettings
 from ..data import MultipleChoiceItem
-from ..evaluation.loglikelihood import encode_request
 from ..io import atomic_write_json, run_metadata
 from ..models import LoadedModel, attach_lora
+from ..sft import collate, training_example
 
 MANIFEST = "manifest.json"
 
@@ -51,24 +51,6 @@ class CollectConfig:
     @property
     def total_steps(self) -> int:
         return self.warmup_steps + self.checkpoints
-
-
-def training_example(lm: LoadedModel, item: MultipleChoiceItem, max_tokens: int) -> tuple[list[int], list[int]]:
-    """(input ids, labels) for the gold answer after its context; -100 masks the context."""
-    request = encode_request(lm, item.contexts[item.gold], item.continuations[item.gold], max_tokens - 1)
-    tokens = list(request.tokens)
-    labels = [-100] * request.context_length + tokens[request.context_length:]
-    return tokens, labels
-
-
-def _collate(examples: Sequence[tuple[list[int], list[int]]], pad: int) -> dict[str, torch.Tensor]:
-    width = max(len(t) for t, _ in examples)
-    ids = torch.full((len(examples), width), pad, dtype=torch.long)
-    labels = torch.full((len(examples), width), -100, dtype=torch.long)
-    mask = torch.zeros(len(examples), width, dtype=torch.long)
-    for i, (t, lab) in enumerate(examples):
-        ids[i, :len(t)], labels[i, :len(t)], mask[i, :len(t)] = torch.tensor(t), torch.tensor(lab), 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
 def checkpoint_paths(task_dir: Path) -> list[Path]:
@@ -122,7 +104,7 @@ def collect_task(lm: LoadedModel, task: str, train_items: Sequence[MultipleChoic
         step_loss = 0.0
         for _ in range(config.gradient_accumulation):
             picks = torch.randint(len(examples), (config.batch_size,), generator=sampler).tolist()
-            batch = {k: v.to(lm.device) for k, v in _collate([examples[i] for i in picks], pad).items()}
+            batch = {k: v.to(lm.device) for k, v in collate([examples[i] for i in picks], pad).items()}
             loss = model(**batch).loss / config.gradient_accumulation
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"task {task!r}: non-finite loss at step {step + 1}")

@@ -1,0 +1,185 @@
+"""ABMLL: amortized Bayesian meta-learning for LoRA (Zhang, Snell & Griffiths 2025, arXiv 2508.14285).
+
+What we followed from the paper (itself built on ABML, Ravi & Beatson 2019):
+- global parameters theta = (mu_theta, sigma_theta) define the prior p(phi_i | theta) = N(mu_theta,
+  sigma_theta^2) over a task's LoRA parameters phi_i;
+- amortized inference: the task posterior q_i = N(mu_i, sigma_i^2) is *computed*, not stored: it starts at
+  theta and takes `inner_steps` gradient steps on the task's support examples, so its cost does not grow
+  with the number of tasks;
+- the objective per task is an ELBO, E_q[-log p(D_i | phi)] + beta * KL(q_i || p(. | theta)), where beta is
+  the paper's new hyper-parameter balancing reconstruction against the fidelity of task parameters to the
+  global ones (the KL of millions of parameters otherwise swamps a per-token likelihood);
+- predictions average the answer probabilities of adapters sampled from the posterior.
+
+Where we had to choose:
+- the Gaussians are over the LoRA factors A and B themselves (one mean and one log-std per entry), so
+  every sample is an ordinary LoRA that PEFT, vLLM or lm-eval can load. The paper places them on the
+  products BA with four LoRA pairs, which makes a sample a dense weight delta that no LoRA loader takes;
+- the KL is averaged per parameter (not summed) before beta weighs it, and the reconstruction is the mean
+  token NLL, so beta is comparable across model sizes;
+- meta-gradients are first order (the efficiency the paper claims over MAML-en-LLM): the query NLL's
+  gradient at the task posterior is passed to theta, and the outer KL(stop_grad(q_i) || p(theta)) pulls
+  the prior toward the task posteriors;
+- the inner loop uses Adam on (mu, log sigma), fresh per task; test time runs it on the target's
+  support examples for the setup's `steps`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from ..adaptation.tts import TTS_FILE
+from ..generator.generation import write_adapter
+from ..io import atomic_directory, atomic_write_json
+from ..sft import sample_batch
+from .common import BaselineRun, lora_parameters, peak_memory_mb, peft_model
+from .maml import model_loss
+
+POSTERIOR_FILE = "posterior.safetensors"
+Gaussian = dict[str, torch.Tensor]
+"""{"mu.<name>": ..., "log_sigma.<name>": ...} over the LoRA parameters."""
+
+
+@dataclass
+class AbmllConfig:
+    meta_steps: int = 30
+    tasks_per_step: int = 2
+    inner_steps: int = 1
+    inner_lr: float = 1e-3
+    outer_lr: float = 3e-4
+    beta: float = 0.1
+    """Weight of KL(q_i || p(theta)) against the reconstruction (per-parameter mean KL)."""
+    init_sigma: float = 1e-3
+    """Initial prior standard deviation of every LoRA entry."""
+    samples: int = 1
+    """Posterior samples per loss evaluation during training."""
+    eval_samples: int = 5
+    """Adapters sampled from the target posterior; their answer probabilities are averaged."""
+
+    def __post_init__(self) -> None:
+        if self.beta < 0 or self.init_sigma <= 0 or self.samples < 1 or self.eval_samples < 1:
+            raise ValueError("abmll: beta >= 0, init_sigma > 0, samples >= 1 and eval_samples >= 1 are required")
+
+
+def gaussian_kl(q_mu: torch.Tensor, q_log_sigma: torch.Tensor, p_mu: torch.Tensor, p_log_sigma: torch.Tensor
+                ) -> torch.Tensor:
+    """Sum over entries of KL(N(q_mu, q_sigma^2) || N(p_mu, p_sigma^2))."""
+    ratio = torch.exp(2 * (q_log_sigma - p_log_sigma))
+    return (p_log_sigma - q_log_sigma + 0.5 * (ratio + (q_mu - p_mu) ** 2 * torch.exp(-2 * p_log_sigma)) - 0.5).sum()
+
+
+def mean_kl(q: Gaussian, p: Gaussian, names: list[str]) -> torch.Tensor:
+    total = sum(gaussian_kl(q[f"mu.{n}"], q[f"log_sigma.{n}"], p[f"mu.{n}"], p[f"log_sigma.{n}"]) for n in names)
+    return total / sum(q[f"mu.{n}"].numel() for n in names)
+
+
+def sample(g: Gaussian, names: list[str], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Reparameterized: mu + sigma * eps, differentiable in mu and log sigma."""
+    out = {}
+    for n in names:
+        mu = g[f"mu.{n}"]
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
+        out[n] = mu + torch.exp(g[f"log_sigma.{n}"]) * eps
+    return out
+
+
+def negative_elbo(loss_fn: Any, q: Gaussian, prior: Gaussian, names: list[str], batch: Any, beta: float,
+                  samples: int) -> torch.Tensor:
+    reconstruction = sum(loss_fn(sample(q, names), batch) for _ in range(samples)) / samples
+    return reconstruction + beta * mean_kl(q, prior, names)
+
+
+def infer_posterior(loss_fn: Any, prior: Gaussian, names: list[str], batches: list[Any], config: AbmllConfig
+                    ) -> Gaussian:
+    """Amortized inference: start at the prior, take one Adam step per support batch on the negative ELBO."""
+    q = {k: v.detach().clone().requires_grad_(True) for k, v in prior.items()}
+    optimizer = torch.optim.Adam(q.values(), lr=config.inner_lr)
+    fixed_prior = {k: v.detach() for k, v in prior.items()}
+    for batch in batches:
+        loss = negative_elbo(loss_fn, q, fixed_prior, names, batch, config.beta, config.samples)
+        if not torch.isfinite(loss):
+            raise FloatingPointError("non-finite ELBO in the inner loop")
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return {k: v.detach() for k, v in q.items()}
+
+
+def initial_prior(params: dict[str, torch.Tensor], init_sigma: float) -> Gaussian:
+    prior = {}
+    for n, v in params.items():
+        prior[f"mu.{n}"] = v.detach().clone()
+        prior[f"log_sigma.{n}"] = torch.full_like(v, math.log(init_sigma))
+    return prior
+
+
+def meta_train(job: BaselineRun, config: AbmllConfig, progress: bool = True) -> tuple[Gaussian, list[str], list[float]]:
+    s = job.setup
+    torch.manual_seed(s.seed)
+    tasks = list(job.meta)
+    sampler = torch.Generator().manual_seed(s.seed)
+    with peft_model(job.lm, s.lora) as model:
+        model.train()
+        names = list(lora_parameters(model))
+        prior = {k: v.requires_grad_(True) for k, v in initial_prior(lora_parameters(model), config.init_sigma).items()}
+        loss_fn = model_loss(model)
+        optimizer = torch.optim.Adam(prior.values(), lr=config.outer_lr)
+        history = []
+        half = max(s.batch_size // 2, 1)
+        for step in tqdm(range(config.meta_steps), desc="abmll", disable=not progress, leave=False):
+            picked = torch.randperm(len(tasks), generator=sampler)[:config.tasks_per_step].tolist()
+            optimizer.zero_grad()
+            total = 0.0
+            for t in picked:
+                examples = job.meta[tasks[t]]
+                support = [sample_batch(job.lm, examples, half, sampler) for _ in range(config.inner_steps)]
+                query = sample_batch(job.lm, examples, half, sampler)
+                posterior = infer_posterior(loss_fn, prior, names, support, config)
+                # First order: the posterior moves with the prior (straight-through its inner steps).
+                moved = {k: prior[k] + (posterior[k] - prior[k]).detach() for k in prior}
+                reconstruction = sum(loss_fn(sample(moved, names), query) for _ in range(config.samples)) / config.samples
+                fidelity = mean_kl(posterior, prior, names)  # pulls the prior toward the task posteriors
+                loss = (reconstruction + config.beta * fidelity) / len(picked)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite ELBO at meta-step {step + 1} (task {tasks[t]})")
+                loss.backward()
+                total += loss.item()
+            optimizer.step()
+            history.append(total)
+    return {k: v.detach() for k, v in prior.items()}, names, history
+
+
+def run(job: BaselineRun, config: AbmllConfig, out: Path, progress: bool = True) -> dict[str, Any]:
+    """Writes the target posterior and `eval_samples` adapters drawn from it, as an ensemble directory that
+    `degaml evaluate` scores by averaging the members' answer probabilities."""
+    started = time.perf_counter()
+    s = job.setup
+    prior, names, history = meta_train(job, config, progress)
+    meta_seconds = time.perf_counter() - started
+    sampler = torch.Generator().manual_seed(s.seed + 1)
+    with peft_model(job.lm, s.lora) as model:
+        loss_fn = model_loss(model)
+        batches = [sample_batch(job.lm, job.support, s.batch_size, sampler) for _ in range(s.steps)]
+        posterior = infer_posterior(loss_fn, prior, names, batches, config) if batches else prior
+    draws = torch.Generator().manual_seed(s.seed + 2)
+    info = {"baseline": "abmll", "task": job.task, "train_tasks": job.train_tasks, "config": vars(config),
+            "support_examples": len(job.support), "meta_losses": history, "meta_train_seconds": meta_seconds,
+            "combine": "mean", "members": [f"members/{i}" for i in range(config.eval_samples)]}
+    with atomic_directory(out) as tmp:
+        for i in range(config.eval_samples):
+            drawn = sample(posterior, names, draws)
+            # Live parameter names carry the adapter name; saved adapters do not.
+            state = {n.replace(".default.weight", ".weight"): v.float().cpu().contiguous() for n, v in drawn.items()}
+            write_adapter(state, s.lora, s.model, tmp / "members" / str(i), extra={"sample": i})
+        save_file({k: v.float().cpu().contiguous() for k, v in posterior.items()}, str(tmp / POSTERIOR_FILE))
+        info.update(seconds=time.perf_counter() - started, **peak_memory_mb(job.lm.device))
+        atomic_write_json(tmp / TTS_FILE, info)
+    return info

@@ -1,0 +1,162 @@
+"""What every baseline shares: the setup (base model, LoRA, partitions, the target-data budget), the
+supervised examples of each task, plain LoRA fine-tuning, and writing the result with its costs.
+
+Fairness rules (docs/baselines.md): same base model, LoRA rank and targets as DeGAML; same seeded
+train/validation/test partitions; every method that uses labelled target data gets the same `support`
+examples (from the target's train partition) and the same `steps` of test-time optimization on them;
+meta-training methods see the same number of meta-training examples.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+from ..config import DataConfig, LoraSettings, ModelConfig
+from ..data import task_label
+from ..generator.generation import write_adapter
+from ..io import run_metadata
+from ..models import LoadedModel, attach_lora, load_model
+from ..sft import Example, sample_batch, training_example
+
+LoraState = dict[str, torch.Tensor]
+
+
+@dataclass
+class BaselineSetup:
+    model: str = "smollm2-135m-instruct"
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    support: int = 64
+    """Labelled target examples (seeded subset of its train partition), the same for every method."""
+    steps: int = 20
+    """Test-time optimizer steps on the support examples, the same for every method."""
+    lr: float = 1e-3
+    """Learning rate of supervised fine-tuning on the support set."""
+    batch_size: int = 8
+    meta_examples: int = 512
+    """Labelled examples per meta-training task (seeded subset of its train partition)."""
+    max_tokens: int = 256
+    seed: int = 0
+    partition_seed: int = 0
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.3
+    source: Literal["offline", "hub"] = "offline"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("support", "batch_size", "meta_examples", "max_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"setup.{name} must be >= 1, got {getattr(self, name)}")
+        if self.steps < 0:
+            raise ValueError(f"setup.steps must be >= 0, got {self.steps}")
+
+
+def load_examples(lm: LoadedModel, task: str, setup: BaselineSetup, limit: int) -> list[Example]:
+    """Up to `limit` supervised examples from the task's train partition (never validation or test)."""
+    from ..evaluation.harness import load_partitioned
+
+    data = DataConfig(tasks=[task], split="train", limit=limit, seed=setup.partition_seed,
+                      validation_fraction=setup.validation_fraction, test_fraction=setup.test_fraction,
+                      source=setup.source)
+    ((items, part),) = load_partitioned(data).values()
+    selected = part.select(items, "train", limit)
+    if not selected:
+        raise ValueError(f"task {task!r}: the train partition is empty")
+    return [training_example(lm, item, setup.max_tokens) for item in selected]
+
+
+def lora_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+def fine_tune(lm: LoadedModel, lora: LoraSettings, examples: Sequence[Example], steps: int, lr: float,
+              batch_size: int, seed: int, init: LoraState | None = None) -> tuple[LoraState, list[float]]:
+    """Plain LoRA fine-tuning (AdamW, constant lr) from `init` or PEFT's standard init; the base model is
+    left bare afterwards."""
+    torch.manual_seed(seed)
+    model = attach_lora(lm.model, lora)
+    try:
+        if init is not None:
+            set_peft_model_state_dict(model, init)
+        model.train()
+        optimizer = torch.optim.AdamW(lora_parameters(model).values(), lr=lr)
+        sampler = torch.Generator().manual_seed(seed)
+        losses = []
+        for step in range(steps):
+            loss = model(**sample_batch(lm, examples, batch_size, sampler)).loss
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at fine-tuning step {step + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        state = {k: v.detach().float().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
+    finally:
+        model.unload()
+        lm.model.eval()
+    return state, losses
+
+
+@contextmanager
+def peft_model(lm: LoadedModel, lora: LoraSettings, state: LoraState | None = None) -> Iterator[torch.nn.Module]:
+    """The base model with a LoRA attached inside the block (loaded from `state` if given), bare after it."""
+    model = attach_lora(lm.model, lora)
+    try:
+        if state is not None:
+            set_peft_model_state_dict(model, state)
+        yield model
+    finally:
+        model.unload()
+        lm.model.eval()
+
+
+def peak_memory_mb(device: torch.device) -> dict[str, float]:
+    peak = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # KiB on Linux
+    if device.type == "cuda":
+        peak["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return peak
+
+
+@dataclass
+class BaselineRun:
+    """A loaded baseline job: the model, the target's support examples and the meta-training examples."""
+
+    setup: BaselineSetup
+    task: str
+    train_tasks: list[str]
+    lm: LoadedModel
+    support: list[Example]
+    meta: dict[str, list[Example]]
+
+
+def prepare(setup: BaselineSetup, task: str, train_tasks: Sequence[str], needs_meta: bool) -> BaselineRun:
+    label = task_label(task)
+    names = [t for t in train_tasks if t]
+    if label in {task_label(t) for t in names}:
+        raise ValueError(f"--train_tasks includes the target task {label!r}: it must be held out")
+    if needs_meta and not names:
+        raise ValueError("this baseline meta-trains: give --train_tasks (comma-separated)")
+    lm = load_model(ModelConfig(name=setup.model, dtype=setup.dtype, device=setup.device))
+    support = load_examples(lm, task, setup, setup.support)
+    meta = {task_label(t): load_examples(lm, t, setup, setup.meta_examples) for t in names} if needs_meta else {}
+    return BaselineRun(setup, label, [task_label(t) for t in names], lm, support, meta)
+
+
+def write_result(run: BaselineRun, method: str, config: Any, state: LoraState, out: Path, started: float,
+                 record: dict[str, Any], tensors: dict[str, dict[str, torch.Tensor]] | None = None) -> dict[str, Any]:
+    info = {"baseline": method, "task": run.task, "train_tasks": run.train_tasks, "setup": asdict(run.setup),
+            "config": asdict(config) if config is not None else {}, "support_examples": len(run.support),
+            "seconds": time.perf_counter() - started, **peak_memory_mb(run.lm.device), **record,
+            "meta": run_metadata(run.setup.seed)}
+    write_adapter(state, run.setup.lora, run.setup.model, out, extra=info, tensors=tensors)
+    return info
+
