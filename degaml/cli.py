@@ -514,7 +514,7 @@ def train_policy(
 
 
 def _run_baseline(method: str, task: str, out: Path, train_tasks: str, setup, config, progress: bool) -> None:
-    from .baselines import METHODS, BaselineSetup, prepare
+    from .baselines import METHODS, BaselineSetup, prepare, run_baseline
 
     spec = METHODS[method]
     setup = setup or BaselineSetup()
@@ -522,7 +522,7 @@ def _run_baseline(method: str, task: str, out: Path, train_tasks: str, setup, co
     if not spec.meta_trains and train_tasks:
         print(f"note: {method} does not meta-train; --train_tasks is ignored")
     job = prepare(setup, task, train_tasks.split(",") if spec.meta_trains else [], spec.meta_trains)
-    info = spec.run(job, config, Path(out), progress)
+    info = run_baseline(method, job, config, Path(out), progress)
     memory = f", peak RSS {info['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in info else ""
     print(f"{method}: {out} ({info['seconds']:.1f} s{memory}; {info['support_examples']} labelled target examples)")
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +121,8 @@ def initial_prior(params: dict[str, torch.Tensor], init_sigma: float) -> Gaussia
     return prior
 
 
-def meta_train(job: BaselineRun, config: AbmllConfig, progress: bool = True) -> tuple[Gaussian, list[str], list[float]]:
+def meta_train(job: BaselineRun, config: AbmllConfig, progress: bool = True) -> Gaussian:
+    """The meta-learned prior (mu and log sigma of every LoRA entry)."""
     s = job.setup
     torch.manual_seed(s.seed)
     tasks = list(job.meta)
@@ -154,24 +155,26 @@ def meta_train(job: BaselineRun, config: AbmllConfig, progress: bool = True) -> 
                 total += loss.item()
             optimizer.step()
             history.append(total)
-    return {k: v.detach() for k, v in prior.items()}, names, history
+    job.log["meta_losses"] = history
+    return {k: v.detach() for k, v in prior.items()}
 
 
-def run(job: BaselineRun, config: AbmllConfig, out: Path, progress: bool = True) -> dict[str, Any]:
-    """Writes the target posterior and `eval_samples` adapters drawn from it, as an ensemble directory that
-    `degaml evaluate` scores by averaging the members' answer probabilities."""
-    started = time.perf_counter()
+def finish(job: BaselineRun, config: AbmllConfig, meta: dict[str, torch.Tensor], out: Path, started: float
+           ) -> dict[str, Any]:
+    """Infer the target's posterior from its support examples and write it with `eval_samples` adapters
+    drawn from it, as an ensemble directory that `degaml evaluate` scores by averaging the members' answer
+    probabilities."""
     s = job.setup
-    prior, names, history = meta_train(job, config, progress)
-    meta_seconds = time.perf_counter() - started
+    prior = {k: v.to(job.lm.device) for k, v in meta.items()}
+    names = [k[len("mu."):] for k in prior if k.startswith("mu.")]
     sampler = torch.Generator().manual_seed(s.seed + 1)
     with peft_model(job.lm, s.lora) as model:
         loss_fn = model_loss(model)
         batches = [sample_batch(job.lm, job.support, s.batch_size, sampler) for _ in range(s.steps)]
         posterior = infer_posterior(loss_fn, prior, names, batches, config) if batches else prior
     draws = torch.Generator().manual_seed(s.seed + 2)
-    info = {"baseline": "abmll", "task": job.task, "train_tasks": job.train_tasks, "config": vars(config),
-            "support_examples": len(job.support), "meta_losses": history, "meta_train_seconds": meta_seconds,
+    info = {"baseline": "abmll", "task": job.task, "train_tasks": job.train_tasks, "setup": asdict(s),
+            "config": asdict(config), "support_examples": len(job.support), **job.log,
             "combine": "mean", "members": [f"members/{i}" for i in range(config.eval_samples)]}
     with atomic_directory(out) as tmp:
         for i in range(config.eval_samples):

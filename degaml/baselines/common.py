@@ -136,16 +136,20 @@ class BaselineRun:
     lm: LoadedModel
     support: list[Example]
     meta: dict[str, list[Example]]
+    log: dict[str, Any] = field(default_factory=dict)
+    """Training traces and timings, written with the result."""
 
 
-def prepare(setup: BaselineSetup, task: str, train_tasks: Sequence[str], needs_meta: bool) -> BaselineRun:
+def prepare(setup: BaselineSetup, task: str, train_tasks: Sequence[str], needs_meta: bool,
+            lm: LoadedModel | None = None) -> BaselineRun:
+    """Load the model (unless given) and the examples a baseline needs."""
     label = task_label(task)
     names = [t for t in train_tasks if t]
     if label in {task_label(t) for t in names}:
         raise ValueError(f"--train_tasks includes the target task {label!r}: it must be held out")
     if needs_meta and not names:
         raise ValueError("this baseline meta-trains: give --train_tasks (comma-separated)")
-    lm = load_model(ModelConfig(name=setup.model, dtype=setup.dtype, device=setup.device))
+    lm = lm or load_model(ModelConfig(name=setup.model, dtype=setup.dtype, device=setup.device))
     support = load_examples(lm, task, setup, setup.support)
     meta = {task_label(t): load_examples(lm, t, setup, setup.meta_examples) for t in names} if needs_meta else {}
     return BaselineRun(setup, label, [task_label(t) for t in names], lm, support, meta)
@@ -155,7 +159,7 @@ def write_result(run: BaselineRun, method: str, config: Any, state: LoraState, o
                  record: dict[str, Any], tensors: dict[str, dict[str, torch.Tensor]] | None = None) -> dict[str, Any]:
     info = {"baseline": method, "task": run.task, "train_tasks": run.train_tasks, "setup": asdict(run.setup),
             "config": asdict(config) if config is not None else {}, "support_examples": len(run.support),
-            "seconds": time.perf_counter() - started, **peak_memory_mb(run.lm.device), **record,
+            "seconds": time.perf_counter() - started, **peak_memory_mb(run.lm.device), **run.log, **record,
             "meta": run_metadata(run.setup.seed)}
     write_adapter(state, run.setup.lora, run.setup.model, out, extra=info, tensors=tensors)
     return info

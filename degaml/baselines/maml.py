@@ -20,7 +20,6 @@ Where we had to choose (the paper adapts full models for in-context learning; no
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -141,9 +140,8 @@ def mean_moments(parts: Sequence[SharedMoments], into: SharedMoments) -> None:
     into.t = max(p.t for p in parts)
 
 
-def meta_train(job: BaselineRun, config: MamlConfig, progress: bool = True
-               ) -> tuple[dict[str, torch.Tensor], SharedMoments | None, list[float]]:
-    """The meta-learned LoRA init (parameter names of the PEFT model), the shared moments, query losses."""
+def meta_train(job: BaselineRun, config: MamlConfig, progress: bool = True) -> dict[str, torch.Tensor]:
+    """The meta-learned LoRA init (parameter names of the live PEFT model) and the shared moments, packed."""
     s = job.setup
     torch.manual_seed(s.seed)
     tasks = list(job.meta)
@@ -175,19 +173,40 @@ def meta_train(job: BaselineRun, config: MamlConfig, progress: bool = True
             shared.advance()
             params = {k: (v - config.outer_lr * shared.direction(k, meta_grad[k])).detach() for k, v in params.items()}
             history.append(sum(losses) / len(losses))
-    return params, moments, history
+    job.log["meta_query_losses"] = history
+    return pack(params, moments)
 
 
-def run(job: BaselineRun, config: MamlConfig, out: Path, progress: bool = True) -> dict[str, Any]:
-    started = time.perf_counter()
+def pack(params: Params, moments: SharedMoments | None) -> dict[str, torch.Tensor]:
+    """Meta-training's result as flat tensors (cacheable): the init and the shared moments."""
+    packed = {f"init.{k}": v for k, v in params.items()}
+    if moments is not None:
+        packed |= {f"m.{k}": v for k, v in moments.m.items()} | {f"v.{k}": v for k, v in moments.v.items()}
+        packed["t"] = torch.tensor(moments.t)
+    return packed
+
+
+def unpack(packed: dict[str, torch.Tensor], config: MamlConfig) -> tuple[Params, SharedMoments | None]:
+    params = {k[len("init."):]: v for k, v in packed.items() if k.startswith("init.")}
+    if "t" not in packed:
+        return params, None
+    moments = SharedMoments(params, config.betas, config.eps)
+    moments.m = {k: packed[f"m.{k}"] for k in params}
+    moments.v = {k: packed[f"v.{k}"] for k in params}
+    moments.t = int(packed["t"])
+    return params, moments
+
+
+def finish(job: BaselineRun, config: MamlConfig, meta: dict[str, torch.Tensor], out: Path, started: float
+           ) -> dict[str, Any]:
+    """Adapt the meta-learned init on the target's support examples with the inner rule."""
     s = job.setup
-    params, moments, history = meta_train(job, config, progress)
-    meta_seconds = time.perf_counter() - started
+    params, moments = unpack(meta, config)
     sampler = torch.Generator().manual_seed(s.seed + 1)
     with peft_model(job.lm, s.lora) as model:
         loss_fn = model_loss(model)
         batches = [sample_batch(job.lm, job.support, s.batch_size, sampler) for _ in range(s.steps)]
-        leaves = {k: v.requires_grad_(True) for k, v in params.items()}
+        leaves = {k: v.to(job.lm.device).requires_grad_(True) for k, v in params.items()}
         adapted = inner_adapt(loss_fn, leaves, batches, config.inner_lr, moments.copy() if moments else None,
                               create_graph=False)
         with torch.no_grad():
@@ -195,5 +214,4 @@ def run(job: BaselineRun, config: MamlConfig, out: Path, progress: bool = True) 
                 p.copy_(adapted[name].detach())
         state = {k: v.detach().float().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
     return write_result(job, "maml", config, state, out, started,
-                        {"meta_query_losses": history, "meta_train_seconds": meta_seconds,
-                         "test_time_steps": s.steps, "test_time_lr": config.inner_lr})
+                        {"test_time_steps": s.steps, "test_time_lr": config.inner_lr})

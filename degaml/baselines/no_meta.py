@@ -3,10 +3,11 @@ examples (the setup's `support` examples, `steps` optimizer steps at `lr`)."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from .common import BaselineRun, fine_tune, write_result
 
@@ -16,8 +17,12 @@ class NoMetaConfig:
     """No settings beyond the shared setup: its budget is the method."""
 
 
-def run(job: BaselineRun, config: NoMetaConfig, out: Path, progress: bool = True) -> dict[str, Any]:
-    started = time.perf_counter()
+def meta_train(job: BaselineRun, config: NoMetaConfig, progress: bool = True) -> dict[str, torch.Tensor]:
+    return {}  # nothing is learned before the target is known
+
+
+def finish(job: BaselineRun, config: NoMetaConfig, meta: dict[str, torch.Tensor], out: Path, started: float
+           ) -> dict[str, Any]:
     s = job.setup
     state, losses = fine_tune(job.lm, s.lora, job.support, s.steps, s.lr, s.batch_size, s.seed)
     return write_result(job, "no-meta", config, state, out, started, {"support_losses": losses})

@@ -4,10 +4,11 @@ on the target's support examples with the same budget as every other method. The
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from .common import BaselineRun, fine_tune, write_result
 
@@ -21,16 +22,21 @@ class UnionConfig:
     """Then fine-tune on the target's support examples (setup.steps at setup.lr)."""
 
 
-def run(job: BaselineRun, config: UnionConfig, out: Path, progress: bool = True) -> dict[str, Any]:
-    started = time.perf_counter()
+def meta_train(job: BaselineRun, config: UnionConfig, progress: bool = True) -> dict[str, torch.Tensor]:
+    """The union LoRA (PEFT keys). Balanced: each task contributes the same number of examples."""
     s = job.setup
-    # Balanced union: each task contributes the same number of examples, so no task dominates by size.
     per_task = min(len(v) for v in job.meta.values())
     union = [ex for examples in job.meta.values() for ex in examples[:per_task]]
-    state, losses = fine_tune(job.lm, s.lora, union, config.steps, config.lr, s.batch_size, s.seed)
-    record: dict[str, Any] = {"variant": "union + target fine-tune" if config.finetune else "union, zero-shot",
-                              "union_examples": len(union), "union_losses": losses}
+    state, _ = fine_tune(job.lm, s.lora, union, config.steps, config.lr, s.batch_size, s.seed)
+    return state
+
+
+def finish(job: BaselineRun, config: UnionConfig, meta: dict[str, torch.Tensor], out: Path, started: float
+           ) -> dict[str, Any]:
+    s = job.setup
+    record: dict[str, Any] = {"variant": "union + target fine-tune" if config.finetune else "union, zero-shot"}
+    state = meta
     if config.finetune:
-        state, support_losses = fine_tune(job.lm, s.lora, job.support, s.steps, s.lr, s.batch_size, s.seed, init=state)
-        record["support_losses"] = support_losses
+        state, record["support_losses"] = fine_tune(job.lm, s.lora, job.support, s.steps, s.lr, s.batch_size, s.seed,
+                                                    init=meta)
     return write_result(job, "union", config, state, out, started, record)
