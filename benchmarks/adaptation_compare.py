@@ -23,9 +23,9 @@ from pathlib import Path
 from degaml.adaptation.policy import FAMILIES, default_actions, load_policy
 from degaml.adaptation.rewards import measure_actions
 from degaml.adaptation.task_setup import adaptation_context, task_features
-from degaml.cli import _partition_spec, _task_prompts
 from degaml.config import DataConfig, EvalConfig, ModelConfig
 from degaml.data import TASKS
+from degaml.data.prompts import task_prompts
 from degaml.evaluation.harness import load_partitioned
 from degaml.generator.generation import Generator
 from degaml.models import load_model
@@ -47,7 +47,7 @@ def main() -> None:
     for task in args.heldout.split(","):
         gen = Generator(args.generators / task / "generator")
         lm = load_model(ModelConfig(name=gen.config["model"], dtype="float32", device="cpu"))
-        prompts = _task_prompts(task, _partition_spec(task, 0, 0.1, 0.3), "train", "offline")[:args.adaptation_prompts]
+        prompts = task_prompts(task, "train")[:args.adaptation_prompts]
         ctx = adaptation_context(gen, lm, task, prompts)
         metric = TASKS[task].preferred_metric
         validation = DataConfig(tasks=[task], split="validation", limit=args.validation_limit)

@@ -13,7 +13,8 @@ from .baselines.abmll import AbmllConfig
 from .baselines.common import BaselineSetup
 from .baselines.maml import MamlConfig
 from .baselines.union import UnionConfig
-from .config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, LoraSettings, ModelConfig, dump_yaml
+from .config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, LoraSettings, ModelConfig
+from .data.prompts import task_prompts
 from .data.tasks import task_label
 
 
@@ -60,8 +61,7 @@ def evaluate(
     """
     from .evaluation import format_table
     from .evaluation.adapted import evaluate_adapted
-    from .evaluation.harness import result_paths
-    from .io import atomic_write_json, atomic_write_text, run_metadata
+    from .evaluation.harness import write_evaluation
     from .models import load_model
 
     model_cfg = ModelConfig(name=model, dtype=dtype, device=device)
@@ -73,19 +73,10 @@ def evaluate(
 
     lm = load_model(model_cfg)
     results, partitions = evaluate_adapted(lm, adapter, data_cfg, eval_cfg, progress=progress)
-    table = format_table(results)
-    paths = result_paths(out)
-    atomic_write_text(paths["config"], dump_yaml(config))
-    atomic_write_json(paths["partitions"], {t: {**p.summary(), "ids": p.ids} for t, p in partitions.items()})
     header = (f"model: {model} ({lm.source})" + (f" + adapter {adapter}" if adapter else "")
               + f" | protocol: {protocol} | split: {split} | limit: {limit} | partition seed: {seed}")
-    atomic_write_text(paths["table"], f"{header}\n\n{table}\n")
-    atomic_write_json(paths["results"], {
-        "config": dump_yaml(config), "meta": run_metadata(seed), "model_source": lm.source,
-        "partitions": {t: p.summary() for t, p in partitions.items()},
-        "results": [r.to_dict() for r in results],
-    })
-    print(header, table, f"results: {paths['results']}", sep="\n\n")
+    paths = write_evaluation(out, results, partitions, config, header, seed, lm.source)
+    print(header, format_table(results), f"results: {paths['results']}", sep="\n\n")
 
 
 def shard(tasks: list[str], index: int, count: int) -> list[str]:
@@ -164,23 +155,6 @@ def collect(
         print(f"{task}: {task_dir}")
 
 
-def _partition_spec(task_source: str, seed: int, validation_fraction: float, test_fraction: float) -> dict:
-    """What `partition()` needs to rebuild a task's partition, as a manifest stores it."""
-    return {"task": task_label(task_source), "seed": seed, "validation_fraction": validation_fraction,
-            "test_fraction": test_fraction}
-
-
-def _task_prompts(task_source: str, partition: dict, split: str, source: str) -> list[str]:
-    """Unlabelled prompts of a task's partition (the answers are never read)."""
-    from .data import load_task
-    from .data import partition as make_partition
-
-    items = load_task(task_source, source)  # type: ignore[arg-type]
-    part = make_partition(partition["task"], items, partition["seed"], partition["validation_fraction"],
-                          partition["test_fraction"])
-    return [item.prompt for item in part.select(items, split)]
-
-
 def train_generator(
     trajectories: Path,
     out: Path,
@@ -253,7 +227,9 @@ def train_generator(
     prompt_encoder = PromptEncoder.with_default_cache(encoder, prompt_tokens)
     train, heldout = [], []
     for task_dir, manifest in manifests.items():
-        prompts = _task_prompts(manifest["partition"]["task_source"], manifest["partition"], "train", source)
+        spec = manifest["partition"]
+        prompts = task_prompts(spec["task_source"], "train", spec["seed"], spec["validation_fraction"],
+                               spec["test_fraction"], source)
         prompts = prompts[:max_prompts]
         (heldout if manifest["task"] in held else train).append(load_trajectory(task_dir, layout, prompts))
     meta = {"model": first["partition"]["model"], "lora": first["lora"], "geometry": first["partition"]["geometry"],
@@ -298,8 +274,7 @@ def generate(
     if prompts.endswith(".txt"):
         texts = [line for line in Path(prompts).read_text().splitlines() if line.strip()]
     else:
-        partition = _partition_spec(prompts, partition_seed, validation_fraction, test_fraction)
-        texts = _task_prompts(prompts, partition, split, source)
+        texts = task_prompts(prompts, split, partition_seed, validation_fraction, test_fraction, source)
     base = gen.config["model"]
     target = LoraGeometry.from_config(AutoConfig.from_pretrained(resolve_model(base)), gen.lora)
     info = gen.generate(texts, Path(out), base_model=base, seed=seed, target_geometry=target)
@@ -400,8 +375,8 @@ def adapt(
     action = None if policy else _action_from_flags(family, steps, lr, lam, mixing, evaluations, tts_k,
                                                      tts_combine, latent_scope)
     gen, lm = _load_for_adaptation(generator, dtype, device)
-    partition = _partition_spec(task, partition_seed, validation_fraction, test_fraction)
-    prompts = _task_prompts(task, partition, prompt_split, source)[:adaptation_prompts]
+    prompts = task_prompts(task, prompt_split, partition_seed, validation_fraction, test_fraction,
+                           source)[:adaptation_prompts]
     needs_library = policy is not None or (action is not None and action.get("variant", "") == "lorahub")
     ctx = adaptation_context(gen, lm, task_label(task), prompts, seed, with_library=needs_library)
     if policy is not None:
@@ -461,55 +436,20 @@ def train_policy(
         device: `auto`, `cpu`, `cuda`, ...
         progress: Show progress bars.
     """
-    import torch
+    from .adaptation.policy import PolicyConfig, default_actions
+    from .adaptation.policy_training import fit_policy_on_tasks
+    from .adaptation.rewards import format_reward_table
 
-    from .adaptation.policy import PolicyConfig, default_actions, save_policy
-    from .adaptation.policy import train_policy as fit_policy
-    from .adaptation.rewards import format_reward_table, measure_actions
-    from .adaptation.task_setup import adaptation_context, task_features
-    from .data import TASKS
-    from .evaluation.harness import load_partitioned
-    from .io import atomic_write_text
-
-    names = [t for t in tasks.split(",") if t]
-    held = set(json.loads((Path(generator) / "config.json").read_text()).get("heldout_tasks", []))
-    if held & {task_label(t) for t in names}:
-        raise ValueError(f"--tasks includes the generator's held-out task(s) {sorted(held & set(names))}: "
-                         "the policy must be trained on meta-training tasks only")
     config = PolicyConfig(method=method, epochs=epochs, lr=lr, cost_penalty=cost_penalty, seed=seed)
     actions = default_actions()
     gen, lm = _load_for_adaptation(generator, dtype, device)
-    eval_cfg = EvalConfig()
-    table, states = {}, []
-    for name in names:
-        label = task_label(name)
-        data = DataConfig(tasks=[name], split="validation", limit=limit, seed=partition_seed,
-                          validation_fraction=validation_fraction, test_fraction=test_fraction, source=source)
-        partition = _partition_spec(name, partition_seed, validation_fraction, test_fraction)
-        prompts = _task_prompts(name, partition, "train", source)[:adaptation_prompts]
-        ctx = adaptation_context(gen, lm, label, prompts, seed)
-        metric = TASKS[label].preferred_metric if label in TASKS else "acc"
-        print(f"{label}: measuring {len(actions)} actions on validation ({metric})")
-        table[label] = measure_actions(ctx, label, actions, data, eval_cfg, Path(out), load_partitioned(data),
-                                       metric, progress=progress)
-        states.append(task_features(gen, ctx).vector())
-
-    labels = list(table)
-
-    def reward(i: int, action) -> float:  # validation gain over the generated adapter
-        row = table[labels[i]]
-        return row[action.label]["score"] - row["none"]["score"]
-
-    chooser, history = fit_policy(torch.stack(states), reward, actions, config)
-    choices = {t: chooser.choose(s).label for t, s in zip(labels, states)}
-    save_policy(chooser, config, Path(out), extra={"generator": str(generator), "tasks": labels,
-                                                   "choices_on_training_tasks": choices,
-                                                   "reward_history": history, "limit": limit})
-    report = format_reward_table(table, actions)
-    atomic_write_text(Path(out) / "rewards.md", f"validation score per action (points), limit {limit}\n\n{report}\n")
-    print(report)
-    for t, c in choices.items():
-        print(f"policy on {t}: {c}")
+    data = DataConfig(tasks=[], limit=limit, seed=partition_seed, validation_fraction=validation_fraction,
+                      test_fraction=test_fraction, source=source)
+    _, table, choices = fit_policy_on_tasks(gen, lm, [t for t in tasks.split(",") if t], actions, config, Path(out),
+                                        data, adaptation_prompts, progress)
+    print(format_reward_table(table, actions))
+    for task, choice in choices.items():
+        print(f"policy on {task}: {choice}")
     print(f"policy: {out}")
 
 

@@ -160,3 +160,22 @@ def ensemble_results(members: Sequence[Sequence[TaskResult]], items_by_task: dic
         combined.append(TaskResult(first.task, "loglikelihood", first.split, len(items), metrics,
                                    sum(r.seconds for r in per_member), predictions))
     return combined
+
+
+def write_evaluation(out: Path, results: Sequence[TaskResult], partitions: dict[str, Partition], config: dict,
+                     header: str, seed: int, model_source: str) -> dict[str, Path]:
+    """results.json (config, versions, partitions, per-item predictions), config.yaml, partitions.json and
+    results.md under `out`, each written atomically; results.json last, so its presence means complete."""
+    from ..config import dump_yaml
+    from ..io import atomic_write_json, atomic_write_text, run_metadata
+
+    paths = result_paths(out)
+    atomic_write_text(paths["config"], dump_yaml(config))
+    atomic_write_json(paths["partitions"], {t: {**p.summary(), "ids": p.ids} for t, p in partitions.items()})
+    atomic_write_text(paths["table"], f"{header}\n\n{format_table(results)}\n")
+    atomic_write_json(paths["results"], {
+        "config": dump_yaml(config), "meta": run_metadata(seed), "model_source": model_source, "header": header,
+        "partitions": {t: p.summary() for t, p in partitions.items()},
+        "results": [r.to_dict() for r in results],
+    })
+    return paths
