@@ -13,9 +13,17 @@ from .baselines.abmll import AbmllConfig
 from .baselines.common import BaselineSetup
 from .baselines.maml import MamlConfig
 from .baselines.union import UnionConfig
-from .config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, LoraSettings, ModelConfig
+from .config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, LoraSettings, ModelConfig, dump_yaml
 from .data.prompts import task_prompts
 from .data.tasks import task_label
+from .pipeline.settings import (
+    BaselineSettings,
+    CollectSettings,
+    EvaluationSettings,
+    GeneratorSettings,
+    PolicySettings,
+    TaskSets,
+)
 
 
 def evaluate(
@@ -132,9 +140,8 @@ def collect(
         device: `auto`, `cpu`, `cuda`, ...
         progress: Show progress bars.
     """
-    from .evaluation.harness import load_partitioned
-    from .generator.trajectories import CollectConfig, collect_task
-    from .models import LoraGeometry, load_model
+    from .generator.trajectories import CollectConfig, collect_tasks
+    from .models import load_model
 
     config = CollectConfig(warmup_steps, checkpoints, batch_size, gradient_accumulation, lr, max_tokens, seed)
     lora = LoraSettings(r=rank, alpha=alpha)
@@ -148,11 +155,8 @@ def collect(
                       validation_fraction=validation_fraction, test_fraction=test_fraction, source=source)
     device = str(process.device) if device == "auto" and process.num_processes > 1 else device
     lm = load_model(ModelConfig(name=model, dtype=dtype, device=device))
-    geometry = LoraGeometry.from_model(lm.model, lora).to_dict()
-    for name, (task, (items, part)) in zip(data.tasks, load_partitioned(data).items()):
-        summary = {**part.summary(), "task_source": name, "model": model, "geometry": geometry}
-        task_dir = collect_task(lm, task, part.select(items, "train"), out, lora, config, summary, progress)
-        print(f"{task}: {task_dir}")
+    for task_dir in collect_tasks(lm, model, data, Path(out), lora, config, progress):
+        print(f"{task_dir.name}: {task_dir}")
 
 
 def train_generator(
@@ -527,6 +531,78 @@ def baseline_abmll(task: str, out: Path, train_tasks: str, setup: BaselineSetup 
     _run_baseline("abmll", task, out, train_tasks, setup, abmll, progress)
 
 
+def run(
+    name: str = "offline-default",
+    out: Path = Path("runs/offline-default"),
+    model: str = "smollm2-135m-instruct",
+    lora: LoraSettings | None = None,
+    seeds: list[int] | None = None,
+    partition_seed: int = 0,
+    source: Literal["offline", "hub"] = "offline",
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32",
+    device: str = "auto",
+    tasks: TaskSets | None = None,
+    collect: CollectSettings | None = None,
+    generator: GeneratorSettings | None = None,
+    policy: PolicySettings | None = None,
+    evaluation: EvaluationSettings | None = None,
+    baselines: BaselineSettings | None = None,
+    progress: bool = True,
+) -> None:
+    """Run the whole experiment: collect trajectories, train generators leave-one-task-out, train the
+    policies, adapt every held-out task, train the baselines, evaluate everything on the test partitions
+    (once, at the end), and write the report. Every stage resumes and skips what is already complete.
+
+    Usually `degaml run --config configs/offline.yaml`; any key can be overridden by a flag.
+
+    Args:
+        name: Experiment name (report title).
+        out: Run directory.
+        model: Base model (offline default, hub id or local directory).
+        lora: LoRA rank, alpha and targets (default: r 8, alpha 16, all seven projections).
+        seeds: Training seeds; the report gives mean and spread over them (default [0]).
+        partition_seed: Seed of every task's train/validation/test partition (the same for all seeds).
+        source: Where tasks are read from.
+        dtype: Base model dtype.
+        device: `auto`, `cpu`, `cuda`, ...
+        tasks: Meta-training tasks, in-domain held-out targets, out-of-domain targets.
+        collect: Trajectory collection.
+        generator: Generator shapes and training.
+        policy: Policy action space, reward budget and training.
+        evaluation: Test items per target.
+        baselines: Which baselines, their shared target-data budget and their own settings.
+        progress: Show progress.
+    """
+    from .io import atomic_write_text
+    from .pipeline.stages import Experiment, run_experiment
+
+    experiment = Experiment(name=name, out=Path(out), model=model, lora=lora or LoraSettings(), seeds=seeds or [0],
+                            partition_seed=partition_seed, source=source, dtype=dtype, device=device,
+                            tasks=tasks or TaskSets(), collect=collect or CollectSettings(),
+                            generator=generator or GeneratorSettings(), policy=policy or PolicySettings(),
+                            evaluation=evaluation or EvaluationSettings(), baselines=baselines or BaselineSettings(),
+                            progress=progress)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    record = {k: v for k, v in vars(experiment).items() if k not in ("out", "progress")}
+    atomic_write_text(Path(out) / "experiment.yaml", dump_yaml(record))
+    report_dir = run_experiment(experiment)
+    print((report_dir / "report.md").read_text())
+    print(f"report: {report_dir}")
+
+
+def report(run_dir: Path) -> None:
+    """Rebuild the report of a `degaml run` directory from its artifacts (nothing is recomputed).
+
+    Args:
+        run_dir: The run directory (holds experiment.yaml and seed_*/).
+    """
+    from .pipeline.report import build_report
+
+    report_dir = build_report(Path(run_dir))
+    print((report_dir / "report.md").read_text())
+    print(f"report: {report_dir}")
+
+
 def list_tasks() -> None:
     """List the registered tasks: domain (in / out / extra), preferred metric, and what each stands for."""
     from .data import TASKS
@@ -562,6 +638,8 @@ COMMANDS = {
     "generate": generate,
     "adapt": adapt,
     "train-policy": train_policy,
+    "run": run,
+    "report": report,
     "baseline": {"no-meta": baseline_no_meta, "union": baseline_union, "maml": baseline_maml, "abmll": baseline_abmll},
     "list-tasks": list_tasks,
     "list-models": list_models,
@@ -572,8 +650,11 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> None:
     from jsonargparse import auto_cli
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) >= 2 and args[0] == "report" and not args[1].startswith("-"):
+        args.insert(1, "--run_dir")  # `degaml report runs/x`: the one positional argument of the CLI
     try:
-        auto_cli(COMMANDS, args=argv, as_positional=False)
+        auto_cli(COMMANDS, args=args, as_positional=False)
     except (ValueError, FileNotFoundError, ModuleNotFoundError) as e:
         # Bad input: one clear line, no traceback, non-zero exit.
         print(f"degaml: error: {e}", file=sys.stderr)

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from ..config import LoraSettings
+from ..config import DataConfig, LoraSettings
 from ..data import MultipleChoiceItem
 from ..io import atomic_write_json, run_metadata
 from ..models import LoadedModel, attach_lora
@@ -152,3 +152,17 @@ def read_manifest(task_dir: Path) -> dict:
         if not (task_dir / "checkpoints" / name).is_file():
             raise FileNotFoundError(f"{task_dir}: checkpoint {name} listed in the manifest is missing")
     return manifest
+
+
+def collect_tasks(lm: LoadedModel, model_name: str, data: DataConfig, out: Path, lora: LoraSettings,
+                  config: CollectConfig, progress: bool = True) -> list[Path]:
+    """Collect a trajectory for each of `data.tasks` (train partitions), skipping finished ones."""
+    from ..evaluation.harness import load_partitioned
+    from ..models import LoraGeometry
+
+    geometry = LoraGeometry.from_model(lm.model, lora).to_dict()
+    done = []
+    for name, (task, (items, part)) in zip(data.tasks, load_partitioned(data).items()):
+        summary = {**part.summary(), "task_source": name, "model": model_name, "geometry": geometry}
+        done.append(collect_task(lm, task, part.select(items, "train"), out, lora, config, summary, progress))
+    return done

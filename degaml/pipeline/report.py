@@ -1,0 +1,218 @@
+"""The report of a `degaml run` directory, rebuilt from its artifacts alone (`degaml report <dir>`):
+the paper's tables (in-domain and out-of-domain, methods x tasks, average, DeGAML's delta against each
+baseline), the stage ablation (base / +generalization / +adaptation), mean and spread over seeds, as CSV
+and Markdown, and PNG plots. Nothing is recomputed."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..data import TASKS, task_label
+from ..io import atomic_write_text
+from .stages import BASE, DEGAML, GENERATED
+
+ABLATION = [(BASE, "base model"), (GENERATED, "+ generalization (generated adapter)"),
+            (DEGAML, "+ adaptation (policy) = DeGAML")]
+
+
+def metric_of(task: str) -> str:
+    return TASKS[task].preferred_metric if task in TASKS else "acc"
+
+
+def collect_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """One row per (seed, target, method) with a finished evaluation."""
+    rows = []
+    for seed_dir in sorted(run_dir.glob("seed_*")):
+        for results in sorted(seed_dir.glob("targets/*/*/eval/results.json")):
+            method_dir = results.parent.parent
+            task, method = method_dir.parent.name, method_dir.name
+            result = json.loads(results.read_text())["results"][0]
+            metric = metric_of(task)
+            cost_file = method_dir / "cost.json"
+            cost = json.loads(cost_file.read_text()) if cost_file.is_file() else {}
+            rows.append({"seed": int(seed_dir.name.split("_")[1]), "task": task, "method": method, "metric": metric,
+                         "score": result["metrics"][metric], "stderr": result["metrics"][f"{metric}_stderr"],
+                         "acc": result["metrics"]["acc"], "acc_norm": result["metrics"].get("acc_norm"),
+                         "n": result["num_items"], "seconds": cost.get("seconds"),
+                         "labelled_target_examples": cost.get("labelled_target_examples"),
+                         "action": cost.get("action", "")})
+    return rows
+
+
+def _aggregate(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
+    """(method, task) -> mean, spread (std over seeds, or the item stderr with one seed), seconds."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["method"], r["task"])].append(r)
+    out = {}
+    for key, group in groups.items():
+        scores = [g["score"] for g in group]
+        spread = statistics.stdev(scores) if len(scores) > 1 else group[0]["stderr"]
+        seconds = [g["seconds"] for g in group if g["seconds"] is not None]
+        out[key] = {"mean": statistics.fmean(scores), "spread": spread, "seeds": len(scores),
+                    "seconds": statistics.fmean(seconds) if seconds else float("nan")}
+    return out
+
+
+def _methods(rows: list[dict[str, Any]]) -> list[str]:
+    found = {r["method"] for r in rows}
+    order = [BASE, GENERATED, DEGAML]
+    return [m for m in order if m in found] + sorted(found - set(order))
+
+
+def method_table(agg: dict, methods: list[str], tasks: list[str]) -> tuple[str, str, dict[str, float]]:
+    """(markdown, csv, average per method) over `tasks` (methods missing a task get no average)."""
+    averages: dict[str, float] = {}
+    md = ["| method | " + " | ".join(f"{t} ({metric_of(t)})" for t in tasks) + " | average |",
+          "|---|" + "---|" * (len(tasks) + 1)]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["method", *tasks, "average"])
+    for m in methods:
+        cells = [agg.get((m, t)) for t in tasks]
+        if all(c is not None for c in cells):
+            averages[m] = statistics.fmean(c["mean"] for c in cells)  # type: ignore[index]
+        shown = [f"{100 * c['mean']:.1f} ± {100 * c['spread']:.1f}" if c else "-" for c in cells]
+        average = f"{100 * averages[m]:.1f}" if m in averages else "-"
+        md.append(f"| {m} | " + " | ".join(shown) + f" | {average} |")
+        writer.writerow([m, *[f"{c['mean']:.4f}" if c else "" for c in cells],
+                         f"{averages[m]:.4f}" if m in averages else ""])
+    return "\n".join(md), buffer.getvalue(), averages
+
+
+def deltas(averages: dict[str, float]) -> list[str]:
+    if DEGAML not in averages:
+        return []
+    lines = []
+    for m, value in averages.items():
+        if m in (DEGAML, BASE, GENERATED):
+            continue
+        d = 100 * (averages[DEGAML] - value)
+        verdict = "beats" if d >= 0.05 else "ties with" if d > -0.05 else "does not beat"
+        lines.append(f"- DeGAML {verdict} {m}: {100 * averages[DEGAML]:.1f} vs {100 * value:.1f} ({d:+.1f} points)")
+    return lines
+
+
+def _plots(agg: dict, methods: list[str], domains: dict[str, list[str]], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    tasks = [t for ts in domains.values() for t in ts]
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(tasks) * len(methods) / 3), 4))
+    width = 0.8 / max(len(methods), 1)
+    for i, m in enumerate(methods):
+        xs = [j + i * width for j, t in enumerate(tasks) if (m, t) in agg]
+        ys = [100 * agg[(m, t)]["mean"] for t in tasks if (m, t) in agg]
+        es = [100 * agg[(m, t)]["spread"] for t in tasks if (m, t) in agg]
+        ax.bar(xs, ys, width, yerr=es, capsize=2, label=m)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(tasks))], tasks, rotation=30, ha="right")
+    ax.set_ylabel("test score (%)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "per_task.png", dpi=120)
+    plt.close(fig)
+    written.append("per_task.png")
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for k, ts in enumerate(domains.values()):
+        stages = [s for s, _ in ABLATION if all((s, t) in agg for t in ts)]
+        values = [100 * statistics.fmean(agg[(s, t)]["mean"] for t in ts) for s in stages]
+        ax.bar([k + i * 0.25 for i in range(len(stages))], values, 0.25,
+               color=["#999999", "#6baed6", "#08519c"][:len(stages)])
+        for i, v in enumerate(values):
+            ax.text(k + i * 0.25, v, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks([k + 0.25 for k in range(len(domains))], list(domains))
+    ax.set_ylabel("average test score (%)")
+    ax.set_title("stage ablation: base / +generalization / +adaptation", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "ablation.png", dpi=120)
+    plt.close(fig)
+    written.append("ablation.png")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m in methods:
+        points = [(agg[(m, t)]["seconds"], agg[(m, t)]["mean"]) for t in tasks if (m, t) in agg]
+        if not points:
+            continue
+        seconds = statistics.fmean(p[0] for p in points)
+        ax.scatter([max(seconds, 0.01)], [100 * statistics.fmean(p[1] for p in points)], label=m)
+        ax.annotate(m, (max(seconds, 0.01), 100 * statistics.fmean(p[1] for p in points)), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds per target (generation + adaptation, or training)")
+    ax.set_ylabel("average test score (%)")
+    fig.tight_layout()
+    fig.savefig(out / "accuracy_vs_time.png", dpi=120)
+    plt.close(fig)
+    written.append("accuracy_vs_time.png")
+    return written
+
+
+def build_report(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    settings_file = run_dir / "experiment.yaml"
+    if not settings_file.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a `degaml run` directory (no experiment.yaml)")
+    settings = yaml.safe_load(settings_file.read_text())
+    rows = collect_rows(run_dir)
+    if not rows:
+        raise FileNotFoundError(f"{run_dir}: no finished evaluations to report yet")
+    out = run_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    agg = _aggregate(rows)
+    methods = _methods(rows)
+    present = {r["task"] for r in rows}
+    heldout = [task_label(t) for t in settings["tasks"]["heldout"] if task_label(t) in present]
+    ood = [task_label(t) for t in settings["tasks"]["out_of_domain"] if task_label(t) in present]
+    domains = {name: ts for name, ts in (("in-domain", heldout), ("out-of-domain", ood)) if ts}
+    seeds = sorted({r["seed"] for r in rows})
+    n = sorted({r["n"] for r in rows})
+    header = (f"model {settings['model']}, log-likelihood protocol, each task's preferred metric (acc_norm for "
+              f"ARC / HellaSwag / PIQA, acc otherwise), test partition, {'/'.join(map(str, n))} items per task, "
+              f"seeds {seeds} (± is the std over seeds, or the item standard error with one seed)")
+    sections = [f"# {settings['name']}\n", header + "\n"]
+    summary: dict[str, Any] = {"header": header, "domains": {}}
+    for domain, tasks in domains.items():
+        md, table_csv, averages = method_table(agg, methods, tasks)
+        atomic_write_text(out / f"{domain}.md", md + "\n")
+        atomic_write_text(out / f"{domain}.csv", table_csv)
+        ablation = [f"| stage | {domain} average |", "|---|---|"] + [
+            f"| {label} | {100 * averages[s]:.1f} |" for s, label in ABLATION if s in averages]
+        atomic_write_text(out / f"ablation_{domain}.md", "\n".join(ablation) + "\n")
+        verdicts = deltas(averages)
+        sections += [f"## {domain}\n", md + "\n", "\n".join(verdicts) + "\n", f"### stage ablation ({domain})\n",
+                     "\n".join(ablation) + "\n"]
+        summary["domains"][domain] = {"tasks": tasks, "averages": averages, "verdicts": verdicts}
+    actions = sorted({(r["task"], r["action"]) for r in rows if r["method"] == DEGAML and r["action"]})
+    if actions:
+        sections += ["## the policy's choices\n", "\n".join(f"- {t}: {a}" for t, a in actions) + "\n"]
+    costs = ["| method | seconds per target | labelled target examples |", "|---|---|---|"]
+    for m in methods:
+        group = [r for r in rows if r["method"] == m and r["seconds"] is not None]
+        if group:
+            costs.append(f"| {m} | {statistics.fmean(r['seconds'] for r in group):.2f} | "
+                         f"{group[0]['labelled_target_examples']} |")
+    timings = {p.parent.name: json.loads(p.read_text()) for p in sorted(run_dir.glob("seed_*/timings.json"))}
+    sections += ["## cost\n", "\n".join(costs) + "\n",
+                 "Stage wall time (s): " + json.dumps({k: {s: round(v) for s, v in t.items()} for k, t in timings.items()})
+                 + "\n"]
+    plots = _plots(agg, methods, domains, out)
+    sections += ["## plots\n", "\n".join(f"![{p}]({p})" for p in plots) + "\n"]
+    long_csv = io.StringIO()
+    writer = csv.DictWriter(long_csv, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "scores.csv", long_csv.getvalue())
+    atomic_write_text(out / "summary.json", json.dumps({**summary, "timings": timings}, indent=2))
+    atomic_write_text(out / "report.md", "\n".join(sections))
+    return out

@@ -1,0 +1,84 @@
+"""The settings of a whole experiment (`degaml run --config configs/<name>.yaml`), one typed section per
+stage. jsonargparse reads the YAML into these dataclasses, so a misspelt key or a wrong type is an error
+that names it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..baselines.abmll import AbmllConfig
+from ..baselines.maml import MamlConfig
+from ..baselines.union import UnionConfig
+from ..config import IN_DOMAIN_TASKS
+from ..data.tasks import OUT_OF_DOMAIN_TASKS
+
+
+@dataclass
+class TaskSets:
+    train: list[str] = field(default_factory=lambda: list(IN_DOMAIN_TASKS))
+    """Meta-training tasks: trajectories are collected for each."""
+    heldout: list[str] = field(default_factory=lambda: ["arc_easy", "boolq"])
+    """In-domain targets, each left out of its own generator, policy and baselines (leave-one-task-out)."""
+    out_of_domain: list[str] = field(default_factory=lambda: list(OUT_OF_DOMAIN_TASKS))
+    """Targets for the generator, policy and baselines trained on every `train` task."""
+
+
+@dataclass
+class CollectSettings:
+    warmup_steps: int = 10
+    checkpoints: int = 10
+    batch_size: int = 4
+    gradient_accumulation: int = 1
+    lr: float = 1e-3
+    max_tokens: int = 128
+
+
+@dataclass
+class GeneratorSettings:
+    decoder: str = "cpu-tiny"
+    encoder: str = "all-minilm-l6-v2"
+    num_prompts: int = 16
+    prompt_tokens: int = 64
+    max_prompts: int = 256
+    chunk: int = 128
+    steps: int = 100
+    batch_size: int = 4
+    lr: float = 1e-3
+    eval_every: int = 50
+
+
+@dataclass
+class PolicySettings:
+    actions: list[str] | None = None
+    """Action labels to consider (`degaml adapt --help` lists the families); null for the full default space."""
+    max_tasks: int = 3
+    """Meta-training tasks whose validation rewards train the policy (the first of the fold's)."""
+    validation_limit: int = 16
+    method: Literal["reinforce", "rest_em"] = "reinforce"
+    epochs: int = 300
+    lr: float = 0.05
+    cost_penalty: float = 0.0
+    adaptation_prompts: int = 32
+
+
+@dataclass
+class EvaluationSettings:
+    limit: int | None = 50
+    """Test items per target (a seeded subset); null for the whole test partition."""
+    protocol: Literal["loglikelihood"] = "loglikelihood"
+    batch_size: int = 16
+
+
+@dataclass
+class BaselineSettings:
+    methods: list[str] = field(default_factory=lambda: ["no-meta", "union", "maml", "abmll"])
+    support: int = 32
+    """Labelled target examples for every baseline that uses any (DeGAML uses none)."""
+    steps: int = 10
+    lr: float = 1e-3
+    batch_size: int = 4
+    meta_examples: int = 128
+    union: UnionConfig = field(default_factory=lambda: UnionConfig(steps=20))
+    maml: MamlConfig = field(default_factory=lambda: MamlConfig(meta_steps=10))
+    abmll: AbmllConfig = field(default_factory=lambda: AbmllConfig(meta_steps=10, eval_samples=3))

@@ -1,0 +1,296 @@
+"""The whole experiment, stage by stage, each resumable and skipped when its artifacts are complete.
+
+    <out>/experiment.yaml                                  the resolved settings
+    <out>/seed_<s>/trajectories/<task>/                    stage 1: LoRA trajectories (collect)
+    <out>/seed_<s>/folds/<fold>/generator/                 stage 2: generator without the fold's targets
+    <out>/seed_<s>/folds/<fold>/policy/                    stage 3: policy on the fold's training tasks
+    <out>/seed_<s>/folds/<fold>/baselines/<method>/        stage 5: meta-training, cached per fold
+    <out>/seed_<s>/targets/<task>/<method>/output/         stages 4-5: what `degaml evaluate` scores
+    <out>/seed_<s>/targets/<task>/<method>/cost.json       seconds and labelled target examples used
+    <out>/seed_<s>/targets/<task>/<method>/eval/           stage 6: test scores (the test partition, once)
+    <out>/seed_<s>/timings.json                            wall time of each stage run
+
+A fold is one held-out in-domain task (trained on every other `train` task), or `all` (trained on every
+`train` task) whose targets are the out-of-domain tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+
+from ..config import DataConfig, EvalConfig, LoraSettings, ModelConfig
+from ..data import task_label
+from ..io import atomic_write_json
+from ..models import LoadedModel, load_model
+from .settings import (
+    BaselineSettings,
+    CollectSettings,
+    EvaluationSettings,
+    GeneratorSettings,
+    PolicySettings,
+    TaskSets,
+)
+
+BASE, GENERATED, DEGAML = "base", "generated", "degaml"
+"""Method names of the base model, the generalization module alone, and generalization + adaptation."""
+
+
+@dataclass
+class Experiment:
+    name: str
+    out: Path
+    model: str
+    lora: LoraSettings
+    seeds: list[int]
+    partition_seed: int
+    source: str
+    dtype: str
+    device: str
+    tasks: TaskSets
+    collect: CollectSettings
+    generator: GeneratorSettings
+    policy: PolicySettings
+    evaluation: EvaluationSettings
+    baselines: BaselineSettings
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class Fold:
+    name: str
+    training: tuple[str, ...]
+    targets: tuple[str, ...]
+    """Task names or task files, as the settings give them (directories use `task_label`)."""
+
+
+def folds(tasks: TaskSets) -> list[Fold]:
+    train = tuple(tasks.train)
+    labels = {task_label(t) for t in train}
+    result = [Fold(task_label(t), tuple(x for x in train if task_label(x) != task_label(t)), (t,))
+              for t in tasks.heldout if task_label(t) in labels]
+    rest = tuple(tasks.out_of_domain) + tuple(t for t in tasks.heldout if task_label(t) not in labels)
+    if rest:
+        result.append(Fold("all", train, rest))
+    return result
+
+
+class Timer:
+    """Wall time of each stage as it runs, accumulated into timings.json (a resumed run adds to it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.times: dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[stage] = self.times.get(stage, 0.0) + time.perf_counter() - start
+            atomic_write_json(self.path, self.times)
+
+
+def _data(exp: Experiment, tasks: list[str], split: str, limit: int | None) -> DataConfig:
+    return DataConfig(tasks=tasks, split=split, limit=limit, seed=exp.partition_seed, source=exp.source)  # type: ignore[arg-type]
+
+
+def _say(exp: Experiment, message: str) -> None:
+    if exp.progress:
+        print(f"[{exp.name}] {message}", flush=True)
+
+
+def collect_stage(exp: Experiment, lm: LoadedModel, root: Path, seed: int) -> None:
+    from ..generator.trajectories import CollectConfig, collect_tasks
+
+    c = exp.collect
+    config = CollectConfig(c.warmup_steps, c.checkpoints, c.batch_size, c.gradient_accumulation, c.lr,
+                           c.max_tokens, seed)
+    collect_tasks(lm, exp.model, _data(exp, list(exp.tasks.train), "train", None), root / "trajectories",
+                  exp.lora, config, exp.progress)
+
+
+def generator_stage(exp: Experiment, root: Path, fold: Fold, seed: int) -> Path:
+    from ..cli import train_generator
+
+    out = root / "folds" / fold.name / "generator"
+    g = exp.generator
+    # The fold's targets are held out; `train_generator` resumes (and returns at once when finished).
+    train_generator(trajectories=root / "trajectories", out=out, holdout=",".join(task_label(t) for t in fold.targets), decoder=g.decoder,
+                    encoder=g.encoder, num_prompts=g.num_prompts, prompt_tokens=g.prompt_tokens,
+                    max_prompts=g.max_prompts, chunk=g.chunk, steps=g.steps, batch_size=g.batch_size, lr=g.lr,
+                    eval_every=g.eval_every, seed=seed, source=exp.source, progress=exp.progress)  # type: ignore[arg-type]
+    return out
+
+
+def policy_actions(settings: PolicySettings) -> list:
+    from ..adaptation.policy import default_actions
+
+    actions = default_actions()
+    if settings.actions is None:
+        return actions
+    known = {a.label: a for a in actions}
+    unknown = [label for label in settings.actions if label not in known]
+    if unknown:
+        raise ValueError(f"policy.actions: unknown action(s) {unknown}; valid: {list(known)}")
+    return [known[label] for label in settings.actions]
+
+
+def policy_stage(exp: Experiment, lm: LoadedModel, root: Path, fold: Fold, seed: int) -> Path:
+    from ..adaptation.policy import PolicyConfig
+    from ..adaptation.policy_training import fit_policy_on_tasks
+    from ..generator.generation import Generator
+
+    out = root / "folds" / fold.name / "policy"
+    if (out / "policy.json").is_file():
+        return out
+    p = exp.policy
+    config = PolicyConfig(method=p.method, epochs=p.epochs, lr=p.lr, cost_penalty=p.cost_penalty, seed=seed)
+    gen = Generator(root / "folds" / fold.name / "generator")
+    fit_policy_on_tasks(gen, lm, list(fold.training[:p.max_tasks]), policy_actions(p), config, out,
+                        _data(exp, [], "validation", p.validation_limit), p.adaptation_prompts, exp.progress)
+    return out
+
+
+def _method_dir(root: Path, target: str, method: str) -> Path:
+    return root / "targets" / task_label(target) / method
+
+
+def degaml_stage(exp: Experiment, lm: LoadedModel, root: Path, fold: Fold, seed: int) -> None:
+    """Per target: the generated adapter (generalization only) and the policy's adaptation of it."""
+    from ..adaptation.apply import apply_action
+    from ..adaptation.policy import Action, load_policy
+    from ..adaptation.task_setup import adaptation_context, task_features
+    from ..data.prompts import task_prompts
+    from ..generator.generation import Generator
+
+    gen = Generator(root / "folds" / fold.name / "generator")
+    policy = load_policy(root / "folds" / fold.name / "policy")
+    for target in fold.targets:
+        prompts = task_prompts(target, "train", exp.partition_seed, source=exp.source)[:exp.policy.adaptation_prompts]
+        ctx = adaptation_context(gen, lm, task_label(target), prompts, seed)
+        for method in (GENERATED, DEGAML):
+            directory = _method_dir(root, target, method)
+            if (directory / "cost.json").is_file():
+                continue
+            action = Action("none") if method == GENERATED else policy.choose(task_features(gen, ctx).vector())
+            info = apply_action(action, ctx, directory / "output")
+            atomic_write_json(directory / "cost.json", {"seconds": info["seconds"], "labelled_target_examples": 0,
+                                                        "action": action.label})
+            _say(exp, f"{target}: {method} = {action.label} ({info['seconds']:.1f} s)")
+
+
+def baseline_stage(exp: Experiment, lm: LoadedModel, root: Path, fold: Fold, seed: int) -> None:
+    from ..baselines import METHODS, BaselineSetup, prepare
+
+    b = exp.baselines
+    setup = BaselineSetup(model=exp.model, lora=exp.lora, support=b.support, steps=b.steps, lr=b.lr,
+                          batch_size=b.batch_size, meta_examples=b.meta_examples, seed=seed,
+                          partition_seed=exp.partition_seed, source=exp.source, dtype=exp.dtype,  # type: ignore[arg-type]
+                          device=exp.device)
+    for method in b.methods:
+        if method not in METHODS:
+            raise ValueError(f"baselines.methods: unknown method {method!r}; valid: {', '.join(METHODS)}")
+        spec = METHODS[method]
+        config = getattr(b, method, None) if method in ("union", "maml", "abmll") else spec.config()
+        pending = [t for t in fold.targets if not (_method_dir(root, t, method) / "cost.json").is_file()]
+        if not pending:
+            continue
+        meta, log = _meta_trained(exp, lm, root, fold, method, setup, config)
+        for target in pending:
+            job = prepare(setup, target, [], needs_meta=False, lm=lm)
+            job.log.update(log)
+            started = time.perf_counter()
+            directory = _method_dir(root, target, method)
+            spec.module.finish(job, config, meta, directory / "output", started)
+            seconds = time.perf_counter() - started + log.get("meta_train_seconds", 0.0)
+            atomic_write_json(directory / "cost.json", {"seconds": seconds, "labelled_target_examples": len(job.support),
+                                                        "meta_train_seconds": log.get("meta_train_seconds", 0.0)})
+            _say(exp, f"{target}: {method} ({seconds:.1f} s with meta-training)")
+
+
+def _meta_trained(exp: Experiment, lm: LoadedModel, root: Path, fold: Fold, method: str, setup: Any, config: Any
+                  ) -> tuple[dict, dict]:
+    """A method's meta-training for this fold, from its cache or computed and cached."""
+    from ..baselines import METHODS, prepare
+
+    spec = METHODS[method]
+    if not spec.meta_trains:
+        return {}, {}
+    cache = root / "folds" / fold.name / "baselines" / method
+    if (cache / "meta.json").is_file():
+        return load_file(str(cache / "meta.safetensors")), json.loads((cache / "meta.json").read_text())
+    job = prepare(setup, fold.targets[0], list(fold.training), needs_meta=True, lm=lm)
+    start = time.perf_counter()
+    meta = spec.module.meta_train(job, config, exp.progress)
+    log = {**job.log, "meta_train_seconds": time.perf_counter() - start, "meta_tasks": list(fold.training)}
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / ".meta.safetensors.tmp"
+    save_file({k: v.detach().cpu().contiguous() for k, v in meta.items()}, str(tmp))
+    tmp.replace(cache / "meta.safetensors")
+    atomic_write_json(cache / "meta.json", log)
+    return meta, log
+
+
+def evaluation_stage(exp: Experiment, lm: LoadedModel, root: Path, fold: Fold) -> None:
+    """Test scores of every method on every target: the only stage that reads test partitions."""
+    from ..evaluation.adapted import evaluate_adapted
+    from ..evaluation.harness import load_partitioned, write_evaluation
+
+    e = exp.evaluation
+    for target in fold.targets:
+        data = _data(exp, [target], "test", e.limit)
+        loaded = load_partitioned(data)
+        for method in (BASE, GENERATED, DEGAML, *exp.baselines.methods):
+            directory = _method_dir(root, target, method)
+            if (directory / "eval" / "results.json").is_file():
+                continue
+            adapter = None if method == BASE else directory / "output"
+            config = EvalConfig(protocol=e.protocol, batch_size=e.batch_size)
+            results, partitions = evaluate_adapted(lm, adapter, data, config, progress=exp.progress, loaded=loaded)
+            header = (f"model: {exp.model} | method: {method} | protocol: {e.protocol} | split: test | "
+                      f"limit: {e.limit} | partition seed: {exp.partition_seed}")
+            write_evaluation(directory / "eval", results, partitions, {"method": method, "target": target,
+                                                                       "data": data, "eval": config},
+                             header, exp.partition_seed, lm.source)
+            if method == BASE:
+                atomic_write_json(directory / "cost.json", {"seconds": 0.0, "labelled_target_examples": 0})
+            _say(exp, f"{target}: {method} scored ({100 * results[0].metrics['acc']:.1f} acc)")
+
+
+def run_experiment(exp: Experiment) -> Path:
+    """Every stage for every seed, then the report. Returns the report directory."""
+    from .report import build_report
+
+    model_config = ModelConfig(name=exp.model, dtype=exp.dtype, device=exp.device)  # type: ignore[arg-type]
+    lm = load_model(model_config)
+    fold_list = folds(exp.tasks)
+    for seed in exp.seeds:
+        root = exp.out / f"seed_{seed}"
+        root.mkdir(parents=True, exist_ok=True)
+        timer = Timer(root / "timings.json")
+        _say(exp, f"seed {seed}: collecting trajectories for {len(exp.tasks.train)} tasks")
+        with timer("collect"):
+            collect_stage(exp, lm, root, seed)
+        for fold in fold_list:
+            _say(exp, f"seed {seed}, fold {fold.name}: targets {', '.join(fold.targets)}")
+            with timer("generator"):
+                generator_stage(exp, root, fold, seed)
+            with timer("policy"):
+                policy_stage(exp, lm, root, fold, seed)
+            with timer("degaml"):
+                degaml_stage(exp, lm, root, fold, seed)
+            with timer("baselines"):
+                baseline_stage(exp, lm, root, fold, seed)
+        for fold in fold_list:  # test partitions are touched once, after everything is trained
+            with timer("evaluation"):
+                evaluation_stage(exp, lm, root, fold)
+    return build_report(exp.out)
