@@ -90,3 +90,15 @@ def test_a_misspelt_setting_is_named(workspace, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["run", "--config", str(config)])
     assert "stepz" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config", ["offline", "quick", "paper-qwen2.5-0.5b", "paper-qwen2.5-1.5b"])
+def test_shipped_configs_parse(config, capsys):
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "configs" / f"{config}.yaml"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--config", str(path), "--print_config"])
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["name"] == {"offline": "offline-default"}.get(config, config)
