@@ -1,7 +1,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test test-slow demo lint bench
+.PHONY: install test test-slow demo main-job quick lint bench
 
 install:
 	bash scripts/install.sh
@@ -17,9 +17,17 @@ test-slow: install
 lint: install
 	$(VENV)/bin/ruff check degaml tests benchmarks
 
-# The main job on the embedded default: SmolLM2-135M-Instruct on the six in-domain tasks.
+# Zero-shot SmolLM2-135M-Instruct on the six in-domain tasks (a couple of minutes).
 demo: install
 	$(VENV)/bin/degaml evaluate --model smollm2-135m-instruct --limit 200 --out runs/demo
+
+# The main job: the whole experiment on the offline default (under 30 minutes on 2 CPU cores).
+main-job: install
+	$(VENV)/bin/degaml run --config configs/offline.yaml
+
+# A first look at the whole pipeline (under 10 minutes on 2 CPU cores).
+quick: install
+	$(VENV)/bin/degaml run --config configs/quick.yaml
 
 bench:
 	DEGAML_EXTRAS=bench bash scripts/install.sh

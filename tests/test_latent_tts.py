@@ -76,3 +76,19 @@ def test_per_sample_latent_with_zero_steps_scores_like_the_plain_model(tokenizer
     assert [[s.logprob for s in row] for row in unchanged] == [[s.logprob for s in row] for row in plain]
     fitted = per_sample_latent_scorer(lm, SlotConfig(steps=3, lr=0.5), batch_size=16)(items, False, "t")
     assert [[s.logprob for s in row] for row in fitted] != [[s.logprob for s in row] for row in plain]
+
+
+def test_per_sample_latent_falls_back_per_item_on_a_non_finite_loss(tokenizer, monkeypatch):
+    from degaml.evaluation import adapted
+
+    lm = make_tiny("llama", tokenizer)
+    plain = LoglikelihoodScorer(lm).score([ITEM], progress=False)
+
+    def diverge(*args, **kwargs):
+        raise FloatingPointError("non-finite latent loss at step 1")
+
+    monkeypatch.setattr(adapted, "optimize_delta", diverge)
+    fallbacks: list[str] = []
+    scores = adapted.per_sample_latent_scorer(lm, SlotConfig(steps=2), 16, fallbacks)([ITEM], False, "t")
+    assert fallbacks == ["x"]
+    assert [s.logprob for s in scores[0]] == [s.logprob for s in plain[0]]

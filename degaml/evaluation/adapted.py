@@ -50,14 +50,22 @@ def applied_adapter(lm: LoadedModel, adapter: Path) -> Iterator[None]:
         lm.model.eval()
 
 
-def per_sample_latent_scorer(lm: LoadedModel, config: SlotConfig, batch_size: int) -> ScoreFn:
-    """SLOT per sample: a fresh delta fitted on each item's own context, then that item scored with it."""
+def per_sample_latent_scorer(lm: LoadedModel, config: SlotConfig, batch_size: int,
+                             fallbacks: list[str] | None = None) -> ScoreFn:
+    """SLOT per sample: a fresh delta fitted on each item's own context, then that item scored with it.
+    An item whose latent loss turns non-finite is scored without a delta; its id goes to `fallbacks`."""
     scorer = LoglikelihoodScorer(lm, batch_size=batch_size)
 
     def score(items: Sequence[MultipleChoiceItem], progress: bool, desc: str) -> list[list[ChoiceScore]]:
         scores = []
         for item in tqdm(items, desc=f"{desc} (per-sample latent)", disable=not progress, leave=False):
-            delta, _, _ = optimize_delta(lm, [item.prompt], config)
+            try:
+                delta, _, _ = optimize_delta(lm, [item.prompt], config)
+            except FloatingPointError:
+                if fallbacks is not None:
+                    fallbacks.append(item.id)
+                scores.extend(scorer.score([item], progress=False))
+                continue
             with latent_delta(lm, delta):
                 scores.extend(scorer.score([item], progress=False))
         return scores
@@ -89,8 +97,12 @@ def evaluate_adapted(lm: LoadedModel, adapter: Path | None, data: DataConfig, co
         if kind == "latent-sample":
             settings = json.loads((adapter / "degaml.json").read_text())["latent"]
             slot = SlotConfig(steps=settings["steps"], lr=settings["lr"], max_tokens=settings["max_tokens"])
-            return evaluate_tasks(lm, data, config, progress, loaded,
-                                  scorer=per_sample_latent_scorer(lm, slot, config.batch_size))
+            fallbacks: list[str] = []
+            results, partitions = evaluate_tasks(lm, data, config, progress, loaded,
+                                                 scorer=per_sample_latent_scorer(lm, slot, config.batch_size, fallbacks))
+            for result in results:  # recorded: items scored without their delta (non-finite latent loss)
+                result.metrics["latent_fallbacks"] = float(sum(p["id"] in set(fallbacks) for p in result.predictions))
+            return results, partitions
         delta = nullcontext() if kind == "plain" else latent_delta(
             lm, load_file(str(adapter / LATENT_FILE))["delta"].to(lm.device))
         with delta:
