@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -16,14 +15,9 @@ from .baselines.union import UnionConfig
 from .config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, LoraSettings, ModelConfig, dump_yaml
 from .data.prompts import task_prompts
 from .data.tasks import task_label
-from .pipeline.settings import (
-    BaselineSettings,
-    CollectSettings,
-    EvaluationSettings,
-    GeneratorSettings,
-    PolicySettings,
-    TaskSets,
-)
+from .generator.training import GeneratorTrainConfig
+from .generator.trajectories import CollectConfig
+from .pipeline.settings import BaselineSettings, EvaluationSettings, PolicySettings, TaskSets
 
 
 def evaluate(
@@ -203,43 +197,13 @@ def train_generator(
         source: Where task prompts are read from.
         progress: Show progress bars.
     """
-    from .generator.dataset import load_trajectory
-    from .generator.encoder import PromptEncoder
-    from .generator.training import GeneratorTrainConfig, encode_tasks
-    from .generator.training import train_generator as run_training
-    from .generator.trajectories import read_manifest
-    from .lora_tokens import TokenLayout
-    from .models import LoraGeometry
+    from .generator.training import GeneratorTrainConfig, train_on_trajectories
 
     config = GeneratorTrainConfig(decoder=decoder, encoder=encoder, num_prompts=num_prompts,
-                                  prompt_tokens=prompt_tokens, chunk=chunk, steps=steps, batch_size=batch_size,
-                                  lr=lr, weight_decay=weight_decay, eval_every=eval_every, seed=seed)
-    task_dirs = sorted(p for p in Path(trajectories).iterdir() if p.is_dir())
-    if not task_dirs:
-        raise FileNotFoundError(f"{trajectories} holds no task trajectories (run `degaml collect` first)")
-    manifests = {d: read_manifest(d) for d in task_dirs}
-    geometries = {json.dumps(m["partition"]["geometry"], sort_keys=True) for m in manifests.values()}
-    if len(geometries) != 1:
-        raise ValueError(f"trajectories in {trajectories} come from models or LoRA settings of different geometry")
-    first = next(iter(manifests.values()))
-    geometry = LoraGeometry.from_dict(first["partition"]["geometry"])
-    layout = TokenLayout.from_geometry(geometry, chunk)
-    held = {t for t in holdout.split(",") if t}
-    unknown = held - {m["task"] for m in manifests.values()}
-    if unknown:
-        print(f"note: held-out task(s) {sorted(unknown)} have no trajectory; they are simply not trained on")
-    prompt_encoder = PromptEncoder.with_default_cache(encoder, prompt_tokens)
-    train, heldout = [], []
-    for task_dir, manifest in manifests.items():
-        spec = manifest["partition"]
-        prompts = task_prompts(spec["task_source"], "train", spec["seed"], spec["validation_fraction"],
-                               spec["test_fraction"], source)
-        prompts = prompts[:max_prompts]
-        (heldout if manifest["task"] in held else train).append(load_trajectory(task_dir, layout, prompts))
-    meta = {"model": first["partition"]["model"], "lora": first["lora"], "geometry": first["partition"]["geometry"],
-            "trajectories": str(trajectories), "max_prompts": max_prompts}
-    run_training(encode_tasks(train, prompt_encoder), encode_tasks(heldout, prompt_encoder), layout, config,
-                 Path(out), meta, progress)
+                                  prompt_tokens=prompt_tokens, max_prompts=max_prompts, chunk=chunk, steps=steps,
+                                  batch_size=batch_size, lr=lr, weight_decay=weight_decay, eval_every=eval_every,
+                                  seed=seed)
+    train_on_trajectories(Path(trajectories), Path(out), [t for t in holdout.split(",") if t], config, source, progress)
     print(f"generator: {out}")
 
 
@@ -532,8 +496,8 @@ def baseline_abmll(task: str, out: Path, train_tasks: str, setup: BaselineSetup 
 
 
 def run(
-    name: str = "offline-default",
-    out: Path = Path("runs/offline-default"),
+    name: str = "experiment",
+    out: Path = Path("runs/experiment"),
     model: str = "smollm2-135m-instruct",
     lora: LoraSettings | None = None,
     seeds: list[int] | None = None,
@@ -542,8 +506,8 @@ def run(
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32",
     device: str = "auto",
     tasks: TaskSets | None = None,
-    collect: CollectSettings | None = None,
-    generator: GeneratorSettings | None = None,
+    collect: CollectConfig | None = None,
+    generator: GeneratorTrainConfig | None = None,
     policy: PolicySettings | None = None,
     evaluation: EvaluationSettings | None = None,
     baselines: BaselineSettings | None = None,
@@ -553,7 +517,8 @@ def run(
     policies, adapt every held-out task, train the baselines, evaluate everything on the test partitions
     (once, at the end), and write the report. Every stage resumes and skips what is already complete.
 
-    Usually `degaml run --config configs/offline.yaml`; any key can be overridden by a flag.
+    Usually `degaml run --config configs/offline.yaml` (the offline default; without a config the library
+    defaults apply, which are larger); any key can be overridden by a flag, e.g. `--evaluation.limit 20`.
 
     Args:
         name: Experiment name (report title).
@@ -566,8 +531,8 @@ def run(
         dtype: Base model dtype.
         device: `auto`, `cpu`, `cuda`, ...
         tasks: Meta-training tasks, in-domain held-out targets, out-of-domain targets.
-        collect: Trajectory collection.
-        generator: Generator shapes and training.
+        collect: Trajectory collection (its seed is replaced by each of `seeds`).
+        generator: Generator shapes and training (its seed is replaced by each of `seeds`).
         policy: Policy action space, reward budget and training.
         evaluation: Test items per target.
         baselines: Which baselines, their shared target-data budget and their own settings.
@@ -578,8 +543,8 @@ def run(
 
     experiment = Experiment(name=name, out=Path(out), model=model, lora=lora or LoraSettings(), seeds=seeds or [0],
                             partition_seed=partition_seed, source=source, dtype=dtype, device=device,
-                            tasks=tasks or TaskSets(), collect=collect or CollectSettings(),
-                            generator=generator or GeneratorSettings(), policy=policy or PolicySettings(),
+                            tasks=tasks or TaskSets(), collect=collect or CollectConfig(),
+                            generator=generator or GeneratorTrainConfig(), policy=policy or PolicySettings(),
                             evaluation=evaluation or EvaluationSettings(), baselines=baselines or BaselineSettings(),
                             progress=progress)
     Path(out).mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ class GeneratorTrainConfig:
     """N prompts per condition (reference: 128)."""
     prompt_tokens: int = 64
     """Encoder tokens kept per prompt (reference: 384)."""
+    max_prompts: int = 512
+    """Prompt pool per task: the first of its train partition in seeded order (conditions sample from it)."""
     chunk: int = 128
     steps: int = 400
     batch_size: int = 4
@@ -203,3 +206,39 @@ def _save(decoder: HyperConvDecoder, optimizer, scheduler, sampler: torch.Genera
                 "sampler": sampler.get_state(), "step": step}, tmp_state)
     tmp_weights.replace(out / "decoder.safetensors")
     tmp_state.replace(out / "state.pt")
+
+
+def train_on_trajectories(trajectories: Path, out: Path, holdout: Sequence[str], config: GeneratorTrainConfig,
+                          source: str = "offline", progress: bool = True) -> Path:
+    """Train a generator on every trajectory under `trajectories` except the `holdout` tasks' (those are
+    only logged). Resumes from `out`; returns at once when `out` is finished."""
+    from ..data.prompts import task_prompts
+    from ..models import LoraGeometry
+    from .dataset import load_trajectory
+    from .trajectories import read_manifest
+
+    task_dirs = sorted(p for p in Path(trajectories).iterdir() if p.is_dir()) if Path(trajectories).is_dir() else []
+    if not task_dirs:
+        raise FileNotFoundError(f"{trajectories} holds no task trajectories (run `degaml collect` first)")
+    manifests = {d: read_manifest(d) for d in task_dirs}
+    geometries = {json.dumps(m["partition"]["geometry"], sort_keys=True) for m in manifests.values()}
+    if len(geometries) != 1:
+        raise ValueError(f"trajectories in {trajectories} come from models or LoRA settings of different geometry")
+    first = next(iter(manifests.values()))
+    layout = TokenLayout.from_geometry(LoraGeometry.from_dict(first["partition"]["geometry"]), config.chunk)
+    held = set(holdout)
+    unknown = held - {m["task"] for m in manifests.values()}
+    if unknown:
+        print(f"note: held-out task(s) {sorted(unknown)} have no trajectory; they are simply not trained on")
+    prompt_encoder = PromptEncoder.with_default_cache(config.encoder, config.prompt_tokens)
+    train, heldout = [], []
+    for task_dir, manifest in manifests.items():
+        spec = manifest["partition"]
+        prompts = task_prompts(spec["task_source"], "train", spec["seed"], spec["validation_fraction"],
+                               spec["test_fraction"], source)[:config.max_prompts]
+        (heldout if manifest["task"] in held else train).append(load_trajectory(task_dir, layout, prompts))
+    meta = {"model": first["partition"]["model"], "lora": first["lora"], "geometry": first["partition"]["geometry"],
+            "trajectories": str(trajectories), "max_prompts": config.max_prompts}
+    train_generator(encode_tasks(train, prompt_encoder), encode_tasks(heldout, prompt_encoder), layout, config,
+                    Path(out), meta, progress)
+    return Path(out)

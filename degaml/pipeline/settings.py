@@ -25,30 +25,6 @@ class TaskSets:
 
 
 @dataclass
-class CollectSettings:
-    warmup_steps: int = 10
-    checkpoints: int = 10
-    batch_size: int = 4
-    gradient_accumulation: int = 1
-    lr: float = 1e-3
-    max_tokens: int = 128
-
-
-@dataclass
-class GeneratorSettings:
-    decoder: str = "cpu-tiny"
-    encoder: str = "all-minilm-l6-v2"
-    num_prompts: int = 16
-    prompt_tokens: int = 64
-    max_prompts: int = 256
-    chunk: int = 128
-    steps: int = 100
-    batch_size: int = 4
-    lr: float = 1e-3
-    eval_every: int = 50
-
-
-@dataclass
 class PolicySettings:
     actions: list[str] | None = None
     """Action labels to consider (`degaml adapt --help` lists the families); null for the full default space."""

@@ -20,7 +20,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +28,11 @@ from safetensors.torch import load_file, save_file
 
 from ..config import DataConfig, EvalConfig, LoraSettings, ModelConfig
 from ..data import task_label
+from ..generator.training import GeneratorTrainConfig
+from ..generator.trajectories import CollectConfig
 from ..io import atomic_write_json
 from ..models import LoadedModel, load_model
-from .settings import (
-    BaselineSettings,
-    CollectSettings,
-    EvaluationSettings,
-    GeneratorSettings,
-    PolicySettings,
-    TaskSets,
-)
+from .settings import BaselineSettings, EvaluationSettings, PolicySettings, TaskSets
 
 BASE, GENERATED, DEGAML = "base", "generated", "degaml"
 """Method names of the base model, the generalization module alone, and generalization + adaptation."""
@@ -55,8 +50,10 @@ class Experiment:
     dtype: str
     device: str
     tasks: TaskSets
-    collect: CollectSettings
-    generator: GeneratorSettings
+    collect: CollectConfig
+    """Its seed is replaced by each of the run's seeds."""
+    generator: GeneratorTrainConfig
+    """Its seed is replaced by each of the run's seeds."""
     policy: PolicySettings
     evaluation: EvaluationSettings
     baselines: BaselineSettings
@@ -109,26 +106,19 @@ def _say(exp: Experiment, message: str) -> None:
 
 
 def collect_stage(exp: Experiment, lm: LoadedModel, root: Path, seed: int) -> None:
-    from ..generator.trajectories import CollectConfig, collect_tasks
+    from ..generator.trajectories import collect_tasks
 
-    c = exp.collect
-    config = CollectConfig(c.warmup_steps, c.checkpoints, c.batch_size, c.gradient_accumulation, c.lr,
-                           c.max_tokens, seed)
     collect_tasks(lm, exp.model, _data(exp, list(exp.tasks.train), "train", None), root / "trajectories",
-                  exp.lora, config, exp.progress)
+                  exp.lora, replace(exp.collect, seed=seed), exp.progress)
 
 
 def generator_stage(exp: Experiment, root: Path, fold: Fold, seed: int) -> Path:
-    from ..cli import train_generator
+    from ..generator.training import train_on_trajectories
 
-    out = root / "folds" / fold.name / "generator"
-    g = exp.generator
-    # The fold's targets are held out; `train_generator` resumes (and returns at once when finished).
-    train_generator(trajectories=root / "trajectories", out=out, holdout=",".join(task_label(t) for t in fold.targets), decoder=g.decoder,
-                    encoder=g.encoder, num_prompts=g.num_prompts, prompt_tokens=g.prompt_tokens,
-                    max_prompts=g.max_prompts, chunk=g.chunk, steps=g.steps, batch_size=g.batch_size, lr=g.lr,
-                    eval_every=g.eval_every, seed=seed, source=exp.source, progress=exp.progress)  # type: ignore[arg-type]
-    return out
+    # The fold's targets are held out; training resumes, and returns at once when finished.
+    return train_on_trajectories(root / "trajectories", root / "folds" / fold.name / "generator",
+                                 [task_label(t) for t in fold.targets], replace(exp.generator, seed=seed),
+                                 exp.source, exp.progress)
 
 
 def policy_actions(settings: PolicySettings) -> list:
