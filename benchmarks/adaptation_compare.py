@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--heldout", default="arc_easy,boolq")
     parser.add_argument("--generators", type=Path, default=Path("runs/gen/loo"), help="<dir>/<task>/generator")
     parser.add_argument("--policies", type=Path, default=Path("runs/gen/policy"), help="<dir>/<task>")
+    parser.add_argument("--policy", type=Path, default=None,
+                        help="one policy for every held-out task (trained on tasks that are none of them)")
     parser.add_argument("--out", type=Path, default=Path("runs/gen/compare"))
     parser.add_argument("--validation_limit", type=int, default=50)
     parser.add_argument("--test_limit", type=int, default=200)
@@ -58,7 +60,7 @@ def main() -> None:
             chosen[f"{family} (best on validation)"] = max((a for a in actions if a.family == family),
                                                           key=lambda a: val[a.label]["score"])
         chosen["validation oracle"] = max(actions, key=lambda a: val[a.label]["score"])
-        policy = load_policy(args.policies / task)
+        policy = load_policy(args.policy or args.policies / task)
         chosen["policy"] = policy.choose(task_features(gen, ctx).vector())
         test = DataConfig(tasks=[task], split="test", limit=args.test_limit)
         picked = list({a.label: a for a in chosen.values()}.values())
