@@ -54,7 +54,7 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
     assert set(summary["domains"]) == {"in-domain", "out-of-domain"}
     assert all(v.startswith("- DeGAML ") for d in summary["domains"].values() for v in d["verdicts"])
     # Every baseline that uses labelled target data used the same number of examples; DeGAML none.
-    costs = {r.split(",")[2]: r.split(",")[-2] for r in rows[1:]}
+    costs = {r.split(",")[2]: r.split(",")[-3] for r in rows[1:]}
     assert costs["degaml"] == "0" and costs["no-meta"] == costs["maml"] == costs["abmll"] == "4"
 
     def refuse(*args, **kwargs):

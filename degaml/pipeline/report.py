@@ -43,6 +43,7 @@ def collect_rows(run_dir: Path) -> list[dict[str, Any]]:
                          "acc": result["metrics"]["acc"], "acc_norm": result["metrics"].get("acc_norm"),
                          "n": result["num_items"], "seconds": cost.get("seconds"),
                          "labelled_target_examples": cost.get("labelled_target_examples"),
+                         "peak_rss_mb": cost.get("peak_rss_mb"),
                          "action": cost.get("action", "")})
     return rows
 
@@ -196,14 +197,19 @@ def build_report(run_dir: Path) -> Path:
     actions = sorted({(r["task"], r["action"]) for r in rows if r["method"] == DEGAML and r["action"]})
     if actions:
         sections += ["## the policy's choices\n", "\n".join(f"- {t}: {a}" for t, a in actions) + "\n"]
-    costs = ["| method | seconds per target | labelled target examples |", "|---|---|---|"]
+    costs = ["| method | seconds per target | peak RSS MB | labelled target examples |", "|---|---|---|---|"]
     for m in methods:
         group = [r for r in rows if r["method"] == m and r["seconds"] is not None]
         if group:
-            costs.append(f"| {m} | {statistics.fmean(r['seconds'] for r in group):.2f} | "
+            peaks = [r["peak_rss_mb"] for r in group if r["peak_rss_mb"]]
+            peak = f"{max(peaks):.0f}" if peaks else "-"
+            costs.append(f"| {m} | {statistics.fmean(r['seconds'] for r in group):.2f} | {peak} | "
                          f"{group[0]['labelled_target_examples']} |")
     timings = {p.parent.name: json.loads(p.read_text()) for p in sorted(run_dir.glob("seed_*/timings.json"))}
-    sections += ["## cost\n", "\n".join(costs) + "\n",
+    sections += ["## cost\n", "Seconds per target: generation + adaptation for DeGAML; meta-training (shared by a "
+                 "fold's targets, counted in full) + target adaptation for the baselines. Peak RSS: the "
+                 "process's peak while the method ran (one process runs everything, so the base model's "
+                 "share is in every figure).\n", "\n".join(costs) + "\n",
                  "Stage wall time (s): " + json.dumps({k: {s: round(v) for s, v in t.items()} for k, t in timings.items()})
                  + "\n"]
     plots = _plots(agg, methods, domains, out)

@@ -26,6 +26,7 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
+from ..baselines.common import peak_memory_mb, reset_peak_memory
 from ..config import DataConfig, EvalConfig, LoraSettings, ModelConfig
 from ..data import task_label
 from ..generator.training import GeneratorTrainConfig
@@ -171,10 +172,11 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, root: Path, fold: Fold, seed:
             directory = _method_dir(root, target, method)
             if (directory / "cost.json").is_file():
                 continue
+            reset_peak_memory(lm.device)
             action = Action("none") if method == GENERATED else policy.choose(task_features(gen, ctx).vector())
             info = apply_action(action, ctx, directory / "output")
             atomic_write_json(directory / "cost.json", {"seconds": info["seconds"], "labelled_target_examples": 0,
-                                                        "action": action.label})
+                                                        "action": action.label, **peak_memory_mb(lm.device)})
             _say(exp, f"{target}: {method} = {action.label} ({info['seconds']:.1f} s)")
 
 
@@ -198,12 +200,16 @@ def baseline_stage(exp: Experiment, lm: LoadedModel, root: Path, fold: Fold, see
         for target in pending:
             job = prepare(setup, target, [], needs_meta=False, lm=lm)
             job.log.update(log)
+            reset_peak_memory(lm.device)
             started = time.perf_counter()
             directory = _method_dir(root, target, method)
             spec.module.finish(job, config, meta, directory / "output", started)
             seconds = time.perf_counter() - started + log.get("meta_train_seconds", 0.0)
+            peak = peak_memory_mb(lm.device)  # the larger of meta-training's and this target's
+            peak["peak_rss_mb"] = max(peak["peak_rss_mb"], log.get("meta_peak_rss_mb", 0.0))
             atomic_write_json(directory / "cost.json", {"seconds": seconds, "labelled_target_examples": len(job.support),
-                                                        "meta_train_seconds": log.get("meta_train_seconds", 0.0)})
+                                                        "meta_train_seconds": log.get("meta_train_seconds", 0.0),
+                                                        **peak})
             _say(exp, f"{target}: {method} ({seconds:.1f} s with meta-training)")
 
 
@@ -219,9 +225,11 @@ def _meta_trained(exp: Experiment, lm: LoadedModel, root: Path, fold: Fold, meth
     if (cache / "meta.json").is_file():
         return load_file(str(cache / "meta.safetensors")), json.loads((cache / "meta.json").read_text())
     job = prepare(setup, fold.targets[0], list(fold.training), needs_meta=True, lm=lm)
+    reset_peak_memory(lm.device)
     start = time.perf_counter()
     meta = spec.module.meta_train(job, config, exp.progress)
-    log = {**job.log, "meta_train_seconds": time.perf_counter() - start, "meta_tasks": list(fold.training)}
+    log = {**job.log, "meta_train_seconds": time.perf_counter() - start, "meta_tasks": list(fold.training),
+           "meta_peak_rss_mb": peak_memory_mb(lm.device)["peak_rss_mb"]}
     cache.mkdir(parents=True, exist_ok=True)
     tmp = cache / ".meta.safetensors.tmp"
     save_file({k: v.detach().cpu().contiguous() for k, v in meta.items()}, str(tmp))
