@@ -238,7 +238,7 @@ def train_on_trajectories(trajectories: Path, out: Path, holdout: Sequence[str],
                                spec["test_fraction"], source)[:config.max_prompts]
         (heldout if manifest["task"] in held else train).append(load_trajectory(task_dir, layout, prompts))
     meta = {"model": first["partition"]["model"], "lora": first["lora"], "geometry": first["partition"]["geometry"],
-            "trajectories": str(trajectories), "max_prompts": config.max_prompts}
+            "trajectories": str(Path(trajectories).resolve()), "max_prompts": config.max_prompts}
     train_generator(encode_tasks(train, prompt_encoder), encode_tasks(heldout, prompt_encoder), layout, config,
                     Path(out), meta, progress)
     return Path(out)
