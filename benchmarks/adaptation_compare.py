@@ -66,20 +66,22 @@ def main() -> None:
         picked = list({a.label: a for a in chosen.values()}.values())
         scores = measure_actions(ctx, task, picked, test, EvalConfig(), args.out / task, load_partitioned(test),
                                  metric, progress=False)
-        summary[task] = {name: {"action": a.label, "validation": val[a.label]["score"], **scores[a.label]}
+        summary[task] = {name: {**scores[a.label], "validation": val[a.label]["score"]}
                          for name, a in chosen.items()}
 
-    lines = [f"| method | {' | '.join(summary)} | average | adapt s (mean) |", "|---|" + "---|" * (len(summary) + 2)]
+    lines = [f"| method | {' | '.join(summary)} | average | adapt s (mean) | test eval s (mean) |",
+             "|---|" + "---|" * (len(summary) + 3)]
     methods = list(next(iter(summary.values())))
     averages = {}
     for method in methods:
         cells = []
         for rows in summary.values():
             r = rows[method]
-            cells.append(f"{100 * r['score']:.1f} ({r['action']}; val {100 * r['validation']:.1f})")
+            cells.append(f"{100 * r['score']:.1f} ({r['action_label']}; val {100 * r['validation']:.1f})")
         averages[method] = sum(rows[method]["score"] for rows in summary.values()) / len(summary)
-        seconds = sum(rows[method]["adapt_seconds"] for rows in summary.values()) / len(summary)
-        lines.append(f"| {method} | {' | '.join(cells)} | {100 * averages[method]:.1f} | {seconds:.1f} |")
+        adapt = sum(rows[method]["adapt_seconds"] for rows in summary.values()) / len(summary)
+        evaluate = sum(rows[method]["eval_seconds"] for rows in summary.values()) / len(summary)
+        lines.append(f"| {method} | {' | '.join(cells)} | {100 * averages[method]:.1f} | {adapt:.1f} | {evaluate:.0f} |")
     print(f"test score (each task's preferred metric), limit {args.test_limit}; validation limit "
           f"{args.validation_limit}\n")
     print("\n".join(lines))
