@@ -159,15 +159,3 @@ def test_baselines_refuse_the_target_among_training_tasks(workspace, tmp_path, c
 def test_setup_budget_is_validated():
     with pytest.raises(ValueError, match="setup.support must be >= 1"):
         BaselineSetup(support=0)
-
-
-def test_peak_memory_window_resets_between_methods():
-    from degaml.baselines.common import peak_memory_mb, reset_peak_memory
-
-    cpu = torch.device("cpu")
-    reset_peak_memory(cpu)
-    big = torch.ones(64 * 2**20, dtype=torch.uint8)  # 64 MiB, touched
-    with_big = peak_memory_mb(cpu)["peak_rss_mb"]
-    del big
-    reset_peak_memory(cpu)
-    assert peak_memory_mb(cpu)["peak_rss_mb"] < with_big - 32

@@ -9,10 +9,9 @@ meta-training methods see the same number of meta-training examples.
 
 from __future__ import annotations
 
-import resource
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +23,7 @@ from ..config import DataConfig, LoraSettings, ModelConfig
 from ..data import task_label
 from ..generator.generation import write_adapter
 from ..io import run_metadata
+from ..memory import peak_memory_mb
 from ..models import LoadedModel, attach_lora, load_model
 from ..sft import Example, sample_batch, training_example
 
@@ -117,27 +117,6 @@ def peft_model(lm: LoadedModel, lora: LoraSettings, state: LoraState | None = No
     finally:
         model.unload()
         lm.model.eval()
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    """Start a new peak-memory window, so several methods in one process each get their own peak (Linux:
-    writing 5 to clear_refs resets VmHWM; elsewhere the process-wide peak is what is reported)."""
-    with suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def peak_memory_mb(device: torch.device) -> dict[str, float]:
-    """Peak resident memory since the last `reset_peak_memory` (or process start), and CUDA's peak."""
-    status = Path("/proc/self/status")
-    lines = status.read_text().splitlines() if status.is_file() else []
-    hwm = [int(line.split()[1]) for line in lines if line.startswith("VmHWM:")]
-    kib = hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # both KiB on Linux
-    peak = {"peak_rss_mb": kib / 1024}
-    if device.type == "cuda":
-        peak["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-    return peak
 
 
 @dataclass

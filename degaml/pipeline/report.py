@@ -159,6 +159,21 @@ def _plots(agg: dict, methods: list[str], domains: dict[str, list[str]], out: Pa
     return written
 
 
+def _stage_table(timings: dict[str, dict[str, dict[str, float]]]) -> str:
+    seeds = list(timings)
+    lines = ["| stage | " + " | ".join(f"{seed} s | {seed} peak RSS MB" for seed in seeds) + " |",
+             "|---|" + "---|---|" * len(seeds)]
+    stages = list(dict.fromkeys(stage for t in timings.values() for stage in t["seconds"]))
+    for stage in stages + ["whole run"]:
+        cells = []
+        for t in timings.values():
+            seconds = sum(t["seconds"].values()) if stage == "whole run" else t["seconds"].get(stage)
+            peak = max(t["peak_rss_mb"].values()) if stage == "whole run" else t["peak_rss_mb"].get(stage)
+            cells.append(f"{seconds:.0f} | {peak:.0f}" if seconds is not None else "- | -")
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def build_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     settings_file = run_dir / "experiment.yaml"
@@ -210,8 +225,8 @@ def build_report(run_dir: Path) -> Path:
                  "fold's targets, counted in full) + target adaptation for the baselines. Peak RSS: the "
                  "process's peak while the method ran (one process runs everything, so the base model's "
                  "share is in every figure).\n", "\n".join(costs) + "\n",
-                 "Stage wall time (s): " + json.dumps({k: {s: round(v) for s, v in t.items()} for k, t in timings.items()})
-                 + "\n"]
+                 "Wall time of each stage, and the process's peak resident memory by the end of it:\n",
+                 _stage_table(timings) + "\n"]
     plots = _plots(agg, methods, domains, out)
     sections += ["## plots\n", "\n".join(f"![{p}]({p})" for p in plots) + "\n"]
     long_csv = io.StringIO()

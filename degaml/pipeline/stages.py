@@ -8,7 +8,7 @@
     <out>/seed_<s>/targets/<task>/<method>/output/         stages 4-5: what `degaml evaluate` scores
     <out>/seed_<s>/targets/<task>/<method>/cost.json       seconds and labelled target examples used
     <out>/seed_<s>/targets/<task>/<method>/eval/           stage 6: test scores (the test partition, once)
-    <out>/seed_<s>/timings.json                            wall time of each stage run
+    <out>/seed_<s>/timings.json                            wall time and peak memory of each stage
 
 A fold is one held-out in-domain task (trained on every other `train` task), or `all` (trained on every
 `train` task) whose targets are the out-of-domain tasks.
@@ -26,12 +26,12 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
-from ..baselines.common import peak_memory_mb, reset_peak_memory
 from ..config import DataConfig, EvalConfig, LoraSettings, ModelConfig
 from ..data import task_label
 from ..generator.training import GeneratorTrainConfig
 from ..generator.trajectories import CollectConfig
 from ..io import atomic_write_json
+from ..memory import peak_memory_mb, process_peak_mb, reset_peak_memory
 from ..models import LoadedModel, load_model
 from .settings import BaselineSettings, EvaluationSettings, PolicySettings, TaskSets
 
@@ -81,11 +81,15 @@ def folds(tasks: TaskSets) -> list[Fold]:
 
 
 class Timer:
-    """Wall time of each stage as it runs, accumulated into timings.json (a resumed run adds to it)."""
+    """Wall time of each stage as it runs, and the process's peak resident memory by the end of it, kept in
+    timings.json as {"seconds": {stage: s}, "peak_rss_mb": {stage: MB}} (a resumed run adds its seconds and
+    keeps the larger peak)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.times: dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+        self.seconds: dict[str, float] = saved.get("seconds", {})
+        self.peaks: dict[str, float] = saved.get("peak_rss_mb", {})
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
@@ -93,8 +97,9 @@ class Timer:
         try:
             yield
         finally:
-            self.times[stage] = self.times.get(stage, 0.0) + time.perf_counter() - start
-            atomic_write_json(self.path, self.times)
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+            self.peaks[stage] = max(self.peaks.get(stage, 0.0), process_peak_mb())
+            atomic_write_json(self.path, {"seconds": self.seconds, "peak_rss_mb": self.peaks})
 
 
 def _data(exp: Experiment, tasks: list[str], split: str, limit: int | None) -> DataConfig:
