@@ -142,13 +142,15 @@ def _plots(agg: dict, methods: list[str], domains: dict[str, list[str]], out: Pa
     written.append("ablation.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for m in methods:
+    markers = "osD^vP*X"  # coinciding methods (DeGAML choosing "none") stay distinguishable
+    for i, m in enumerate(methods):
         points = [(agg[(m, t)]["seconds"], agg[(m, t)]["mean"]) for t in tasks if (m, t) in agg]
         if not points:
             continue
         seconds = statistics.fmean(p[0] for p in points)
-        ax.scatter([max(seconds, 0.01)], [100 * statistics.fmean(p[1] for p in points)], label=m)
-        ax.annotate(m, (max(seconds, 0.01), 100 * statistics.fmean(p[1] for p in points)), fontsize=7)
+        ax.scatter([max(seconds, 0.01)], [100 * statistics.fmean(p[1] for p in points)], label=m,
+                   marker=markers[i % len(markers)], s=60 - 4 * i, alpha=0.8)
+    ax.legend(fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("seconds per target (generation + adaptation, or training)")
     ax.set_ylabel("average test score (%)")
