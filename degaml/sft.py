@@ -1,9 +1,10 @@
 """Supervised examples: the gold answer after its context, the context masked out of the loss. Shared by
-trajectory collection and the baselines, so every LoRA in the project is trained on the same objective."""
+trajectory collection and the baselines, so every LoRA in the project is trained on the same objective.
+Also the plain LoRA optimization loop shared by the baselines' fine-tuning and test-time training."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -31,6 +32,25 @@ def collate(examples: Sequence[Example], pad: int) -> dict[str, torch.Tensor]:
     for i, (t, lab) in enumerate(examples):
         ids[i, :len(t)], labels[i, :len(t)], mask[i, :len(t)] = torch.tensor(t), torch.tensor(lab), 1
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def train_lora(model: torch.nn.Module, next_batch: Callable[[], dict[str, torch.Tensor]], steps: int, lr: float
+               ) -> list[float]:
+    """`steps` AdamW steps (constant lr) on the trainable parameters of `model` (its LoRA), one batch from
+    `next_batch()` each; returns the losses. A non-finite loss raises FloatingPointError naming the step,
+    before that step updates anything."""
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for step in range(steps):
+        loss = model(**next_batch()).loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss at step {step + 1}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
 
 
 def sample_batch(lm: LoadedModel, examples: Sequence[Example], size: int, generator: torch.Generator

@@ -16,11 +16,12 @@ from degaml.baselines.abmll import (
     mean_kl,
     negative_elbo,
 )
-from degaml.baselines.common import BaselineSetup, lora_parameters, peft_model
+from degaml.baselines.common import BaselineSetup, lora_parameters
 from degaml.baselines.maml import SharedMoments, meta_gradient, model_loss
 from degaml.cli import main
 from degaml.config import LoraSettings
 from degaml.data import MultipleChoiceItem
+from degaml.models import peft_model
 from degaml.sft import collate, training_example
 from tests.conftest import QUESTIONS, make_tiny
 

@@ -18,12 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peft import set_peft_model_state_dict
-
 from ..config import LoraSettings
 from ..generator.generation import write_adapter
 from ..io import atomic_directory, atomic_write_json
-from ..models import LoadedModel, attach_lora
+from ..models import LoadedModel, peft_model
 from .base import LoraState
 from .latent import LATENT_FILE, SlotConfig, optimize_delta
 from .mixing import LoraHubConfig, lorahub_search, prompt_loss_objective, rank_half_mix
@@ -93,16 +91,12 @@ def apply_action(action: Action, ctx: AdaptationContext, out: Path) -> dict[str,
 
 def _task_delta(action: Action, ctx: AdaptationContext, state: LoraState) -> tuple[Any, dict[str, Any]]:
     """SLOT shared by the task: one delta fitted on all prompts, on top of the generated adapter."""
-    model = attach_lora(ctx.lm.model, ctx.lora)
-    try:
-        set_peft_model_state_dict(model, state)
+    with peft_model(ctx.lm, ctx.lora, state) as model:
         model.eval()
-        delta, trace, _ = optimize_delta(ctx.lm, ctx.prompts, latent_settings(action))
-    except FloatingPointError as e:  # non-finite loss: keep the generated adapter alone
-        return None, {"fell_back": True, "reason": str(e), "trace": []}
-    finally:
-        model.unload()
-        ctx.lm.model.eval()
+        try:
+            delta, trace, _ = optimize_delta(ctx.lm, ctx.prompts, latent_settings(action))
+        except FloatingPointError as e:  # non-finite loss: keep the generated adapter alone
+            return None, {"fell_back": True, "reason": str(e), "trace": []}
     return delta.float().cpu(), {"fell_back": False, "reason": "", "trace": trace}
 
 

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
-from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
 from ..config import LoraSettings
-from ..models import LoadedModel, attach_lora
+from ..models import LoadedModel, lora_state, peft_model
+from ..sft import train_lora
 from .base import AdaptationResult, BudgetError, LoraState
 
 
@@ -44,30 +44,22 @@ def prompt_batch(lm: LoadedModel, prompts: Sequence[str], max_tokens: int) -> di
 
 
 def apply_ttt(lm: LoadedModel, state: LoraState, lora: LoraSettings, prompts: Sequence[str],
-                    config: TTTConfig) -> AdaptationResult:
+              config: TTTConfig) -> AdaptationResult:
     """Refine `state` on `prompts`. The base model is left as it was found (the LoRA layers are removed)."""
     if not prompts:
         raise BudgetError("test-time training needs at least one unlabelled prompt")
     start = time.perf_counter()
-    model = attach_lora(lm.model, lora)
-    try:
-        set_peft_model_state_dict(model, state)
-        model.train()
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr)
-        sampler = torch.Generator().manual_seed(config.seed)
-        trace: list[float] = []
-        for _ in range(config.steps):
-            picks = torch.randint(len(prompts), (config.batch_size,), generator=sampler).tolist()
-            loss = model(**prompt_batch(lm, [prompts[i] for i in picks], config.max_tokens)).loss
-            if not torch.isfinite(loss):
-                return AdaptationResult("ttt", state, asdict(config), time.perf_counter() - start, fell_back=True,
-                                        reason=f"non-finite loss at step {len(trace) + 1}", trace=trace)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            trace.append(loss.item())
-        adapted = {k: v.detach().float().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
-    finally:
-        model.unload()
-        lm.model.eval()
+    sampler = torch.Generator().manual_seed(config.seed)
+
+    def next_batch() -> dict[str, torch.Tensor]:
+        picks = torch.randint(len(prompts), (config.batch_size,), generator=sampler).tolist()
+        return prompt_batch(lm, [prompts[i] for i in picks], config.max_tokens)
+
+    with peft_model(lm, lora, state) as model:
+        try:
+            trace = train_lora(model, next_batch, config.steps, config.lr)
+        except FloatingPointError as e:
+            return AdaptationResult("ttt", state, asdict(config), time.perf_counter() - start, fell_back=True,
+                                    reason=str(e))
+        adapted = lora_state(model)
     return AdaptationResult("ttt", adapted, asdict(config), time.perf_counter() - start, trace=trace)

@@ -40,8 +40,9 @@ from ..adaptation.tts import TTS_FILE
 from ..generator.generation import write_adapter
 from ..io import atomic_directory, atomic_write_json
 from ..memory import peak_memory_mb
+from ..models import peft_model
 from ..sft import sample_batch
-from .common import BaselineRun, lora_parameters, peft_model
+from .common import BaselineRun, lora_parameters
 from .maml import model_loss
 
 POSTERIOR_FILE = "posterior.safetensors"

@@ -10,22 +10,20 @@ meta-training methods see the same number of meta-training examples.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
 from ..config import DataConfig, LoraSettings, ModelConfig
 from ..data import task_label
 from ..generator.generation import write_adapter
 from ..io import run_metadata
 from ..memory import peak_memory_mb
-from ..models import LoadedModel, attach_lora, load_model
-from ..sft import Example, sample_batch, training_example
+from ..models import LoadedModel, load_model, lora_state, peft_model
+from ..sft import Example, sample_batch, train_lora, training_example
 
 LoraState = dict[str, torch.Tensor]
 
@@ -82,41 +80,11 @@ def fine_tune(lm: LoadedModel, lora: LoraSettings, examples: Sequence[Example], 
               batch_size: int, seed: int, init: LoraState | None = None) -> tuple[LoraState, list[float]]:
     """Plain LoRA fine-tuning (AdamW, constant lr) from `init` or PEFT's standard init; the base model is
     left bare afterwards."""
-    torch.manual_seed(seed)
-    model = attach_lora(lm.model, lora)
-    try:
-        if init is not None:
-            set_peft_model_state_dict(model, init)
-        model.train()
-        optimizer = torch.optim.AdamW(lora_parameters(model).values(), lr=lr)
-        sampler = torch.Generator().manual_seed(seed)
-        losses = []
-        for step in range(steps):
-            loss = model(**sample_batch(lm, examples, batch_size, sampler)).loss
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss at fine-tuning step {step + 1}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-        state = {k: v.detach().float().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
-    finally:
-        model.unload()
-        lm.model.eval()
-    return state, losses
-
-
-@contextmanager
-def peft_model(lm: LoadedModel, lora: LoraSettings, state: LoraState | None = None) -> Iterator[torch.nn.Module]:
-    """The base model with a LoRA attached inside the block (loaded from `state` if given), bare after it."""
-    model = attach_lora(lm.model, lora)
-    try:
-        if state is not None:
-            set_peft_model_state_dict(model, state)
-        yield model
-    finally:
-        model.unload()
-        lm.model.eval()
+    torch.manual_seed(seed)  # PEFT's init of A
+    sampler = torch.Generator().manual_seed(seed)
+    with peft_model(lm, lora, init) as model:
+        losses = train_lora(model, lambda: sample_batch(lm, examples, batch_size, sampler), steps, lr)
+        return lora_state(model), losses
 
 
 @dataclass

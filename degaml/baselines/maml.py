@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from peft import get_peft_model_state_dict
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
+from ..models import lora_state, peft_model
 from ..sft import sample_batch
-from .common import BaselineRun, lora_parameters, peft_model, write_result
+from .common import BaselineRun, lora_parameters, write_result
 
 Params = dict[str, torch.Tensor]
 LossFn = Callable[[Params, Any], torch.Tensor]
@@ -212,6 +212,6 @@ def finish(job: BaselineRun, config: MamlConfig, meta: dict[str, torch.Tensor], 
         with torch.no_grad():
             for name, p in lora_parameters(model).items():
                 p.copy_(adapted[name].detach())
-        state = {k: v.detach().float().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
+        state = lora_state(model)
     return write_result(job, "maml", config, state, out, started,
                         {"test_time_steps": s.steps, "test_time_lr": config.inner_lr})

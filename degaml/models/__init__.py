@@ -8,6 +8,8 @@ from .lora import (
     attach_lora,
     check_adapter_fits,
     load_adapter,
+    lora_state,
+    peft_model,
     save_adapter,
 )
 from .registry import OFFLINE_MODELS, cache_root, resolve_model
@@ -23,6 +25,8 @@ __all__ = [
     "check_adapter_fits",
     "load_adapter",
     "load_model",
+    "lora_state",
+    "peft_model",
     "resolve_model",
     "save_adapter",
 ]

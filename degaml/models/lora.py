@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors import safe_open
 from torch import nn
 from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
 from ..config import LoraSettings
 from ..io import atomic_directory
+from .loading import LoadedModel
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -123,6 +126,26 @@ def peft_config(settings: LoraSettings) -> LoraConfig:
 def attach_lora(model: PreTrainedModel, settings: LoraSettings) -> PeftModel:
     """Wrap `model` with a fresh LoRA (PEFT's standard init: A random, B zero, so the output is unchanged)."""
     return get_peft_model(model, peft_config(settings))
+
+
+@contextmanager
+def peft_model(lm: LoadedModel, settings: LoraSettings, state: dict[str, torch.Tensor] | None = None
+               ) -> Iterator[PeftModel]:
+    """The base model with a LoRA attached inside the block (loaded from `state` if given), bare and in eval
+    mode after it, whatever happened inside."""
+    model = attach_lora(lm.model, settings)
+    try:
+        if state is not None:
+            set_peft_model_state_dict(model, state)
+        yield model
+    finally:
+        model.unload()
+        lm.model.eval()
+
+
+def lora_state(model: PeftModel) -> dict[str, torch.Tensor]:
+    """A PEFT model's LoRA weights as float32 CPU copies, under PEFT's adapter key names."""
+    return {k: v.detach().float().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
 
 
 def save_adapter(model: PeftModel, out_dir: str | Path) -> Path:
