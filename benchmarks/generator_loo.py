@@ -7,7 +7,7 @@ adapter from T's unlabelled train-partition prompts, and evaluate on T's test pa
 trajectory). Also: time to generate vs time to fine-tune that LoRA.
 
     degaml collect --tasks arc_easy,boolq,piqa,hellaswag,winogrande,arc_challenge --out runs/gen/trajectories \\
-        --warmup_steps 100 --checkpoints 30 --lr 1e-3
+        --burn_in_steps 100 --checkpoints 30 --lr 1e-3
     python benchmarks/generator_loo.py --trajectories runs/gen/trajectories --heldout arc_easy,boolq
 """
 

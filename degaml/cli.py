@@ -90,7 +90,7 @@ def collect(
     tasks: str,
     out: Path,
     model: str = "smollm2-135m-instruct",
-    warmup_steps: int = 30,
+    burn_in_steps: int = 30,
     checkpoints: int = 50,
     batch_size: int = 4,
     gradient_accumulation: int = 1,
@@ -98,7 +98,7 @@ def collect(
     max_tokens: int = 256,
     rank: int = 8,
     alpha: int = 16,
-    seed: int = 0,
+    seeds: str = "0",
     partition_seed: int = 0,
     validation_fraction: float = 0.1,
     test_fraction: float = 0.3,
@@ -117,7 +117,7 @@ def collect(
         tasks: Comma-separated task names or .json/.jsonl files.
         out: Trajectories directory (one sub-folder per task).
         model: Base model (offline default, hub id or local directory).
-        warmup_steps: Optimizer steps before the saved trajectory.
+        burn_in_steps: Optimizer steps before the saved trajectory (not saved).
         checkpoints: Consecutive optimizer steps whose LoRA state is saved (reference: 50).
         batch_size: Examples per micro-batch.
         gradient_accumulation: Micro-batches per optimizer step.
@@ -125,7 +125,8 @@ def collect(
         max_tokens: Longest training sequence (left-truncated).
         rank: LoRA rank.
         alpha: LoRA alpha.
-        seed: Seed of the LoRA init and batch order.
+        seeds: Comma-separated seeds of the LoRA init and batch order: one trajectory per task and seed
+            (the first in `<out>/<task>`, the others in `<out>/<task>-seed<k>`).
         partition_seed: Seed of the train/validation/test partition.
         validation_fraction: Share of items in the validation partition.
         test_fraction: Share of items in the test partition.
@@ -137,7 +138,10 @@ def collect(
     from .generator.trajectories import CollectConfig, collect_tasks
     from .models import load_model
 
-    config = CollectConfig(warmup_steps, checkpoints, batch_size, gradient_accumulation, lr, max_tokens, seed)
+    seed_list = [int(k) for k in str(seeds).split(",") if k != ""]
+    if not seed_list:
+        raise ValueError("--seeds must name at least one seed")
+    config = CollectConfig(burn_in_steps, checkpoints, batch_size, gradient_accumulation, lr, max_tokens, seed_list[0])
     lora = LoraSettings(r=rank, alpha=alpha)
     from accelerate import PartialState
 
@@ -149,7 +153,7 @@ def collect(
                       validation_fraction=validation_fraction, test_fraction=test_fraction, source=source)
     device = str(process.device) if device == "auto" and process.num_processes > 1 else device
     lm = load_model(ModelConfig(name=model, dtype=dtype, device=device))
-    for task_dir in collect_tasks(lm, model, data, Path(out), lora, config, progress):
+    for task_dir in collect_tasks(lm, model, data, Path(out), lora, config, progress, seed_list):
         print(f"{task_dir.name}: {task_dir}")
 
 

@@ -16,7 +16,7 @@ def isolated_cache(tmp_path, monkeypatch):
 
 def _collect(ws, out, *extra):
     main(["collect", "--tasks", ",".join(ws["tasks"]), "--out", str(out), "--model", ws["model"],
-          "--warmup_steps", "2", "--checkpoints", "3", "--batch_size", "2", "--rank", "2", "--alpha", "4",
+          "--burn_in_steps", "2", "--checkpoints", "3", "--batch_size", "2", "--rank", "2", "--alpha", "4",
           "--dtype", "float32", "--device", "cpu", "--progress", "false", *extra])
 
 

@@ -23,7 +23,7 @@ def _config(ws, tmp_path):
         "name": "tiny", "out": str(tmp_path / "run"), "model": ws["model"], "lora": {"r": 2, "alpha": 4},
         "seeds": [0, 1], "device": "cpu", "progress": False,
         "tasks": {"train": [colors, numbers], "heldout": [numbers], "out_of_domain": [str(letters)]},
-        "collect": {"warmup_steps": 1, "checkpoints": 3, "batch_size": 2, "max_tokens": 32},
+        "collect": {"burn_in_steps": 1, "checkpoints": 3, "batch_size": 2, "max_tokens": 32},
         "generator": {"decoder": "cpu-tiny", "encoder": ws["encoder"], "num_prompts": 4, "prompt_tokens": 8,
                       "chunk": 16, "steps": 2, "batch_size": 2, "eval_every": 1},
         "policy": {"actions": ["none", "mixing variant=rank_half lam=0.5"], "max_tasks": 2, "validation_limit": 3,

@@ -3,9 +3,10 @@
 from .example import DataFormatError, MultipleChoiceItem
 from .files import read_task_file
 from .splits import SPLITS, Partition, PartitionOverlapError, partition
-from .tasks import OUT_OF_DOMAIN_TASKS, TASKS, TaskSpec, get_task, load_task, task_label
+from .tasks import META_TRAINING_TASKS, OUT_OF_DOMAIN_TASKS, TASKS, TaskSpec, get_task, load_task, task_label
 
 __all__ = [
+    "META_TRAINING_TASKS",
     "OUT_OF_DOMAIN_TASKS",
     "SPLITS",
     "TASKS",

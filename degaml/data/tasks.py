@@ -176,9 +176,47 @@ def _completion_doc(row: Row, i: int, split: str) -> MultipleChoiceItem:
     return MultipleChoiceItem.cloze(str(row["id"]), row["question"], row["question"], row["choices"], int(row["gold"]))
 
 
-def _basic_skill(name: str, stands_for: str) -> TaskSpec:
-    return TaskSpec(f"basic_skills_{name}", "out", stands_for,
+def _basic_skill(name: str, stands_for: str, domain: Literal["out", "extra"] = "out") -> TaskSpec:
+    return TaskSpec(f"basic_skills_{name}", domain, stands_for,
                     (RowSource("test", _completion_doc, f"basic_skills_{name}/rc_5shot", offline_requests=True),))
+
+
+def _mmlu(row: Row, i: int, split: str) -> MultipleChoiceItem:
+    q = row["question"].strip()
+    return MultipleChoiceItem.cloze(f"{row.get('subject', '')}-{split}-{i}", q, f"Question: {q}\nAnswer:",
+                                    row["choices"], int(row["answer"]))
+
+
+MMLU_GROUPS: dict[str, tuple[str, ...]] = {
+    # The 57 MMLU subjects in 14 groups of related subjects (each a few hundred to a couple of thousand
+    # questions): meta-training tasks that widen the distribution the generator learns from.
+    "mathematics": ("abstract_algebra", "college_mathematics", "elementary_mathematics", "high_school_mathematics",
+                    "high_school_statistics"),
+    "physics": ("astronomy", "college_physics", "conceptual_physics", "high_school_physics", "electrical_engineering"),
+    "chemistry": ("college_chemistry", "high_school_chemistry"),
+    "biology": ("anatomy", "college_biology", "high_school_biology", "medical_genetics", "virology"),
+    "medicine": ("clinical_knowledge", "college_medicine", "professional_medicine", "nutrition", "human_aging"),
+    "computer_science": ("college_computer_science", "computer_security", "high_school_computer_science",
+                         "machine_learning"),
+    "economics": ("econometrics", "high_school_macroeconomics", "high_school_microeconomics"),
+    "business": ("business_ethics", "management", "marketing", "professional_accounting", "public_relations"),
+    "law": ("international_law", "jurisprudence", "professional_law"),
+    "history": ("high_school_european_history", "high_school_us_history", "high_school_world_history", "prehistory"),
+    "philosophy": ("philosophy", "formal_logic", "logical_fallacies", "moral_disputes", "moral_scenarios",
+                   "world_religions"),
+    "psychology": ("high_school_psychology", "professional_psychology", "human_sexuality"),
+    "politics": ("high_school_government_and_politics", "us_foreign_policy", "security_studies", "sociology",
+                 "high_school_geography"),
+    "miscellaneous": ("global_facts", "miscellaneous"),
+}
+
+
+def _mmlu_group(group: str) -> TaskSpec:
+    subjects = MMLU_GROUPS[group]
+    sources = tuple(RowSource(split, _mmlu, f"hails/mmlu_no_train/{subject}/{split}", hub=("cais/mmlu", subject))
+                    for subject in subjects for split in ("dev", "validation", "test"))
+    return TaskSpec(f"mmlu_{group}", "extra", f"MMLU {group} ({', '.join(subjects)}; not in the paper): widens "
+                    "meta-training; dev + validation + test pooled, then re-partitioned", sources)
 
 
 def _arc_task(name: str, config: str) -> TaskSpec:
@@ -222,6 +260,12 @@ TASKS: dict[str, TaskSpec] = {
                   RowSource("test", _openbookqa, "openbookqa/test_rc_5shot", offline_requests=True,
                             offline_build=_openbookqa_doc, hub=("allenai/openbookqa", "main"))),
                  preferred_metric="acc_norm"),
+        _basic_skill("common_knowledge", "basic-skills common knowledge (not in the paper): widens meta-training",
+                     "extra"),
+        _basic_skill("pattern", "basic-skills patterns (not in the paper): widens meta-training", "extra"),
+        _basic_skill("string_operations", "basic-skills string operations (not in the paper): widens meta-training",
+                     "extra"),
+        *(_mmlu_group(group) for group in MMLU_GROUPS),
         TaskSpec("sciq", "extra", "SciQ (not in the paper): widens meta-training",
                  (RowSource("validation", _sciq, "sciq/none/validation", hub=("allenai/sciq", None)),),
                  preferred_metric="acc_norm"),
@@ -229,6 +273,8 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 OUT_OF_DOMAIN_TASKS = tuple(name for name, t in TASKS.items() if t.domain == "out")
+META_TRAINING_TASKS = tuple(name for name, t in TASKS.items() if t.domain == "extra")
+"""Tasks that are neither in-domain nor out-of-domain targets: meta-training only."""
 
 
 def get_task(name: str) -> TaskSpec:

@@ -7,6 +7,11 @@ One task = one folder:
     <out>/<task>/resume.pt                                 optimizer, scheduler, RNG, step (latest)
     <out>/<task>/manifest.json                             config, partition, checkpoints, timing; written last
 
+A second trajectory seed of the same task goes to `<out>/<task>-seed<k>/` (its manifest names the task,
+and the generator pools every trajectory of a task). The learning rate is constant: the saved steps are a
+steady walk of the optimizer, not the tail of a decaying schedule (where consecutive checkpoints would be
+near-duplicates).
+
 Batches are drawn from a generator seeded by (seed, step), so a resumed run sees exactly the batches
 an uninterrupted one would. The loss is the causal-LM loss on the answer tokens only (the context is
 masked), i.e. supervised fine-tuning on "context + answer".
@@ -24,7 +29,7 @@ import torch
 from peft import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
-from transformers import get_cosine_schedule_with_warmup
+from transformers import get_constant_schedule
 
 from ..config import DataConfig, LoraSettings
 from ..data import MultipleChoiceItem
@@ -37,7 +42,7 @@ MANIFEST = "manifest.json"
 
 @dataclass
 class CollectConfig:
-    warmup_steps: int = 30
+    burn_in_steps: int = 30
     """Optimizer steps before the trajectory phase (not saved)."""
     checkpoints: int = 50
     """Consecutive steps whose LoRA state is saved (the reference keeps 50)."""
@@ -45,12 +50,17 @@ class CollectConfig:
     gradient_accumulation: int = 1
     """Micro-batches per optimizer step (effective batch = batch_size x gradient_accumulation)."""
     lr: float = 1e-4
+    """Constant AdamW learning rate."""
     max_tokens: int = 256
     seed: int = 0
 
     @property
     def total_steps(self) -> int:
-        return self.warmup_steps + self.checkpoints
+        return self.burn_in_steps + self.checkpoints
+
+
+def trajectory_dir_name(task: str, seed: int, first_seed: int) -> str:
+    return task if seed == first_seed else f"{task}-seed{seed}"
 
 
 def checkpoint_paths(task_dir: Path) -> list[Path]:
@@ -69,9 +79,11 @@ def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 
 
 def collect_task(lm: LoadedModel, task: str, train_items: Sequence[MultipleChoiceItem], out: Path,
-                 lora: LoraSettings, config: CollectConfig, partition_summary: dict, progress: bool = True) -> Path:
-    """Fine-tune one LoRA on `train_items` and save its trajectory under `out/<task>`; resume if half done."""
-    task_dir = out / task
+                 lora: LoraSettings, config: CollectConfig, partition_summary: dict, progress: bool = True,
+                 dir_name: str | None = None) -> Path:
+    """Fine-tune one LoRA on `train_items` and save its trajectory under `out/<dir_name or task>`; resume if
+    half done."""
+    task_dir = out / (dir_name or task)
     if is_complete(task_dir):
         return task_dir
     if not train_items:
@@ -83,7 +95,7 @@ def collect_task(lm: LoadedModel, task: str, train_items: Sequence[MultipleChoic
     model = attach_lora(lm.model, lora)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=0, num_training_steps=config.total_steps)
+    scheduler = get_constant_schedule(optimizer)
     start, seconds = 0, 0.0
     resume_path = task_dir / "resume.pt"
     if resume_path.is_file():
@@ -116,7 +128,7 @@ def collect_task(lm: LoadedModel, task: str, train_items: Sequence[MultipleChoic
         losses.append(step_loss)
         bar.set_postfix(loss=f"{step_loss:.3f}")
         done = step + 1
-        if done > config.warmup_steps:
+        if done > config.burn_in_steps:
             lora_state = {k: v.detach().float().cpu().contiguous()
                           for k, v in get_peft_model_state_dict(model).items()}
             path = task_dir / "checkpoints" / f"step_{done:05d}.safetensors"
@@ -155,8 +167,11 @@ def read_manifest(task_dir: Path) -> dict:
 
 
 def collect_tasks(lm: LoadedModel, model_name: str, data: DataConfig, out: Path, lora: LoraSettings,
-                  config: CollectConfig, progress: bool = True) -> list[Path]:
-    """Collect a trajectory for each of `data.tasks` (train partitions), skipping finished ones."""
+                  config: CollectConfig, progress: bool = True, seeds: Sequence[int] | None = None) -> list[Path]:
+    """Collect a trajectory for each of `data.tasks` (train partitions) and each of `seeds` (default: the
+    config's seed), skipping finished ones."""
+    from dataclasses import replace
+
     from ..evaluation.harness import load_partitioned
     from ..models import LoraGeometry
 
@@ -164,5 +179,7 @@ def collect_tasks(lm: LoadedModel, model_name: str, data: DataConfig, out: Path,
     done = []
     for name, (task, (items, part)) in zip(data.tasks, load_partitioned(data).items()):
         summary = {**part.summary(), "task_source": name, "model": model_name, "geometry": geometry}
-        done.append(collect_task(lm, task, part.select(items, "train"), out, lora, config, summary, progress))
+        for seed in seeds or [config.seed]:
+            done.append(collect_task(lm, task, part.select(items, "train"), out, lora, replace(config, seed=seed),
+                                     summary, progress, trajectory_dir_name(task, seed, (seeds or [config.seed])[0])))
     return done
