@@ -173,6 +173,14 @@ def train_generator(
     weight_decay: float = 0.1,
     eval_every: int = 50,
     seed: int = 0,
+    objective: Literal["reconstruction", "task_loss", "hybrid"] = "reconstruction",
+    task_loss_weight: float = 1.0,
+    task_examples: int = 4,
+    max_tokens: int = 128,
+    residual: bool = False,
+    stat_code: Literal["paper", "log"] = "paper",
+    token_weighting: Literal["per_task", "averaged"] = "per_task",
+    prompt_format: Literal["question", "with_options"] = "question",
     source: Literal["offline", "hub"] = "offline",
     progress: bool = True,
 ) -> None:
@@ -198,6 +206,16 @@ def train_generator(
         weight_decay: AdamW weight decay.
         eval_every: Steps between evaluations and checkpoints.
         seed: Seed of init and sampling.
+        objective: `reconstruction` (MSE to checkpoint tokens, the paper), `task_loss` (the base model's
+            causal-LM loss on the answers of labelled train examples, with the generated adapter applied) or
+            `hybrid` (reconstruction + task_loss_weight * task_loss).
+        task_loss_weight: Weight of the task loss in `hybrid`.
+        task_examples: Labelled examples per sampled task per step (task_loss, hybrid).
+        max_tokens: Longest labelled example (task_loss, hybrid).
+        residual: Predict a change to the mean training adapter instead of the adapter itself.
+        stat_code: Token std code: `paper` (log(0.9 s + 0.1) + 1.6) or `log` (log s).
+        token_weighting: Reconstruction weights per token: `per_task` or `averaged` over training tasks.
+        prompt_format: Conditioning prompts: `question`, or `with_options` ("A: ..." lines appended).
         source: Where task prompts are read from.
         progress: Show progress bars.
     """
@@ -206,7 +224,9 @@ def train_generator(
     config = GeneratorTrainConfig(decoder=decoder, encoder=encoder, num_prompts=num_prompts,
                                   prompt_tokens=prompt_tokens, max_prompts=max_prompts, chunk=chunk, steps=steps,
                                   batch_size=batch_size, lr=lr, weight_decay=weight_decay, eval_every=eval_every,
-                                  seed=seed)
+                                  seed=seed, objective=objective, task_loss_weight=task_loss_weight,
+                                  task_examples=task_examples, max_tokens=max_tokens, residual=residual,
+                                  stat_code=stat_code, token_weighting=token_weighting, prompt_format=prompt_format)
     train_on_trajectories(Path(trajectories), Path(out), [t for t in holdout.split(",") if t], config, source, progress)
     print(f"generator: {out}")
 
@@ -246,7 +266,8 @@ def generate(
     if prompts.endswith(".txt"):
         texts = [line for line in Path(prompts).read_text().splitlines() if line.strip()]
     else:
-        texts = task_prompts(prompts, split, partition_seed, validation_fraction, test_fraction, source)
+        texts = task_prompts(prompts, split, partition_seed, validation_fraction, test_fraction, source,
+                             gen.prompt_format)
     base = gen.config["model"]
     target = LoraGeometry.from_config(AutoConfig.from_pretrained(resolve_model(base)), gen.lora)
     info = gen.generate(texts, Path(out), base_model=base, seed=seed, target_geometry=target)

@@ -1,4 +1,4 @@
-"""Parameter tokenization: a LoRA adapter <-> a sequence of fixed-size tokens (DESIGN.md §2.2).
+"""Parameter tokenization: a LoRA adapter <-> a sequence of fixed-size tokens (docs/design.md).
 
 The contract between trajectories and the generator. For each layer, modules in the order
 q, k, v, o, up, gate, down; for each module lora_A (r x d_in) then lora_B transposed (r x d_out); each
@@ -8,17 +8,24 @@ extra rows and two extra columns, giving tokens of (r + 2) x (chunk + 2):
 
     rows 0..r-1, cols 0..chunk-1   normalized values (0 where padded)
     row r (all columns)            mean' = 8 * mean
-    row r + 1 (all columns)        std'  = log(0.9 * std + 0.1) + 1.6
+    row r + 1 (all columns)        std'  = log(0.9 * std + 0.1) + 1.6        (stat_code "paper")
+                                   std'  = log(std + 1e-6)                  (stat_code "log")
     col chunk, rows 0..r-1         mean'
     col chunk + 1, rows 0..r-1     std'
 
-Detokenization averages all copies of each statistic, so a generator's noisy copies are pooled.
-Everything is derived from the LoRA geometry: any model, any rank, any chunk size.
+The paper's std code has a floor of log(0.1) + 1.6 = -0.70, so small scales (lora_B's chunks are ~1e-3)
+sit a few hundredths above it and a small token error zeroes or doubles them; the `log` code resolves
+every scale with the same relative precision. Detokenization averages the copies of each statistic that
+hold data (the padded columns of a module's last piece are masked in training and are never decoded), so
+a generator's noisy copies are pooled. Everything is derived from the LoRA geometry: any model, any rank,
+any chunk size.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -26,6 +33,9 @@ from .models.lora import LoraGeometry, LoraModuleGeometry
 
 MODULE_ORDER = ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "gate_proj", "down_proj")
 _MIN_STD = 1e-8  # a constant piece (e.g. PEFT's zero-initialized lora_B) has std 0
+_LOG_STD_FLOOR = 1e-6
+StatCode = Literal["paper", "log"]
+STAT_CODES = ("paper", "log")
 
 
 def encode_mean(mean: torch.Tensor) -> torch.Tensor:
@@ -36,11 +46,15 @@ def decode_mean(encoded: torch.Tensor) -> torch.Tensor:
     return encoded / 8
 
 
-def encode_std(std: torch.Tensor) -> torch.Tensor:
+def encode_std(std: torch.Tensor, code: StatCode = "paper") -> torch.Tensor:
+    if code == "log":
+        return torch.log(std + _LOG_STD_FLOOR)
     return torch.log(0.9 * std + 0.1) + 1.6
 
 
-def decode_std(encoded: torch.Tensor) -> torch.Tensor:
+def decode_std(encoded: torch.Tensor, code: StatCode = "paper") -> torch.Tensor:
+    if code == "log":
+        return (torch.exp(encoded) - _LOG_STD_FLOOR).clamp(min=0)
     return ((torch.exp(encoded - 1.6) - 0.1) / 0.9).clamp(min=0)
 
 
@@ -65,11 +79,14 @@ class TokenLayout:
     geometry: LoraGeometry
     chunk: int
     slots: tuple[TokenSlot, ...]
+    stat_code: StatCode = "paper"
 
     @classmethod
-    def from_geometry(cls, geometry: LoraGeometry, chunk: int = 128) -> TokenLayout:
+    def from_geometry(cls, geometry: LoraGeometry, chunk: int = 128, stat_code: StatCode = "paper") -> TokenLayout:
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
+        if stat_code not in STAT_CODES:
+            raise ValueError(f"stat_code must be one of {', '.join(STAT_CODES)}, got {stat_code!r}")
 
         def order(m: LoraModuleGeometry) -> tuple[int, int]:
             rank = MODULE_ORDER.index(m.kind) if m.kind in MODULE_ORDER else len(MODULE_ORDER)
@@ -80,7 +97,7 @@ class TokenLayout:
             for part, length in (("A", module.in_features), ("B", module.out_features)):
                 for start in range(0, length, chunk):
                     slots.append(TokenSlot(module, part, start, min(chunk, length - start)))
-        return cls(geometry=geometry, chunk=chunk, slots=tuple(slots))
+        return cls(geometry=geometry, chunk=chunk, slots=tuple(slots), stat_code=stat_code)
 
     @property
     def num_tokens(self) -> int:
@@ -92,6 +109,10 @@ class TokenLayout:
 
     def padding_mask(self) -> torch.Tensor:
         """(tokens, r + 2, chunk + 2) bool: True where a cell holds data, False where it is padding."""
+        return self._padding_mask.clone()
+
+    @functools.cached_property
+    def _padding_mask(self) -> torch.Tensor:
         r, c = self.geometry.rank, self.chunk
         mask = torch.ones(self.num_tokens, r + 2, c + 2, dtype=torch.bool)
         for i, slot in enumerate(self.slots):
@@ -119,7 +140,7 @@ def tokenize(state_dict: dict[str, torch.Tensor], layout: TokenLayout) -> torch.
         piece = _pieces(state_dict, slot)
         mean, std = piece.mean(), piece.std(unbiased=False)
         tokens[i, :r, :slot.width] = (piece - mean) / std.clamp(min=_MIN_STD)
-        m, s = encode_mean(mean), encode_std(std)
+        m, s = encode_mean(mean), encode_std(std, layout.stat_code)
         tokens[i, r, :] = m
         tokens[i, r + 1, :] = s
         tokens[i, :r, c] = m
@@ -134,14 +155,20 @@ def detokenize(tokens: torch.Tensor, layout: TokenLayout) -> dict[str, torch.Ten
         raise ValueError(f"tokens have shape {tuple(tokens.shape)}, the layout needs "
                          f"{(layout.num_tokens, r + 2, c + 2)}")
     tokens = tokens.float()
-    mean = decode_mean((tokens[:, r, :].sum(-1) + tokens[:, :r, c].sum(-1)) / (c + 2 + r))
-    std = decode_std((tokens[:, r + 1, :].sum(-1) + tokens[:, :r, c + 1].sum(-1)) / (c + 2 + r))
+    valid = layout.padding_mask().to(tokens.device)
+    copies = valid[:, r, :].sum(-1) + r  # the statistic row's valid cells plus the statistic column
+
+    def pooled(row: int, col: int) -> torch.Tensor:
+        return ((tokens[:, row, :] * valid[:, row, :]).sum(-1) + tokens[:, :r, col].sum(-1)) / copies
+
+    mean = decode_mean(pooled(r, c))
+    std = decode_std(pooled(r + 1, c + 1), layout.stat_code)
     matrices: dict[str, torch.Tensor] = {}
     for i, slot in enumerate(layout.slots):
         key = slot.state_dict_key
         if key not in matrices:
             length = slot.module.in_features if slot.part == "A" else slot.module.out_features
-            matrices[key] = torch.zeros(r, length)
+            matrices[key] = tokens.new_zeros(r, length)
         values = tokens[i, :r, :slot.width] * std[i].clamp(min=_MIN_STD) + mean[i]
         matrices[key][:, slot.start:slot.start + slot.width] = values
     return {k: (v if ".lora_A." in k else v.T.contiguous()) for k, v in matrices.items()}

@@ -7,13 +7,12 @@ from degaml.adaptation import (
     LoraHubConfig,
     TTTConfig,
     apply_ttt,
-    lorahub_combine,
     lorahub_search,
     rank_half_mix,
 )
 from degaml.adaptation.ttt import prompt_batch
 from degaml.config import LoraSettings
-from degaml.models import attach_lora
+from degaml.models import attach_lora, weighted_adapter_sum
 from tests.conftest import make_tiny
 
 LORA = LoraSettings(r=4, alpha=8)
@@ -50,22 +49,22 @@ def test_rank_half_mix_refuses_odd_rank():
         rank_half_mix({"m.lora_A.weight": torch.zeros(3, 4)}, 0.5)
 
 
-def test_lorahub_combine_identity_and_hand_computed():
+def test_weighted_adapter_sum_identity_and_hand_computed():
     s1 = {"m.lora_A.weight": torch.tensor([[1.0, 2.0]]), "m.lora_B.weight": torch.tensor([[3.0]])}
     s2 = {"m.lora_A.weight": torch.tensor([[5.0, 0.0]]), "m.lora_B.weight": torch.tensor([[-1.0]])}
-    single = lorahub_combine([s1], [1.0])
+    single = weighted_adapter_sum([s1], [1.0])
     assert all(torch.equal(single[k], s1[k]) for k in s1)
-    mixed = lorahub_combine([s1, s2], [0.5, 2.0])
+    mixed = weighted_adapter_sum([s1, s2], [0.5, 2.0])
     torch.testing.assert_close(mixed["m.lora_A.weight"], torch.tensor([[10.5, 1.0]]))
     torch.testing.assert_close(mixed["m.lora_B.weight"], torch.tensor([[-0.5]]))
     with pytest.raises(ValueError, match="one weight per adapter"):
-        lorahub_combine([s1, s2], [1.0])
+        weighted_adapter_sum([s1, s2], [1.0])
 
 
 def test_lorahub_search_finds_a_known_optimum():
     s0 = {"m.lora_A.weight": torch.tensor([[1.0, 0.0]]), "m.lora_B.weight": torch.tensor([[0.0]])}
     s1 = {"m.lora_A.weight": torch.tensor([[0.0, 1.0]]), "m.lora_B.weight": torch.tensor([[1.0]])}
-    target = lorahub_combine([s0, s1], [0.3, 0.7])
+    target = weighted_adapter_sum([s0, s1], [0.3, 0.7])
 
     def objective(state):
         return float(sum(((state[k] - target[k]) ** 2).sum() for k in state))

@@ -20,10 +20,10 @@ def _collect(ws, out, *extra):
           "--dtype", "float32", "--device", "cpu", "--progress", "false", *extra])
 
 
-def _train(ws, trajectories, out, steps="4"):
+def _train(ws, trajectories, out, steps="4", *extra):
     main(["train-generator", "--trajectories", str(trajectories), "--out", str(out), "--holdout", "numbers",
           "--decoder", "cpu-tiny", "--encoder", ws["encoder"], "--num_prompts", "4", "--prompt_tokens", "8",
-          "--chunk", "16", "--steps", steps, "--batch_size", "2", "--eval_every", "2", "--progress", "false"])
+          "--chunk", "16", "--steps", steps, "--batch_size", "2", "--eval_every", "2", "--progress", "false", *extra])
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +97,49 @@ def test_training_logs_collapse_diagnostics(generator):
     for key in ("heldout/numbers/loss", "heldout/numbers/mse_to_training_mean", "train/colors/mse_to_own_mean",
                 "train/colors/generated_norm", "train/colors/target_norm"):
         assert key in records[-1]
+
+
+def test_task_loss_objective_trains_the_decoder_through_the_base_model(workspace, trajectories, tmp_path):
+    from degaml.generator.generation import Generator
+
+    out = tmp_path / "tl"
+    _train(workspace, trajectories, out, "2", "--objective", "task_loss", "--task_examples", "2",
+           "--max_tokens", "32", "--residual", "true", "--stat_code", "log", "--prompt_format", "with_options")
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert all(r["train_task_loss"] > 0 and "train_reconstruction" not in r for r in records)
+    assert "heldout/numbers/cosine_to_own" in records[-1] and "train/colors/delta_norm" in records[-1]
+    gen = Generator(out)
+    assert gen.prompt_format == "with_options" and gen.layout.stat_code == "log"
+    # The residual base starts at the mean training adapter and the decoder moved away from its init.
+    weights = load_file(str(out / "decoder.safetensors"))
+    assert "base" in weights
+    torch.manual_seed(0)
+    fresh = type(gen.decoder)(gen.decoder.config, gen.decoder.shapes[0], gen.decoder.shapes[-1], residual=True)
+    assert not torch.equal(fresh.layers[0].mix.weight, weights["layers.0.mix.weight"])
+
+
+def test_residual_generator_starts_at_the_mean_adapter(workspace, trajectories, tmp_path):
+    from degaml.generator.dataset import average_states, load_trajectory
+    from degaml.generator.generation import Generator
+    from degaml.models import delta_relative_error
+
+    out = tmp_path / "res"
+    _train(workspace, trajectories, out, "1", "--residual", "true", "--stat_code", "log", "--lr", "0")
+    gen = Generator(out)
+    state, _ = gen.generate_state(["What color is the sky?"] * 4)
+    colors = load_trajectory([trajectories / "colors"], gen.layout, [])
+    mean = average_states([colors.adapter])
+    # The last layer starts at 1% scale: the output is the mean adapter up to that small perturbation.
+    assert delta_relative_error(state, mean) < 0.1
+
+
+def test_hybrid_logs_both_terms(workspace, trajectories, tmp_path):
+    out = tmp_path / "hy"
+    _train(workspace, trajectories, out, "1", "--objective", "hybrid", "--task_loss_weight", "0.5",
+           "--max_tokens", "32")
+    record = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    expected = record["train_reconstruction"] + 0.5 * record["train_task_loss"]
+    assert abs(record["train_loss"] - expected) < 1e-4 * max(1.0, abs(expected))
 
 
 def test_training_resumes_exactly(workspace, trajectories, generator, tmp_path, monkeypatch):
@@ -183,8 +226,8 @@ def test_adapt_writes_what_evaluate_scores(workspace, generator, tmp_path, famil
     main(["evaluate", "--model", workspace["model"], "--adapter", str(generated), "--tasks", workspace["tasks"][1],
           "--limit", "4", "--dtype", "float32", "--out", str(tmp_path / "eval0"), "--progress", "false"])
     plain = json.loads((tmp_path / "eval0" / "results.json").read_text())["results"][0]["predictions"]
-    same = all(p["logprobs"] == q["logprobs"] for p, q in zip(scores, plain))
-    assert same == (family == "none")
+    gap = max(abs(a - b) for p, q in zip(scores, plain) for a, b in zip(p["logprobs"], q["logprobs"]))
+    assert (gap < 1e-5) == (family == "none")
 
 
 def test_tts_ensemble_is_written_and_scored_by_combining_members(workspace, generator, tmp_path):

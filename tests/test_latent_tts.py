@@ -19,7 +19,9 @@ def test_zero_latent_steps_change_nothing(tokenizer):
     plain = LoglikelihoodScorer(lm).score([ITEM], progress=False)[0]
     with latent_delta(lm, delta):
         hooked = LoglikelihoodScorer(lm).score([ITEM], progress=False)[0]
-    assert [s.logprob for s in plain] == [s.logprob for s in hooked]
+    # Same items, same batching, a zero delta added: equal up to float rounding (never compare exactly:
+    # kernels may sum in another order on another machine or thread count).
+    assert [s.logprob for s in hooked] == pytest.approx([s.logprob for s in plain], abs=1e-5)
 
 
 def test_latent_steps_lower_the_prompt_loss_and_leave_weights_untouched(tokenizer):
@@ -73,9 +75,11 @@ def test_per_sample_latent_with_zero_steps_scores_like_the_plain_model(tokenizer
     items = [ITEM, MultipleChoiceItem.cloze("y", "q", "4 * 8 =", [" 32", " 12", " 5"], 0)]
     plain = LoglikelihoodScorer(lm).score(items, progress=False)
     unchanged = per_sample_latent_scorer(lm, SlotConfig(steps=0), batch_size=16)(items, False, "t")
-    assert [[s.logprob for s in row] for row in unchanged] == [[s.logprob for s in row] for row in plain]
+    # Scored item by item here, all items in one batch there: equal up to float rounding only.
+    flat = [s.logprob for row in plain for s in row]
+    assert [s.logprob for row in unchanged for s in row] == pytest.approx(flat, abs=1e-4)
     fitted = per_sample_latent_scorer(lm, SlotConfig(steps=3, lr=0.5), batch_size=16)(items, False, "t")
-    assert [[s.logprob for s in row] for row in fitted] != [[s.logprob for s in row] for row in plain]
+    assert max(abs(a - b) for a, b in zip([s.logprob for row in fitted for s in row], flat)) > 1e-3
 
 
 def test_per_sample_latent_falls_back_per_item_on_a_non_finite_loss(tokenizer, monkeypatch):
@@ -91,4 +95,4 @@ def test_per_sample_latent_falls_back_per_item_on_a_non_finite_loss(tokenizer, m
     fallbacks: list[str] = []
     scores = adapted.per_sample_latent_scorer(lm, SlotConfig(steps=2), 16, fallbacks)([ITEM], False, "t")
     assert fallbacks == ["x"]
-    assert [s.logprob for s in scores[0]] == [s.logprob for s in plain[0]]
+    assert [s.logprob for s in scores[0]] == pytest.approx([s.logprob for s in plain[0]], abs=1e-4)

@@ -88,3 +88,22 @@ def test_failed_save_leaves_nothing(tmp_path, tokenizer, monkeypatch):
     with pytest.raises(RuntimeError):
         save_adapter(peft_model, tmp_path / "adapter")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_delta_geometry_matches_dense_products():
+    from degaml.models import delta_cosine, delta_inner, delta_norm, delta_relative_error
+
+    g = torch.Generator().manual_seed(0)
+
+    def state():
+        return {f"m{i}.lora_A.weight": torch.randn(3, 5 + i, generator=g) for i in range(2)} | \
+               {f"m{i}.lora_B.weight": torch.randn(4 + i, 3, generator=g) for i in range(2)}
+
+    s1, s2 = state(), state()
+    dense = [torch.cat([(s[f"m{i}.lora_B.weight"] @ s[f"m{i}.lora_A.weight"]).flatten() for i in range(2)])
+             for s in (s1, s2)]
+    assert abs(delta_inner(s1, s2) - float(dense[0] @ dense[1])) < 1e-4 * float(dense[0].norm() * dense[1].norm())
+    assert abs(delta_norm(s1) - float(dense[0].norm())) < 1e-4 * float(dense[0].norm())
+    assert abs(delta_cosine(s1, s2) - float(torch.nn.functional.cosine_similarity(dense[0], dense[1], 0))) < 1e-5
+    assert abs(delta_relative_error(s1, s2) - float((dense[0] - dense[1]).norm() / dense[1].norm())) < 1e-4
+    assert delta_relative_error(s1, s1) < 1e-6

@@ -130,3 +130,35 @@ def test_shape_errors_name_the_tensor(tokenizer):
         tokenize(state, layout)
     with pytest.raises(ValueError, match="the layout needs"):
         detokenize(torch.zeros(3, 6, 18), layout)
+
+
+@pytest.mark.parametrize("stat_code", ["paper", "log"])
+def test_padded_statistic_cells_are_never_decoded(tokenizer, stat_code):
+    # chunk 12 leaves partial last pieces in the tiny model: garbage written into their padded columns
+    # (including the statistic rows' padded cells, which the training loss masks) must not move the decode.
+    model, state = _random_lora_state("llama", tokenizer, r=4)
+    layout = TokenLayout.from_geometry(LoraGeometry.from_model(model, LoraSettings(r=4)), chunk=12, stat_code=stat_code)
+    assert any(s.width < 12 for s in layout.slots)
+    tokens = tokenize(state, layout)
+    garbage = tokens.clone()
+    garbage[~layout.padding_mask()] = 1e3
+    clean, dirty = detokenize(tokens, layout), detokenize(garbage, layout)
+    for key in state:
+        torch.testing.assert_close(dirty[key], clean[key], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(dirty[key], state[key], rtol=1e-4, atol=1e-4)
+
+
+def test_log_stat_code_resolves_small_scales():
+    small = torch.tensor([3e-3, 1e-2])
+    # The paper's code: a +0.03 error on the encoded std of a 3e-3 piece more than doubles it ...
+    paper = decode_std(encode_std(small, "paper") + 0.03, "paper")
+    assert paper[0] > 2 * small[0]
+    # ... the log code turns the same error into a 3% scale error at every scale.
+    log = decode_std(encode_std(small, "log") + 0.03, "log")
+    torch.testing.assert_close(log / small, torch.full_like(small, 1.0305), rtol=2e-3, atol=0)
+
+
+def test_unknown_stat_code_is_refused(tokenizer):
+    model, _ = _random_lora_state("llama", tokenizer, r=4)
+    with pytest.raises(ValueError, match="stat_code"):
+        TokenLayout.from_geometry(LoraGeometry.from_model(model, LoraSettings(r=4)), chunk=12, stat_code="exp")

@@ -6,7 +6,7 @@ and returns the adapted result; none of them touches the generator.
 
 from .base import AdaptationResult, BudgetError
 from .latent import SlotConfig, latent_delta, optimize_delta
-from .mixing import LoraHubConfig, lorahub_combine, lorahub_search, rank_half_mix
+from .mixing import LoraHubConfig, lorahub_search, rank_half_mix
 from .policy import Action, LinearPolicy, PolicyConfig, default_actions, train_policy
 from .tts import combine as combine_tts
 from .ttt import TTTConfig, apply_ttt
@@ -20,7 +20,6 @@ __all__ = [
     "default_actions",
     "latent_delta",
     "LinearPolicy",
-    "lorahub_combine",
     "lorahub_search",
     "LoraHubConfig",
     "optimize_delta",

@@ -21,7 +21,7 @@ from peft import set_peft_model_state_dict
 from scipy.optimize import minimize
 
 from ..config import LoraSettings
-from ..models import LoadedModel, attach_lora
+from ..models import LoadedModel, attach_lora, weighted_adapter_sum
 from .base import AdaptationResult, BudgetError, LoraState
 from .ttt import prompt_batch
 
@@ -40,16 +40,6 @@ def rank_half_mix(state: LoraState, lam: float) -> LoraState:
         first, second = value[: rank // 2], value[rank // 2:]
         mixed[key] = torch.cat([lam * first + (1 - lam) * second, lam * second + (1 - lam) * first])
     return mixed
-
-
-def lorahub_combine(states: Sequence[LoraState], weights: Sequence[float]) -> LoraState:
-    if len(states) != len(weights) or not states:
-        raise ValueError(f"need one weight per adapter: {len(states)} adapters, {len(weights)} weights")
-    keys = states[0].keys()
-    for i, s in enumerate(states[1:], start=1):
-        if s.keys() != keys:
-            raise ValueError(f"adapter {i} has other modules than adapter 0")
-    return {k: sum(float(w) * s[k].float() for w, s in zip(weights, states)) for k in keys}
 
 
 @dataclass
@@ -90,7 +80,7 @@ def lorahub_search(states: Sequence[LoraState], objective: Callable[[LoraState],
     trace: list[float] = []
 
     def penalized(weights: np.ndarray) -> float:
-        value = objective(lorahub_combine(states, weights)) + config.l1 * float(np.abs(weights).sum())
+        value = objective(weighted_adapter_sum(states, weights)) + config.l1 * float(np.abs(weights).sum())
         trace.append(value)
         return value if np.isfinite(value) else float("inf")
 
@@ -102,5 +92,5 @@ def lorahub_search(states: Sequence[LoraState], objective: Callable[[LoraState],
     weights = result.x if np.isfinite(result.fun) and result.fun <= penalized(x0) else x0
     hyper = {**asdict(config), "weights": [float(w) for w in weights]}
     fell_back = bool(np.array_equal(weights, x0)) and not np.isfinite(result.fun)
-    return AdaptationResult("lorahub", lorahub_combine(states, weights), hyper, time.perf_counter() - start,
+    return AdaptationResult("lorahub", weighted_adapter_sum(states, weights), hyper, time.perf_counter() - start,
                             fell_back=fell_back, reason="no finite objective" if fell_back else "", trace=trace)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ..lora_tokens import TokenLayout, tokenize
 from .trajectories import load_checkpoint, read_manifest
+
+LoraState = dict[str, torch.Tensor]
+"""A LoRA adapter's weights under PEFT's state-dict keys."""
 
 
 @dataclass
@@ -20,6 +24,8 @@ class TaskTrajectory:
     """(T,): how much each token varies across the task's checkpoints, normalized to mean 1."""
     prompts: list[str]
     """Unlabelled prompts of the task (contexts of its train partition, no answers)."""
+    adapter: LoraState = field(default_factory=dict)
+    """The task's own adapter: the element-wise mean of its checkpoints (A and B averaged separately)."""
 
     @property
     def mean_tokens(self) -> torch.Tensor:
@@ -33,11 +39,20 @@ def token_weights(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return std.sum((-1, -2)) / mask.sum((-1, -2)).clamp(min=1)
 
 
-def load_trajectory(task_dir: Path, layout: TokenLayout, prompts: list[str]) -> TaskTrajectory:
-    manifest = read_manifest(task_dir)
-    tokens = torch.stack([tokenize(load_checkpoint(task_dir / "checkpoints" / name), layout)
-                          for name in manifest["checkpoints"]])
-    return TaskTrajectory(manifest["task"], tokens, token_weights(tokens, layout.padding_mask()), prompts)
+def average_states(states: Sequence[LoraState]) -> LoraState:
+    """Element-wise mean of LoRA states (A and B averaged separately)."""
+    if not states:
+        raise ValueError("no adapters to average")
+    return {k: torch.stack([s[k].float() for s in states]).mean(0) for k in states[0]}
+
+
+def load_trajectory(task_dirs: Sequence[Path], layout: TokenLayout, prompts: list[str]) -> TaskTrajectory:
+    """One task's trajectories (one directory per collection seed), every checkpoint tokenized."""
+    manifests = [read_manifest(d) for d in task_dirs]
+    states = [load_checkpoint(d / "checkpoints" / name) for d, m in zip(task_dirs, manifests) for name in m["checkpoints"]]
+    tokens = torch.stack([tokenize(state, layout) for state in states])
+    return TaskTrajectory(manifests[0]["task"], tokens, token_weights(tokens, layout.padding_mask()), prompts,
+                          average_states(states))
 
 
 def weighted_masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,

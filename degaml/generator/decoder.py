@@ -11,6 +11,10 @@ maps (N, H, W) -> (N', H', W'):
 
 The stack runs from the condition (N prompts, L tokens, encoder dim) to the parameter tokens
 (num_tokens, r + 2, chunk + 2); the shapes in between are the config.
+
+With `residual`, the stack predicts a change to a learned base (initialized by the trainer at the tokens
+of the mean training adapter) and its last layer starts near zero: a generator that ignores its
+condition *is* the mean adapter, so anything the task adds shows up as a difference from that floor.
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ NAMED_DECODERS: dict[str, DecoderConfig] = {
 }
 
 
+_RESIDUAL_INIT_SCALE = 0.01
+
+
 def _conv(c_in: int, c_out: int, k: int, bias: bool) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=bias)
 
@@ -87,13 +94,19 @@ def layer_parameter_count(in_shape: Shape, out_shape: Shape, k: int) -> int:
 class HyperConvDecoder(nn.Module):
     """Condition (B, N, L, D) -> parameter tokens (B, T, r + 2, chunk + 2)."""
 
-    def __init__(self, config: DecoderConfig, condition_shape: Shape, token_shape: Shape) -> None:
+    def __init__(self, config: DecoderConfig, condition_shape: Shape, token_shape: Shape,
+                 residual: bool = False) -> None:
         super().__init__()
         self.config = config
         self.shapes = [tuple(condition_shape), *config.hidden_shapes, tuple(token_shape)]
         self.layers = nn.ModuleList(
             HyperConvLayer(a, b, config.kernel_size) for a, b in zip(self.shapes, self.shapes[1:])
         )
+        self.base = nn.Parameter(torch.zeros(token_shape)) if residual else None
+        if residual:
+            with torch.no_grad():  # start at the base; the task signal has to earn its way in
+                self.layers[-1].mix.weight.mul_(_RESIDUAL_INIT_SCALE)
+                self.layers[-1].mix.bias.zero_()
 
     def forward(self, condition: torch.Tensor) -> torch.Tensor:
         if tuple(condition.shape[1:]) != self.shapes[0]:
@@ -101,7 +114,7 @@ class HyperConvDecoder(nn.Module):
         x = condition
         for layer in self.layers:
             x = layer(x)
-        return x
+        return x if self.base is None else x + self.base
 
     @staticmethod
     def parameter_count(config: DecoderConfig, condition_shape: Shape, token_shape: Shape) -> int:

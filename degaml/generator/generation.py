@@ -1,4 +1,4 @@
-"""Generation (DESIGN.md §2.6): prompts of a new task -> a PEFT adapter directory, in one forward pass."""
+"""Generation (docs/design.md): prompts of a new task -> a PEFT adapter directory, in one forward pass."""
 
 from __future__ import annotations
 
@@ -78,10 +78,14 @@ class Generator:
         self.config = json.loads(config_path.read_text())
         self.geometry = LoraGeometry.from_dict(self.config["geometry"])
         self.lora = LoraSettings(**self.config["lora"])
-        self.layout = TokenLayout.from_geometry(self.geometry, self.config["train"]["chunk"])
+        train = self.config["train"]
+        # Generators trained before these options existed used the paper's code, no residual, bare questions.
+        self.layout = TokenLayout.from_geometry(self.geometry, train["chunk"], train.get("stat_code", "paper"))
+        self.prompt_format = train.get("prompt_format", "question")
         shapes = [tuple(s) for s in self.config["decoder_shapes"]]
         decoder_config = DecoderConfig(hidden_shapes=shapes[1:-1], kernel_size=self.config["kernel_size"])
-        self.decoder = HyperConvDecoder(decoder_config, shapes[0], shapes[-1]).to(device).eval()
+        self.decoder = HyperConvDecoder(decoder_config, shapes[0], shapes[-1],
+                                        train.get("residual", False)).to(device).eval()
         self.decoder.load_state_dict(load_file(str(self.directory / "decoder.safetensors")))
         self.encoder = PromptEncoder.with_default_cache(self.config["train"]["encoder"],
                                                         self.config["train"]["prompt_tokens"], device)

@@ -1,10 +1,19 @@
-"""Generator training (DESIGN.md §2.5): prompts of a task -> that task's checkpoint tokens.
+"""Generator training (docs/design.md): prompts of a task -> an adapter for that task.
 
-Each sample pairs a random checkpoint of a random training task with a fresh random draw of N of that
-task's prompts. Loss: masked MSE weighted per token by checkpoint variance. Gaussian noise on the
-condition and the target, AdamW with warm-up then cosine, gradient clipping, bf16 autocast on CUDA.
-Known failure: collapse to the mean of the training checkpoints, so every evaluation logs the distance
-of generated tokens to their own targets *and* to that mean, and the generated-vs-target norms.
+Each sample pairs a random training task with a fresh random draw of N of its prompts. Three objectives:
+
+- `reconstruction` (the paper): masked MSE to a random checkpoint of the task's trajectory, weighted per
+  token by checkpoint variance (per task, or averaged over the training tasks as the reference does);
+- `task_loss` (function space, as Text-to-LoRA's SFT mode): the base model's causal-LM loss on the answers
+  of labelled train examples of the sampled task, with the generated adapter applied through
+  `torch.func.functional_call`, back-propagated through detokenization into the decoder;
+- `hybrid`: reconstruction + task_loss_weight * task_loss.
+
+Gaussian noise on the condition and the target, AdamW with warm-up then cosine, gradient clipping, bf16
+autocast on CUDA. Known failure: collapse to the mean of the training checkpoints, so every evaluation logs
+the distance of generated tokens to their own targets *and* to that mean, the generated-vs-target norms,
+and the task-dependence diagnostics of `diagnostics.py` (variance ratio, nearest-centroid accuracy, dW
+cosines to the task's own adapter and to the mean adapter).
 
 Directory (`out`): config.json, decoder.safetensors, state.pt (optimizer, scheduler, RNG, step), log.jsonl.
 Weights and state are written atomically at every checkpoint interval; a rerun resumes exactly.
@@ -17,19 +26,28 @@ import math
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from ..config import LoraSettings
+from ..data.prompts import PromptFormat
 from ..io import atomic_write_json
-from ..lora_tokens import TokenLayout
-from .dataset import TaskTrajectory, weighted_masked_mse
+from ..lora_tokens import StatCode, TokenLayout, detokenize, tokenize
+from ..sft import Example, sample_batch
+from .dataset import LoraState, TaskTrajectory, average_states, weighted_masked_mse
 from .decoder import NAMED_DECODERS, DecoderConfig, HyperConvDecoder
+from .diagnostics import task_dependence
 from .encoder import PromptEncoder
+from .function_space import AdapterLoss
+
+Objective = Literal["reconstruction", "task_loss", "hybrid"]
+OBJECTIVES = ("reconstruction", "task_loss", "hybrid")
 
 
 @dataclass
@@ -55,6 +73,34 @@ class GeneratorTrainConfig:
     target_noise: float = 1e-5
     eval_every: int = 50
     seed: int = 0
+    objective: Objective = "reconstruction"
+    """reconstruction (the paper) | task_loss (causal-LM loss of the generated adapter) | hybrid (both)."""
+    task_loss_weight: float = 1.0
+    """hybrid: reconstruction + task_loss_weight * task_loss."""
+    task_examples: int = 4
+    """task_loss / hybrid: labelled train examples of each sampled task per step."""
+    max_tokens: int = 128
+    """task_loss / hybrid: longest example (left-truncated)."""
+    model_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """task_loss / hybrid: dtype of the frozen base model (the generated adapter stays float32)."""
+    residual: bool = False
+    """Predict a change to the mean training adapter (a collapsed generator is that mean adapter)."""
+    stat_code: StatCode = "paper"
+    """How a token stores its piece's std: the paper's log(0.9 s + 0.1) + 1.6, or log s."""
+    token_weighting: Literal["per_task", "averaged"] = "per_task"
+    """Reconstruction weights per token: each task's own, or averaged over the training tasks (reference)."""
+    prompt_format: PromptFormat = "question"
+    """Conditioning prompts: the question alone, or with its options as "A: ..." lines."""
+    diagnostic_draws: int = 3
+    """Prompt draws per task for the task-dependence diagnostics (>= 2)."""
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.diagnostic_draws < 2:
+            raise ValueError(f"diagnostic_draws must be >= 2, got {self.diagnostic_draws}")
+        if self.token_weighting not in ("per_task", "averaged"):
+            raise ValueError(f"token_weighting must be per_task or averaged, got {self.token_weighting!r}")
 
 
 def decoder_config(name: str) -> DecoderConfig:
@@ -65,14 +111,17 @@ def decoder_config(name: str) -> DecoderConfig:
 
 @dataclass
 class Conditioned:
-    """A task's trajectory with its prompts already encoded: (P, L, D)."""
+    """A task's trajectory with its prompts already encoded: (P, L, D), and its labelled train examples
+    (for the task loss)."""
 
     trajectory: TaskTrajectory
     prompt_states: torch.Tensor
+    examples: list[Example] = field(default_factory=list)
 
 
-def encode_tasks(trajectories: list[TaskTrajectory], encoder: PromptEncoder) -> list[Conditioned]:
-    return [Conditioned(t, encoder.encode(t.prompts)) for t in trajectories]
+def encode_tasks(trajectories: list[TaskTrajectory], encoder: PromptEncoder,
+                 examples: dict[str, list[Example]] | None = None) -> list[Conditioned]:
+    return [Conditioned(t, encoder.encode(t.prompts), (examples or {}).get(t.task, [])) for t in trajectories]
 
 
 def sample_prompts(count: int, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -103,15 +152,45 @@ def _distances(decoder: HyperConvDecoder, task: Conditioned, mask: torch.Tensor,
     }
 
 
+def _diagnostics(decoder: HyperConvDecoder, train: list[Conditioned], heldout: list[Conditioned],
+                 layout: TokenLayout, mask: torch.Tensor, mean_state: LoraState, config: GeneratorTrainConfig
+                 ) -> dict[str, float]:
+    record: dict[str, float] = {}
+    probe = torch.Generator().manual_seed(config.seed + 2)  # the same prompt draws at every evaluation
+    for group, tasks in (("train", train), ("heldout", heldout)):
+        if not tasks:
+            continue
+        with torch.no_grad():
+            samples = torch.stack([
+                decoder(torch.stack([t.prompt_states[sample_prompts(len(t.prompt_states), config.num_prompts, probe)]
+                                     for _ in range(config.diagnostic_draws)])).float()
+                for t in tasks])
+        record.update(task_dependence(samples, [t.trajectory.task for t in tasks], layout, mask,
+                                      [t.trajectory.adapter or None for t in tasks], mean_state, group))
+    return record
+
+
 def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout: TokenLayout,
-                    config: GeneratorTrainConfig, out: Path, meta: dict, progress: bool = True) -> HyperConvDecoder:
+                    config: GeneratorTrainConfig, out: Path, meta: dict, progress: bool = True,
+                    adapter_loss: AdapterLoss | None = None) -> HyperConvDecoder:
+    """Train a decoder on `train` (logging `heldout` too); `adapter_loss` is required by the task_loss and
+    hybrid objectives. Resumes from `out`."""
     if not train:
         raise ValueError("no training tasks: the generator needs at least one task's trajectory")
+    uses_task_loss = config.objective != "reconstruction"
+    if uses_task_loss and adapter_loss is None:
+        raise ValueError(f"objective {config.objective!r} needs the base model (adapter_loss)")
+    if uses_task_loss and not all(t.examples for t in train):
+        raise ValueError(f"objective {config.objective!r} needs labelled examples of every training task; none for "
+                         f"{[t.trajectory.task for t in train if not t.examples]}")
     out.mkdir(parents=True, exist_ok=True)
     condition_shape = (config.num_prompts, config.prompt_tokens, train[0].prompt_states.shape[-1])
     token_shape = (layout.num_tokens, *layout.token_shape)
     torch.manual_seed(config.seed)  # the decoder's init
-    decoder = HyperConvDecoder(decoder_config(config.decoder), condition_shape, token_shape)
+    decoder = HyperConvDecoder(decoder_config(config.decoder), condition_shape, token_shape, config.residual)
+    mean_state = average_states([t.trajectory.adapter for t in train])
+    if decoder.base is not None:
+        decoder.base.data.copy_(tokenize(mean_state, layout))
     atomic_write_json(out / "config.json", {
         "train": asdict(config), "decoder_shapes": decoder.shapes, "kernel_size": decoder.config.kernel_size,
         "parameters": sum(p.numel() for p in decoder.parameters()),
@@ -119,16 +198,20 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
         "prompts_with_replacement": [t.trajectory.task for t in train if len(t.prompt_states) < config.num_prompts],
         **meta,
     })
-    optimizer = torch.optim.AdamW(decoder.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # The residual base is a position, not a weight to shrink: no weight decay on it.
+    decayed = [p for name, p in decoder.named_parameters() if name != "base"]
+    groups = [{"params": decayed}] + ([{"params": [decoder.base], "weight_decay": 0.0}] if decoder.base is not None else [])
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
     sampler = torch.Generator().manual_seed(config.seed)
     start = _resume(decoder, optimizer, scheduler, sampler, out)
 
     mask = layout.padding_mask().float()
     train_mean = torch.stack([t.trajectory.mean_tokens for t in train]).mean(0)
+    averaged_weights = torch.stack([t.trajectory.weights for t in train]).mean(0)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if torch.cuda.is_available() else nullcontext()
-    bar = tqdm(range(start, config.steps), desc="train generator", initial=start, total=config.steps,
-               disable=not progress)
+    bar = tqdm(range(start, config.steps), desc=f"train generator ({config.objective})", initial=start,
+               total=config.steps, disable=not progress)
     for step in bar:
         t0 = time.perf_counter()
         picks = [train[int(torch.randint(len(train), (1,), generator=sampler))] for _ in range(config.batch_size)]
@@ -137,15 +220,24 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
             traj = task.trajectory
             conditions.append(task.prompt_states[sample_prompts(len(task.prompt_states), config.num_prompts, sampler)])
             targets.append(traj.tokens[int(torch.randint(len(traj.tokens), (1,), generator=sampler))])
-            weights.append(traj.weights)
+            weights.append(averaged_weights if config.token_weighting == "averaged" else traj.weights)
         condition = torch.stack(conditions)
-        target = torch.stack(targets)
         condition = condition + config.condition_noise * torch.randn(condition.shape, generator=sampler)
-        target = target + config.target_noise * torch.randn(target.shape, generator=sampler)
         decoder.train()
         with autocast:
-            prediction = decoder(condition)
-        loss = weighted_masked_mse(prediction.float(), target, mask, torch.stack(weights))
+            prediction = decoder(condition).float()
+        terms: dict[str, torch.Tensor] = {}
+        if config.objective != "task_loss":
+            target = torch.stack(targets)
+            target = target + config.target_noise * torch.randn(target.shape, generator=sampler)
+            terms["reconstruction"] = weighted_masked_mse(prediction, target, mask, torch.stack(weights))
+        if uses_task_loss:
+            terms["task_loss"] = sum(
+                adapter_loss(detokenize(generated, layout), sample_batch(adapter_loss.lm, task.examples,
+                                                                         config.task_examples, sampler))
+                for generated, task in zip(prediction, picks)) / len(picks)
+        loss = terms.get("reconstruction", 0.0) + config.task_loss_weight * terms.get("task_loss", 0.0) \
+            if config.objective == "hybrid" else next(iter(terms.values()))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite generator loss at step {step + 1}")
         optimizer.zero_grad(set_to_none=True)
@@ -154,8 +246,8 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
         optimizer.step()
         scheduler.step()
         done = step + 1
-        record = {"step": done, "train_loss": loss.item(), "grad_norm": float(grad_norm),
-                  "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - t0}
+        record = {"step": done, "train_loss": loss.item(), **{f"train_{k}": v.item() for k, v in terms.items()},
+                  "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - t0}
         if done % config.eval_every == 0 or done == config.steps:
             decoder.eval()
             probe = torch.Generator().manual_seed(config.seed + 1)  # the same prompts at every evaluation
@@ -163,6 +255,7 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
                 for task in tasks:
                     for key, value in _distances(decoder, task, mask, train_mean, config.num_prompts, probe).items():
                         record[f"{group}/{task.trajectory.task}/{key}"] = value
+            record.update(_diagnostics(decoder, train, heldout, layout, mask, mean_state, config))
             _save(decoder, optimizer, scheduler, sampler, done, out)
             bar.write(_summary(record))
         with (out / "log.jsonl").open("a") as f:
@@ -192,8 +285,8 @@ def _resume(decoder: HyperConvDecoder, optimizer, scheduler, sampler: torch.Gene
 def _summary(record: dict) -> str:
     parts = [f"step {record['step']}", f"train loss {record['train_loss']:.4f}"]
     for key, value in record.items():
-        if key.endswith(("/loss", "/mse_to_own_mean", "/mse_to_training_mean", "/generated_norm", "/target_norm")) \
-                and not math.isnan(value):
+        if key.endswith(("_loss", "/mse_to_training_mean", "/variance_ratio", "/centroid_accuracy")) \
+                and not math.isnan(value) and key != "train_loss":
             parts.append(f"{key} {value:.4f}")
     return " | ".join(parts)
 
@@ -211,9 +304,11 @@ def _save(decoder: HyperConvDecoder, optimizer, scheduler, sampler: torch.Genera
 def train_on_trajectories(trajectories: Path, out: Path, holdout: Sequence[str], config: GeneratorTrainConfig,
                           source: str = "offline", progress: bool = True) -> Path:
     """Train a generator on every trajectory under `trajectories` except the `holdout` tasks' (those are
-    only logged). Resumes from `out`; returns at once when `out` is finished."""
-    from ..data.prompts import task_prompts
-    from ..models import LoraGeometry
+    only logged). Trajectories of one task from several collection seeds are pooled. Resumes from `out`."""
+    from ..config import ModelConfig
+    from ..data.prompts import format_prompt, task_items
+    from ..models import LoraGeometry, load_model
+    from ..sft import training_example
     from .dataset import load_trajectory
     from .trajectories import read_manifest
 
@@ -225,20 +320,34 @@ def train_on_trajectories(trajectories: Path, out: Path, holdout: Sequence[str],
     if len(geometries) != 1:
         raise ValueError(f"trajectories in {trajectories} come from models or LoRA settings of different geometry")
     first = next(iter(manifests.values()))
-    layout = TokenLayout.from_geometry(LoraGeometry.from_dict(first["partition"]["geometry"]), config.chunk)
+    layout = TokenLayout.from_geometry(LoraGeometry.from_dict(first["partition"]["geometry"]), config.chunk,
+                                       config.stat_code)
+    by_task: dict[str, list[Path]] = {}
+    for task_dir, manifest in manifests.items():
+        by_task.setdefault(manifest["task"], []).append(task_dir)
     held = set(holdout)
-    unknown = held - {m["task"] for m in manifests.values()}
+    unknown = held - by_task.keys()
     if unknown:
         print(f"note: held-out task(s) {sorted(unknown)} have no trajectory; they are simply not trained on")
+    lm = load_model(ModelConfig(name=first["partition"]["model"], dtype=config.model_dtype)) \
+        if config.objective != "reconstruction" else None
     prompt_encoder = PromptEncoder.with_default_cache(config.encoder, config.prompt_tokens)
-    train, heldout = [], []
-    for task_dir, manifest in manifests.items():
-        spec = manifest["partition"]
-        prompts = task_prompts(spec["task_source"], "train", spec["seed"], spec["validation_fraction"],
-                               spec["test_fraction"], source)[:config.max_prompts]
-        (heldout if manifest["task"] in held else train).append(load_trajectory(task_dir, layout, prompts))
+    train, heldout, examples = [], [], {}
+    for task, dirs in by_task.items():
+        spec = manifests[dirs[0]]["partition"]
+        items = task_items(spec["task_source"], "train", spec["seed"], spec["validation_fraction"],
+                           spec["test_fraction"], source)[:config.max_prompts]
+        trajectory = load_trajectory(dirs, layout, [format_prompt(it, config.prompt_format) for it in items])
+        (heldout if task in held else train).append(trajectory)
+        if lm is not None and task not in held:
+            examples[task] = [training_example(lm, it, config.max_tokens) for it in items]
     meta = {"model": first["partition"]["model"], "lora": first["lora"], "geometry": first["partition"]["geometry"],
             "trajectories": str(Path(trajectories).resolve()), "max_prompts": config.max_prompts}
-    train_generator(encode_tasks(train, prompt_encoder), encode_tasks(heldout, prompt_encoder), layout, config,
-                    Path(out), meta, progress)
+    adapter_loss = AdapterLoss(lm, LoraSettings(**first["lora"])) if lm is not None else None
+    try:
+        train_generator(encode_tasks(train, prompt_encoder, examples), encode_tasks(heldout, prompt_encoder), layout,
+                        config, Path(out), meta, progress, adapter_loss)
+    finally:
+        if adapter_loss is not None:
+            adapter_loss.close()
     return Path(out)

@@ -7,10 +7,15 @@ from .lora import (
     LoraModuleGeometry,
     attach_lora,
     check_adapter_fits,
+    delta_cosine,
+    delta_inner,
+    delta_norm,
+    delta_relative_error,
     load_adapter,
     lora_state,
     peft_model,
     save_adapter,
+    weighted_adapter_sum,
 )
 from .registry import OFFLINE_MODELS, cache_root, resolve_model
 
@@ -23,10 +28,15 @@ __all__ = [
     "attach_lora",
     "cache_root",
     "check_adapter_fits",
+    "delta_cosine",
+    "delta_inner",
+    "delta_norm",
+    "delta_relative_error",
     "load_adapter",
     "load_model",
     "lora_state",
     "peft_model",
     "resolve_model",
     "save_adapter",
+    "weighted_adapter_sum",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -197,3 +197,43 @@ def load_adapter(model: PreTrainedModel, adapter_dir: str | Path, trainable: boo
     """Apply a PEFT adapter directory to `model` after checking that it fits."""
     check_adapter_fits(adapter_dir, model)
     return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+
+
+def delta_inner(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> float:
+    """<dW1, dW2> summed over modules, with dW = B A (PEFT keys), without forming any dW:
+    <B1 A1, B2 A2>_F = sum((B1^T B2) * (A1 A2^T)), two r x r products per module."""
+    total = 0.0
+    for key, a1 in first.items():
+        if ".lora_A." not in key:
+            continue
+        b_key = key.replace(".lora_A.", ".lora_B.")
+        a2, b1, b2 = second[key].double(), first[b_key].double(), second[b_key].double()
+        total += float(((b1.T @ b2) * (a1.double() @ a2.T)).sum())
+    return total
+
+
+def delta_norm(state: dict[str, torch.Tensor]) -> float:
+    """Frobenius norm of every module's dW = B A together (the LoRA scale alpha / r left out)."""
+    return max(delta_inner(state, state), 0.0) ** 0.5
+
+
+def delta_cosine(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> float:
+    denominator = delta_norm(first) * delta_norm(second)
+    return delta_inner(first, second) / denominator if denominator > 0 else 0.0
+
+
+def delta_relative_error(decoded: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> float:
+    """||dW_decoded - dW_reference|| / ||dW_reference||, from inner products."""
+    squared = delta_inner(decoded, decoded) - 2 * delta_inner(decoded, reference) + delta_inner(reference, reference)
+    return max(squared, 0.0) ** 0.5 / max(delta_norm(reference), 1e-30)
+
+
+def weighted_adapter_sum(states: Sequence[dict[str, torch.Tensor]], weights: Sequence[float]) -> dict[str, torch.Tensor]:
+    """sum_k w_k A_k and sum_k w_k B_k (LoraHub's combination; the retrieval mixture's too)."""
+    if len(states) != len(weights) or not states:
+        raise ValueError(f"need one weight per adapter: {len(states)} adapters, {len(weights)} weights")
+    keys = states[0].keys()
+    for i, s in enumerate(states[1:], start=1):
+        if s.keys() != keys:
+            raise ValueError(f"adapter {i} has other modules than adapter 0")
+    return {k: sum(float(w) * s[k].float() for w, s in zip(weights, states)) for k in keys}

@@ -1,0 +1,272 @@
+"""Does the generated adapter depend on the task, and does it beat the zero-label floors on held-out tasks?
+
+Every generator here trains on the meta-training tasks only (by default the 20 `extra` tasks: MMLU subject
+groups, basic skills, CommonsenseQA, OpenBookQA, SciQ) and is tested on tasks it never saw: the six
+in-domain tasks and the out-of-domain targets (leave-all-targets-out, stricter than leave-one-out: no
+in-domain task is in any training set). Every method gets the same unlabelled prompts of the target and
+no target label:
+
+    base          the base model
+    mean          the mean of the training tasks' adapters (what a collapsed generator produces)
+    union         one LoRA trained on the union of the training tasks (zero-shot on the target)
+    retrieval     the training tasks' adapters weighted by prompt-embedding similarity
+    gen:<mode>    the generator trained with <mode> (objective and options below)
+    finetuned     (reference, uses target labels) the last checkpoint of the target's own trajectory
+
+Test partition, log-likelihood protocol, the task's preferred metric (acc_norm for ARC, HellaSwag, PIQA,
+OpenBookQA, SciQ; acc otherwise), the first `--limit` items of each task's seeded order, the same items for
+every method. Every generated-vs-floor difference is a task-averaged paired bootstrap 95% interval.
+Each stage writes its artifacts under --out and is skipped when they exist: a killed run resumes.
+
+    degaml collect --tasks <20 meta-training tasks>,<6 in-domain>,<OOD> --out runs/trajectories \\
+        --burn_in_steps 32 --checkpoints 8 --batch_size 4 --lr 1e-3 --max_tokens 128 --dtype bfloat16
+    python benchmarks/generator_heldout.py --trajectories runs/trajectories --out runs/heldout
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from degaml.config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, LoraSettings, ModelConfig
+from degaml.data import META_TRAINING_TASKS, OUT_OF_DOMAIN_TASKS, get_task
+from degaml.data.prompts import task_prompts
+from degaml.evaluation.adapted import evaluate_adapted
+from degaml.evaluation.statistics import paired_bootstrap
+from degaml.generator.dataset import average_states
+from degaml.generator.encoder import PromptEncoder
+from degaml.generator.generation import Generator, write_adapter
+from degaml.generator.retrieval import retrieval_mixture
+from degaml.generator.training import GeneratorTrainConfig, train_on_trajectories
+from degaml.generator.trajectories import load_checkpoint, read_manifest
+from degaml.io import atomic_write_json
+from degaml.models import load_model
+
+IMPROVED = {"residual": True, "stat_code": "log", "prompt_format": "with_options"}
+MODES = {
+    # The paper's recipe: reconstruction of checkpoint tokens, its std code, bare questions.
+    "recon-paper": {"objective": "reconstruction"},
+    # Reconstruction with this project's fixes: residual on the mean adapter, log std code, options in the
+    # prompts, per-token weights averaged over the training tasks (as the reference does).
+    "recon": {"objective": "reconstruction", "token_weighting": "averaged", **IMPROVED},
+    # Function space: the generated adapter's causal-LM loss on labelled examples of the training task.
+    "task-loss": {"objective": "task_loss", **IMPROVED},
+    "hybrid": {"objective": "hybrid", "task_loss_weight": 1.0, "token_weighting": "averaged", **IMPROVED},
+}
+FLOORS = ("base", "mean", "union", "retrieval")
+
+
+def trajectory_dirs(root: Path) -> dict[str, Path]:
+    """Task -> its first trajectory directory (collection seed 0)."""
+    dirs = {}
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        dirs.setdefault(read_manifest(d)["task"], d)
+    return dirs
+
+
+def own_adapter(task_dir: Path) -> dict[str, torch.Tensor]:
+    manifest = read_manifest(task_dir)
+    return average_states([load_checkpoint(task_dir / "checkpoints" / n) for n in manifest["checkpoints"]])
+
+
+def train_generators(args, train: list[str], holdout: list[str]) -> None:
+    for mode in args.modes:
+        steps = args.task_steps if MODES[mode]["objective"] != "reconstruction" else args.recon_steps
+        config = GeneratorTrainConfig(steps=steps, eval_every=max(steps // 4, 1), max_prompts=args.max_prompts,
+                                      batch_size=args.batch_size if steps == args.recon_steps else args.task_batch,
+                                      **MODES[mode])
+        out = args.out / "generators" / mode
+        if (out / "state.pt").is_file() and torch.load(out / "state.pt", weights_only=False)["step"] == steps:
+            continue
+        print(f"== generator {mode}: {config.objective}, {steps} steps")
+        train_on_trajectories(args.trajectories, out, holdout, config)
+
+
+def build_adapters(args, lm, dirs: dict[str, Path], train: list[str], targets: list[str]) -> dict:
+    """Every zero-label adapter for every target; returns {method: {target: seconds to produce}}."""
+    adapters = args.out / "adapters"
+    first = read_manifest(dirs[train[0]])
+    model, lora = first["partition"]["model"], LoraSettings(**first["lora"])
+    seconds: dict[str, dict[str, float]] = {}
+    own = {t: own_adapter(dirs[t]) for t in train}
+    if not (adapters / "mean").is_dir():
+        write_adapter(average_states(list(own.values())), lora, model, adapters / "mean")
+    if not (adapters / "union").is_dir():
+        from degaml.baselines import BaselineSetup, prepare
+        from degaml.baselines.union import UnionConfig, meta_train
+
+        print(f"== union LoRA: {args.union_steps} steps x {args.union_batch} examples over {len(train)} tasks")
+        setup = BaselineSetup(model=model, lora=lora, meta_examples=args.max_prompts, batch_size=args.union_batch,
+                              max_tokens=128, dtype="auto")
+        started = time.perf_counter()
+        job = prepare(setup, targets[0], train, needs_meta=True, lm=lm)
+        state = meta_train(job, UnionConfig(steps=args.union_steps, lr=1e-3))
+        write_adapter(state, lora, model, adapters / "union", extra={"seconds": time.perf_counter() - started})
+    encoder = PromptEncoder.with_default_cache("all-minilm-l6-v2", 64)
+    library = {t: (task_prompts(t, "train")[:args.max_prompts], own[t]) for t in train}
+    generators = {mode: Generator(args.out / "generators" / mode) for mode in args.modes}
+    for target in targets:
+        out = adapters / "retrieval" / target
+        if not out.is_dir():
+            started = time.perf_counter()
+            state, weights = retrieval_mixture(task_prompts(target, "train")[:args.max_prompts], library, encoder,
+                                               args.temperature)
+            write_adapter(state, lora, model, out, extra={"weights": weights, "temperature": args.temperature,
+                                                          "seconds": time.perf_counter() - started})
+        seconds.setdefault("retrieval", {})[target] = json.loads((out / "degaml.json").read_text())["seconds"]
+        for mode, gen in generators.items():
+            out = adapters / f"gen:{mode}" / target
+            if not out.is_dir():
+                prompts = task_prompts(target, "train", prompt_format=gen.prompt_format)[:args.max_prompts]
+                gen.generate(prompts, out, model)
+            seconds.setdefault(f"gen:{mode}", {})[target] = \
+                json.loads((out / "degaml.json").read_text())["generation_seconds"]
+        if target in dirs:
+            manifest = read_manifest(dirs[target])
+            out = adapters / "finetuned" / target
+            if not out.is_dir():
+                write_adapter(load_checkpoint(dirs[target] / "checkpoints" / manifest["checkpoints"][-1]), lora,
+                              model, out)
+            seconds.setdefault("finetuned", {})[target] = manifest["train_seconds"]
+    return seconds
+
+
+def adapter_of(args, method: str, target: str) -> Path | None:
+    if method == "base":
+        return None
+    shared = args.out / "adapters" / method
+    return shared if method in ("mean", "union") else shared / target
+
+
+def score(args, lm, methods: list[str], targets: list[str]) -> dict[str, dict[str, list[float]]]:
+    """{method: {target: per-item correctness under the task's preferred metric}}, cached per pair."""
+    correct: dict[str, dict[str, list[float]]] = {}
+    for target in targets:
+        metric = get_task(target).preferred_metric
+        key = "pred_norm" if metric == "acc_norm" else "pred"
+        data = DataConfig(tasks=[target], split="test", limit=args.limit)
+        for method in methods:
+            path = args.out / "scores" / method / f"{target}.json"
+            adapter = adapter_of(args, method, target)
+            if adapter is not None and not adapter.is_dir():
+                continue  # e.g. no own trajectory for a fine-tuned reference
+            if not path.is_file():
+                started = time.perf_counter()
+                (result,), _ = evaluate_adapted(lm, adapter, data, EvalConfig(), progress=False)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_json(path, {"metric": metric, "correct": [float(p[key] == p["gold"]) for p in result.predictions],
+                                         "ids": [p["id"] for p in result.predictions],
+                                         "seconds": time.perf_counter() - started})
+                print(f"  scored {method:>16} on {target:<32} {result.metrics[metric] * 100:5.1f}")
+            correct.setdefault(method, {})[target] = json.loads(path.read_text())["correct"]
+    return correct
+
+
+def diagnostics(args) -> dict[str, dict[str, float]]:
+    found = {}
+    for mode in args.modes:
+        log = args.out / "generators" / mode / "log.jsonl"
+        last = json.loads(log.read_text().splitlines()[-1])
+        found[mode] = {k: v for k, v in last.items() if k.startswith(("heldout/", "train/variance", "train/centroid"))
+                       and k.endswith(("variance_ratio", "centroid_accuracy", "cosine_to_own", "cosine_to_mean",
+                                       "delta_norm"))}
+    return found
+
+
+def report(args, correct, seconds, targets_by_suite: dict[str, list[str]]) -> str:
+    lines = [f"Held-out generalization: {args.limit} test items per task (all when fewer), log-likelihood, "
+             f"preferred metric; generators trained on {len(args.train)} meta-training tasks, none of the targets.", ""]
+    methods = [m for m in correct if m != "finetuned"] + (["finetuned"] if "finetuned" in correct else [])
+    for suite, targets in targets_by_suite.items():
+        targets = [t for t in targets if all(t in correct[m] for m in methods if m != "finetuned")]
+        if not targets:
+            continue
+        lines += [f"### {suite} ({len(targets)} tasks, {sum(len(correct['base'][t]) for t in targets)} items)", "",
+                  "| method | " + " | ".join(targets) + " | average |", "|---" * (len(targets) + 2) + "|"]
+        for m in methods:
+            cells = [f"{100 * sum(correct[m][t]) / len(correct[m][t]):.1f}" if t in correct[m] else "-" for t in targets]
+            have = [t for t in targets if t in correct[m]]
+            avg = sum(100 * sum(correct[m][t]) / len(correct[m][t]) for t in have) / len(have) if have else float("nan")
+            lines.append(f"| {m} | " + " | ".join(cells) + f" | {avg:.1f} |")
+        lines += ["", "Generated minus floor, task-averaged paired bootstrap 95% interval (points):", "",
+                  "| mode | " + " | ".join(f"vs {f}" for f in FLOORS) + " | tasks above base (point / interval > 0) |",
+                  "|---" * (len(FLOORS) + 2) + "|"]
+        for m in [m for m in methods if m.startswith("gen:")] + ["retrieval", "union", "mean"]:
+            cells = []
+            for floor in FLOORS:
+                if floor == m:
+                    cells.append("-")
+                    continue
+                d = paired_bootstrap({t: correct[m][t] for t in targets}, {t: correct[floor][t] for t in targets})
+                cells.append(f"{d} {d.verdict}")
+            per_task = [paired_bootstrap({t: correct[m][t]}, {t: correct["base"][t]}) for t in targets]
+            above = f"{sum(d.difference > 0 for d in per_task)} / {sum(d.low > 0 for d in per_task)} of {len(targets)}"
+            lines.append(f"| {m} | " + " | ".join(cells) + f" | {above} |")
+        lines.append("")
+    lines += ["### Seconds to an adapter (median over targets)", ""]
+    for method, by_target in seconds.items():
+        values = sorted(by_target.values())
+        lines.append(f"- {method}: {values[len(values) // 2]:.2f} s")
+    lines += ["", "### Task-dependence diagnostics (last training evaluation)", ""]
+    for mode, values in diagnostics(args).items():
+        summary = {k: round(v, 4) for k, v in values.items() if k.count("/") == 1}
+        own = [v for k, v in values.items() if k.endswith("cosine_to_own")]
+        mean = [v for k, v in values.items() if k.startswith("heldout/") and k.endswith("cosine_to_mean")]
+        lines.append(f"- {mode}: {summary}; held-out mean cosine to own adapter "
+                     f"{sum(own) / max(len(own), 1):.3f}, to the mean adapter {sum(mean) / max(len(mean), 1):.3f}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trajectories", type=Path, default=Path("runs/trajectories"))
+    parser.add_argument("--out", type=Path, default=Path("runs/heldout"))
+    parser.add_argument("--train", default=",".join(META_TRAINING_TASKS))
+    parser.add_argument("--targets", default=",".join(IN_DOMAIN_TASKS + OUT_OF_DOMAIN_TASKS))
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--limit", type=int, default=200)
+    parser.add_argument("--max_prompts", type=int, default=256)
+    parser.add_argument("--recon_steps", type=int, default=600)
+    parser.add_argument("--batch_size", type=int, default=8, help="reconstruction samples per step")
+    parser.add_argument("--task_steps", type=int, default=300)
+    parser.add_argument("--task_batch", type=int, default=2, help="tasks per step (task_loss, hybrid)")
+    parser.add_argument("--union_steps", type=int, default=300)
+    parser.add_argument("--union_batch", type=int, default=8)
+    parser.add_argument("--temperature", type=float, default=0.05)
+    parser.add_argument("--stage", choices=("all", "generators"), default="all")
+    args = parser.parse_args()
+    args.train = [t for t in args.train.split(",") if t]
+    args.modes = [m for m in args.modes.split(",") if m]
+    unknown = set(args.modes) - MODES.keys()
+    if unknown:
+        parser.error(f"unknown modes {sorted(unknown)}; known: {', '.join(MODES)}")
+    targets = [t for t in args.targets.split(",") if t]
+    if set(args.train) & set(targets):
+        parser.error(f"targets {sorted(set(args.train) & set(targets))} are also training tasks")
+    dirs = trajectory_dirs(args.trajectories)
+    missing = [t for t in args.train if t not in dirs]
+    if missing:
+        parser.error(f"no trajectory for training tasks {missing} under {args.trajectories}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    train_generators(args, args.train, [t for t in dirs if t not in args.train])
+    if args.stage == "generators":
+        return
+    lm = load_model(ModelConfig(name=read_manifest(dirs[args.train[0]])["partition"]["model"]))
+    seconds = build_adapters(args, lm, dirs, args.train, targets)
+    methods = list(FLOORS) + [f"gen:{m}" for m in args.modes] + ["finetuned"]
+    correct = score(args, lm, methods, targets)
+    suites = {"in-domain": [t for t in targets if t in IN_DOMAIN_TASKS],
+              "out-of-domain": [t for t in targets if t in OUT_OF_DOMAIN_TASKS]}
+    text = report(args, correct, seconds, suites)
+    (args.out / "results.md").write_text(text)
+    atomic_write_json(args.out / "summary.json", {"args": {k: str(v) for k, v in vars(args).items()},
+                                                  "seconds": seconds, "diagnostics": diagnostics(args)})
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
