@@ -25,7 +25,7 @@ from degaml.adaptation.rewards import measure_actions
 from degaml.adaptation.task_setup import adaptation_context, task_features
 from degaml.config import DataConfig, EvalConfig, ModelConfig
 from degaml.data import TASKS
-from degaml.data.prompts import task_prompts
+from degaml.data.prompts import task_items
 from degaml.evaluation.harness import load_partitioned
 from degaml.generator.generation import Generator
 from degaml.models import load_model
@@ -49,8 +49,7 @@ def main() -> None:
     for task in args.heldout.split(","):
         gen = Generator(args.generators / task / "generator")
         lm = load_model(ModelConfig(name=gen.config["model"], dtype="float32", device="cpu"))
-        prompts = task_prompts(task, "train")[:args.adaptation_prompts]
-        ctx = adaptation_context(gen, lm, task, prompts)
+        ctx = adaptation_context(gen, lm, task, task_items(task, "train")[:args.adaptation_prompts])
         metric = TASKS[task].preferred_metric
         validation = DataConfig(tasks=[task], split="validation", limit=args.validation_limit)
         val = measure_actions(ctx, task, actions, validation, EvalConfig(), args.out / task,

@@ -13,7 +13,7 @@ from .baselines.common import BaselineSetup
 from .baselines.maml import MamlConfig
 from .baselines.union import UnionConfig
 from .config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, LoraSettings, ModelConfig, dump_yaml
-from .data.prompts import task_prompts
+from .data.prompts import task_items, task_prompts
 from .data.tasks import task_label
 from .generator.training import GeneratorTrainConfig
 from .generator.trajectories import CollectConfig
@@ -368,10 +368,10 @@ def adapt(
     action = None if policy else _action_from_flags(family, steps, lr, lam, mixing, evaluations, tts_k,
                                                      tts_combine, latent_scope)
     gen, lm = _load_for_adaptation(generator, dtype, device)
-    prompts = task_prompts(task, prompt_split, partition_seed, validation_fraction, test_fraction,
-                           source)[:adaptation_prompts]
+    items = task_items(task, prompt_split, partition_seed, validation_fraction, test_fraction,
+                       source)[:adaptation_prompts]
     needs_library = policy is not None or (action is not None and action.get("variant", "") == "lorahub")
-    ctx = adaptation_context(gen, lm, task_label(task), prompts, seed, with_library=needs_library)
+    ctx = adaptation_context(gen, lm, task_label(task), items, seed, with_library=needs_library)
     if policy is not None:
         chooser = load_policy(policy)
         state = task_features(gen, ctx).vector()

@@ -77,7 +77,7 @@ class DataConfig:
 
 @dataclass
 class EvalConfig:
-    """How answers are scored (DESIGN.md §2.10)."""
+    """How answers are scored (docs/design.md, evaluation)."""
 
     protocol: Literal["loglikelihood", "generative"] = "loglikelihood"
     batch_size: int = 16

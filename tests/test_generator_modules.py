@@ -42,7 +42,7 @@ def test_decoder_maps_condition_to_tokens_and_counts_parameters_exactly():
 
 def test_paper_config_is_about_1_1_billion_parameters():
     count = HyperConvDecoder.parameter_count(NAMED_DECODERS["paper-qwen2.5-0.5b"], (128, 384, 384), (4296, 10, 130))
-    assert 1.05e9 < count < 1.15e9  # DESIGN.md §2.4: "about 1.1 B parameters"
+    assert 1.05e9 < count < 1.15e9  # docs/design.md, generator: "about 1.1 B parameters"
 
 
 def test_paper_configs_end_in_the_token_shapes_of_their_models():

@@ -1,4 +1,4 @@
-"""The adaptation module (DESIGN.md §2.7): test-time refinements of a generated adapter.
+"""The adaptation module (docs/design.md, adaptation): test-time refinements of a generated adapter.
 
 Each family takes the adapter (a PEFT LoRA state dict), the task's unlabelled prompts and a budget,
 and returns the adapted result; none of them touches the generator.

@@ -1,4 +1,4 @@
-"""The adaptation policy (DESIGN.md §2.8): picks, per task, a family and its hyper-parameters.
+"""The adaptation policy (docs/design.md, policy): picks, per task, a family and its hyper-parameters.
 
 State: a feature vector known at test time without labels (task embedding, statistics of the generated
 adapter, the base model's confidence and entropy on the task's prompts); each action also carries its

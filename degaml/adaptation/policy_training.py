@@ -12,7 +12,7 @@ import torch
 
 from ..config import DataConfig, EvalConfig
 from ..data import TASKS, task_label
-from ..data.prompts import task_prompts
+from ..data.prompts import task_items
 from ..evaluation.harness import load_partitioned
 from ..generator.generation import Generator
 from ..io import atomic_write_text
@@ -41,9 +41,9 @@ def fit_policy_on_tasks(gen: Generator, lm: LoadedModel, tasks: Sequence[str], a
     for name in tasks:
         label = task_label(name)
         validation = replace(data, tasks=[name], split="validation")
-        prompts = task_prompts(name, "train", data.seed, data.validation_fraction, data.test_fraction,
-                               data.source)[:adaptation_prompts]
-        ctx = adaptation_context(gen, lm, label, prompts, config.seed)
+        items = task_items(name, "train", data.seed, data.validation_fraction, data.test_fraction,
+                           data.source)[:adaptation_prompts]
+        ctx = adaptation_context(gen, lm, label, items, config.seed)
         metric = preferred_metric(name)
         if progress:
             print(f"{label}: measuring {len(actions)} actions on validation ({metric})")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from ..data import MultipleChoiceItem
+from ..data.prompts import format_prompt
 from ..generator.generation import Generator
 from ..generator.trajectories import checkpoint_paths, load_checkpoint
 from ..models import LoadedModel
@@ -37,14 +39,18 @@ def lorahub_library(generator: Generator, exclude: str) -> list[LoraState]:
     return library
 
 
-def adaptation_context(generator: Generator, lm: LoadedModel, task: str, prompts: Sequence[str],
+def adaptation_context(generator: Generator, lm: LoadedModel, task: str, items: Sequence[MultipleChoiceItem],
                        seed: int = 0, with_library: bool = True) -> AdaptationContext:
+    """`items`: the task's unlabelled items (answers never read). The generator sees them in its own prompt
+    format; the families (TTT, SLOT, the policy's features) see the bare prompts the model is scored on."""
     from ..models import LoraGeometry
 
     target = LoraGeometry.from_model(lm.model, generator.lora)
+    prompts = [item.prompt for item in items]
+    generator_prompts = [format_prompt(item, generator.prompt_format) for item in items]
 
     def generate(sample_seed: int) -> tuple[LoraState, dict]:
-        return generator.generate_state(list(prompts), sample_seed, target)
+        return generator.generate_state(generator_prompts, sample_seed, target)
 
     library = lorahub_library(generator, task) if with_library else []
     return AdaptationContext(lm=lm, lora=generator.lora, base_model=generator.config["model"], generate=generate,

@@ -1,4 +1,4 @@
-"""Both evaluation protocols of DESIGN.md §2.10: log-likelihood (acc, acc_norm) and generative."""
+"""Both evaluation protocols of docs/design.md, evaluation: log-likelihood (acc, acc_norm) and generative."""
 
 from .generative import extract_answer, generate_answers
 from .harness import TaskResult, evaluate_items, evaluate_tasks, format_table, load_partitioned

@@ -1,4 +1,4 @@
-"""The hyper-convolutional decoder of "Drag-and-Drop LLMs" (Liang et al. 2025), DESIGN.md §2.4.
+"""The hyper-convolutional decoder of "Drag-and-Drop LLMs" (Liang et al. 2025), docs/design.md, generator.
 
 Features are (N, H, W) maps: N prompts (later: parameter tokens), H and W token/feature axes. A layer
 maps (N, H, W) -> (N', H', W'):

@@ -1,5 +1,5 @@
 """The prompt encoder: a frozen Sentence-BERT model whose per-token last hidden states condition the
-generator (DESIGN.md §2.3). Frozen, so each prompt's embedding is computed once and cached on disk."""
+generator (docs/design.md, prompt encoding). Frozen, so each prompt's embedding is computed once and cached on disk."""
 
 from __future__ import annotations
 

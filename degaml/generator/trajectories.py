@@ -1,4 +1,4 @@
-"""Trajectory collection (DESIGN.md §2.1): fine-tune a LoRA on a task's train partition and keep the
+"""Trajectory collection (docs/design.md, trajectories): fine-tune a LoRA on a task's train partition and keep the
 LoRA state after every optimizer step of the trajectory phase.
 
 One task = one folder:

@@ -165,14 +165,14 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, root: Path, fold: Fold, seed:
     from ..adaptation.apply import apply_action
     from ..adaptation.policy import Action, load_policy
     from ..adaptation.task_setup import adaptation_context, task_features
-    from ..data.prompts import task_prompts
+    from ..data.prompts import task_items
     from ..generator.generation import Generator
 
     gen = Generator(root / "folds" / fold.name / "generator")
     policy = load_policy(root / "folds" / fold.name / "policy")
     for target in fold.targets:
-        prompts = task_prompts(target, "train", exp.partition_seed, source=exp.source)[:exp.policy.adaptation_prompts]
-        ctx = adaptation_context(gen, lm, task_label(target), prompts, seed)
+        items = task_items(target, "train", exp.partition_seed, source=exp.source)[:exp.policy.adaptation_prompts]
+        ctx = adaptation_context(gen, lm, task_label(target), items, seed)
         for method in (GENERATED, DEGAML):
             directory = _method_dir(root, target, method)
             if (directory / "cost.json").is_file():
