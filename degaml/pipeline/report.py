@@ -17,7 +17,7 @@ import yaml
 
 from ..data import TASKS, task_label
 from ..io import atomic_write_text
-from .stages import BASE, DEGAML, GENERATED
+from .layout import BASE, DEGAML, GENERATED, seed_runs
 
 ABLATION = [(BASE, "base model"), (GENERATED, "+ generalization (generated adapter)"),
             (DEGAML, "+ adaptation (policy) = DeGAML")]
@@ -30,15 +30,13 @@ def metric_of(task: str) -> str:
 def collect_rows(run_dir: Path) -> list[dict[str, Any]]:
     """One row per (seed, target, method) with a finished evaluation."""
     rows = []
-    for seed_dir in sorted(run_dir.glob("seed_*")):
-        for results in sorted(seed_dir.glob("targets/*/*/eval/results.json")):
-            method_dir = results.parent.parent
-            task, method = method_dir.parent.name, method_dir.name
-            result = json.loads(results.read_text())["results"][0]
+    for run in seed_runs(run_dir):
+        for method_dir in run.evaluated():
+            task, method = method_dir.task, method_dir.method
+            result = json.loads(method_dir.results.read_text())["results"][0]
             metric = metric_of(task)
-            cost_file = method_dir / "cost.json"
-            cost = json.loads(cost_file.read_text()) if cost_file.is_file() else {}
-            rows.append({"seed": int(seed_dir.name.split("_")[1]), "task": task, "method": method, "metric": metric,
+            cost = json.loads(method_dir.cost.read_text()) if method_dir.cost.is_file() else {}
+            rows.append({"seed": run.seed, "task": task, "method": method, "metric": metric,
                          "score": result["metrics"][metric], "stderr": result["metrics"][f"{metric}_stderr"],
                          "acc": result["metrics"]["acc"], "acc_norm": result["metrics"].get("acc_norm"),
                          "n": result["num_items"], "seconds": cost.get("seconds"),
@@ -222,7 +220,8 @@ def build_report(run_dir: Path) -> Path:
             peak = f"{max(peaks):.0f}" if peaks else "-"
             costs.append(f"| {m} | {statistics.fmean(r['seconds'] for r in group):.2f} | {peak} | "
                          f"{group[0]['labelled_target_examples']} |")
-    timings = {p.parent.name: json.loads(p.read_text()) for p in sorted(run_dir.glob("seed_*/timings.json"))}
+    timings = {run.root.name: json.loads(run.timings.read_text()) for run in seed_runs(run_dir)
+               if run.timings.is_file()}
     sections += ["## cost\n", "Seconds per target: generation + adaptation for DeGAML; meta-training (shared by a "
                  "fold's targets, counted in full) + target adaptation for the baselines. Peak RSS: the "
                  "process's peak while the method ran (one process runs everything, so the base model's "

@@ -1,14 +1,5 @@
-"""The whole experiment, stage by stage, each resumable and skipped when its artifacts are complete.
-
-    <out>/experiment.yaml                                  the resolved settings
-    <out>/seed_<s>/trajectories/<task>/                    stage 1: LoRA trajectories (collect)
-    <out>/seed_<s>/folds/<fold>/generator/                 stage 2: generator without the fold's targets
-    <out>/seed_<s>/folds/<fold>/policy/                    stage 3: policy on the fold's training tasks
-    <out>/seed_<s>/folds/<fold>/baselines/<method>/        stage 5: meta-training, cached per fold
-    <out>/seed_<s>/targets/<task>/<method>/output/         stages 4-5: what `degaml evaluate` scores
-    <out>/seed_<s>/targets/<task>/<method>/cost.json       seconds and labelled target examples used
-    <out>/seed_<s>/targets/<task>/<method>/eval/           stage 6: test scores (the test partition, once)
-    <out>/seed_<s>/timings.json                            wall time and peak memory of each stage
+"""The whole experiment, stage by stage, each resumable and skipped when its artifacts are complete. Where
+each stage writes is `layout.py`'s.
 
 A fold is one held-out in-domain task (trained on every other `train` task), or `all` (trained on every
 `train` task) whose targets are the out-of-domain tasks.
@@ -33,10 +24,8 @@ from ..generator.trajectories import CollectConfig
 from ..io import atomic_write_json
 from ..memory import peak_memory_mb, process_peak_mb, reset_peak_memory
 from ..models import LoadedModel, load_model
+from .layout import BASE, DEGAML, GENERATED, SeedRun, seed_run
 from .settings import BaselineSettings, EvaluationSettings, PolicySettings, TaskSets
-
-BASE, GENERATED, DEGAML = "base", "generated", "degaml"
-"""Method names of the base model, the generalization module alone, and generalization + adaptation."""
 
 
 @dataclass
@@ -111,19 +100,19 @@ def _say(exp: Experiment, message: str) -> None:
         print(f"[{exp.name}] {message}", flush=True)
 
 
-def collect_stage(exp: Experiment, lm: LoadedModel, root: Path, seed: int) -> None:
+def collect_stage(exp: Experiment, lm: LoadedModel, run: SeedRun) -> None:
     from ..generator.trajectories import collect_tasks
 
-    collect_tasks(lm, exp.model, _data(exp, list(exp.tasks.train), "train", None), root / "trajectories",
-                  exp.lora, replace(exp.collect, seed=seed), exp.progress)
+    collect_tasks(lm, exp.model, _data(exp, list(exp.tasks.train), "train", None), run.trajectories,
+                  exp.lora, replace(exp.collect, seed=run.seed), exp.progress)
 
 
-def generator_stage(exp: Experiment, root: Path, fold: Fold, seed: int) -> Path:
+def generator_stage(exp: Experiment, run: SeedRun, fold: Fold) -> Path:
     from ..generator.training import train_on_trajectories
 
     # The fold's targets are held out; training resumes, and returns at once when finished.
-    return train_on_trajectories(root / "trajectories", root / "folds" / fold.name / "generator",
-                                 [task_label(t) for t in fold.targets], replace(exp.generator, seed=seed),
+    return train_on_trajectories(run.trajectories, run.generator(fold.name),
+                                 [task_label(t) for t in fold.targets], replace(exp.generator, seed=run.seed),
                                  exp.source, exp.progress)
 
 
@@ -140,27 +129,23 @@ def policy_actions(settings: PolicySettings) -> list:
     return [known[label] for label in settings.actions]
 
 
-def policy_stage(exp: Experiment, lm: LoadedModel, root: Path, fold: Fold, seed: int) -> Path:
+def policy_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> Path:
     from ..adaptation.policy import PolicyConfig
     from ..adaptation.policy_training import fit_policy_on_tasks
     from ..generator.generation import Generator
 
-    out = root / "folds" / fold.name / "policy"
+    out = run.policy(fold.name)
     if (out / "policy.json").is_file():
         return out
     p = exp.policy
-    config = PolicyConfig(method=p.method, epochs=p.epochs, lr=p.lr, cost_penalty=p.cost_penalty, seed=seed)
-    gen = Generator(root / "folds" / fold.name / "generator")
+    config = PolicyConfig(method=p.method, epochs=p.epochs, lr=p.lr, cost_penalty=p.cost_penalty, seed=run.seed)
+    gen = Generator(run.generator(fold.name))
     fit_policy_on_tasks(gen, lm, list(fold.training[:p.max_tasks]), policy_actions(p), config, out,
                         _data(exp, [], "validation", p.validation_limit), p.adaptation_prompts, exp.progress)
     return out
 
 
-def _method_dir(root: Path, target: str, method: str) -> Path:
-    return root / "targets" / task_label(target) / method
-
-
-def degaml_stage(exp: Experiment, lm: LoadedModel, root: Path, fold: Fold, seed: int) -> None:
+def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
     """Per target: the generated adapter (generalization only) and the policy's adaptation of it."""
     from ..adaptation.apply import apply_action
     from ..adaptation.policy import Action, load_policy
@@ -168,29 +153,29 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, root: Path, fold: Fold, seed:
     from ..data.prompts import task_items
     from ..generator.generation import Generator
 
-    gen = Generator(root / "folds" / fold.name / "generator")
-    policy = load_policy(root / "folds" / fold.name / "policy")
+    gen = Generator(run.generator(fold.name))
+    policy = load_policy(run.policy(fold.name))
     for target in fold.targets:
         items = task_items(target, "train", exp.partition_seed, source=exp.source)[:exp.policy.adaptation_prompts]
-        ctx = adaptation_context(gen, lm, task_label(target), items, seed)
+        ctx = adaptation_context(gen, lm, task_label(target), items, run.seed)
         for method in (GENERATED, DEGAML):
-            directory = _method_dir(root, target, method)
-            if (directory / "cost.json").is_file():
+            directory = run.method(target, method)
+            if directory.cost.is_file():
                 continue
             reset_peak_memory(lm.device)
             action = Action("none") if method == GENERATED else policy.choose(task_features(gen, ctx).vector())
-            info = apply_action(action, ctx, directory / "output")
-            atomic_write_json(directory / "cost.json", {"seconds": info["seconds"], "labelled_target_examples": 0,
+            info = apply_action(action, ctx, directory.output)
+            atomic_write_json(directory.cost, {"seconds": info["seconds"], "labelled_target_examples": 0,
                                                         "action": action.label, **peak_memory_mb(lm.device)})
             _say(exp, f"{target}: {method} = {action.label} ({info['seconds']:.1f} s)")
 
 
-def baseline_stage(exp: Experiment, lm: LoadedModel, root: Path, fold: Fold, seed: int) -> None:
+def baseline_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
     from ..baselines import METHODS, BaselineSetup, prepare
 
     b = exp.baselines
     setup = BaselineSetup(model=exp.model, lora=exp.lora, support=b.support, steps=b.steps, lr=b.lr,
-                          batch_size=b.batch_size, meta_examples=b.meta_examples, seed=seed,
+                          batch_size=b.batch_size, meta_examples=b.meta_examples, seed=run.seed,
                           partition_seed=exp.partition_seed, source=exp.source, dtype=exp.dtype,  # type: ignore[arg-type]
                           device=exp.device)
     for method in b.methods:
@@ -198,27 +183,27 @@ def baseline_stage(exp: Experiment, lm: LoadedModel, root: Path, fold: Fold, see
             raise ValueError(f"baselines.methods: unknown method {method!r}; valid: {', '.join(METHODS)}")
         spec = METHODS[method]
         config = getattr(b, method, None) if method in ("union", "maml", "abmll") else spec.config()
-        pending = [t for t in fold.targets if not (_method_dir(root, t, method) / "cost.json").is_file()]
+        pending = [t for t in fold.targets if not run.method(t, method).cost.is_file()]
         if not pending:
             continue
-        meta, log = _meta_trained(exp, lm, root, fold, method, setup, config)
+        meta, log = _meta_trained(exp, lm, run, fold, method, setup, config)
         for target in pending:
             job = prepare(setup, target, [], needs_meta=False, lm=lm)
             job.log.update(log)
             reset_peak_memory(lm.device)
             started = time.perf_counter()
-            directory = _method_dir(root, target, method)
-            spec.module.finish(job, config, meta, directory / "output", started)
+            directory = run.method(target, method)
+            spec.module.finish(job, config, meta, directory.output, started)
             seconds = time.perf_counter() - started + log.get("meta_train_seconds", 0.0)
             peak = peak_memory_mb(lm.device)  # the larger of meta-training's and this target's
             peak["peak_rss_mb"] = max(peak["peak_rss_mb"], log.get("meta_peak_rss_mb", 0.0))
-            atomic_write_json(directory / "cost.json", {"seconds": seconds, "labelled_target_examples": len(job.support),
+            atomic_write_json(directory.cost, {"seconds": seconds, "labelled_target_examples": len(job.support),
                                                         "meta_train_seconds": log.get("meta_train_seconds", 0.0),
                                                         **peak})
             _say(exp, f"{target}: {method} ({seconds:.1f} s with meta-training)")
 
 
-def _meta_trained(exp: Experiment, lm: LoadedModel, root: Path, fold: Fold, method: str, setup: Any, config: Any
+def _meta_trained(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, method: str, setup: Any, config: Any
                   ) -> tuple[dict, dict]:
     """A method's meta-training for this fold, from its cache or computed and cached."""
     from ..baselines import METHODS, prepare
@@ -226,7 +211,7 @@ def _meta_trained(exp: Experiment, lm: LoadedModel, root: Path, fold: Fold, meth
     spec = METHODS[method]
     if not spec.meta_trains:
         return {}, {}
-    cache = root / "folds" / fold.name / "baselines" / method
+    cache = run.baseline_cache(fold.name, method)
     if (cache / "meta.json").is_file():
         return load_file(str(cache / "meta.safetensors")), json.loads((cache / "meta.json").read_text())
     job = prepare(setup, fold.targets[0], list(fold.training), needs_meta=True, lm=lm)
@@ -243,7 +228,7 @@ def _meta_trained(exp: Experiment, lm: LoadedModel, root: Path, fold: Fold, meth
     return meta, log
 
 
-def evaluation_stage(exp: Experiment, lm: LoadedModel, root: Path, fold: Fold) -> None:
+def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
     """Test scores of every method on every target: the only stage that reads test partitions."""
     from ..evaluation.adapted import evaluate_adapted
     from ..evaluation.harness import load_partitioned, write_evaluation
@@ -253,19 +238,19 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, root: Path, fold: Fold) -
         data = _data(exp, [target], "test", e.limit)
         loaded = load_partitioned(data)
         for method in (BASE, GENERATED, DEGAML, *exp.baselines.methods):
-            directory = _method_dir(root, target, method)
-            if (directory / "eval" / "results.json").is_file():
+            directory = run.method(target, method)
+            if directory.results.is_file():
                 continue
-            adapter = None if method == BASE else directory / "output"
+            adapter = None if method == BASE else directory.output
             config = EvalConfig(protocol=e.protocol, batch_size=e.batch_size)
             results, partitions = evaluate_adapted(lm, adapter, data, config, progress=exp.progress, loaded=loaded)
             header = (f"model: {exp.model} | method: {method} | protocol: {e.protocol} | split: test | "
                       f"limit: {e.limit} | partition seed: {exp.partition_seed}")
-            write_evaluation(directory / "eval", results, partitions, {"method": method, "target": target,
+            write_evaluation(directory.eval, results, partitions, {"method": method, "target": target,
                                                                        "data": data, "eval": config},
                              header, exp.partition_seed, lm.source)
             if method == BASE:
-                atomic_write_json(directory / "cost.json", {"seconds": 0.0, "labelled_target_examples": 0})
+                atomic_write_json(directory.cost, {"seconds": 0.0, "labelled_target_examples": 0})
             _say(exp, f"{target}: {method} scored ({100 * results[0].metrics['acc']:.1f} acc)")
 
 
@@ -277,23 +262,23 @@ def run_experiment(exp: Experiment) -> Path:
     lm = load_model(model_config)
     fold_list = folds(exp.tasks)
     for seed in exp.seeds:
-        root = exp.out / f"seed_{seed}"
-        root.mkdir(parents=True, exist_ok=True)
-        timer = Timer(root / "timings.json")
+        run = seed_run(exp.out, seed)
+        run.root.mkdir(parents=True, exist_ok=True)
+        timer = Timer(run.timings)
         _say(exp, f"seed {seed}: collecting trajectories for {len(exp.tasks.train)} tasks")
         with timer("collect"):
-            collect_stage(exp, lm, root, seed)
+            collect_stage(exp, lm, run)
         for fold in fold_list:
             _say(exp, f"seed {seed}, fold {fold.name}: targets {', '.join(fold.targets)}")
             with timer("generator"):
-                generator_stage(exp, root, fold, seed)
+                generator_stage(exp, run, fold)
             with timer("policy"):
-                policy_stage(exp, lm, root, fold, seed)
+                policy_stage(exp, lm, run, fold)
             with timer("degaml"):
-                degaml_stage(exp, lm, root, fold, seed)
+                degaml_stage(exp, lm, run, fold)
             with timer("baselines"):
-                baseline_stage(exp, lm, root, fold, seed)
+                baseline_stage(exp, lm, run, fold)
         for fold in fold_list:  # test partitions are touched once, after everything is trained
             with timer("evaluation"):
-                evaluation_stage(exp, lm, root, fold)
+                evaluation_stage(exp, lm, run, fold)
     return build_report(exp.out)

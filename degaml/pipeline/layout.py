@@ -1,0 +1,102 @@
+"""The run directory of `degaml run`: one owner for every path the stages write and the report reads.
+
+    <out>/experiment.yaml                                  the resolved settings
+    <out>/seed_<s>/trajectories/<task>/                    stage 1: LoRA trajectories (collect)
+    <out>/seed_<s>/folds/<fold>/generator/                 stage 2: generator without the fold's targets
+    <out>/seed_<s>/folds/<fold>/policy/                    stage 3: policy on the fold's training tasks
+    <out>/seed_<s>/folds/<fold>/baselines/<method>/        stage 5: meta-training, cached per fold
+    <out>/seed_<s>/targets/<task>/<method>/output/         stages 4-5: what `degaml evaluate` scores
+    <out>/seed_<s>/targets/<task>/<method>/cost.json       seconds and labelled target examples used
+    <out>/seed_<s>/targets/<task>/<method>/eval/           stage 6: test scores (the test partition, once)
+    <out>/seed_<s>/timings.json                            wall time and peak memory of each stage
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..data import task_label
+
+BASE, GENERATED, DEGAML = "base", "generated", "degaml"
+"""Method names of the base model, the generalization module alone, and generalization + adaptation."""
+
+
+@dataclass(frozen=True)
+class MethodDir:
+    """One method's artifacts for one target."""
+
+    path: Path
+
+    @property
+    def output(self) -> Path:
+        return self.path / "output"
+
+    @property
+    def cost(self) -> Path:
+        return self.path / "cost.json"
+
+    @property
+    def eval(self) -> Path:
+        return self.path / "eval"
+
+    @property
+    def results(self) -> Path:
+        return self.eval / "results.json"
+
+    @property
+    def task(self) -> str:
+        return self.path.parent.name
+
+    @property
+    def method(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    """Everything one seed of a run writes, under `<out>/seed_<s>`."""
+
+    root: Path
+
+    @property
+    def seed(self) -> int:
+        return int(self.root.name.removeprefix("seed_"))
+
+    @property
+    def trajectories(self) -> Path:
+        return self.root / "trajectories"
+
+    @property
+    def timings(self) -> Path:
+        return self.root / "timings.json"
+
+    def fold(self, fold: str) -> Path:
+        return self.root / "folds" / fold
+
+    def generator(self, fold: str) -> Path:
+        return self.fold(fold) / "generator"
+
+    def policy(self, fold: str) -> Path:
+        return self.fold(fold) / "policy"
+
+    def baseline_cache(self, fold: str, method: str) -> Path:
+        return self.fold(fold) / "baselines" / method
+
+    def method(self, target: str, method: str) -> MethodDir:
+        return MethodDir(self.root / "targets" / task_label(target) / method)
+
+    def evaluated(self) -> Iterator[MethodDir]:
+        """Every (target, method) with a finished evaluation, in a stable order."""
+        for results in sorted(self.root.glob("targets/*/*/eval/results.json")):
+            yield MethodDir(results.parent.parent)
+
+
+def seed_run(out: Path, seed: int) -> SeedRun:
+    return SeedRun(Path(out) / f"seed_{seed}")
+
+
+def seed_runs(out: Path) -> list[SeedRun]:
+    """The seeds a run directory holds, in order."""
+    return sorted((SeedRun(p) for p in Path(out).glob("seed_*") if p.is_dir()), key=lambda r: r.seed)
