@@ -25,8 +25,7 @@ from degaml.adaptation.rewards import measure_actions
 from degaml.adaptation.task_setup import adaptation_context, task_features
 from degaml.config import DataConfig, EvalConfig, ModelConfig
 from degaml.data import TASKS
-from degaml.data.prompts import task_items
-from degaml.evaluation.harness import load_partitioned
+from degaml.data.prompts import load_partitioned, task_items
 from degaml.generator.generation import Generator
 from degaml.models import load_model
 

@@ -16,8 +16,9 @@ import time
 import torch
 
 from degaml.config import DataConfig, ModelConfig
+from degaml.data.prompts import load_partitioned
 from degaml.evaluation import LoglikelihoodScorer, predict_acc, predict_acc_norm
-from degaml.evaluation.harness import load_partitioned, normalization_texts
+from degaml.evaluation.harness import normalization_texts
 from degaml.models import load_model
 
 

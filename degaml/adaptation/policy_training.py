@@ -12,8 +12,7 @@ import torch
 
 from ..config import DataConfig, EvalConfig
 from ..data import TASKS, task_label
-from ..data.prompts import task_items
-from ..evaluation.harness import load_partitioned
+from ..data.prompts import load_partitioned, task_items
 from ..generator.generation import Generator
 from ..io import atomic_write_text
 from ..models import LoadedModel

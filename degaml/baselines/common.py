@@ -60,7 +60,7 @@ class BaselineSetup:
 
 def load_examples(lm: LoadedModel, task: str, setup: BaselineSetup, limit: int) -> list[Example]:
     """Up to `limit` supervised examples from the task's train partition (never validation or test)."""
-    from ..evaluation.harness import load_partitioned
+    from ..data.prompts import load_partitioned
 
     data = DataConfig(tasks=[task], split="train", limit=limit, seed=setup.partition_seed,
                       validation_fraction=setup.validation_fraction, test_fraction=setup.test_fraction,

@@ -1,12 +1,14 @@
-"""A task's unlabelled prompts from one partition, in the partition's seeded order (answers never read)."""
+"""A task's items by partition: every task with its seeded partition, one partition's items, and its unlabelled
+prompts (answers never read), in the partition's seeded order."""
 
 from __future__ import annotations
 
 import string
 from typing import Literal
 
+from ..config import DataConfig
 from .example import MultipleChoiceItem
-from .splits import partition
+from .splits import Partition, partition
 from .tasks import load_task, task_label
 
 PromptFormat = Literal["question", "with_options"]
@@ -39,3 +41,13 @@ def task_prompts(task_source: str, split: Literal["train", "validation", "test"]
                  prompt_format: PromptFormat = "question") -> list[str]:
     return [format_prompt(item, prompt_format)
             for item in task_items(task_source, split, seed, validation_fraction, test_fraction, source)]
+
+
+def load_partitioned(data: DataConfig) -> dict[str, tuple[list[MultipleChoiceItem], Partition]]:
+    """Each task's items and its seeded partition (computed over all labelled items of the task)."""
+    loaded = {}
+    for name in data.tasks:
+        items = load_task(name, data.source)
+        loaded[task_label(name)] = (items, partition(task_label(name), items, data.seed,
+                                                     data.validation_fraction, data.test_fraction))
+    return loaded

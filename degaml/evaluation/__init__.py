@@ -1,7 +1,7 @@
 """Both evaluation protocols of docs/design.md, evaluation: log-likelihood (acc, acc_norm) and generative."""
 
 from .generative import extract_answer, generate_answers
-from .harness import TaskResult, evaluate_items, evaluate_tasks, format_table, load_partitioned
+from .harness import TaskResult, evaluate_items, evaluate_tasks, format_table
 from .loglikelihood import ChoiceScore, LoglikelihoodScorer
 from .metrics import mean_and_stderr, predict_acc, predict_acc_norm
 
@@ -14,7 +14,6 @@ __all__ = [
     "extract_answer",
     "format_table",
     "generate_answers",
-    "load_partitioned",
     "mean_and_stderr",
     "predict_acc",
     "predict_acc_norm",

@@ -16,9 +16,10 @@ from ..adaptation.latent import LATENT_FILE, SlotConfig, latent_delta, optimize_
 from ..adaptation.tts import TTS_FILE
 from ..config import DataConfig, EvalConfig
 from ..data import MultipleChoiceItem
+from ..data.prompts import load_partitioned
 from ..data.splits import Partition
 from ..models import LoadedModel, load_adapter
-from .harness import ScoreFn, TaskResult, ensemble_results, evaluate_tasks, load_partitioned
+from .harness import ScoreFn, TaskResult, ensemble_results, evaluate_tasks
 from .loglikelihood import ChoiceScore, LoglikelihoodScorer
 
 Loaded = dict[str, tuple[list[MultipleChoiceItem], Partition]]

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DataConfig, EvalConfig
-from ..data import MultipleChoiceItem, load_task, partition, task_label
+from ..data import MultipleChoiceItem
+from ..data.prompts import load_partitioned
 from ..data.splits import Partition
 from ..models import LoadedModel
 from .generative import generate_answers
@@ -86,16 +87,6 @@ def evaluate_items(lm: LoadedModel, task: str, split: str, items: Sequence[Multi
     if scorer is not None:
         raise ValueError("this adapter needs per-item scoring: evaluate it with --protocol loglikelihood")
     return _generative_result(lm, task, split, items, config, progress)
-
-
-def load_partitioned(data: DataConfig) -> dict[str, tuple[list[MultipleChoiceItem], Partition]]:
-    """Each task's items and its seeded partition (computed over all labelled items of the task)."""
-    loaded = {}
-    for name in data.tasks:
-        items = load_task(name, data.source)
-        loaded[task_label(name)] = (items, partition(task_label(name), items, data.seed,
-                                                     data.validation_fraction, data.test_fraction))
-    return loaded
 
 
 def evaluate_tasks(lm: LoadedModel, data: DataConfig, config: EvalConfig, progress: bool = True,

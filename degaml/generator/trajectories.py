@@ -172,7 +172,7 @@ def collect_tasks(lm: LoadedModel, model_name: str, data: DataConfig, out: Path,
     config's seed), skipping finished ones."""
     from dataclasses import replace
 
-    from ..evaluation.harness import load_partitioned
+    from ..data.prompts import load_partitioned
     from ..models import LoraGeometry
 
     geometry = LoraGeometry.from_model(lm.model, lora).to_dict()

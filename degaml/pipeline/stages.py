@@ -230,8 +230,9 @@ def _meta_trained(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, me
 
 def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
     """Test scores of every method on every target: the only stage that reads test partitions."""
+    from ..data.prompts import load_partitioned
     from ..evaluation.adapted import evaluate_adapted
-    from ..evaluation.harness import load_partitioned, write_evaluation
+    from ..evaluation.harness import write_evaluation
 
     e = exp.evaluation
     for target in fold.targets:
