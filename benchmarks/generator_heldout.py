@@ -39,12 +39,12 @@ from degaml.evaluation.adapted import evaluate_adapted
 from degaml.evaluation.statistics import paired_bootstrap
 from degaml.generator.dataset import average_states
 from degaml.generator.encoder import PromptEncoder
-from degaml.generator.generation import Generator, write_adapter
+from degaml.generator.generation import Generator
 from degaml.generator.retrieval import retrieval_mixture
 from degaml.generator.training import GeneratorTrainConfig, train_on_trajectories
 from degaml.generator.trajectories import load_checkpoint, read_manifest
 from degaml.io import atomic_write_json
-from degaml.models import load_model
+from degaml.models import load_model, write_adapter
 
 IMPROVED = {"residual": True, "stat_code": "log", "prompt_format": "with_options"}
 MODES = {
@@ -105,7 +105,7 @@ def build_adapters(args, lm, dirs: dict[str, Path], train: list[str], targets: l
         started = time.perf_counter()
         job = prepare(setup, targets[0], train, needs_meta=True, lm=lm)
         state = meta_train(job, UnionConfig(steps=args.union_steps, lr=1e-3))
-        write_adapter(state, lora, model, adapters / "union", extra={"seconds": time.perf_counter() - started})
+        write_adapter(state, lora, model, adapters / "union", info={"seconds": time.perf_counter() - started})
     encoder = PromptEncoder.with_default_cache("all-minilm-l6-v2", 64)
     library = {t: (task_prompts(t, "train")[:args.max_prompts], own[t]) for t in train}
     generators = {mode: Generator(args.out / "generators" / mode) for mode in args.modes}
@@ -115,7 +115,7 @@ def build_adapters(args, lm, dirs: dict[str, Path], train: list[str], targets: l
             started = time.perf_counter()
             state, weights = retrieval_mixture(task_prompts(target, "train")[:args.max_prompts], library, encoder,
                                                args.temperature)
-            write_adapter(state, lora, model, out, extra={"weights": weights, "temperature": args.temperature,
+            write_adapter(state, lora, model, out, info={"weights": weights, "temperature": args.temperature,
                                                           "seconds": time.perf_counter() - started})
         seconds.setdefault("retrieval", {})[target] = json.loads((out / "degaml.json").read_text())["seconds"]
         for mode, gen in generators.items():

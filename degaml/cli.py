@@ -61,6 +61,7 @@ def evaluate(
         out: Output directory; default runs/evaluate/<time>.
         progress: Show progress bars.
     """
+    from .adaptation.latent import per_sample_scorer
     from .evaluation import format_table
     from .evaluation.adapted import evaluate_adapted
     from .evaluation.harness import write_evaluation
@@ -74,7 +75,8 @@ def evaluate(
     out = out or Path("runs") / "evaluate" / datetime.now().strftime("%Y%m%d-%H%M%S")
 
     lm = load_model(model_cfg)
-    results, partitions = evaluate_adapted(lm, adapter, data_cfg, eval_cfg, progress=progress)
+    results, partitions = evaluate_adapted(lm, adapter, data_cfg, eval_cfg, progress=progress,
+                                           item_scorer=per_sample_scorer)
     header = (f"model: {model} ({lm.source})" + (f" + adapter {adapter}" if adapter else "")
               + f" | protocol: {protocol} | split: {split} | limit: {limit} | partition seed: {seed}")
     paths = write_evaluation(out, results, partitions, config, header, seed, lm.source)

@@ -231,7 +231,7 @@ def test_adapt_writes_what_evaluate_scores(workspace, generator, tmp_path, famil
 
 
 def test_tts_ensemble_is_written_and_scored_by_combining_members(workspace, generator, tmp_path):
-    from degaml.adaptation.tts import combine
+    from degaml.evaluation.ensemble import combine
 
     out = tmp_path / "tts"
     main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][0], "--out", str(out),

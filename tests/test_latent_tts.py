@@ -2,10 +2,11 @@ import pytest
 import torch
 
 from degaml.adaptation.base import BudgetError
-from degaml.adaptation.latent import SlotConfig, latent_delta, optimize_delta
-from degaml.adaptation.tts import combine
+from degaml.adaptation.latent import SlotConfig, optimize_delta, per_sample_scorer
 from degaml.data import MultipleChoiceItem
 from degaml.evaluation import LoglikelihoodScorer
+from degaml.evaluation.ensemble import combine
+from degaml.models import latent_delta
 from tests.conftest import make_tiny
 
 PROMPTS = ["Question: Which gas do plants absorb?\nAnswer:", "4 * 8 =", "A man is sitting on a roof. He"]
@@ -69,21 +70,19 @@ def test_tts_bad_input():
 
 
 def test_per_sample_latent_with_zero_steps_scores_like_the_plain_model(tokenizer):
-    from degaml.evaluation.adapted import per_sample_latent_scorer
-
     lm = make_tiny("llama", tokenizer)
     items = [ITEM, MultipleChoiceItem.cloze("y", "q", "4 * 8 =", [" 32", " 12", " 5"], 0)]
     plain = LoglikelihoodScorer(lm).score(items, progress=False)
-    unchanged = per_sample_latent_scorer(lm, SlotConfig(steps=0), batch_size=16)(items, False, "t")
+    unchanged = per_sample_scorer(lm, {"steps": 0, "lr": 0.1}, batch_size=16)(items, False, "t")
     # Scored item by item here, all items in one batch there: equal up to float rounding only.
     flat = [s.logprob for row in plain for s in row]
     assert [s.logprob for row in unchanged for s in row] == pytest.approx(flat, abs=1e-4)
-    fitted = per_sample_latent_scorer(lm, SlotConfig(steps=3, lr=0.5), batch_size=16)(items, False, "t")
+    fitted = per_sample_scorer(lm, {"steps": 3, "lr": 0.5}, batch_size=16)(items, False, "t")
     assert max(abs(a - b) for a, b in zip([s.logprob for row in fitted for s in row], flat)) > 1e-3
 
 
 def test_per_sample_latent_falls_back_per_item_on_a_non_finite_loss(tokenizer, monkeypatch):
-    from degaml.evaluation import adapted
+    from degaml.adaptation import latent
 
     lm = make_tiny("llama", tokenizer)
     plain = LoglikelihoodScorer(lm).score([ITEM], progress=False)
@@ -91,8 +90,8 @@ def test_per_sample_latent_falls_back_per_item_on_a_non_finite_loss(tokenizer, m
     def diverge(*args, **kwargs):
         raise FloatingPointError("non-finite latent loss at step 1")
 
-    monkeypatch.setattr(adapted, "optimize_delta", diverge)
+    monkeypatch.setattr(latent, "optimize_delta", diverge)
     fallbacks: list[str] = []
-    scores = adapted.per_sample_latent_scorer(lm, SlotConfig(steps=2), 16, fallbacks)([ITEM], False, "t")
+    scores = latent.per_sample_scorer(lm, {"steps": 2, "lr": 0.1}, 16, fallbacks)([ITEM], False, "t")
     assert fallbacks == ["x"]
     assert [s.logprob for s in scores[0]] == pytest.approx([s.logprob for s in plain[0]], abs=1e-4)

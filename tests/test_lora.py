@@ -5,7 +5,14 @@ import torch
 from peft import PeftModel
 
 from degaml.config import LoraSettings
-from degaml.models import AdapterMismatchError, LoraGeometry, attach_lora, load_adapter, save_adapter
+from degaml.models import (
+    AdapterMismatchError,
+    LoraGeometry,
+    attach_lora,
+    load_adapter,
+    lora_state,
+    write_adapter,
+)
 from tests.conftest import make_tiny
 
 
@@ -47,7 +54,7 @@ def test_save_load_round_trip_is_exact(tokenizer, tmp_path):
     x = torch.tensor([[1, 2, 3, 4, 5]])
     with torch.no_grad():
         expected = peft_model(x).logits
-    save_adapter(peft_model, tmp_path / "adapter")
+    write_adapter(lora_state(peft_model), LoraSettings(r=4), "tiny", tmp_path / "adapter")
     assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in (tmp_path / "adapter").iterdir()}
 
     fresh = make_tiny("llama", tokenizer)  # same seed: same base weights
@@ -62,7 +69,7 @@ def test_save_load_round_trip_is_exact(tokenizer, tmp_path):
 
 def test_adapter_of_other_geometry_names_module_and_shapes(tokenizer, tmp_path):
     lm = make_tiny("llama", tokenizer)
-    save_adapter(attach_lora(lm.model, LoraSettings(r=4)), tmp_path / "adapter")
+    write_adapter(lora_state(attach_lora(lm.model, LoraSettings(r=4))), LoraSettings(r=4), "tiny", tmp_path / "adapter")
     from transformers import LlamaConfig, LlamaForCausalLM
 
     wider = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=48, intermediate_size=64,
@@ -79,14 +86,16 @@ def test_missing_adapter_files_are_named(tmp_path, tokenizer):
 
 
 def test_failed_save_leaves_nothing(tmp_path, tokenizer, monkeypatch):
-    peft_model = attach_lora(make_tiny("llama", tokenizer).model, LoraSettings(r=4))
+    from degaml.models import adapted
+
+    state = lora_state(attach_lora(make_tiny("llama", tokenizer).model, LoraSettings(r=4)))
 
     def explode(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(type(peft_model), "save_pretrained", explode)
+    monkeypatch.setattr(adapted, "save_file", explode)
     with pytest.raises(RuntimeError):
-        save_adapter(peft_model, tmp_path / "adapter")
+        write_adapter(state, LoraSettings(r=4), "tiny", tmp_path / "adapter")
     assert list(tmp_path.iterdir()) == []
 
 

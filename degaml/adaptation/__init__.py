@@ -5,10 +5,9 @@ and returns the adapted result; none of them touches the generator.
 """
 
 from .base import AdaptationResult, BudgetError
-from .latent import SlotConfig, latent_delta, optimize_delta
+from .latent import SlotConfig, optimize_delta, per_sample_scorer
 from .mixing import LoraHubConfig, lorahub_search, rank_half_mix
 from .policy import Action, LinearPolicy, PolicyConfig, default_actions, train_policy
-from .tts import combine as combine_tts
 from .ttt import TTTConfig, apply_ttt
 
 __all__ = [
@@ -16,13 +15,12 @@ __all__ = [
     "AdaptationResult",
     "apply_ttt",
     "BudgetError",
-    "combine_tts",
     "default_actions",
-    "latent_delta",
     "LinearPolicy",
     "lorahub_search",
     "LoraHubConfig",
     "optimize_delta",
+    "per_sample_scorer",
     "PolicyConfig",
     "rank_half_mix",
     "SlotConfig",

@@ -19,14 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from ..config import LoraSettings
-from ..generator.generation import write_adapter
-from ..io import atomic_directory, atomic_write_json
-from ..models import LoadedModel, peft_model
+from ..models import LoadedModel, peft_model, write_adapter, write_ensemble
 from .base import LoraState
-from .latent import LATENT_FILE, SlotConfig, optimize_delta
+from .latent import SlotConfig, optimize_delta
 from .mixing import LoraHubConfig, lorahub_search, prompt_loss_objective, rank_half_mix
 from .policy import Action
-from .tts import TTS_FILE
 from .ttt import TTTConfig, apply_ttt
 
 LORAHUB_PROMPTS = 8
@@ -60,7 +57,7 @@ def apply_action(action: Action, ctx: AdaptationContext, out: Path) -> dict[str,
     state, info = ctx.generate(ctx.seed)
     adapt_start = time.perf_counter()
     record: dict[str, Any] = {"fell_back": False, "reason": "", "trace": []}
-    tensors: dict = {}
+    delta = None
     if action.family == "ttt":
         result = apply_ttt(ctx.lm, state, ctx.lora, ctx.prompts,
                            TTTConfig(steps=action.get("steps", 5), lr=action.get("lr", 1e-5), seed=ctx.seed))
@@ -79,13 +76,11 @@ def apply_action(action: Action, ctx: AdaptationContext, out: Path) -> dict[str,
                   "weights": result.hyperparameters["weights"], "library_size": len(ctx.library)}
     elif action.family == "latent" and action.get("scope", "task") == "task":
         delta, record = _task_delta(action, ctx, state)
-        if delta is not None:
-            tensors[LATENT_FILE] = {"delta": delta}
     info.update(action=action.to_dict(), adaptation_seconds=time.perf_counter() - adapt_start,
                 seconds=time.perf_counter() - start, **record)
     if action.family == "latent":
         info["latent"] = {"scope": action.get("scope", "task"), **vars(latent_settings(action))}
-    write_adapter(state, ctx.lora, ctx.base_model, out, extra=info, tensors=tensors)
+    write_adapter(state, ctx.lora, ctx.base_model, out, info, latent_delta=delta)
     return info
 
 
@@ -102,14 +97,7 @@ def _task_delta(action: Action, ctx: AdaptationContext, state: LoraState) -> tup
 
 def _write_ensemble(action: Action, ctx: AdaptationContext, out: Path, start: float) -> dict[str, Any]:
     k, method = action.get("k", 3), action.get("combine", "vote")
-    with atomic_directory(out) as tmp:
-        members = []
-        for i in range(k):  # a different prompt sample per member
-            state, member_info = ctx.generate(ctx.seed + i)
-            write_adapter(state, ctx.lora, ctx.base_model, tmp / "members" / str(i), extra=member_info)
-            members.append(f"members/{i}")
-        info = {"action": action.to_dict(), "combine": method, "members": members,
-                "seeds": list(range(ctx.seed, ctx.seed + k)), "seconds": time.perf_counter() - start,
-                "fell_back": False, "reason": ""}
-        atomic_write_json(tmp / TTS_FILE, info)
-    return info
+    members = [ctx.generate(ctx.seed + i) for i in range(k)]  # a different prompt sample per member
+    info = {"action": action.to_dict(), "seeds": list(range(ctx.seed, ctx.seed + k)),
+            "seconds": time.perf_counter() - start, "fell_back": False, "reason": ""}
+    return write_ensemble(members, ctx.lora, ctx.base_model, out, method, info)

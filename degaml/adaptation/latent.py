@@ -8,18 +8,18 @@ LM head, optimized for a few AdamW steps on the prompts' next-token loss while e
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
-from ..models import LoadedModel
+from ..data import MultipleChoiceItem
+from ..evaluation.harness import ScoreFn
+from ..evaluation.loglikelihood import ChoiceScore, LoglikelihoodScorer
+from ..models import LoadedModel, latent_delta
 from .base import BudgetError
 from .ttt import prompt_batch
-
-LATENT_FILE = "latent_delta.safetensors"
-"""Saved beside an adapter; `degaml evaluate --adapter` applies it."""
 
 
 @dataclass
@@ -33,21 +33,6 @@ class SlotConfig:
             raise BudgetError(f"latent.steps must be >= 0, got {self.steps}")
         if self.lr <= 0:
             raise BudgetError(f"latent.lr must be > 0, got {self.lr}")
-
-
-@contextmanager
-def latent_delta(lm: LoadedModel, delta: torch.Tensor) -> Iterator[None]:
-    """Add `delta` to the LM head's input for every forward pass inside the block."""
-    head = lm.model.get_output_embeddings()
-
-    def add(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        return (inputs[0] + delta.to(inputs[0].dtype),)
-
-    handle = head.register_forward_pre_hook(add)
-    try:
-        yield
-    finally:
-        handle.remove()
 
 
 def optimize_delta(lm: LoadedModel, prompts: Sequence[str], config: SlotConfig) -> tuple[torch.Tensor, list[float], float]:
@@ -79,5 +64,25 @@ def optimize_delta(lm: LoadedModel, prompts: Sequence[str], config: SlotConfig) 
     return delta.detach(), trace, time.perf_counter() - start
 
 
-def slot_hyperparameters(config: SlotConfig, scope: str) -> dict:
-    return {**asdict(config), "scope": scope}
+def per_sample_scorer(lm: LoadedModel, settings: dict, batch_size: int, fallbacks: list[str] | None = None) -> ScoreFn:
+    """SLOT per sample, as `evaluate_adapted`'s item scorer: a fresh delta fitted on each item's own context,
+    then that item scored with it. An item whose latent loss turns non-finite is scored without a delta; its
+    id goes to `fallbacks`. `settings`: steps, lr, max_tokens (an adapted output's SLOT settings)."""
+    config = SlotConfig(steps=settings["steps"], lr=settings["lr"], max_tokens=settings.get("max_tokens", 256))
+    scorer = LoglikelihoodScorer(lm, batch_size=batch_size)
+
+    def score(items: Sequence[MultipleChoiceItem], progress: bool, desc: str) -> list[list[ChoiceScore]]:
+        scores = []
+        for item in tqdm(items, desc=f"{desc} (per-sample latent)", disable=not progress, leave=False):
+            try:
+                delta, _, _ = optimize_delta(lm, [item.prompt], config)
+            except FloatingPointError:
+                if fallbacks is not None:
+                    fallbacks.append(item.id)
+                scores.extend(scorer.score([item], progress=False))
+                continue
+            with latent_delta(lm, delta):
+                scores.extend(scorer.score([item], progress=False))
+        return scores
+
+    return score

@@ -14,6 +14,7 @@ from ..config import DataConfig, EvalConfig
 from ..evaluation.adapted import Loaded, evaluate_adapted
 from ..io import atomic_write_text
 from .apply import AdaptationContext, apply_action
+from .latent import per_sample_scorer
 from .policy import Action
 
 REWARDS_FILE = "rewards.jsonl"
@@ -57,7 +58,8 @@ def measure_actions(ctx: AdaptationContext, task: str, actions: Sequence[Action]
             shutil.rmtree(out)
         info = apply_action(action, ctx, out)
         start = time.perf_counter()
-        (result,), _ = evaluate_adapted(ctx.lm, out, data, config, progress=progress, loaded=loaded)
+        (result,), _ = evaluate_adapted(ctx.lm, out, data, config, progress=progress, loaded=loaded,
+                                        item_scorer=per_sample_scorer)
         row = {"task": task, "split": data.split, "action": action.to_dict(), "action_label": action.label,
                "n": result.num_items, "acc": result.metrics["acc"], "acc_norm": result.metrics["acc_norm"],
                "metric": metric, "score": result.metrics[metric], "adapt_seconds": info["seconds"],

@@ -33,14 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from ..adaptation.tts import TTS_FILE
-from ..generator.generation import write_adapter
-from ..io import atomic_directory, atomic_write_json
 from ..memory import peak_memory_mb
-from ..models import peft_model
+from ..models import peft_model, write_ensemble
 from ..sft import sample_batch
 from .common import BaselineRun, lora_parameters
 from .maml import model_loss
@@ -176,15 +172,13 @@ def finish(job: BaselineRun, config: AbmllConfig, meta: dict[str, torch.Tensor],
         posterior = infer_posterior(loss_fn, prior, names, batches, config) if batches else prior
     draws = torch.Generator().manual_seed(s.seed + 2)
     info = {"baseline": "abmll", "task": job.task, "train_tasks": job.train_tasks, "setup": asdict(s),
-            "config": asdict(config), "support_examples": len(job.support), **job.log,
-            "combine": "mean", "members": [f"members/{i}" for i in range(config.eval_samples)]}
-    with atomic_directory(out) as tmp:
-        for i in range(config.eval_samples):
-            drawn = sample(posterior, names, draws)
-            # Live parameter names carry the adapter name; saved adapters do not.
-            state = {n.replace(".default.weight", ".weight"): v.float().cpu().contiguous() for n, v in drawn.items()}
-            write_adapter(state, s.lora, s.model, tmp / "members" / str(i), extra={"sample": i})
-        save_file({k: v.float().cpu().contiguous() for k, v in posterior.items()}, str(tmp / POSTERIOR_FILE))
-        info.update(seconds=time.perf_counter() - started, **peak_memory_mb(job.lm.device))
-        atomic_write_json(tmp / TTS_FILE, info)
-    return info
+            "config": asdict(config), "support_examples": len(job.support), **job.log}
+    members = []
+    for i in range(config.eval_samples):
+        drawn = sample(posterior, names, draws)
+        # Live parameter names carry the adapter name; saved adapters do not.
+        members.append(({n.replace(".default.weight", ".weight"): v.float().cpu() for n, v in drawn.items()},
+                        {"sample": i}))
+    info.update(seconds=time.perf_counter() - started, **peak_memory_mb(job.lm.device))
+    return write_ensemble(members, s.lora, s.model, out, "mean", info,
+                          tensors={POSTERIOR_FILE: {k: v.float().cpu() for k, v in posterior.items()}})

@@ -19,10 +19,9 @@ import torch
 
 from ..config import DataConfig, LoraSettings, ModelConfig
 from ..data import task_label
-from ..generator.generation import write_adapter
 from ..io import run_metadata
 from ..memory import peak_memory_mb
-from ..models import LoadedModel, load_model, lora_state, peft_model
+from ..models import LoadedModel, load_model, lora_state, peft_model, write_adapter
 from ..sft import Example, sample_batch, train_lora, training_example
 
 LoraState = dict[str, torch.Tensor]
@@ -122,6 +121,6 @@ def write_result(run: BaselineRun, method: str, config: Any, state: LoraState, o
             "config": asdict(config) if config is not None else {}, "support_examples": len(run.support),
             "seconds": time.perf_counter() - started, **peak_memory_mb(run.lm.device), **run.log, **record,
             "meta": run_metadata(run.setup.seed)}
-    write_adapter(state, run.setup.lora, run.setup.model, out, extra=info, tensors=tensors)
+    write_adapter(state, run.setup.lora, run.setup.model, out, info, tensors=tensors)
     return info
 

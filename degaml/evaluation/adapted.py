@@ -1,42 +1,29 @@
-"""Evaluate whatever an adaptation family wrote: a PEFT adapter, an adapter with a task-level latent delta,
-an adapter with per-sample SLOT settings, or a test-time scaling ensemble. The model is left as it was
-found, so one loaded model can score many adapted directories in turn."""
+"""Evaluate whatever an adaptation family or a baseline wrote (`degaml.models.adapted` owns the format): a
+PEFT adapter, an adapter with a task-level latent delta, an adapter with per-sample SLOT settings, or an
+ensemble. The model is left as it was found, so one loaded model can score many outputs in turn.
+
+Per-sample SLOT fits a delta to each item before scoring it: that is adaptation's work, so the caller
+hands it in as `item_scorer` (`degaml.adaptation.latent.per_sample_scorer`); evaluation imports nothing
+above it.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from safetensors.torch import load_file
-from tqdm.auto import tqdm
-
-from ..adaptation.latent import LATENT_FILE, SlotConfig, latent_delta, optimize_delta
-from ..adaptation.tts import TTS_FILE
 from ..config import DataConfig, EvalConfig
 from ..data import MultipleChoiceItem
 from ..data.prompts import load_partitioned
 from ..data.splits import Partition
-from ..models import LoadedModel, load_adapter
-from .harness import ScoreFn, TaskResult, ensemble_results, evaluate_tasks
-from .loglikelihood import ChoiceScore, LoglikelihoodScorer
+from ..models import AdaptedOutput, LoadedModel, latent_delta, load_adapter
+from .ensemble import ensemble_results
+from .harness import ScoreFn, TaskResult, evaluate_tasks
 
 Loaded = dict[str, tuple[list[MultipleChoiceItem], Partition]]
-
-
-def adapter_kind(adapter: Path | None) -> str:
-    """plain, latent-task, latent-sample or tts."""
-    if adapter is None:
-        return "plain"
-    if (adapter / TTS_FILE).is_file():
-        return "tts"
-    if (adapter / LATENT_FILE).is_file():
-        return "latent-task"
-    info = adapter / "degaml.json"
-    if info.is_file() and json.loads(info.read_text()).get("latent", {}).get("scope") == "sample":
-        return "latent-sample"
-    return "plain"
+ItemScorer = Callable[[LoadedModel, dict, int, list[str]], ScoreFn]
+"""(model with the adapter applied, SLOT settings, batch size, fallback ids to append to) -> scorer."""
 
 
 @contextmanager
@@ -51,60 +38,35 @@ def applied_adapter(lm: LoadedModel, adapter: Path) -> Iterator[None]:
         lm.model.eval()
 
 
-def per_sample_latent_scorer(lm: LoadedModel, config: SlotConfig, batch_size: int,
-                             fallbacks: list[str] | None = None) -> ScoreFn:
-    """SLOT per sample: a fresh delta fitted on each item's own context, then that item scored with it.
-    An item whose latent loss turns non-finite is scored without a delta; its id goes to `fallbacks`."""
-    scorer = LoglikelihoodScorer(lm, batch_size=batch_size)
-
-    def score(items: Sequence[MultipleChoiceItem], progress: bool, desc: str) -> list[list[ChoiceScore]]:
-        scores = []
-        for item in tqdm(items, desc=f"{desc} (per-sample latent)", disable=not progress, leave=False):
-            try:
-                delta, _, _ = optimize_delta(lm, [item.prompt], config)
-            except FloatingPointError:
-                if fallbacks is not None:
-                    fallbacks.append(item.id)
-                scores.extend(scorer.score([item], progress=False))
-                continue
-            with latent_delta(lm, delta):
-                scores.extend(scorer.score([item], progress=False))
-        return scores
-
-    return score
-
-
 def evaluate_adapted(lm: LoadedModel, adapter: Path | None, data: DataConfig, config: EvalConfig,
-                     progress: bool = True, loaded: Loaded | None = None
+                     progress: bool = True, loaded: Loaded | None = None, item_scorer: ItemScorer | None = None
                      ) -> tuple[list[TaskResult], dict[str, Partition]]:
-    """Score `adapter` (any kind, or None for the base model) on `data`'s tasks and split."""
-    kind = adapter_kind(adapter)
+    """Score `adapter` (any adapted output, or None for the base model) on `data`'s tasks and split."""
     loaded = loaded or load_partitioned(data)
-    if kind == "plain" and adapter is None:
+    if adapter is None:
         return evaluate_tasks(lm, data, config, progress, loaded)
-    assert adapter is not None
-    if kind == "tts":
+    output = AdaptedOutput.load(adapter)
+    if output.kind == "tts":
         if config.protocol != "loglikelihood":
-            raise ValueError(f"{adapter} is a test-time scaling ensemble: score it with --protocol loglikelihood")
-        spec = json.loads((adapter / TTS_FILE).read_text())
+            raise ValueError(f"{adapter} is an ensemble of adapters: score it with --protocol loglikelihood")
         member_results = []
-        for member in spec["members"]:
-            with applied_adapter(lm, adapter / member):
+        for member in output.members:
+            with applied_adapter(lm, member):
                 member_result, partitions = evaluate_tasks(lm, data, config, progress, loaded)
             member_results.append(member_result)
         selected = {t: part.select(items, data.split, data.limit) for t, (items, part) in loaded.items()}
-        return ensemble_results(member_results, selected, spec["combine"]), partitions
+        return ensemble_results(member_results, selected, output.combine), partitions
     with applied_adapter(lm, adapter):
-        if kind == "latent-sample":
-            settings = json.loads((adapter / "degaml.json").read_text())["latent"]
-            slot = SlotConfig(steps=settings["steps"], lr=settings["lr"], max_tokens=settings["max_tokens"])
+        if output.kind == "latent-sample":
+            if item_scorer is None:
+                raise ValueError(f"{adapter} adapts each item (per-sample SLOT): the caller must pass item_scorer")
             fallbacks: list[str] = []
-            results, partitions = evaluate_tasks(lm, data, config, progress, loaded,
-                                                 scorer=per_sample_latent_scorer(lm, slot, config.batch_size, fallbacks))
+            results, partitions = evaluate_tasks(
+                lm, data, config, progress, loaded,
+                scorer=item_scorer(lm, output.latent_settings, config.batch_size, fallbacks))
             for result in results:  # recorded: items scored without their delta (non-finite latent loss)
                 result.metrics["latent_fallbacks"] = float(sum(p["id"] in set(fallbacks) for p in result.predictions))
             return results, partitions
-        delta = nullcontext() if kind == "plain" else latent_delta(
-            lm, load_file(str(adapter / LATENT_FILE))["delta"].to(lm.device))
+        delta = latent_delta(lm, output.latent_delta().to(lm.device)) if output.kind == "latent-task" else nullcontext()
         with delta:
             return evaluate_tasks(lm, data, config, progress, loaded)

@@ -125,34 +125,6 @@ def result_paths(out: Path) -> dict[str, Path]:
             "table": out / "results.md"}
 
 
-def ensemble_results(members: Sequence[Sequence[TaskResult]], items_by_task: dict[str, Sequence[MultipleChoiceItem]],
-                     method: str) -> list[TaskResult]:
-    """Combine K members' log-likelihood results on the same items (test-time scaling): per item, the
-    members' per-choice scores go through `degaml.adaptation.tts.combine`; acc_norm combines the
-    length-normalized scores the same way."""
-    from ..adaptation.tts import combine
-
-    combined = []
-    for per_member in zip(*members):
-        first = per_member[0]
-        if any(r.protocol != "loglikelihood" for r in per_member):
-            raise ValueError("test-time scaling ensembles are scored with the log-likelihood protocol")
-        items = items_by_task[first.task]
-        predictions = []
-        for k, item in enumerate(items):
-            scores = [r.predictions[k]["logprobs"] for r in per_member]
-            lengths = [max(len(t), 1) for t in normalization_texts(item)]
-            normed = [[s / n for s, n in zip(row, lengths)] for row in scores]
-            predictions.append({"id": item.id, "gold": item.gold, "member_logprobs": scores,
-                                "pred": combine(scores, method), "pred_norm": combine(normed, method)})
-        acc, acc_se = mean_and_stderr([float(p["pred"] == p["gold"]) for p in predictions])
-        norm, norm_se = mean_and_stderr([float(p["pred_norm"] == p["gold"]) for p in predictions])
-        metrics = {"acc": acc, "acc_stderr": acc_se, "acc_norm": norm, "acc_norm_stderr": norm_se}
-        combined.append(TaskResult(first.task, "loglikelihood", first.split, len(items), metrics,
-                                   sum(r.seconds for r in per_member), predictions))
-    return combined
-
-
 def write_evaluation(out: Path, results: Sequence[TaskResult], partitions: dict[str, Partition], config: dict,
                      header: str, seed: int, model_source: str) -> dict[str, Path]:
     """results.json (config, versions, partitions, per-item predictions), config.yaml, partitions.json and

@@ -8,15 +8,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..config import LoraSettings
-from ..io import atomic_directory, atomic_write_json
 from ..lora_tokens import TokenLayout, detokenize
-from ..models.lora import ADAPTER_WEIGHTS, AdapterMismatchError, LoraGeometry, peft_config
+from ..models import write_adapter
+from ..models.lora import AdapterMismatchError, LoraGeometry
 from .decoder import DecoderConfig, HyperConvDecoder
 from .encoder import PromptEncoder
-from .trajectories import load_checkpoint, read_manifest
 
 
 def check_same_geometry(expected: LoraGeometry, actual: LoraGeometry, what: str) -> None:
@@ -34,37 +33,6 @@ def check_same_geometry(expected: LoraGeometry, actual: LoraGeometry, what: str)
     if len(theirs) != len(expected.modules):
         raise AdapterMismatchError(f"{what}: {len(expected.modules)} LoRA modules in the generator, "
                                    f"{len(theirs)} in the target model")
-
-
-def write_adapter(state_dict: dict[str, torch.Tensor], lora: LoraSettings, base_model: str, out: Path,
-                  extra: dict | None = None, tensors: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
-    """A PEFT adapter directory from a LoRA state dict (PEFT keys), written atomically; `extra` goes to
-    degaml.json and `tensors` ({file name: tensors}) to further safetensors files beside the adapter."""
-    with atomic_directory(out) as tmp:
-        config = peft_config(lora)
-        config.base_model_name_or_path = base_model
-        config.save_pretrained(str(tmp))
-        save_file({k: v.contiguous() for k, v in state_dict.items()}, str(tmp / ADAPTER_WEIGHTS))
-        if extra is not None:
-            atomic_write_json(tmp / "degaml.json", extra)
-        for name, group in (tensors or {}).items():
-            save_file({k: v.contiguous() for k, v in group.items()}, str(tmp / name))
-    return out
-
-
-def mean_adapter(task_dirs: Sequence[Path]) -> dict[str, torch.Tensor]:
-    """Element-wise mean of every checkpoint of the given trajectories (A and B averaged separately):
-    the adapter a collapsed generator would produce."""
-    total: dict[str, torch.Tensor] = {}
-    count = 0
-    for task_dir in task_dirs:
-        for name in read_manifest(task_dir)["checkpoints"]:
-            for key, value in load_checkpoint(task_dir / "checkpoints" / name).items():
-                total[key] = total.get(key, 0) + value.float()
-            count += 1
-    if count == 0:
-        raise ValueError("no checkpoints to average")
-    return {k: v / count for k, v in total.items()}
 
 
 class Generator:
@@ -121,5 +89,5 @@ class Generator:
     def generate(self, prompts: Sequence[str], out: Path, base_model: str, seed: int = 0,
                  target_geometry: LoraGeometry | None = None) -> dict:
         state, info = self.generate_state(prompts, seed, target_geometry)
-        write_adapter(state, self.lora, base_model, out, extra=info)
+        write_adapter(state, self.lora, base_model, out, info)
         return info

@@ -1,5 +1,7 @@
 """Base models (offline defaults or any HF causal LM) and LoRA adapters on them."""
 
+from .adapted import AdaptedOutput, write_adapter, write_ensemble
+from .latent import latent_delta
 from .loading import LoadedModel, load_model
 from .lora import (
     AdapterMismatchError,
@@ -14,12 +16,15 @@ from .lora import (
     load_adapter,
     lora_state,
     peft_model,
-    save_adapter,
     weighted_adapter_sum,
 )
 from .registry import OFFLINE_MODELS, cache_root, resolve_model
 
 __all__ = [
+    "AdaptedOutput",
+    "latent_delta",
+    "write_adapter",
+    "write_ensemble",
     "OFFLINE_MODELS",
     "AdapterMismatchError",
     "LoadedModel",
@@ -37,6 +42,5 @@ __all__ = [
     "lora_state",
     "peft_model",
     "resolve_model",
-    "save_adapter",
     "weighted_adapter_sum",
 ]

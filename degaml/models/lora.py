@@ -20,7 +20,6 @@ from torch import nn
 from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
 from ..config import LoraSettings
-from ..io import atomic_directory
 from .loading import LoadedModel
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -146,13 +145,6 @@ def peft_model(lm: LoadedModel, settings: LoraSettings, state: dict[str, torch.T
 def lora_state(model: PeftModel) -> dict[str, torch.Tensor]:
     """A PEFT model's LoRA weights as float32 CPU copies, under PEFT's adapter key names."""
     return {k: v.detach().float().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
-
-
-def save_adapter(model: PeftModel, out_dir: str | Path) -> Path:
-    """Write a PEFT adapter directory atomically: it appears complete or not at all."""
-    with atomic_directory(out_dir) as tmp:
-        model.save_pretrained(tmp)
-    return Path(out_dir)
 
 
 def read_adapter_shapes(adapter_dir: str | Path) -> dict[str, dict[str, tuple[int, ...]]]:

@@ -230,6 +230,7 @@ def _meta_trained(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, me
 
 def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
     """Test scores of every method on every target: the only stage that reads test partitions."""
+    from ..adaptation.latent import per_sample_scorer
     from ..data.prompts import load_partitioned
     from ..evaluation.adapted import evaluate_adapted
     from ..evaluation.harness import write_evaluation
@@ -244,7 +245,8 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold)
                 continue
             adapter = None if method == BASE else directory.output
             config = EvalConfig(protocol=e.protocol, batch_size=e.batch_size)
-            results, partitions = evaluate_adapted(lm, adapter, data, config, progress=exp.progress, loaded=loaded)
+            results, partitions = evaluate_adapted(lm, adapter, data, config, progress=exp.progress, loaded=loaded,
+                                                   item_scorer=per_sample_scorer)
             header = (f"model: {exp.model} | method: {method} | protocol: {e.protocol} | split: test | "
                       f"limit: {e.limit} | partition seed: {exp.partition_seed}")
             write_evaluation(directory.eval, results, partitions, {"method": method, "target": target,

@@ -1,0 +1,107 @@
+"""Adapted outputs: the directories an adaptation family or a baseline writes and `degaml evaluate
+--adapter` scores. One owner for the format, so writers and readers never index each other's files.
+
+    plain          a PEFT adapter directory (adapter_config.json, adapter_model.safetensors) + degaml.json
+    latent-task    + latent_delta.safetensors: one vector added before the LM head for every item
+    latent-sample  + degaml.json["latent"] with scope "sample": SLOT settings, a fresh delta fitted per item
+    tts            tts.json {"combine": vote | confidence | mean, "members": [relative dirs], ...} and one
+                   plain adapter directory per member
+
+Every directory is written to a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..config import LoraSettings
+from ..io import atomic_directory, atomic_write_json
+from .lora import ADAPTER_WEIGHTS, peft_config
+
+INFO_FILE = "degaml.json"
+"""How the output was made (action, generation, seconds, fallbacks); SLOT settings for latent-sample."""
+LATENT_FILE = "latent_delta.safetensors"
+TTS_FILE = "tts.json"
+Kind = Literal["plain", "latent-task", "latent-sample", "tts"]
+
+
+def write_adapter(state_dict: dict[str, torch.Tensor], lora: LoraSettings, base_model: str, out: Path,
+                  info: dict | None = None, latent_delta: torch.Tensor | None = None,
+                  tensors: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
+    """A PEFT adapter directory from a LoRA state dict (PEFT keys), written atomically; `info` goes to
+    degaml.json, `latent_delta` makes it a latent-task output, `tensors` ({file name: tensors}) are further
+    safetensors files a method keeps beside its adapter."""
+    with atomic_directory(out) as tmp:
+        config = peft_config(lora)
+        config.base_model_name_or_path = base_model
+        config.save_pretrained(str(tmp))
+        save_file({k: v.contiguous() for k, v in state_dict.items()}, str(tmp / ADAPTER_WEIGHTS))
+        if info is not None:
+            atomic_write_json(tmp / INFO_FILE, info)
+        if latent_delta is not None:
+            save_file({"delta": latent_delta.float().cpu().contiguous()}, str(tmp / LATENT_FILE))
+        for name, group in (tensors or {}).items():
+            save_file({k: v.contiguous() for k, v in group.items()}, str(tmp / name))
+    return Path(out)
+
+
+def write_ensemble(members: Sequence[tuple[dict[str, torch.Tensor], dict]], lora: LoraSettings, base_model: str,
+                   out: Path, combine: str, info: dict,
+                   tensors: dict[str, dict[str, torch.Tensor]] | None = None) -> dict[str, Any]:
+    """A test-time-scaling ensemble: one adapter per (state, member info), combined at scoring time by
+    `combine`; `info` (with `combine` and `members` added) goes to tts.json. Returns that record."""
+    record = {**info, "combine": combine, "members": [f"members/{i}" for i in range(len(members))]}
+    with atomic_directory(out) as tmp:
+        for name, (state, member_info) in zip(record["members"], members):
+            write_adapter(state, lora, base_model, tmp / name, member_info)
+        for name, group in (tensors or {}).items():
+            save_file({k: v.contiguous() for k, v in group.items()}, str(tmp / name))
+        atomic_write_json(tmp / TTS_FILE, record)
+    return record
+
+
+@dataclass(frozen=True)
+class AdaptedOutput:
+    """An adapted-output directory as evaluation needs it."""
+
+    directory: Path
+    kind: Kind
+    info: dict = field(default_factory=dict)
+    """degaml.json (tts.json for an ensemble)."""
+
+    @classmethod
+    def load(cls, directory: Path) -> AdaptedOutput:
+        directory = Path(directory)
+        if (directory / TTS_FILE).is_file():
+            return cls(directory, "tts", json.loads((directory / TTS_FILE).read_text()))
+        info_path = directory / INFO_FILE
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        if (directory / LATENT_FILE).is_file():
+            return cls(directory, "latent-task", info)
+        if info.get("latent", {}).get("scope") == "sample":
+            return cls(directory, "latent-sample", info)
+        return cls(directory, "plain", info)
+
+    @property
+    def members(self) -> list[Path]:
+        """Member adapter directories of an ensemble; the directory itself otherwise."""
+        return [self.directory / m for m in self.info["members"]] if self.kind == "tts" else [self.directory]
+
+    @property
+    def combine(self) -> str:
+        return self.info["combine"]
+
+    @property
+    def latent_settings(self) -> dict:
+        """SLOT settings of a latent-sample output (steps, lr, max_tokens)."""
+        return self.info["latent"]
+
+    def latent_delta(self) -> torch.Tensor:
+        return load_file(str(self.directory / LATENT_FILE))["delta"]
