@@ -84,3 +84,20 @@ def test_acc_and_acc_norm_differ_on_hand_computed_case():
 
 def test_ties_break_to_first_index_like_numpy():
     assert predict_acc([-1.0, -1.0, -2.0]) == 0
+
+
+def test_continuation_longer_than_the_window_keeps_one_context_token_and_its_first_tokens(tokenizer):
+    from degaml.data import MultipleChoiceItem
+    from degaml.sft import collate, training_example
+    from tests.conftest import make_tiny
+
+    lm = make_tiny("llama", tokenizer)
+    long_answer = " " + " ".join(["red blue green"] * 40)
+    request = encode_request(lm, "Colors:", long_answer, 15)
+    continuation = lm.encode("Colors:" + long_answer)[len(lm.encode("Colors:")):]
+    assert len(request.tokens) == 16 and request.context_length == 1
+    assert list(request.tokens[1:]) == continuation[:15]
+    # The supervised example built from it has one label per token (a PIQA-length answer once broke this).
+    tokens, labels = training_example(lm, MultipleChoiceItem.cloze("x", "q", "Colors:", [long_answer, " no"], 0), 16)
+    assert len(tokens) == len(labels) == 16 and labels[0] == -100
+    collate([(tokens, labels)], pad=0)

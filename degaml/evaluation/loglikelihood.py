@@ -50,6 +50,9 @@ def encode_request(lm: LoadedModel, context: str, continuation: str, max_length:
         continuation_ids = whole[len(context_ids):]
     if not continuation_ids:
         raise ValueError(f"continuation {continuation!r} encodes to no tokens after context {context[-40:]!r}")
+    # A continuation longer than the window keeps its first tokens after one context token (left-truncating
+    # it would leave no context and a negative context length).
+    continuation_ids = continuation_ids[:max_length]
     tokens = (context_ids + continuation_ids)[-(max_length + 1):]
     return EncodedRequest(tuple(tokens), len(tokens) - len(continuation_ids))
 
