@@ -47,7 +47,7 @@ def main() -> None:
     summary: dict[str, dict[str, dict]] = {}
     for task in args.heldout.split(","):
         gen = Generator(args.generators / task / "generator")
-        lm = load_model(ModelConfig(name=gen.config["model"], dtype="float32", device="cpu"))
+        lm = load_model(ModelConfig(name=gen.card.model, dtype="float32", device="cpu"))
         ctx = adaptation_context(gen, lm, task, task_items(task, "train")[:args.adaptation_prompts])
         metric = TASKS[task].preferred_metric
         validation = DataConfig(tasks=[task], split="validation", limit=args.validation_limit)

@@ -37,11 +37,12 @@ from degaml.data import META_TRAINING_TASKS, OUT_OF_DOMAIN_TASKS, get_task
 from degaml.data.prompts import task_prompts
 from degaml.evaluation.adapted import evaluate_adapted
 from degaml.evaluation.statistics import paired_bootstrap
+from degaml.generator.card import GeneratorTrainConfig
 from degaml.generator.dataset import average_states
 from degaml.generator.encoder import PromptEncoder
 from degaml.generator.generation import Generator
 from degaml.generator.retrieval import retrieval_mixture
-from degaml.generator.training import GeneratorTrainConfig, train_on_trajectories
+from degaml.generator.training import train_on_trajectories
 from degaml.generator.trajectories import load_checkpoint, read_manifest
 from degaml.io import atomic_write_json
 from degaml.models import load_model, write_adapter

@@ -15,7 +15,7 @@ from .baselines.union import UnionConfig
 from .config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, LoraSettings, ModelConfig, dump_yaml
 from .data.prompts import task_items, task_prompts
 from .data.tasks import task_label
-from .generator.training import GeneratorTrainConfig
+from .generator.card import GeneratorTrainConfig
 from .generator.trajectories import CollectConfig
 from .pipeline.settings import BaselineSettings, EvaluationSettings, PolicySettings, TaskSets
 
@@ -221,7 +221,7 @@ def train_generator(
         source: Where task prompts are read from.
         progress: Show progress bars.
     """
-    from .generator.training import GeneratorTrainConfig, train_on_trajectories
+    from .generator.training import train_on_trajectories
 
     config = GeneratorTrainConfig(decoder=decoder, encoder=encoder, num_prompts=num_prompts,
                                   prompt_tokens=prompt_tokens, max_prompts=max_prompts, chunk=chunk, steps=steps,
@@ -270,7 +270,7 @@ def generate(
     else:
         texts = task_prompts(prompts, split, partition_seed, validation_fraction, test_fraction, source,
                              gen.prompt_format)
-    base = gen.config["model"]
+    base = gen.card.model
     target = LoraGeometry.from_config(AutoConfig.from_pretrained(resolve_model(base)), gen.lora)
     info = gen.generate(texts, Path(out), base_model=base, seed=seed, target_geometry=target)
     note = " (fewer prompts than the generator's N: sampled with replacement)" if info["sampled_with_replacement"] else ""
@@ -302,7 +302,7 @@ def _load_for_adaptation(generator: Path, dtype: str, device: str):
     from .models import load_model
 
     gen = Generator(generator)
-    lm = load_model(ModelConfig(name=gen.config["model"], dtype=dtype, device=device))
+    lm = load_model(ModelConfig(name=gen.card.model, dtype=dtype, device=device))
     return gen, lm
 
 

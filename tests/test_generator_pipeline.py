@@ -334,3 +334,15 @@ def test_adapt_rejects_bad_families_and_hyperparameters(workspace, generator, tm
               "--device", "cpu", *extra])
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_generator_card_round_trips_and_names_a_bad_file(generator, tmp_path):
+    from degaml.generator.card import GeneratorCard
+
+    card = GeneratorCard.load(generator)
+    assert card.train_tasks == ["colors"] and card.heldout_tasks == ["numbers"] and card.train.decoder == "cpu-tiny"
+    card.save(tmp_path)
+    assert GeneratorCard.load(tmp_path) == card
+    (tmp_path / "config.json").write_text('{"train": {"no_such_option": 1}}')
+    with pytest.raises(ValueError, match=r"config.json: not a generator card"):
+        GeneratorCard.load(tmp_path)

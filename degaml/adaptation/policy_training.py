@@ -32,7 +32,7 @@ def fit_policy_on_tasks(gen: Generator, lm: LoadedModel, tasks: Sequence[str], a
                         ) -> tuple[LinearPolicy, dict[str, dict[str, dict[str, Any]]], dict[str, str]]:
     """(policy, reward table {task: {action: row}}, the policy's choice per training task). `data` gives
     the partition settings and the validation limit (its tasks and split are replaced)."""
-    held = set(gen.config.get("heldout_tasks", []))
+    held = set(gen.card.heldout_tasks)
     if held & {task_label(t) for t in tasks}:
         raise ValueError(f"policy tasks include the generator's held-out task(s) {sorted(held)}: "
                          "the policy must be trained on meta-training tasks only")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,10 +9,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from ..config import LoraSettings
 from ..lora_tokens import TokenLayout, detokenize
 from ..models import write_adapter
 from ..models.lora import AdapterMismatchError, LoraGeometry
+from .card import GeneratorCard
 from .decoder import DecoderConfig, HyperConvDecoder
 from .encoder import PromptEncoder
 
@@ -40,24 +39,20 @@ class Generator:
 
     def __init__(self, directory: Path, device: str = "cpu") -> None:
         self.directory = Path(directory)
-        config_path = self.directory / "config.json"
-        if not config_path.is_file() or not (self.directory / "decoder.safetensors").is_file():
-            raise FileNotFoundError(f"{self.directory} is not a trained generator (config.json and decoder.safetensors needed)")
-        self.config = json.loads(config_path.read_text())
-        self.geometry = LoraGeometry.from_dict(self.config["geometry"])
-        self.lora = LoraSettings(**self.config["lora"])
-        train = self.config["train"]
-        # Generators trained before these options existed used the paper's code, no residual, bare questions.
-        self.layout = TokenLayout.from_geometry(self.geometry, train["chunk"], train.get("stat_code", "paper"))
-        self.prompt_format = train.get("prompt_format", "question")
-        shapes = [tuple(s) for s in self.config["decoder_shapes"]]
-        decoder_config = DecoderConfig(hidden_shapes=shapes[1:-1], kernel_size=self.config["kernel_size"])
-        self.decoder = HyperConvDecoder(decoder_config, shapes[0], shapes[-1],
-                                        train.get("residual", False)).to(device).eval()
+        if not (self.directory / "decoder.safetensors").is_file():
+            raise FileNotFoundError(f"{self.directory} is not a trained generator (decoder.safetensors is missing)")
+        self.card = GeneratorCard.load(self.directory)
+        train = self.card.train
+        self.geometry = LoraGeometry.from_dict(self.card.geometry)
+        self.lora = self.card.lora
+        self.layout = TokenLayout.from_geometry(self.geometry, train.chunk, train.stat_code)
+        self.prompt_format = train.prompt_format
+        shapes = self.card.decoder_shapes
+        decoder_config = DecoderConfig(hidden_shapes=shapes[1:-1], kernel_size=self.card.kernel_size)
+        self.decoder = HyperConvDecoder(decoder_config, shapes[0], shapes[-1], train.residual).to(device).eval()
         self.decoder.load_state_dict(load_file(str(self.directory / "decoder.safetensors")))
-        self.encoder = PromptEncoder.with_default_cache(self.config["train"]["encoder"],
-                                                        self.config["train"]["prompt_tokens"], device)
-        self.num_prompts = self.config["train"]["num_prompts"]
+        self.encoder = PromptEncoder.with_default_cache(train.encoder, train.prompt_tokens, device)
+        self.num_prompts = train.num_prompts
 
     def select_prompts(self, prompts: Sequence[str], seed: int = 0) -> tuple[list[str], bool]:
         """N prompts in a seeded order; with replacement (and said so) when fewer than N are given."""

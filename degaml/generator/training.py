@@ -15,7 +15,8 @@ the distance of generated tokens to their own targets *and* to that mean, the ge
 and the task-dependence diagnostics of `diagnostics.py` (variance ratio, nearest-centroid accuracy, dW
 cosines to the task's own adapter and to the mean adapter).
 
-Directory (`out`): config.json, decoder.safetensors, state.pt (optimizer, scheduler, RNG, step), log.jsonl.
+Directory (`out`): config.json (`card.GeneratorCard`), decoder.safetensors, state.pt (optimizer, scheduler,
+RNG, step), log.jsonl.
 Weights and state are written atomically at every checkpoint interval; a rerun resumes exactly.
 """
 
@@ -26,9 +27,9 @@ import math
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -36,77 +37,14 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from ..config import LoraSettings
-from ..data.prompts import PromptFormat
-from ..io import atomic_write_json
-from ..lora_tokens import StatCode, TokenLayout, detokenize, tokenize
+from ..lora_tokens import TokenLayout, detokenize, tokenize
 from ..sft import Example, sample_batch
+from .card import GeneratorCard, GeneratorTrainConfig, decoder_config
 from .dataset import LoraState, TaskTrajectory, average_states, weighted_masked_mse
-from .decoder import NAMED_DECODERS, DecoderConfig, HyperConvDecoder
+from .decoder import HyperConvDecoder
 from .diagnostics import task_dependence
 from .encoder import PromptEncoder
 from .function_space import AdapterLoss
-
-Objective = Literal["reconstruction", "task_loss", "hybrid"]
-OBJECTIVES = ("reconstruction", "task_loss", "hybrid")
-
-
-@dataclass
-class GeneratorTrainConfig:
-    decoder: str = "cpu-small"
-    """A named decoder shape list (see degaml.generator.decoder.NAMED_DECODERS)."""
-    encoder: str = "all-minilm-l6-v2"
-    num_prompts: int = 16
-    """N prompts per condition (reference: 128)."""
-    prompt_tokens: int = 64
-    """Encoder tokens kept per prompt (reference: 384)."""
-    max_prompts: int = 512
-    """Prompt pool per task: the first of its train partition in seeded order (conditions sample from it)."""
-    chunk: int = 128
-    steps: int = 400
-    batch_size: int = 4
-    lr: float = 1e-3
-    """The reference uses 3e-5 for its 1.1 B decoder over 4000 steps; small CPU decoders train faster."""
-    weight_decay: float = 0.1
-    warmup_steps: int = 1
-    grad_clip: float = 1.0
-    condition_noise: float = 1e-4
-    target_noise: float = 1e-5
-    eval_every: int = 50
-    seed: int = 0
-    objective: Objective = "reconstruction"
-    """reconstruction (the paper) | task_loss (causal-LM loss of the generated adapter) | hybrid (both)."""
-    task_loss_weight: float = 1.0
-    """hybrid: reconstruction + task_loss_weight * task_loss."""
-    task_examples: int = 4
-    """task_loss / hybrid: labelled train examples of each sampled task per step."""
-    max_tokens: int = 128
-    """task_loss / hybrid: longest example (left-truncated)."""
-    model_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """task_loss / hybrid: dtype of the frozen base model (the generated adapter stays float32)."""
-    residual: bool = False
-    """Predict a change to the mean training adapter (a collapsed generator is that mean adapter)."""
-    stat_code: StatCode = "paper"
-    """How a token stores its piece's std: the paper's log(0.9 s + 0.1) + 1.6, or log s."""
-    token_weighting: Literal["per_task", "averaged"] = "per_task"
-    """Reconstruction weights per token: each task's own, or averaged over the training tasks (reference)."""
-    prompt_format: PromptFormat = "question"
-    """Conditioning prompts: the question alone, or with its options as "A: ..." lines."""
-    diagnostic_draws: int = 3
-    """Prompt draws per task for the task-dependence diagnostics (>= 2)."""
-
-    def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        if self.diagnostic_draws < 2:
-            raise ValueError(f"diagnostic_draws must be >= 2, got {self.diagnostic_draws}")
-        if self.token_weighting not in ("per_task", "averaged"):
-            raise ValueError(f"token_weighting must be per_task or averaged, got {self.token_weighting!r}")
-
-
-def decoder_config(name: str) -> DecoderConfig:
-    if name not in NAMED_DECODERS:
-        raise ValueError(f"unknown decoder {name!r}; known: {', '.join(NAMED_DECODERS)}")
-    return NAMED_DECODERS[name]
 
 
 @dataclass
@@ -171,7 +109,7 @@ def _diagnostics(decoder: HyperConvDecoder, train: list[Conditioned], heldout: l
 
 
 def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout: TokenLayout,
-                    config: GeneratorTrainConfig, out: Path, meta: dict, progress: bool = True,
+                    config: GeneratorTrainConfig, out: Path, meta: dict[str, Any], progress: bool = True,
                     adapter_loss: AdapterLoss | None = None) -> HyperConvDecoder:
     """Train a decoder on `train` (logging `heldout` too); `adapter_loss` is required by the task_loss and
     hybrid objectives. Resumes from `out`."""
@@ -191,13 +129,12 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
     mean_state = average_states([t.trajectory.adapter for t in train])
     if decoder.base is not None:
         decoder.base.data.copy_(tokenize(mean_state, layout))
-    atomic_write_json(out / "config.json", {
-        "train": asdict(config), "decoder_shapes": decoder.shapes, "kernel_size": decoder.config.kernel_size,
-        "parameters": sum(p.numel() for p in decoder.parameters()),
-        "train_tasks": [t.trajectory.task for t in train], "heldout_tasks": [t.trajectory.task for t in heldout],
-        "prompts_with_replacement": [t.trajectory.task for t in train if len(t.prompt_states) < config.num_prompts],
-        **meta,
-    })
+    GeneratorCard(
+        train=config, decoder_shapes=[tuple(s) for s in decoder.shapes], kernel_size=decoder.config.kernel_size,
+        parameters=sum(p.numel() for p in decoder.parameters()),
+        train_tasks=[t.trajectory.task for t in train], heldout_tasks=[t.trajectory.task for t in heldout],
+        prompts_with_replacement=[t.trajectory.task for t in train if len(t.prompt_states) < config.num_prompts],
+        **meta).save(out)
     # The residual base is a position, not a weight to shrink: no weight decay on it.
     decayed = [p for name, p in decoder.named_parameters() if name != "base"]
     groups = [{"params": decayed}] + ([{"params": [decoder.base], "weight_decay": 0.0}] if decoder.base is not None else [])
@@ -341,8 +278,8 @@ def train_on_trajectories(trajectories: Path, out: Path, holdout: Sequence[str],
         (heldout if task in held else train).append(trajectory)
         if lm is not None and task not in held:
             examples[task] = [training_example(lm, it, config.max_tokens) for it in items]
-    meta = {"model": first["partition"]["model"], "lora": first["lora"], "geometry": first["partition"]["geometry"],
-            "trajectories": str(Path(trajectories).resolve()), "max_prompts": config.max_prompts}
+    meta = {"model": first["partition"]["model"], "lora": LoraSettings(**first["lora"]),
+            "geometry": first["partition"]["geometry"], "trajectories": str(Path(trajectories).resolve())}
     adapter_loss = AdapterLoss(lm, LoraSettings(**first["lora"])) if lm is not None else None
     try:
         train_generator(encode_tasks(train, prompt_encoder, examples), encode_tasks(heldout, prompt_encoder), layout,

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from ..config import DataConfig, EvalConfig, LoraSettings, ModelConfig
 from ..data import task_label
-from ..generator.training import GeneratorTrainConfig
+from ..generator.card import GeneratorTrainConfig
 from ..generator.trajectories import CollectConfig
 from ..io import atomic_write_json
 from ..memory import peak_memory_mb, process_peak_mb, reset_peak_memory

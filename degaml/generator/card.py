@@ -1,0 +1,120 @@
+"""A trained generator's card (its config.json): how it was trained, its shapes, the model and LoRA it
+generates for, and which tasks it saw. Written once by training, read by `Generator` and everyone else
+through this class, never by string keys."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+from ..config import LoraSettings
+from ..data.prompts import PromptFormat
+from ..io import atomic_write_json
+from ..lora_tokens import StatCode
+from .decoder import NAMED_DECODERS, DecoderConfig
+
+Objective = Literal["reconstruction", "task_loss", "hybrid"]
+OBJECTIVES = ("reconstruction", "task_loss", "hybrid")
+CARD_FILE = "config.json"
+
+
+@dataclass
+class GeneratorTrainConfig:
+    decoder: str = "cpu-small"
+    """A named decoder shape list (see degaml.generator.decoder.NAMED_DECODERS)."""
+    encoder: str = "all-minilm-l6-v2"
+    num_prompts: int = 16
+    """N prompts per condition (reference: 128)."""
+    prompt_tokens: int = 64
+    """Encoder tokens kept per prompt (reference: 384)."""
+    max_prompts: int = 512
+    """Prompt pool per task: the first of its train partition in seeded order (conditions sample from it)."""
+    chunk: int = 128
+    steps: int = 400
+    batch_size: int = 4
+    lr: float = 1e-3
+    """The reference uses 3e-5 for its 1.1 B decoder over 4000 steps; small CPU decoders train faster."""
+    weight_decay: float = 0.1
+    warmup_steps: int = 1
+    grad_clip: float = 1.0
+    condition_noise: float = 1e-4
+    target_noise: float = 1e-5
+    eval_every: int = 50
+    seed: int = 0
+    objective: Objective = "reconstruction"
+    """reconstruction (the paper) | task_loss (causal-LM loss of the generated adapter) | hybrid (both)."""
+    task_loss_weight: float = 1.0
+    """hybrid: reconstruction + task_loss_weight * task_loss."""
+    task_examples: int = 4
+    """task_loss / hybrid: labelled train examples of each sampled task per step."""
+    max_tokens: int = 128
+    """task_loss / hybrid: longest example (left-truncated)."""
+    model_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """task_loss / hybrid: dtype of the frozen base model (the generated adapter stays float32)."""
+    residual: bool = False
+    """Predict a change to the mean training adapter (a collapsed generator is that mean adapter)."""
+    stat_code: StatCode = "paper"
+    """How a token stores its piece's std: the paper's log(0.9 s + 0.1) + 1.6, or log s."""
+    token_weighting: Literal["per_task", "averaged"] = "per_task"
+    """Reconstruction weights per token: each task's own, or averaged over the training tasks (reference)."""
+    prompt_format: PromptFormat = "question"
+    """Conditioning prompts: the question alone, or with its options as "A: ..." lines."""
+    diagnostic_draws: int = 3
+    """Prompt draws per task for the task-dependence diagnostics (>= 2)."""
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.diagnostic_draws < 2:
+            raise ValueError(f"diagnostic_draws must be >= 2, got {self.diagnostic_draws}")
+        if self.token_weighting not in ("per_task", "averaged"):
+            raise ValueError(f"token_weighting must be per_task or averaged, got {self.token_weighting!r}")
+
+
+def decoder_config(name: str) -> DecoderConfig:
+    if name not in NAMED_DECODERS:
+        raise ValueError(f"unknown decoder {name!r}; known: {', '.join(NAMED_DECODERS)}")
+    return NAMED_DECODERS[name]
+
+
+@dataclass
+class GeneratorCard:
+    train: GeneratorTrainConfig
+    decoder_shapes: list[tuple[int, int, int]]
+    """(N, H, W) from the condition through the hidden layers to the parameter tokens."""
+    kernel_size: int
+    parameters: int
+    model: str
+    """The base model the adapters are for."""
+    lora: LoraSettings
+    geometry: dict
+    """The LoRA geometry (`LoraGeometry.to_dict()`): every module's path and shapes."""
+    trajectories: str
+    """Absolute path of the trajectories it was trained on (LoraHub's library comes from there)."""
+    train_tasks: list[str] = field(default_factory=list)
+    heldout_tasks: list[str] = field(default_factory=list)
+    prompts_with_replacement: list[str] = field(default_factory=list)
+    """Training tasks with fewer prompts than N (their conditions sample with replacement)."""
+
+    def save(self, directory: Path) -> Path:
+        record = asdict(self)
+        atomic_write_json(Path(directory) / CARD_FILE, record)
+        return Path(directory) / CARD_FILE
+
+    @classmethod
+    def load(cls, directory: Path) -> GeneratorCard:
+        path = Path(directory) / CARD_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{directory} is not a trained generator ({CARD_FILE} is missing)")
+        try:
+            record = json.loads(path.read_text())
+            known = {f.name for f in fields(cls)}
+            record = {k: v for k, v in record.items() if k in known}  # older cards carried max_prompts twice
+            record["train"] = GeneratorTrainConfig(**record["train"])
+            record["lora"] = LoraSettings(**record["lora"])
+            record["decoder_shapes"] = [tuple(s) for s in record["decoder_shapes"]]
+            return cls(**record)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}: not a generator card ({type(e).__name__}: {e})") from None
