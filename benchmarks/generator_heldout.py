@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from degaml.config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, LoraSettings, ModelConfig
+from degaml.config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, ModelConfig
 from degaml.data import META_TRAINING_TASKS, OUT_OF_DOMAIN_TASKS, get_task
 from degaml.data.prompts import task_prompts
 from degaml.evaluation.adapted import evaluate_adapted
@@ -43,7 +43,7 @@ from degaml.generator.encoder import PromptEncoder
 from degaml.generator.generation import Generator
 from degaml.generator.retrieval import retrieval_mixture
 from degaml.generator.training import train_on_trajectories
-from degaml.generator.trajectories import load_checkpoint, read_manifest
+from degaml.generator.trajectories import TrajectoryManifest, load_checkpoint
 from degaml.io import atomic_write_json
 from degaml.models import load_model, write_adapter
 
@@ -65,13 +65,12 @@ def trajectory_dirs(root: Path) -> dict[str, Path]:
     """Task -> its first trajectory directory (collection seed 0)."""
     dirs = {}
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        dirs.setdefault(read_manifest(d)["task"], d)
+        dirs.setdefault(TrajectoryManifest.load(d).task, d)
     return dirs
 
 
 def own_adapter(task_dir: Path) -> dict[str, torch.Tensor]:
-    manifest = read_manifest(task_dir)
-    return average_states([load_checkpoint(task_dir / "checkpoints" / n) for n in manifest["checkpoints"]])
+    return average_states([load_checkpoint(p) for p in TrajectoryManifest.load(task_dir).checkpoint_paths(task_dir)])
 
 
 def train_generators(args, train: list[str], holdout: list[str]) -> None:
@@ -90,8 +89,8 @@ def train_generators(args, train: list[str], holdout: list[str]) -> None:
 def build_adapters(args, lm, dirs: dict[str, Path], train: list[str], targets: list[str]) -> dict:
     """Every zero-label adapter for every target; returns {method: {target: seconds to produce}}."""
     adapters = args.out / "adapters"
-    first = read_manifest(dirs[train[0]])
-    model, lora = first["partition"]["model"], LoraSettings(**first["lora"])
+    first = TrajectoryManifest.load(dirs[train[0]])
+    model, lora = first.model, first.lora
     seconds: dict[str, dict[str, float]] = {}
     own = {t: own_adapter(dirs[t]) for t in train}
     if not (adapters / "mean").is_dir():
@@ -127,12 +126,12 @@ def build_adapters(args, lm, dirs: dict[str, Path], train: list[str], targets: l
             seconds.setdefault(f"gen:{mode}", {})[target] = \
                 json.loads((out / "degaml.json").read_text())["generation_seconds"]
         if target in dirs:
-            manifest = read_manifest(dirs[target])
+            manifest = TrajectoryManifest.load(dirs[target])
             out = adapters / "finetuned" / target
             if not out.is_dir():
-                write_adapter(load_checkpoint(dirs[target] / "checkpoints" / manifest["checkpoints"][-1]), lora,
+                write_adapter(load_checkpoint(manifest.checkpoint_paths(dirs[target])[-1]), lora,
                               model, out)
-            seconds.setdefault("finetuned", {})[target] = manifest["train_seconds"]
+            seconds.setdefault("finetuned", {})[target] = manifest.train_seconds
     return seconds
 
 
@@ -256,7 +255,7 @@ def main() -> None:
     train_generators(args, args.train, [t for t in dirs if t not in args.train])
     if args.stage == "generators":
         return
-    lm = load_model(ModelConfig(name=read_manifest(dirs[args.train[0]])["partition"]["model"]))
+    lm = load_model(ModelConfig(name=TrajectoryManifest.load(dirs[args.train[0]]).model))
     seconds = build_adapters(args, lm, dirs, args.train, targets)
     methods = list(FLOORS) + [f"gen:{m}" for m in args.modes] + ["finetuned"]
     correct = score(args, lm, methods, targets)

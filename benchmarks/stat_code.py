@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from degaml.generator.trajectories import load_checkpoint, read_manifest
+from degaml.generator.trajectories import TrajectoryManifest, load_checkpoint
 from degaml.lora_tokens import STAT_CODES, TokenLayout, detokenize, tokenize
 from degaml.models import LoraGeometry, delta_relative_error
 
@@ -32,10 +32,10 @@ def main() -> None:
     sigmas = [float(s) for s in args.sigmas.split(",")]
     states, layouts = [], {}
     for task_dir in sorted(p for p in args.trajectories.iterdir() if p.is_dir()):
-        manifest = read_manifest(task_dir)
-        states.append(load_checkpoint(task_dir / "checkpoints" / manifest["checkpoints"][-1]))
+        manifest = TrajectoryManifest.load(task_dir)
+        states.append(load_checkpoint(manifest.checkpoint_paths(task_dir)[-1]))
         if not layouts:
-            geometry = LoraGeometry.from_dict(manifest["partition"]["geometry"])
+            geometry = LoraGeometry.from_dict(manifest.geometry)
             layouts = {code: TokenLayout.from_geometry(geometry, args.chunk, code) for code in STAT_CODES}
     layout = next(iter(layouts.values()))
     mask, (r, c) = layout.padding_mask(), layout.geometry.rank, layout.chunk

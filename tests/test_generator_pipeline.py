@@ -34,12 +34,14 @@ def trajectories(workspace):
 
 
 def test_collect_writes_every_trajectory_step(trajectories):
+    from degaml.generator.trajectories import TrajectoryManifest
+
     for task in ("colors", "numbers"):
-        manifest = json.loads((trajectories / task / "manifest.json").read_text())
-        assert manifest["checkpoints"] == ["step_00003.safetensors", "step_00004.safetensors", "step_00005.safetensors"]
-        assert manifest["partition"]["task_source"].endswith(f"{task}.jsonl")
+        manifest = TrajectoryManifest.load(trajectories / task)
+        assert manifest.checkpoints == ["step_00003.safetensors", "step_00004.safetensors", "step_00005.safetensors"]
+        assert manifest.task_source.endswith(f"{task}.jsonl") and manifest.config.burn_in_steps == 2
         assert not (trajectories / task / "resume.pt").exists()
-        states = [load_file(str(trajectories / task / "checkpoints" / n)) for n in manifest["checkpoints"]]
+        states = [load_file(str(p)) for p in manifest.checkpoint_paths(trajectories / task)]
         key = next(k for k in states[0] if "lora_B" in k)
         assert not torch.equal(states[0][key], states[1][key])  # each step is a new state
 
@@ -64,6 +66,30 @@ def test_collect_resumes_exactly_after_interruption(workspace, trajectories, tmp
         a = load_file(str(trajectories / "colors" / "checkpoints" / name))
         b = load_file(str(tmp_path / "t" / "colors" / "checkpoints" / name))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_garbage_manifest_is_named(workspace, trajectories, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "traj"
+    shutil.copytree(trajectories, copy)
+    (copy / "colors" / "manifest.json").write_text("not json")
+    with pytest.raises(SystemExit):
+        _train(workspace, copy, tmp_path / "gen")
+    assert f"{copy / 'colors' / 'manifest.json'}: not a trajectory manifest" in capsys.readouterr().err
+
+
+def test_collection_with_two_seeds_is_pooled_per_task(workspace, tmp_path):
+    from degaml.generator.dataset import load_trajectory
+    from degaml.generator.generation import Generator
+
+    out = tmp_path / "two_seeds"
+    _collect(workspace, out, "--seeds", "0,1")
+    assert sorted(p.name for p in out.iterdir()) == ["colors", "colors-seed1", "numbers", "numbers-seed1"]
+    _train(workspace, out, tmp_path / "gen", "1")
+    layout = Generator(tmp_path / "gen").layout
+    pooled = load_trajectory([out / "colors", out / "colors-seed1"], layout, [])
+    assert pooled.task == "colors" and len(pooled.tokens) == 6  # 3 checkpoints per seed
 
 
 def test_corrupt_or_missing_checkpoint_is_named(workspace, trajectories, tmp_path, capsys):

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..lora_tokens import TokenLayout, tokenize
-from .trajectories import load_checkpoint, read_manifest
+from .trajectories import TrajectoryManifest, load_checkpoint
 
 LoraState = dict[str, torch.Tensor]
 """A LoRA adapter's weights under PEFT's state-dict keys."""
@@ -48,10 +48,10 @@ def average_states(states: Sequence[LoraState]) -> LoraState:
 
 def load_trajectory(task_dirs: Sequence[Path], layout: TokenLayout, prompts: list[str]) -> TaskTrajectory:
     """One task's trajectories (one directory per collection seed), every checkpoint tokenized."""
-    manifests = [read_manifest(d) for d in task_dirs]
-    states = [load_checkpoint(d / "checkpoints" / name) for d, m in zip(task_dirs, manifests) for name in m["checkpoints"]]
+    manifests = [TrajectoryManifest.load(d) for d in task_dirs]
+    states = [load_checkpoint(path) for d, m in zip(task_dirs, manifests) for path in m.checkpoint_paths(d)]
     tokens = torch.stack([tokenize(state, layout) for state in states])
-    return TaskTrajectory(manifests[0]["task"], tokens, token_weights(tokens, layout.padding_mask()), prompts,
+    return TaskTrajectory(manifests[0].task, tokens, token_weights(tokens, layout.padding_mask()), prompts,
                           average_states(states))
 
 

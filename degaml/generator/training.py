@@ -36,7 +36,6 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from ..config import LoraSettings
 from ..lora_tokens import TokenLayout, detokenize, tokenize
 from ..sft import Example, sample_batch
 from .card import GeneratorCard, GeneratorTrainConfig, decoder_config
@@ -247,40 +246,40 @@ def train_on_trajectories(trajectories: Path, out: Path, holdout: Sequence[str],
     from ..models import LoraGeometry, load_model
     from ..sft import training_example
     from .dataset import load_trajectory
-    from .trajectories import read_manifest
+    from .trajectories import TrajectoryManifest
 
     task_dirs = sorted(p for p in Path(trajectories).iterdir() if p.is_dir()) if Path(trajectories).is_dir() else []
     if not task_dirs:
         raise FileNotFoundError(f"{trajectories} holds no task trajectories (run `degaml collect` first)")
-    manifests = {d: read_manifest(d) for d in task_dirs}
-    geometries = {json.dumps(m["partition"]["geometry"], sort_keys=True) for m in manifests.values()}
+    manifests = {d: TrajectoryManifest.load(d) for d in task_dirs}
+    geometries = {json.dumps(m.geometry, sort_keys=True) for m in manifests.values()}
     if len(geometries) != 1:
         raise ValueError(f"trajectories in {trajectories} come from models or LoRA settings of different geometry")
     first = next(iter(manifests.values()))
-    layout = TokenLayout.from_geometry(LoraGeometry.from_dict(first["partition"]["geometry"]), config.chunk,
+    layout = TokenLayout.from_geometry(LoraGeometry.from_dict(first.geometry), config.chunk,
                                        config.stat_code)
     by_task: dict[str, list[Path]] = {}
     for task_dir, manifest in manifests.items():
-        by_task.setdefault(manifest["task"], []).append(task_dir)
+        by_task.setdefault(manifest.task, []).append(task_dir)
     held = set(holdout)
     unknown = held - by_task.keys()
     if unknown:
         print(f"note: held-out task(s) {sorted(unknown)} have no trajectory; they are simply not trained on")
-    lm = load_model(ModelConfig(name=first["partition"]["model"], dtype=config.model_dtype)) \
+    lm = load_model(ModelConfig(name=first.model, dtype=config.model_dtype)) \
         if config.objective != "reconstruction" else None
     prompt_encoder = PromptEncoder.with_default_cache(config.encoder, config.prompt_tokens)
     train, heldout, examples = [], [], {}
     for task, dirs in by_task.items():
-        spec = manifests[dirs[0]]["partition"]
+        spec = manifests[dirs[0]].partition
         items = task_items(spec["task_source"], "train", spec["seed"], spec["validation_fraction"],
                            spec["test_fraction"], source)[:config.max_prompts]
         trajectory = load_trajectory(dirs, layout, [format_prompt(it, config.prompt_format) for it in items])
         (heldout if task in held else train).append(trajectory)
         if lm is not None and task not in held:
             examples[task] = [training_example(lm, it, config.max_tokens) for it in items]
-    meta = {"model": first["partition"]["model"], "lora": LoraSettings(**first["lora"]),
-            "geometry": first["partition"]["geometry"], "trajectories": str(Path(trajectories).resolve())}
-    adapter_loss = AdapterLoss(lm, LoraSettings(**first["lora"])) if lm is not None else None
+    meta = {"model": first.model, "lora": first.lora, "geometry": first.geometry,
+            "trajectories": str(Path(trajectories).resolve())}
+    adapter_loss = AdapterLoss(lm, first.lora) if lm is not None else None
     try:
         train_generator(encode_tasks(train, prompt_encoder, examples), encode_tasks(heldout, prompt_encoder), layout,
                         config, Path(out), meta, progress, adapter_loss)

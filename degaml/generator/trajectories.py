@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -145,25 +145,68 @@ def collect_task(lm: LoadedModel, task: str, train_items: Sequence[MultipleChoic
         raise RuntimeError(f"{task_dir}: expected {config.checkpoints} checkpoints, found {len(checkpoints)}")
     model.unload()  # remove the LoRA layers; the base model is reused for the next task
     lm.model.eval()
-    atomic_write_json(task_dir / MANIFEST, {
-        "task": task, "config": asdict(config), "lora": asdict(lora), "partition": partition_summary,
-        "train_items": len(train_items), "checkpoints": [p.name for p in checkpoints],
-        "train_seconds": seconds, "seconds_per_step": seconds / max(config.total_steps, 1),
-        "last_losses": losses[-10:], "meta": run_metadata(config.seed),
-    })
+    TrajectoryManifest(
+        task=task, config=config, lora=lora, partition=partition_summary, train_items=len(train_items),
+        checkpoints=[p.name for p in checkpoints], train_seconds=seconds,
+        seconds_per_step=seconds / max(config.total_steps, 1), last_losses=losses[-10:],
+        meta=run_metadata(config.seed)).save(task_dir)
     resume_path.unlink(missing_ok=True)
     return task_dir
 
 
-def read_manifest(task_dir: Path) -> dict:
-    path = task_dir / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(f"{task_dir} has no {MANIFEST}: its trajectory is not complete (run `degaml collect`)")
-    manifest = json.loads(path.read_text())
-    for name in manifest["checkpoints"]:
-        if not (task_dir / "checkpoints" / name).is_file():
-            raise FileNotFoundError(f"{task_dir}: checkpoint {name} listed in the manifest is missing")
-    return manifest
+@dataclass
+class TrajectoryManifest:
+    """A finished trajectory's manifest.json, written last: what was trained, how, and its checkpoints."""
+
+    task: str
+    config: CollectConfig
+    lora: LoraSettings
+    partition: dict
+    """The partition summary plus `task_source` (name or file), `model` and `geometry` (LoraGeometry.to_dict())."""
+    train_items: int
+    checkpoints: list[str]
+    """File names under checkpoints/, in step order."""
+    train_seconds: float
+    seconds_per_step: float
+    last_losses: list[float] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        return self.partition["model"]
+
+    @property
+    def task_source(self) -> str:
+        return self.partition["task_source"]
+
+    @property
+    def geometry(self) -> dict:
+        return self.partition["geometry"]
+
+    def checkpoint_paths(self, task_dir: Path) -> list[Path]:
+        return [Path(task_dir) / "checkpoints" / name for name in self.checkpoints]
+
+    def save(self, task_dir: Path) -> None:
+        atomic_write_json(Path(task_dir) / MANIFEST, asdict(self))
+
+    @classmethod
+    def load(cls, task_dir: Path) -> TrajectoryManifest:
+        """The manifest of a finished trajectory whose checkpoints all exist; any fault names the file."""
+        path = Path(task_dir) / MANIFEST
+        if not path.is_file():
+            raise FileNotFoundError(f"{task_dir} has no {MANIFEST}: its trajectory is not complete (run `degaml collect`)")
+        try:
+            record = json.loads(path.read_text())
+            config = record["config"]
+            if "warmup_steps" in config:  # the name before burn_in_steps
+                config["burn_in_steps"] = config.pop("warmup_steps")
+            manifest = cls(**{**record, "config": CollectConfig(**config), "lora": LoraSettings(**record["lora"])})
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}: not a trajectory manifest ({type(e).__name__}: {e})") from None
+        for name in manifest.checkpoints:
+            if not (Path(task_dir) / "checkpoints" / name).is_file():
+                raise FileNotFoundError(f"{task_dir}: checkpoint {name} listed in the manifest is missing")
+        return manifest
 
 
 def collect_tasks(lm: LoadedModel, model_name: str, data: DataConfig, out: Path, lora: LoraSettings,
