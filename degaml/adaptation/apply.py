@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import LoraSettings
-from ..models import LoadedModel, peft_model, write_adapter, write_ensemble
-from .base import LoraState
+from ..models import LoadedModel, LoraState, peft_model, write_adapter, write_ensemble
 from .latent import SlotConfig, optimize_delta
 from .mixing import LoraHubConfig, lorahub_search, prompt_loss_objective, rank_half_mix
 from .policy import Action

@@ -5,10 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
-LoraState = dict[str, torch.Tensor]
-"""A PEFT LoRA state dict (keys `base_model.model.<module>.lora_{A,B}.weight`)."""
+from ..models import LoraState
 
 
 class BudgetError(ValueError):

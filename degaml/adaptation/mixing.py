@@ -21,8 +21,8 @@ from peft import set_peft_model_state_dict
 from scipy.optimize import minimize
 
 from ..config import LoraSettings
-from ..models import LoadedModel, attach_lora, weighted_adapter_sum
-from .base import AdaptationResult, BudgetError, LoraState
+from ..models import LoadedModel, LoraState, attach_lora, weighted_adapter_sum
+from .base import AdaptationResult, BudgetError
 from .ttt import prompt_batch
 
 

@@ -10,9 +10,9 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..config import LoraSettings
-from ..models import LoadedModel, lora_state, peft_model
+from ..models import LoadedModel, LoraState, lora_state, peft_model
 from ..sft import train_lora
-from .base import AdaptationResult, BudgetError, LoraState
+from .base import AdaptationResult, BudgetError
 
 
 @dataclass

@@ -21,10 +21,8 @@ from ..config import DataConfig, LoraSettings, ModelConfig
 from ..data import task_label
 from ..io import run_metadata
 from ..memory import peak_memory_mb
-from ..models import LoadedModel, load_model, lora_state, peft_model, write_adapter
+from ..models import LoadedModel, LoraState, load_model, lora_state, peft_model, write_adapter
 from ..sft import Example, sample_batch, train_lora, training_example
-
-LoraState = dict[str, torch.Tensor]
 
 
 @dataclass

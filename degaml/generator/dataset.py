@@ -9,10 +9,8 @@ from pathlib import Path
 import torch
 
 from ..lora_tokens import TokenLayout, tokenize
+from ..models import LoraState
 from .trajectories import TrajectoryManifest, load_checkpoint
-
-LoraState = dict[str, torch.Tensor]
-"""A LoRA adapter's weights under PEFT's state-dict keys."""
 
 
 @dataclass

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from ..lora_tokens import TokenLayout, detokenize
-from ..models import delta_cosine, delta_norm
-from .dataset import LoraState
+from ..models import LoraState, delta_cosine, delta_norm
 
 
 def variance_ratio(samples: torch.Tensor, mask: torch.Tensor) -> float:

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..models import weighted_adapter_sum
-from .dataset import LoraState
+from ..models import LoraState, weighted_adapter_sum
 from .encoder import PromptEncoder
 
 

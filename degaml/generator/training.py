@@ -37,9 +37,10 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from ..lora_tokens import TokenLayout, detokenize, tokenize
+from ..models import LoraState
 from ..sft import Example, sample_batch
 from .card import GeneratorCard, GeneratorTrainConfig, decoder_config
-from .dataset import LoraState, TaskTrajectory, average_states, weighted_masked_mse
+from .dataset import TaskTrajectory, average_states, weighted_masked_mse
 from .decoder import HyperConvDecoder
 from .diagnostics import task_dependence
 from .encoder import PromptEncoder

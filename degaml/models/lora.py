@@ -28,6 +28,10 @@ _LAYER_INDEX = re.compile(r"\.(\d+)\.")
 _PEFT_KEY = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<part>[AB])\.weight$")
 
 
+LoraState = dict[str, torch.Tensor]
+"""A LoRA adapter's weights under PEFT's state-dict keys (`...q_proj.lora_A.weight`)."""
+
+
 class AdapterMismatchError(ValueError):
     """An adapter does not fit the model it is applied to."""
 
@@ -220,7 +224,7 @@ def delta_relative_error(decoded: dict[str, torch.Tensor], reference: dict[str, 
     return max(squared, 0.0) ** 0.5 / max(delta_norm(reference), 1e-30)
 
 
-def weighted_adapter_sum(states: Sequence[dict[str, torch.Tensor]], weights: Sequence[float]) -> dict[str, torch.Tensor]:
+def weighted_adapter_sum(states: Sequence[LoraState], weights: Sequence[float]) -> LoraState:
     """sum_k w_k A_k and sum_k w_k B_k (LoraHub's combination; the retrieval mixture's too)."""
     if len(states) != len(weights) or not states:
         raise ValueError(f"need one weight per adapter: {len(states)} adapters, {len(weights)} weights")
