@@ -20,7 +20,9 @@ import argparse
 import json
 from pathlib import Path
 
-from degaml.adaptation.policy import FAMILIES, default_actions, load_policy
+from degaml.adaptation.actions import default_actions
+from degaml.adaptation.apply import FAMILIES
+from degaml.adaptation.policy import load_policy
 from degaml.adaptation.rewards import measure_actions
 from degaml.adaptation.task_setup import adaptation_context, task_features
 from degaml.config import DataConfig, EvalConfig, ModelConfig

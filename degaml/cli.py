@@ -279,24 +279,6 @@ def generate(
           f"{info['prompts_used']} of {info['prompts_given']} prompts{note}")
 
 
-def _action_from_flags(family: str, steps: int | None, lr: float | None, lam: float, mixing: str,
-                       evaluations: int, tts_k: int, tts_combine: str, latent_scope: str):
-    from .adaptation.policy import Action
-
-    params: dict = {}
-    if family == "ttt":
-        params = {"steps": 5 if steps is None else steps, "lr": lr or 1e-5}
-    elif family == "latent":
-        params = {"steps": 5 if steps is None else steps, "lr": lr or 0.1, "scope": latent_scope}
-    elif family == "mixing":
-        params = {"variant": mixing, **({"lam": lam} if mixing == "rank_half" else {"evaluations": evaluations})}
-    elif family == "tts":
-        params = {"k": tts_k, "combine": tts_combine}
-    elif family != "none":
-        Action(family)  # raises, listing the valid families
-    return Action(family, tuple(params.items()))
-
-
 def _load_for_adaptation(generator: Path, dtype: str, device: str):
     from .generator.generation import Generator
     from .models import load_model
@@ -310,16 +292,8 @@ def adapt(
     generator: Path,
     task: str,
     out: Path,
-    family: str = "none",
+    action: str = "none",
     policy: Path | None = None,
-    steps: int | None = None,
-    lr: float | None = None,
-    lam: float = 0.5,
-    mixing: Literal["rank_half", "lorahub"] = "rank_half",
-    evaluations: int = 40,
-    tts_k: int = 3,
-    tts_combine: Literal["vote", "confidence"] = "vote",
-    latent_scope: Literal["task", "sample"] = "task",
     adaptation_prompts: int = 32,
     prompt_split: Literal["train", "validation", "test"] = "train",
     partition_seed: int = 0,
@@ -331,7 +305,7 @@ def adapt(
     device: str = "auto",
 ) -> None:
     """Generate a task's adapter from its unlabelled prompts, then refine it with one adaptation family,
-    chosen by hand (`--family`) or by a trained policy (`--policy`).
+    chosen by hand (`--action`) or by a trained policy (`--policy`).
 
     The generator is only run forward; adaptation never updates it. Writes a directory that
     `degaml evaluate --adapter` scores: a PEFT adapter (none, ttt, mixing), an adapter with a latent delta
@@ -341,18 +315,11 @@ def adapt(
         generator: Directory written by `degaml train-generator`.
         task: Task name or .json/.jsonl file (only its prompts are read, never its answers).
         out: Output directory.
-        family: none (the generated adapter), ttt (test-time training), mixing (rank-half with `lam`, or
-            LoraHub over the generator's training trajectories), latent (SLOT, shared by the task or per
-            sample), tts (K adapters from K prompt samples, combined per item by `tts_combine`).
-        policy: A directory written by `degaml train-policy`; replaces `family` and its hyper-parameters.
-        steps: Optimizer steps for ttt and latent (default 5).
-        lr: Learning rate (default: 1e-5 for ttt, 0.1 for latent).
-        lam: Rank-half mixing weight in [0, 1]; 1 is the identity.
-        mixing: Mixing variant.
-        evaluations: LoraHub: objective evaluations of the gradient-free weight search.
-        tts_k: Number of adapters in a test-time scaling ensemble.
-        tts_combine: How the ensemble's answers are combined: majority vote or maximum confidence.
-        latent_scope: One delta for the whole task, or a fresh delta per evaluated item.
+        action: A family and its hyper-parameters, e.g. "none", "ttt steps=5 lr=1e-4",
+            "mixing variant=rank_half lam=0.75", "mixing variant=lorahub evaluations=40",
+            "latent steps=3 scope=sample", "tts k=3 combine=confidence". Unnamed hyper-parameters take the
+            family's defaults; out-of-range ones are refused with the valid range.
+        policy: A directory written by `degaml train-policy`; replaces `action`.
         adaptation_prompts: Unlabelled prompts used by ttt / latent / LoraHub (seeded order of the partition).
         prompt_split: Partition whose prompts are used.
         partition_seed: Seed of the partition.
@@ -363,28 +330,28 @@ def adapt(
         dtype: Base model dtype.
         device: `auto`, `cpu`, `cuda`, ...
     """
+    from .adaptation.actions import Action
     from .adaptation.apply import apply_action
     from .adaptation.policy import load_policy
     from .adaptation.task_setup import adaptation_context, task_features
 
-    action = None if policy else _action_from_flags(family, steps, lr, lam, mixing, evaluations, tts_k,
-                                                     tts_combine, latent_scope)
+    chosen = None if policy else Action.parse(action)
     gen, lm = _load_for_adaptation(generator, dtype, device)
     items = task_items(task, prompt_split, partition_seed, validation_fraction, test_fraction,
                        source)[:adaptation_prompts]
-    needs_library = policy is not None or (action is not None and action.get("variant", "") == "lorahub")
+    needs_library = policy is not None or (chosen is not None and chosen.get("variant", "") == "lorahub")
     ctx = adaptation_context(gen, lm, task_label(task), items, seed, with_library=needs_library)
     if policy is not None:
         chooser = load_policy(policy)
         state = task_features(gen, ctx).vector()
-        scores, action = chooser.scores(state), chooser.choose(state)
+        scores, chosen = chooser.scores(state), chooser.choose(state)
         print("policy scores (probability per action):")
         for label, p in sorted(scores.items(), key=lambda kv: -kv[1]):
-            print(f"  {p:6.3f}  {label}{'   <- chosen' if label == action.label else ''}")
-    assert action is not None
-    info = apply_action(action, ctx, Path(out))
+            print(f"  {p:6.3f}  {label}{'   <- chosen' if label == chosen.label else ''}")
+    assert chosen is not None
+    info = apply_action(chosen, ctx, Path(out))
     fallback = f" - fell back to the generated adapter: {info['reason']}" if info.get("fell_back") else ""
-    print(f"{action.label}: {out} ({info['seconds']:.2f} s){fallback}")
+    print(f"{chosen.label}: {out} ({info['seconds']:.2f} s){fallback}")
 
 
 def train_policy(
@@ -431,7 +398,8 @@ def train_policy(
         device: `auto`, `cpu`, `cuda`, ...
         progress: Show progress bars.
     """
-    from .adaptation.policy import PolicyConfig, default_actions
+    from .adaptation.actions import default_actions
+    from .adaptation.policy import PolicyConfig
     from .adaptation.policy_training import fit_policy_on_tasks
     from .adaptation.rewards import format_reward_table
 

@@ -230,14 +230,14 @@ def test_generator_refuses_model_of_other_geometry(generator):
         Generator(generator).generate(["a prompt"], generator.parent / "x", "m", target_geometry=other)
 
 
-@pytest.mark.parametrize("family, extra", [("none", []), ("ttt", ["--steps", "2", "--lr", "1e-2"]),
-                                           ("mixing", ["--lam", "0.5"]), ("latent", ["--steps", "2"])])
-def test_adapt_writes_what_evaluate_scores(workspace, generator, tmp_path, family, extra):
+@pytest.mark.parametrize("family, params", [("none", ""), ("ttt", " steps=2 lr=1e-2"), ("mixing", " lam=0.5"),
+                                            ("latent", " steps=2")])
+def test_adapt_writes_what_evaluate_scores(workspace, generator, tmp_path, family, params):
     from safetensors.torch import load_file as load
 
     out = tmp_path / family
     main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][1], "--out", str(out),
-          "--family", family, "--device", "cpu", *extra])
+          "--action", family + params, "--device", "cpu"])
     info = json.loads((out / "degaml.json").read_text())
     assert info["action"]["family"] == family
     generated = tmp_path / "generated"
@@ -261,7 +261,7 @@ def test_tts_ensemble_is_written_and_scored_by_combining_members(workspace, gene
 
     out = tmp_path / "tts"
     main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][0], "--out", str(out),
-          "--family", "tts", "--tts_k", "3", "--tts_combine", "vote", "--device", "cpu"])
+          "--action", "tts k=3 combine=vote", "--device", "cpu"])
     spec = json.loads((out / "tts.json").read_text())
     assert spec["members"] == ["members/0", "members/1", "members/2"] and spec["seeds"] == [0, 1, 2]
     infos = [json.loads((out / m / "degaml.json").read_text()) for m in spec["members"]]
@@ -286,7 +286,7 @@ def test_tts_ensemble_is_written_and_scored_by_combining_members(workspace, gene
 def test_lorahub_mixes_the_generated_adapter_with_the_training_trajectories(workspace, generator, tmp_path):
     out = tmp_path / "hub"
     main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][1], "--out", str(out),
-          "--family", "mixing", "--mixing", "lorahub", "--evaluations", "6", "--device", "cpu"])
+          "--action", "mixing variant=lorahub evaluations=6", "--device", "cpu"])
     info = json.loads((out / "degaml.json").read_text())
     # The generator was trained on "colors" only: the library is its last checkpoint (never the target's own).
     assert info["library_size"] == 1 and len(info["weights"]) == 2
@@ -298,7 +298,7 @@ def test_lorahub_mixes_the_generated_adapter_with_the_training_trajectories(work
 def test_per_sample_latent_is_fitted_at_evaluation(workspace, generator, tmp_path):
     out = tmp_path / "slot"
     main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][1], "--out", str(out),
-          "--family", "latent", "--latent_scope", "sample", "--steps", "2", "--lr", "0.5", "--device", "cpu"])
+          "--action", "latent scope=sample steps=2 lr=0.5", "--device", "cpu"])
     assert not (out / "latent_delta.safetensors").exists()
     assert json.loads((out / "degaml.json").read_text())["latent"]["scope"] == "sample"
     generated = tmp_path / "generated"
@@ -315,7 +315,7 @@ def test_per_sample_latent_is_fitted_at_evaluation(workspace, generator, tmp_pat
 def test_train_policy_measures_validation_rewards_and_adapt_follows_it(workspace, generator, tmp_path, monkeypatch,
                                                                        capsys):
     from degaml.adaptation import apply as apply_module
-    from degaml.adaptation.policy import default_actions
+    from degaml.adaptation.actions import default_actions
 
     policy = tmp_path / "policy"
     args = ["train-policy", "--generator", str(generator), "--tasks", workspace["tasks"][0], "--out", str(policy),
@@ -350,9 +350,10 @@ def test_train_policy_refuses_the_generators_held_out_task(workspace, generator,
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--family", "magic"], "unknown family 'magic'; valid: none, ttt, tts, mixing, latent"),
-    (["--family", "ttt", "--lr", "5"], "ttt.lr = 5.0 is out of range: must be a number in (0, 1]"),
-    (["--family", "mixing", "--lam", "1.5"], "mixing.lam = 1.5 is out of range"),
+    (["--action", "magic"], "unknown family 'magic'; valid: none, ttt, tts, mixing, latent"),
+    (["--action", "ttt lr=5"], "ttt.lr = 5 is out of range: must be a number in (0, 1]"),
+    (["--action", "mixing lam=1.5"], "mixing.lam = 1.5 is out of range"),
+    (["--action", "ttt steps"], "'steps' is not key=value"),
 ])
 def test_adapt_rejects_bad_families_and_hyperparameters(workspace, generator, tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit):

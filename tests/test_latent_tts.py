@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from degaml.adaptation.base import BudgetError
-from degaml.adaptation.latent import SlotConfig, optimize_delta, per_sample_scorer
+from degaml.adaptation.latent import Config as SlotConfig
+from degaml.adaptation.latent import optimize_delta, per_sample_scorer
 from degaml.data import MultipleChoiceItem
 from degaml.evaluation import LoglikelihoodScorer
 from degaml.evaluation.ensemble import combine

@@ -3,17 +3,23 @@ import math
 import pytest
 import torch
 
+from degaml.adaptation.actions import Action, default_actions
 from degaml.adaptation.policy import (
-    Action,
     PolicyConfig,
     adapter_statistics,
     confidence_and_entropy,
-    default_actions,
-    expected_reward,
     load_policy,
     save_policy,
     train_policy,
 )
+
+
+def expected_reward(policy, states, reward) -> float:
+    """Mean over states of the policy's expected reward (exact: sums over all actions)."""
+    with torch.no_grad():
+        probs = policy(states).exp()
+    return float(sum(probs[i, a] * reward(i, act) for i in range(len(states)) for a, act in enumerate(policy.actions))
+                 / len(states))
 
 ACTIONS = [Action("none"), Action("ttt", (("steps", 5),), cost=5), Action("latent", (("steps", 5),), cost=5)]
 
@@ -112,9 +118,22 @@ def test_action_hyperparameters_are_checked_and_listed():
         Action("latent", (("scope", "batch"),))
 
 
-def test_action_dict_round_trip():
+def test_action_dict_and_label_round_trip():
     for action in default_actions():
         assert Action.from_dict(action.to_dict()) == action
+        assert Action.parse(action.label, action.cost) == action
+
+
+def test_every_registered_family_has_the_same_interface():
+    import dataclasses
+
+    from degaml.adaptation.apply import FAMILIES
+
+    for name, family in FAMILIES.items():
+        assert name == family.NAME and dataclasses.is_dataclass(family.Config) and callable(family.apply)
+        family.Config()  # the defaults pass the family's own range checks
+        for params, cost in family.GRID:
+            assert Action(name, tuple(params.items()), cost).config() == family.Config(**params)
 
 
 def test_policy_rejects_states_of_another_size():

@@ -1,29 +1,38 @@
 """The adaptation module (docs/design.md, adaptation): test-time refinements of a generated adapter.
 
-Each family takes the adapter (a PEFT LoRA state dict), the task's unlabelled prompts and a budget,
-and returns the adapted result; none of them touches the generator.
+Each family (generated = `none`, ttt, tts, mixing, latent) is one module with `NAME`, `Config`, `GRID` and
+`apply`, registered in `apply.FAMILIES`; none of them touches the generator.
 """
 
-from .base import AdaptationResult, BudgetError
-from .latent import SlotConfig, optimize_delta, per_sample_scorer
+from . import generated, latent, mixing, tts, ttt
+from .actions import Action, default_actions
+from .apply import FAMILIES, apply_action
+from .base import AdaptationContext, AdaptationResult, BudgetError
+from .latent import optimize_delta, per_sample_scorer
 from .mixing import LoraHubConfig, lorahub_search, rank_half_mix
-from .policy import Action, LinearPolicy, PolicyConfig, default_actions, train_policy
-from .ttt import TTTConfig, apply_ttt
+from .policy import LinearPolicy, PolicyConfig, train_policy
+from .ttt import apply_ttt
 
 __all__ = [
+    "FAMILIES",
     "Action",
+    "AdaptationContext",
     "AdaptationResult",
-    "apply_ttt",
     "BudgetError",
-    "default_actions",
     "LinearPolicy",
-    "lorahub_search",
     "LoraHubConfig",
+    "PolicyConfig",
+    "apply_action",
+    "apply_ttt",
+    "default_actions",
+    "generated",
+    "latent",
+    "lorahub_search",
+    "mixing",
     "optimize_delta",
     "per_sample_scorer",
-    "PolicyConfig",
     "rank_half_mix",
-    "SlotConfig",
     "train_policy",
-    "TTTConfig",
+    "ttt",
+    "tts",
 ]

@@ -1,15 +1,43 @@
-"""What every adaptation family returns, and how it reports an unmet budget or a fallback."""
+"""What every adaptation family shares: the context it works in, what it returns, how it reports an unmet
+budget or a fallback, and the range checks its `Config` runs.
+
+A family is one module with the same four names (PEFT style): `NAME`, `Config` (a dataclass: the family's
+hyper-parameters, their defaults and range checks, once), `GRID` (the (parameters, cost) points the
+policy chooses among) and `apply(ctx, config, out, info) -> info` (refine the generated adapter and write
+an adapted output). `families.py` registers them.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ..models import LoraState
+import torch
+
+from ..config import LoraSettings
+from ..models import LoadedModel, LoraState, write_adapter
 
 
 class BudgetError(ValueError):
-    """A budget the family cannot meet; reported, never silently truncated."""
+    """A budget the family cannot meet, or a hyper-parameter out of range; reported, never truncated."""
+
+
+@dataclass
+class AdaptationContext:
+    lm: LoadedModel
+    """The base model, with no adapter attached; families attach and remove their own."""
+    lora: LoraSettings
+    base_model: str
+    generate: Callable[[int], tuple[LoraState, dict]]
+    """Prompt-sample seed -> (generated LoRA state, generation info). Only ever run forward."""
+    prompts: Sequence[str]
+    """The task's unlabelled adaptation prompts."""
+    library: Sequence[LoraState] = field(default_factory=list)
+    """Adapters LoraHub may mix with the generated one (never the target task's own)."""
+    seed: int = 0
 
 
 @dataclass
@@ -24,3 +52,31 @@ class AdaptationResult:
     """Why the family fell back to the unadapted adapter (e.g. a non-finite loss)."""
     trace: list[float] = field(default_factory=list)
     """Per-step objective (loss), for inspection."""
+
+
+def check_range(where: str, value: Any, low: float, high: float, integer: bool = False,
+                open_low: bool = False) -> None:
+    valid = (not integer or (isinstance(value, int) and not isinstance(value, bool))) \
+        and isinstance(value, int | float) and (low < value if open_low else low <= value) and value <= high
+    if not valid:
+        kind = "an integer" if integer else "a number"
+        raise BudgetError(f"{where} = {value!r} is out of range: must be {kind} in "
+                          f"{'(' if open_low else '['}{low}, {high}]")
+
+
+def check_choice(where: str, value: Any, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise BudgetError(f"{where} = {value!r} is out of range: must be one of {', '.join(choices)}")
+
+
+def write_refined(ctx: AdaptationContext, out: Path, state: LoraState, info: dict[str, Any],
+                  latent_delta: torch.Tensor | None = None) -> dict[str, Any]:
+    """Write a refined adapter (an adapted output of kind plain or latent) with its record; return the record."""
+    write_adapter(state, ctx.lora, ctx.base_model, out, info, latent_delta=latent_delta)
+    return info
+
+
+def outcome(result: AdaptationResult, started: float) -> dict[str, Any]:
+    """What an output's record says about the refinement: its time, whether it fell back and why, its trace."""
+    return {"adaptation_seconds": result.seconds, "seconds": time.perf_counter() - started,
+            "fell_back": result.fell_back, "reason": result.reason, "trace": result.trace}

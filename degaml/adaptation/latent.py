@@ -1,5 +1,6 @@
-"""Latent-space adaptation (SLOT): one vector delta added to the final hidden state, right before the
-LM head, optimized for a few AdamW steps on the prompts' next-token loss while every weight stays frozen.
+"""The family `latent`, latent-space adaptation (SLOT): one vector delta added to the final hidden state,
+right before the LM head, optimized for a few AdamW steps on the prompts' next-token loss while every
+weight stays frozen.
 
 - shared per task (as the reference does): one delta from all of the task's unlabelled prompts;
 - per sample (as the SLOT paper does): a fresh delta per item, optimized on that item's own context.
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -17,25 +20,41 @@ from tqdm.auto import tqdm
 from ..data import MultipleChoiceItem
 from ..evaluation.harness import ScoreFn
 from ..evaluation.loglikelihood import ChoiceScore, LoglikelihoodScorer
-from ..models import LoadedModel, latent_delta
-from .base import BudgetError
+from ..models import LoadedModel, latent_delta, peft_model
+from .base import (
+    AdaptationContext,
+    AdaptationResult,
+    BudgetError,
+    check_choice,
+    check_range,
+    outcome,
+    write_refined,
+)
 from .ttt import prompt_batch
+
+NAME = "latent"
 
 
 @dataclass
-class SlotConfig:
+class Config:
     steps: int = 5
     lr: float = 0.1
     max_tokens: int = 256
+    scope: str = "task"
+    """`task`: one delta fitted on all the task's prompts; `sample`: a fresh delta per evaluated item."""
 
     def __post_init__(self) -> None:
-        if self.steps < 0:
-            raise BudgetError(f"latent.steps must be >= 0, got {self.steps}")
-        if self.lr <= 0:
-            raise BudgetError(f"latent.lr must be > 0, got {self.lr}")
+        check_range("latent.steps", self.steps, 0, 1000, integer=True)
+        check_range("latent.lr", self.lr, 0, 10, open_low=True)
+        check_range("latent.max_tokens", self.max_tokens, 1, 1_000_000, integer=True)
+        check_choice("latent.scope", self.scope, ("task", "sample"))
 
 
-def optimize_delta(lm: LoadedModel, prompts: Sequence[str], config: SlotConfig) -> tuple[torch.Tensor, list[float], float]:
+GRID: list[tuple[dict[str, Any], float]] = [({"steps": 5, "lr": 0.1, "scope": "task"}, 15.0),
+                                             ({"steps": 3, "lr": 0.1, "scope": "sample"}, 30.0)]
+
+
+def optimize_delta(lm: LoadedModel, prompts: Sequence[str], config: Config) -> tuple[torch.Tensor, list[float], float]:
     """(delta, per-step loss, seconds). Only delta receives gradients; the model's weights are untouched."""
     if not prompts:
         raise BudgetError("latent adaptation needs at least one prompt")
@@ -68,7 +87,7 @@ def per_sample_scorer(lm: LoadedModel, settings: dict, batch_size: int, fallback
     """SLOT per sample, as `evaluate_adapted`'s item scorer: a fresh delta fitted on each item's own context,
     then that item scored with it. An item whose latent loss turns non-finite is scored without a delta; its
     id goes to `fallbacks`. `settings`: steps, lr, max_tokens (an adapted output's SLOT settings)."""
-    config = SlotConfig(steps=settings["steps"], lr=settings["lr"], max_tokens=settings.get("max_tokens", 256))
+    config = Config(**settings)
     scorer = LoglikelihoodScorer(lm, batch_size=batch_size)
 
     def score(items: Sequence[MultipleChoiceItem], progress: bool, desc: str) -> list[list[ChoiceScore]]:
@@ -86,3 +105,22 @@ def per_sample_scorer(lm: LoadedModel, settings: dict, batch_size: int, fallback
         return scores
 
     return score
+
+
+def apply(ctx: AdaptationContext, config: Config, out: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """Task scope: fit one delta on top of the generated adapter and save it beside the adapter. Sample scope:
+    save the settings; evaluation fits a delta per item (`per_sample_scorer`)."""
+    started = time.perf_counter()
+    state, generated = ctx.generate(ctx.seed)
+    delta, result = None, AdaptationResult(NAME, state, asdict(config), 0.0)
+    if config.scope == "task":
+        with peft_model(ctx.lm, ctx.lora, state) as model:
+            model.eval()
+            try:
+                delta, trace, seconds = optimize_delta(ctx.lm, ctx.prompts, config)
+                delta = delta.float().cpu()
+                result = AdaptationResult(NAME, state, asdict(config), seconds, trace=trace)
+            except FloatingPointError as e:  # non-finite loss: keep the generated adapter alone
+                result = AdaptationResult(NAME, state, asdict(config), 0.0, fell_back=True, reason=str(e))
+    record = {**generated, **info, **outcome(result, started), "latent": asdict(config)}
+    return write_refined(ctx, out, state, record, latent_delta=delta)

@@ -1,4 +1,4 @@
-"""LoRA mixing, two precisely named variants.
+"""The family `mixing`: LoRA mixing, two precisely named variants.
 
 - `rank_half_mix` (the reference's): split one adapter's lora_A into its two rank halves [A1; A2] and mix
   them with a weight lambda: A1' = lam A1 + (1 - lam) A2, A2' = lam A2 + (1 - lam) A1; lora_B unchanged.
@@ -14,6 +14,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,8 +24,43 @@ from scipy.optimize import minimize
 
 from ..config import LoraSettings
 from ..models import LoadedModel, LoraState, attach_lora, weighted_adapter_sum
-from .base import AdaptationResult, BudgetError
+from .base import (
+    AdaptationContext,
+    AdaptationResult,
+    BudgetError,
+    check_choice,
+    check_range,
+    outcome,
+    write_refined,
+)
 from .ttt import prompt_batch
+
+NAME = "mixing"
+LORAHUB_PROMPTS = 8
+"""Unlabelled prompts in LoraHub's search objective (each evaluation is one forward pass over them)."""
+
+
+@dataclass
+class Config:
+    variant: str = "rank_half"
+    lam: float = 0.5
+    """rank_half: the mixing weight; 1 is the identity."""
+    evaluations: int = 40
+    """lorahub: objective evaluations of the gradient-free weight search."""
+    l1: float = 0.05
+    """lorahub: L1 penalty on the weights."""
+
+    def __post_init__(self) -> None:
+        check_choice("mixing.variant", self.variant, ("rank_half", "lorahub"))
+        check_range("mixing.lam", self.lam, 0, 1)
+        check_range("mixing.evaluations", self.evaluations, 1, 10_000, integer=True)
+        check_range("mixing.l1", self.l1, 0, 10)
+
+
+GRID: list[tuple[dict[str, Any], float]] = [
+    *(({"variant": "rank_half", "lam": lam}, 0.1) for lam in (0.5, 0.75)),
+    ({"variant": "lorahub", "evaluations": 40}, 40.0),
+]
 
 
 def rank_half_mix(state: LoraState, lam: float) -> LoraState:
@@ -94,3 +131,21 @@ def lorahub_search(states: Sequence[LoraState], objective: Callable[[LoraState],
     fell_back = bool(np.array_equal(weights, x0)) and not np.isfinite(result.fun)
     return AdaptationResult("lorahub", weighted_adapter_sum(states, weights), hyper, time.perf_counter() - start,
                             fell_back=fell_back, reason="no finite objective" if fell_back else "", trace=trace)
+
+
+def apply(ctx: AdaptationContext, config: Config, out: Path, info: dict[str, Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    state, generated = ctx.generate(ctx.seed)
+    if config.variant == "rank_half":
+        t0 = time.perf_counter()
+        result = AdaptationResult(NAME, rank_half_mix(state, config.lam), asdict(config), time.perf_counter() - t0)
+        return write_refined(ctx, out, result.state, {**generated, **info, **outcome(result, started)})
+    objective, close = prompt_loss_objective(ctx.lm, ctx.lora, ctx.prompts[:LORAHUB_PROMPTS])
+    try:
+        result = lorahub_search([state, *ctx.library], objective,
+                                LoraHubConfig(max_evaluations=config.evaluations, l1=config.l1))
+    finally:
+        close()
+    record = {**generated, **info, **outcome(result, started), "weights": result.hyperparameters["weights"],
+              "library_size": len(ctx.library)}
+    return write_refined(ctx, out, result.state, record)

@@ -16,92 +16,13 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import nn
 
 from ..io import atomic_write_json
-
-FAMILIES = ("none", "ttt", "tts", "mixing", "latent")
-
-
-def _in(*valid: Any) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: v in valid), "one of " + ", ".join(map(str, valid))
-
-
-def _between(low: float, high: float, integer: bool = False, open_low: bool = False) -> tuple[Callable[[Any], bool], str]:
-    def check(v: Any) -> bool:
-        if integer and (isinstance(v, bool) or not isinstance(v, int)):
-            return False
-        return isinstance(v, int | float) and (low < v if open_low else low <= v) and v <= high
-
-    kind = "an integer" if integer else "a number"
-    return check, f"{kind} in {'(' if open_low else '['}{low}, {high}]"
-
-
-FAMILY_PARAMETERS: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
-    "none": {},
-    "ttt": {"steps": _between(0, 1000, integer=True), "lr": _between(0, 1, open_low=True)},
-    "tts": {"k": _between(1, 64, integer=True), "combine": _in("vote", "confidence")},
-    "mixing": {"variant": _in("rank_half", "lorahub"), "lam": _between(0, 1),
-               "evaluations": _between(1, 10_000, integer=True), "l1": _between(0, 10)},
-    "latent": {"steps": _between(0, 1000, integer=True), "lr": _between(0, 10, open_low=True),
-               "scope": _in("task", "sample")},
-}
-"""Each family's hyper-parameters: (validity check, what is valid). Absent ones take the family's default."""
-
-
-@dataclass(frozen=True)
-class Action:
-    family: str
-    params: tuple[tuple[str, Any], ...] = ()
-    cost: float = 0.0
-    """Relative compute cost (e.g. optimizer steps or forward passes), used by the optional cost penalty."""
-
-    def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ValueError(f"unknown family {self.family!r}; valid: {', '.join(FAMILIES)}")
-        valid = FAMILY_PARAMETERS[self.family]
-        for name, value in self.params:
-            if name not in valid:
-                listed = ", ".join(valid) or "none"
-                raise ValueError(f"unknown hyper-parameter {name!r} for family {self.family!r}; valid: {listed}")
-            check, allowed = valid[name]
-            if not check(value):
-                raise ValueError(f"{self.family}.{name} = {value!r} is out of range: must be {allowed}")
-
-    @property
-    def label(self) -> str:
-        return self.family + "".join(f" {k}={v}" for k, v in self.params)
-
-    @property
-    def slug(self) -> str:
-        """The label as a directory name."""
-        return self.family + "".join(f"_{k}-{v}" for k, v in self.params)
-
-    def get(self, name: str, default: Any) -> Any:
-        return dict(self.params).get(name, default)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"family": self.family, "params": [list(p) for p in self.params], "cost": self.cost}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Action:
-        return cls(data["family"], tuple((k, v) for k, v in data.get("params", [])), data.get("cost", 0.0))
-
-
-def default_actions() -> list[Action]:
-    """The discretized action space: each family with a small grid of its hyper-parameters. Costs are
-    rough multiples of one forward pass over the adaptation prompts (an optimizer step counts 3)."""
-    actions = [Action("none")]
-    actions += [Action("ttt", (("steps", 5), ("lr", lr)), cost=15) for lr in (1e-5, 1e-4)]
-    actions += [Action("tts", (("k", 3), ("combine", c)), cost=3) for c in ("vote", "confidence")]
-    actions += [Action("mixing", (("variant", "rank_half"), ("lam", lam)), cost=0.1) for lam in (0.5, 0.75)]
-    actions += [Action("mixing", (("variant", "lorahub"), ("evaluations", 40)), cost=40)]
-    actions += [Action("latent", (("steps", 5), ("lr", 0.1), ("scope", "task")), cost=15)]
-    actions += [Action("latent", (("steps", 3), ("lr", 0.1), ("scope", "sample")), cost=30)]
-    return actions
+from .actions import Action
 
 
 @dataclass
@@ -193,14 +114,6 @@ def train_policy(states: torch.Tensor, reward: RewardFn, actions: Sequence[Actio
         optimizer.step()
         history.append(float(rewards.mean()))
     return policy, history
-
-
-def expected_reward(policy: LinearPolicy, states: torch.Tensor, reward: RewardFn) -> float:
-    """Mean over states of the policy's expected reward (exact: sums over all actions)."""
-    with torch.no_grad():
-        probs = policy(states).exp()
-    return float(sum(probs[i, a] * reward(i, act) for i in range(len(states)) for a, act in enumerate(policy.actions))
-                 / len(states))
 
 
 def save_policy(policy: LinearPolicy, config: PolicyConfig, out: Path, extra: dict | None = None) -> Path:

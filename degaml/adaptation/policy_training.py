@@ -16,7 +16,8 @@ from ..data.prompts import load_partitioned, task_items
 from ..generator.generation import Generator
 from ..io import atomic_write_text
 from ..models import LoadedModel
-from .policy import Action, LinearPolicy, PolicyConfig, save_policy, train_policy
+from .actions import Action
+from .policy import LinearPolicy, PolicyConfig, save_policy, train_policy
 from .rewards import format_reward_table, measure_actions
 from .task_setup import adaptation_context, task_features
 

@@ -13,9 +13,10 @@ from typing import Any
 from ..config import DataConfig, EvalConfig
 from ..evaluation.adapted import Loaded, evaluate_adapted
 from ..io import atomic_write_text
-from .apply import AdaptationContext, apply_action
+from .actions import Action
+from .apply import apply_action
+from .base import AdaptationContext
 from .latent import per_sample_scorer
-from .policy import Action
 
 REWARDS_FILE = "rewards.jsonl"
 

@@ -14,7 +14,7 @@ from ..data.prompts import format_prompt
 from ..generator.generation import Generator
 from ..generator.trajectories import checkpoint_paths, load_checkpoint
 from ..models import LoadedModel, LoraState
-from .apply import AdaptationContext
+from .base import AdaptationContext
 from .policy import StateFeatures, adapter_statistics, confidence_and_entropy
 from .ttt import prompt_batch
 

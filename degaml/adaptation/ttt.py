@@ -1,35 +1,40 @@
-"""Test-time training: a few LoRA optimizer steps on the task's unlabelled prompts with the causal-LM
-loss (the prompts' own perplexity); padding is masked and steps are counted as optimizer steps."""
+"""The family `ttt`, test-time training: a few LoRA optimizer steps on the task's unlabelled prompts with
+the causal-LM loss (the prompts' own perplexity); padding is masked and steps are optimizer steps."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..config import LoraSettings
 from ..models import LoadedModel, LoraState, lora_state, peft_model
 from ..sft import train_lora
-from .base import AdaptationResult, BudgetError
+from .base import AdaptationContext, AdaptationResult, BudgetError, check_range, outcome, write_refined
+
+NAME = "ttt"
 
 
 @dataclass
-class TTTConfig:
+class Config:
     steps: int = 5
     lr: float = 1e-5
     batch_size: int = 4
     max_tokens: int = 256
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.steps < 0:
-            raise BudgetError(f"ttt.steps must be >= 0, got {self.steps}")
-        if not 0 < self.lr <= 1:
-            raise BudgetError(f"ttt.lr must be in (0, 1], got {self.lr}")
-        if self.batch_size < 1:
-            raise BudgetError(f"ttt.batch_size must be >= 1, got {self.batch_size}")
+        check_range("ttt.steps", self.steps, 0, 1000, integer=True)
+        check_range("ttt.lr", self.lr, 0, 1, open_low=True)
+        check_range("ttt.batch_size", self.batch_size, 1, 4096, integer=True)
+        check_range("ttt.max_tokens", self.max_tokens, 1, 1_000_000, integer=True)
+
+
+GRID: list[tuple[dict[str, Any], float]] = [({"steps": 5, "lr": lr}, 15.0) for lr in (1e-5, 1e-4)]
+"""Costs are rough multiples of one forward pass over the adaptation prompts (an optimizer step counts 3)."""
 
 
 def prompt_batch(lm: LoadedModel, prompts: Sequence[str], max_tokens: int) -> dict[str, torch.Tensor]:
@@ -44,12 +49,12 @@ def prompt_batch(lm: LoadedModel, prompts: Sequence[str], max_tokens: int) -> di
 
 
 def apply_ttt(lm: LoadedModel, state: LoraState, lora: LoraSettings, prompts: Sequence[str],
-              config: TTTConfig) -> AdaptationResult:
+              config: Config, seed: int = 0) -> AdaptationResult:
     """Refine `state` on `prompts`. The base model is left as it was found (the LoRA layers are removed)."""
     if not prompts:
         raise BudgetError("test-time training needs at least one unlabelled prompt")
     start = time.perf_counter()
-    sampler = torch.Generator().manual_seed(config.seed)
+    sampler = torch.Generator().manual_seed(seed)
 
     def next_batch() -> dict[str, torch.Tensor]:
         picks = torch.randint(len(prompts), (config.batch_size,), generator=sampler).tolist()
@@ -63,3 +68,10 @@ def apply_ttt(lm: LoadedModel, state: LoraState, lora: LoraSettings, prompts: Se
                                     reason=str(e))
         adapted = lora_state(model)
     return AdaptationResult("ttt", adapted, asdict(config), time.perf_counter() - start, trace=trace)
+
+
+def apply(ctx: AdaptationContext, config: Config, out: Path, info: dict[str, Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    state, generated = ctx.generate(ctx.seed)
+    result = apply_ttt(ctx.lm, state, ctx.lora, ctx.prompts, config, ctx.seed)
+    return write_refined(ctx, out, result.state, {**generated, **info, **outcome(result, started)})

@@ -117,7 +117,7 @@ def generator_stage(exp: Experiment, run: SeedRun, fold: Fold) -> Path:
 
 
 def policy_actions(settings: PolicySettings) -> list:
-    from ..adaptation.policy import default_actions
+    from ..adaptation.actions import default_actions
 
     actions = default_actions()
     if settings.actions is None:
@@ -147,8 +147,9 @@ def policy_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
 
 def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
     """Per target: the generated adapter (generalization only) and the policy's adaptation of it."""
+    from ..adaptation.actions import Action
     from ..adaptation.apply import apply_action
-    from ..adaptation.policy import Action, load_policy
+    from ..adaptation.policy import load_policy
     from ..adaptation.task_setup import adaptation_context, task_features
     from ..data.prompts import task_items
     from ..generator.generation import Generator

@@ -1,0 +1,28 @@
+"""The family `none`: the generated adapter as it is (generalization without adaptation)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .base import AdaptationContext, write_refined
+
+NAME = "none"
+
+
+@dataclass
+class Config:
+    """No hyper-parameters."""
+
+
+GRID: list[tuple[dict[str, Any], float]] = [({}, 0.0)]
+
+
+def apply(ctx: AdaptationContext, config: Config, out: Path, info: dict[str, Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    state, generated = ctx.generate(ctx.seed)
+    record = {"adaptation_seconds": 0.0, "seconds": time.perf_counter() - started, "fell_back": False,
+              "reason": "", "trace": []}
+    return write_refined(ctx, out, state, {**generated, **info, **record})
