@@ -180,7 +180,7 @@ def train_generator(
     task_examples: int = 4,
     max_tokens: int = 128,
     residual: bool = False,
-    stat_code: Literal["paper", "log"] = "paper",
+    stat_code: Literal["paper", "log", "relative"] = "paper",
     token_weighting: Literal["per_task", "averaged"] = "per_task",
     prompt_format: Literal["question", "with_options"] = "question",
     source: Literal["offline", "hub"] = "offline",
@@ -215,7 +215,8 @@ def train_generator(
         task_examples: Labelled examples per sampled task per step (task_loss, hybrid).
         max_tokens: Longest labelled example (task_loss, hybrid).
         residual: Predict a change to the mean training adapter instead of the adapter itself.
-        stat_code: Token std code: `paper` (log(0.9 s + 0.1) + 1.6) or `log` (log s).
+        stat_code: Token statistics code: `paper` (std: log(0.9 s + 0.1) + 1.6, mean: 8 m), `log` (std: log s)
+            or `relative` (std: log s, mean: m / s).
         token_weighting: Reconstruction weights per token: `per_task` or `averaged` over training tasks.
         prompt_format: Conditioning prompts: `question`, or `with_options` ("A: ..." lines appended).
         source: Where task prompts are read from.

@@ -7,15 +7,18 @@ cut along its long axis into r x `chunk` pieces (the last one zero-padded when d
 extra rows and two extra columns, giving tokens of (r + 2) x (chunk + 2):
 
     rows 0..r-1, cols 0..chunk-1   normalized values (0 where padded)
-    row r (all columns)            mean' = 8 * mean
+    row r (all columns)            mean' = 8 * mean                          (stat_code "paper", "log")
+                                   mean' = mean / (std + 1e-6)              (stat_code "relative")
     row r + 1 (all columns)        std'  = log(0.9 * std + 0.1) + 1.6        (stat_code "paper")
-                                   std'  = log(std + 1e-6)                  (stat_code "log")
+                                   std'  = log(std + 1e-6)                  (stat_code "log", "relative")
     col chunk, rows 0..r-1         mean'
     col chunk + 1, rows 0..r-1     std'
 
 The paper's std code has a floor of log(0.1) + 1.6 = -0.70, so small scales (lora_B's chunks are ~1e-3)
 sit a few hundredths above it and a small token error zeroes or doubles them; the `log` code resolves
-every scale with the same relative precision. Detokenization averages the copies of each statistic that
+every scale with the same relative precision. The paper's mean code has the same flaw in absolute terms
+(an error of 0.01 shifts a chunk by 1.25e-3, the size of lora_B itself); `relative` stores the mean in
+units of the chunk's own std. `benchmarks/stat_code.py` measures the three. Detokenization averages the copies of each statistic that
 hold data (the padded columns of a module's last piece are masked in training and are never decoded), so
 a generator's noisy copies are pooled. Everything is derived from the LoRA geometry: any model, any rank,
 any chunk size.
@@ -34,26 +37,30 @@ from .models.lora import LoraGeometry, LoraModuleGeometry
 MODULE_ORDER = ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "gate_proj", "down_proj")
 _MIN_STD = 1e-8  # a constant piece (e.g. PEFT's zero-initialized lora_B) has std 0
 _LOG_STD_FLOOR = 1e-6
-StatCode = Literal["paper", "log"]
-STAT_CODES = ("paper", "log")
+StatCode = Literal["paper", "log", "relative"]
+STAT_CODES = ("paper", "log", "relative")
 
 
-def encode_mean(mean: torch.Tensor) -> torch.Tensor:
+def encode_mean(mean: torch.Tensor, std: torch.Tensor | None = None, code: StatCode = "paper") -> torch.Tensor:
+    if code == "relative":
+        return mean / (std + _LOG_STD_FLOOR)
     return 8 * mean
 
 
-def decode_mean(encoded: torch.Tensor) -> torch.Tensor:
+def decode_mean(encoded: torch.Tensor, std: torch.Tensor | None = None, code: StatCode = "paper") -> torch.Tensor:
+    if code == "relative":
+        return encoded * (std + _LOG_STD_FLOOR)
     return encoded / 8
 
 
 def encode_std(std: torch.Tensor, code: StatCode = "paper") -> torch.Tensor:
-    if code == "log":
+    if code in ("log", "relative"):
         return torch.log(std + _LOG_STD_FLOOR)
     return torch.log(0.9 * std + 0.1) + 1.6
 
 
 def decode_std(encoded: torch.Tensor, code: StatCode = "paper") -> torch.Tensor:
-    if code == "log":
+    if code in ("log", "relative"):
         return (torch.exp(encoded) - _LOG_STD_FLOOR).clamp(min=0)
     return ((torch.exp(encoded - 1.6) - 0.1) / 0.9).clamp(min=0)
 
@@ -140,7 +147,7 @@ def tokenize(state_dict: dict[str, torch.Tensor], layout: TokenLayout) -> torch.
         piece = _pieces(state_dict, slot)
         mean, std = piece.mean(), piece.std(unbiased=False)
         tokens[i, :r, :slot.width] = (piece - mean) / std.clamp(min=_MIN_STD)
-        m, s = encode_mean(mean), encode_std(std, layout.stat_code)
+        m, s = encode_mean(mean, std, layout.stat_code), encode_std(std, layout.stat_code)
         tokens[i, r, :] = m
         tokens[i, r + 1, :] = s
         tokens[i, :r, c] = m
@@ -161,8 +168,8 @@ def detokenize(tokens: torch.Tensor, layout: TokenLayout) -> dict[str, torch.Ten
     def pooled(row: int, col: int) -> torch.Tensor:
         return ((tokens[:, row, :] * valid[:, row, :]).sum(-1) + tokens[:, :r, col].sum(-1)) / copies
 
-    mean = decode_mean(pooled(r, c))
     std = decode_std(pooled(r + 1, c + 1), layout.stat_code)
+    mean = decode_mean(pooled(r, c), std, layout.stat_code)
     matrices: dict[str, torch.Tensor] = {}
     for i, slot in enumerate(layout.slots):
         key = slot.state_dict_key

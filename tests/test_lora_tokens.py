@@ -59,9 +59,11 @@ def _random_lora_state(kind, tokenizer, r, seed=0):
 
 @pytest.mark.parametrize("kind", ["llama", "qwen2"])
 @pytest.mark.parametrize("chunk", [128, 16, 12])  # one partial chunk; exact division; remainders
-def test_round_trip_is_exact_to_float_tolerance(tokenizer, kind, chunk):
+@pytest.mark.parametrize("stat_code", ["paper", "log", "relative"])
+def test_round_trip_is_exact_to_float_tolerance(tokenizer, kind, chunk, stat_code):
     model, state = _random_lora_state(kind, tokenizer, r=4)
-    layout = TokenLayout.from_geometry(LoraGeometry.from_model(model, LoraSettings(r=4)), chunk=chunk)
+    layout = TokenLayout.from_geometry(LoraGeometry.from_model(model, LoraSettings(r=4)), chunk=chunk,
+                                       stat_code=stat_code)
     tokens = tokenize(state, layout)
     assert tokens.shape == (layout.num_tokens, 6, chunk + 2)
     rebuilt = detokenize(tokens, layout)
@@ -132,7 +134,7 @@ def test_shape_errors_name_the_tensor(tokenizer):
         detokenize(torch.zeros(3, 6, 18), layout)
 
 
-@pytest.mark.parametrize("stat_code", ["paper", "log"])
+@pytest.mark.parametrize("stat_code", ["paper", "log", "relative"])
 def test_padded_statistic_cells_are_never_decoded(tokenizer, stat_code):
     # chunk 12 leaves partial last pieces in the tiny model: garbage written into their padded columns
     # (including the statistic rows' padded cells, which the training loss masks) must not move the decode.

@@ -56,7 +56,8 @@ class GeneratorTrainConfig:
     residual: bool = False
     """Predict a change to the mean training adapter (a collapsed generator is that mean adapter)."""
     stat_code: StatCode = "paper"
-    """How a token stores its piece's std: the paper's log(0.9 s + 0.1) + 1.6, or log s."""
+    """How a token stores its piece's statistics: `paper` (std log(0.9 s + 0.1) + 1.6, mean 8 m), `log`
+    (std log s) or `relative` (std log s, mean m / s); see degaml/lora_tokens.py."""
     token_weighting: Literal["per_task", "averaged"] = "per_task"
     """Reconstruction weights per token: each task's own, or averaged over the training tasks (reference)."""
     prompt_format: PromptFormat = "question"

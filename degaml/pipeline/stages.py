@@ -183,7 +183,7 @@ def baseline_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -
         if method not in METHODS:
             raise ValueError(f"baselines.methods: unknown method {method!r}; valid: {', '.join(METHODS)}")
         spec = METHODS[method]
-        config = getattr(b, method, None) if method in ("union", "maml", "abmll") else spec.config()
+        config = getattr(b, method.replace("-", "_"), None) or spec.config()  # settings of its own, or defaults
         pending = [t for t in fold.targets if not run.method(t, method).cost.is_file()]
         if not pending:
             continue
