@@ -332,9 +332,8 @@ def adapt(
         device: `auto`, `cpu`, `cuda`, ...
     """
     from .adaptation.actions import Action
-    from .adaptation.apply import apply_action
     from .adaptation.policy import load_policy
-    from .adaptation.task_setup import adaptation_context, task_features
+    from .adaptation.task_setup import adapt_task, adaptation_context
 
     chosen = None if policy else Action.parse(action)
     gen, lm = _load_for_adaptation(generator, dtype, device)
@@ -342,17 +341,14 @@ def adapt(
                        source)[:adaptation_prompts]
     needs_library = policy is not None or (chosen is not None and chosen.get("variant", "") == "lorahub")
     ctx = adaptation_context(gen, lm, task_label(task), items, seed, with_library=needs_library)
-    if policy is not None:
-        chooser = load_policy(policy)
-        state = task_features(gen, ctx).vector()
-        scores, chosen = chooser.scores(state), chooser.choose(state)
+    result = adapt_task(gen, ctx, Path(out), chosen, load_policy(policy) if policy else None)
+    if result.scores is not None:
         print("policy scores (probability per action):")
-        for label, p in sorted(scores.items(), key=lambda kv: -kv[1]):
-            print(f"  {p:6.3f}  {label}{'   <- chosen' if label == chosen.label else ''}")
-    assert chosen is not None
-    info = apply_action(chosen, ctx, Path(out))
+        for label, p in sorted(result.scores.items(), key=lambda kv: -kv[1]):
+            print(f"  {p:6.3f}  {label}{'   <- chosen' if label == result.action.label else ''}")
+    info = result.info
     fallback = f" - fell back to the generated adapter: {info['reason']}" if info.get("fell_back") else ""
-    print(f"{chosen.label}: {out} ({info['seconds']:.2f} s){fallback}")
+    print(f"{result.action.label}: {out} ({info['seconds']:.2f} s){fallback}")
 
 
 def train_policy(

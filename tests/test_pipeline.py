@@ -60,7 +60,7 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
     def refuse(*args, **kwargs):
         raise AssertionError("a finished stage ran again")
 
-    for target in ("degaml.adaptation.apply.apply_action", "degaml.evaluation.adapted.evaluate_adapted",
+    for target in ("degaml.adaptation.task_setup.adapt_task", "degaml.evaluation.adapted.evaluate_adapted",
                    "degaml.baselines.maml.meta_train", "degaml.baselines.abmll.finish",
                    "degaml.adaptation.policy_training.fit_policy_on_tasks"):
         monkeypatch.setattr(target, refuse)

@@ -5,7 +5,9 @@ policy's state features."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -14,8 +16,10 @@ from ..data.prompts import format_prompt
 from ..generator.generation import Generator
 from ..generator.trajectories import checkpoint_paths, load_checkpoint
 from ..models import LoadedModel, LoraState
+from .actions import Action
+from .apply import apply_action
 from .base import AdaptationContext
-from .policy import StateFeatures, adapter_statistics, confidence_and_entropy
+from .policy import LinearPolicy, StateFeatures, adapter_statistics, confidence_and_entropy
 from .ttt import prompt_batch
 
 FEATURE_PROMPTS = 16
@@ -67,3 +71,27 @@ def task_features(generator: Generator, ctx: AdaptationContext) -> StateFeatures
     logits = ctx.lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     confidence, entropy = confidence_and_entropy(logits, batch["attention_mask"])
     return StateFeatures(embedding.float().cpu(), adapter_statistics(state), confidence, entropy)
+
+
+@dataclass
+class AdaptedTask:
+    action: Action
+    info: dict[str, Any]
+    """The adapted output's record (degaml.json / tts.json)."""
+    scores: dict[str, float] | None = None
+    """The policy's probability per action label, when a policy chose."""
+
+
+def adapt_task(generator: Generator, ctx: AdaptationContext, out: Path, action: Action | None = None,
+               policy: LinearPolicy | None = None) -> AdaptedTask:
+    """Generate the task's adapter and refine it with `action`, or with the action `policy` chooses from the
+    task's label-free features; write the adapted output to `out`. The one path from a task to an adapted
+    output, for the CLI, the experiment and the benchmarks."""
+    if (action is None) == (policy is None):
+        raise ValueError("give exactly one of action and policy")
+    scores = None
+    if policy is not None:
+        state = task_features(generator, ctx).vector()
+        scores, action = policy.scores(state), policy.choose(state)
+    assert action is not None
+    return AdaptedTask(action, apply_action(action, ctx, Path(out)), scores)

@@ -148,9 +148,8 @@ def policy_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
 def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
     """Per target: the generated adapter (generalization only) and the policy's adaptation of it."""
     from ..adaptation.actions import Action
-    from ..adaptation.apply import apply_action
     from ..adaptation.policy import load_policy
-    from ..adaptation.task_setup import adaptation_context, task_features
+    from ..adaptation.task_setup import adapt_task, adaptation_context
     from ..data.prompts import task_items
     from ..generator.generation import Generator
 
@@ -164,11 +163,11 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
             if directory.cost.is_file():
                 continue
             reset_peak_memory(lm.device)
-            action = Action("none") if method == GENERATED else policy.choose(task_features(gen, ctx).vector())
-            info = apply_action(action, ctx, directory.output)
-            atomic_write_json(directory.cost, {"seconds": info["seconds"], "labelled_target_examples": 0,
-                                                        "action": action.label, **peak_memory_mb(lm.device)})
-            _say(exp, f"{target}: {method} = {action.label} ({info['seconds']:.1f} s)")
+            result = adapt_task(gen, ctx, directory.output, action=Action("none")) if method == GENERATED \
+                else adapt_task(gen, ctx, directory.output, policy=policy)
+            atomic_write_json(directory.cost, {"seconds": result.info["seconds"], "labelled_target_examples": 0,
+                                               "action": result.action.label, **peak_memory_mb(lm.device)})
+            _say(exp, f"{target}: {method} = {result.action.label} ({result.info['seconds']:.1f} s)")
 
 
 def baseline_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
