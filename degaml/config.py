@@ -55,7 +55,7 @@ class DataConfig:
     split: Literal["train", "validation", "test"] = "test"
     limit: int | None = 200
     """At most this many items per task (the first ones of the partition's seeded order); None = all."""
-    seed: int = 0
+    partition_seed: int = 0
     """Seed of the train/validation/test partition of each task's labelled data."""
     validation_fraction: float = 0.1
     test_fraction: float = 0.3

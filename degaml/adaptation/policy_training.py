@@ -41,7 +41,7 @@ def fit_policy_on_tasks(gen: Generator, lm: LoadedModel, tasks: Sequence[str], a
     for name in tasks:
         label = task_label(name)
         validation = replace(data, tasks=[name], split="validation")
-        items = task_items(name, "train", data.seed, data.validation_fraction, data.test_fraction,
+        items = task_items(name, "train", data.partition_seed, data.validation_fraction, data.test_fraction,
                            data.source)[:adaptation_prompts]
         ctx = adaptation_context(gen, lm, label, items, config.seed)
         metric = preferred_metric(name)

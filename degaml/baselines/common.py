@@ -59,7 +59,7 @@ def load_examples(lm: LoadedModel, task: str, setup: BaselineSetup, limit: int) 
     """Up to `limit` supervised examples from the task's train partition (never validation or test)."""
     from ..data.prompts import load_partitioned
 
-    data = DataConfig(tasks=[task], split="train", limit=limit, seed=setup.partition_seed,
+    data = DataConfig(tasks=[task], split="train", limit=limit, partition_seed=setup.partition_seed,
                       validation_fraction=setup.validation_fraction, test_fraction=setup.test_fraction,
                       source=setup.source)
     ((items, part),) = load_partitioned(data).values()

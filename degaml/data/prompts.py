@@ -48,6 +48,6 @@ def load_partitioned(data: DataConfig) -> dict[str, tuple[list[MultipleChoiceIte
     loaded = {}
     for name in data.tasks:
         items = load_task(name, data.source)
-        loaded[task_label(name)] = (items, partition(task_label(name), items, data.seed,
+        loaded[task_label(name)] = (items, partition(task_label(name), items, data.partition_seed,
                                                      data.validation_fraction, data.test_fraction))
     return loaded

@@ -92,7 +92,7 @@ class Timer:
 
 
 def _data(exp: Experiment, tasks: list[str], split: str, limit: int | None) -> DataConfig:
-    return DataConfig(tasks=tasks, split=split, limit=limit, seed=exp.partition_seed, source=exp.source)  # type: ignore[arg-type]
+    return DataConfig(tasks=tasks, split=split, limit=limit, partition_seed=exp.partition_seed, source=exp.source)  # type: ignore[arg-type]
 
 
 def _say(exp: Experiment, message: str) -> None:
