@@ -102,3 +102,19 @@ def test_shipped_configs_parse(config, capsys):
     assert exit_info.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["name"] == {"offline": "offline-default"}.get(config, config)
+
+
+def test_run_with_the_function_space_generator(workspace, tmp_path):
+    """The generator options the offline default uses (task loss, residual, relative code, prompts with their
+    options) run through every stage of `degaml run`."""
+    config, run = _config(workspace, tmp_path)
+    settings = yaml.safe_load(config.read_text())
+    settings["seeds"] = [0]
+    settings["generator"].update({"objective": "task_loss", "residual": True, "stat_code": "relative",
+                                  "prompt_format": "with_options", "task_examples": 2, "max_tokens": 32})
+    settings["baselines"]["methods"] = ["no-meta"]
+    config.write_text(yaml.safe_dump(settings))
+    main(["run", "--config", str(config)])
+    card = json.loads((run / "seed_0" / "folds" / "all" / "generator" / "config.json").read_text())
+    assert card["train"]["objective"] == "task_loss" and card["train"]["stat_code"] == "relative"
+    assert (run / "report" / "report.md").is_file()
