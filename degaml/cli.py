@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -530,7 +531,7 @@ def run(
         baselines: Which baselines, their shared target-data budget and their own settings.
         progress: Show progress.
     """
-    from .io import atomic_write_text
+    from .io import atomic_write_text, exclusive_directory
     from .pipeline.stages import Experiment, run_experiment
 
     experiment = Experiment(name=name, out=Path(out), model=model, lora=lora or LoraSettings(), seeds=seeds or [0],
@@ -539,10 +540,10 @@ def run(
                             generator=generator or GeneratorTrainConfig(), policy=policy or PolicySettings(),
                             evaluation=evaluation or EvaluationSettings(), baselines=baselines or BaselineSettings(),
                             progress=progress)
-    Path(out).mkdir(parents=True, exist_ok=True)
     record = {k: v for k, v in vars(experiment).items() if k not in ("out", "progress")}
-    atomic_write_text(Path(out) / "experiment.yaml", dump_yaml(record))
-    report_dir = run_experiment(experiment)
+    with exclusive_directory(out):  # a second `degaml run` on the same directory is refused
+        atomic_write_text(Path(out) / "experiment.yaml", dump_yaml(record))
+        report_dir = run_experiment(experiment)
     print((report_dir / "report.md").read_text())
     print(f"report: {report_dir}")
 
@@ -612,9 +613,15 @@ def main(argv: list[str] | None = None) -> None:
         args.insert(1, "--run_dir")  # `degaml report runs/x`: the one positional argument of the CLI
     try:
         auto_cli(COMMANDS, args=args, as_positional=False)
-    except (ValueError, FileNotFoundError, ModuleNotFoundError) as e:
+    except (ValueError, FileNotFoundError, ModuleNotFoundError, FloatingPointError) as e:
         # Bad input: one clear line, no traceback, non-zero exit.
         print(f"degaml: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as e:
+        if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC):
+            raise  # a bug or a broken machine: the traceback is the useful part
+        print(f"degaml: error: cannot write {e.filename or 'the output'}: {e.strerror} "
+              "(choose another --out, or free or unlock the disk)", file=sys.stderr)
         raise SystemExit(2) from None
 
 

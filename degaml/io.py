@@ -71,3 +71,36 @@ def run_metadata(seed: int) -> dict[str, Any]:
         "platform": platform.platform(),
         "versions": package_versions(),
     }
+
+
+class DirectoryBusyError(ValueError):
+    """Another process holds a run directory's lock."""
+
+
+@contextmanager
+def exclusive_directory(directory: str | Path) -> Iterator[Path]:
+    """Hold `<directory>/.lock` (an OS-level lock, released when the process exits, even by SIGKILL) for the
+    block: a second process on the same directory is refused instead of interleaving its writes."""
+    import fcntl
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / ".lock"
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise DirectoryBusyError(f"{directory} is in use by {holder} (lock {path}); wait for it to finish or "
+                                 "use another output directory") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    try:
+        yield directory
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()

@@ -23,20 +23,38 @@ def default_context(question: str) -> str:
     return f"Question: {question}\nAnswer:"
 
 
+MAX_RECORD_CHARS = 100_000
+"""A record longer than this is refused: no benchmark item comes near it, and tokenizing megabytes of one
+prompt would run for minutes before any error."""
+
+
+def _decode(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataFormatError(f"{where}: not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+                              "re-encode the file as UTF-8") from None
+
+
 def _records(path: Path) -> Iterator[tuple[str, Any]]:
     """(where, record) pairs; `where` is "file:line" for JSONL and "file record N" for JSON."""
     if path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
+        with path.open("rb") as f:
+            for line_no, raw in enumerate(f, start=1):
+                where = f"{path}:{line_no}"
+                line = _decode(raw, where)
                 if not line.strip():
                     continue
+                if len(line) > MAX_RECORD_CHARS:
+                    raise DataFormatError(f"{where}: record of {len(line):,} characters, more than the "
+                                          f"{MAX_RECORD_CHARS:,} a task record may have")
                 try:
-                    yield f"{path}:{line_no}", json.loads(line)
+                    yield where, json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise DataFormatError(f"{path}:{line_no}: not valid JSON ({e.msg})") from None
+                    raise DataFormatError(f"{where}: not valid JSON ({e.msg})") from None
     elif path.suffix == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(_decode(path.read_bytes(), str(path)))
         except json.JSONDecodeError as e:
             raise DataFormatError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
         if not isinstance(data, list):

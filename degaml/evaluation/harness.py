@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -55,6 +56,9 @@ def _loglikelihood_result(lm: LoadedModel, task: str, split: str, items: Sequenc
     predictions = []
     for item, item_scores in zip(items, scores):
         logprobs = [s.logprob for s in item_scores]
+        if not all(math.isfinite(lp) for lp in logprobs):  # an argmax of NaNs is not a prediction
+            raise FloatingPointError(f"task {task!r}, item {item.id!r}: non-finite log-likelihood {logprobs} "
+                                     "(a broken adapter or model); no table is written")
         predictions.append({
             "id": item.id, "gold": item.gold, "logprobs": logprobs,
             "pred": predict_acc(logprobs), "pred_norm": predict_acc_norm(logprobs, normalization_texts(item)),

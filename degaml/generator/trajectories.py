@@ -71,11 +71,23 @@ def is_complete(task_dir: Path) -> bool:
     return (task_dir / MANIFEST).is_file()
 
 
+MAX_LORA_VALUE = 1e3
+"""A LoRA weight beyond this is corruption, not training (trained values are below 1)."""
+
+
 def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors, refused (naming the file and tensor) when unreadable, non-finite or absurd."""
     try:
-        return load_file(str(path))
+        state = load_file(str(path))
     except Exception as e:  # safetensors raises several types for truncated or corrupt files
         raise ValueError(f"trajectory checkpoint {path} is missing or corrupt ({e})") from None
+    for key, value in state.items():
+        if not torch.isfinite(value).all():
+            raise ValueError(f"trajectory checkpoint {path}: tensor {key} holds NaN or Inf values (corrupt file?)")
+        if value.abs().max() > MAX_LORA_VALUE:
+            raise ValueError(f"trajectory checkpoint {path}: tensor {key} has a value of "
+                             f"{float(value.abs().max()):.3g}, beyond any trained LoRA (corrupt file?)")
+    return state
 
 
 def collect_task(lm: LoadedModel, task: str, train_items: Sequence[MultipleChoiceItem], out: Path,

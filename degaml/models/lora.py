@@ -170,23 +170,39 @@ def read_adapter_shapes(adapter_dir: str | Path) -> dict[str, dict[str, tuple[in
 
 
 def check_adapter_fits(adapter_dir: str | Path, model: nn.Module) -> None:
-    """Refuse an adapter whose modules or shapes do not match `model`, naming the module and the shapes."""
+    """Refuse an adapter that would score garbage or silently leave layers without LoRA: a config that is not
+    JSON or lacks fields, a module the model lacks, a module of the config's targets without both tensors
+    (PEFT would leave it bare), a shape that does not fit (other rank or model), a NaN or Inf weight. Each
+    error names the file, module and shapes."""
     adapter_dir = Path(adapter_dir)
-    config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text())
-    settings = LoraSettings(r=int(config["r"]), alpha=int(config.get("lora_alpha", config["r"])),
-                            target_modules=tuple(config["target_modules"]))
-    expected = LoraGeometry.from_model(model, settings).by_path()
+    config_path = adapter_dir / ADAPTER_CONFIG
     found = read_adapter_shapes(adapter_dir)
+    try:
+        config = json.loads(config_path.read_text())
+        settings = LoraSettings(r=int(config["r"]), alpha=int(config.get("lora_alpha", config["r"])),
+                                target_modules=tuple(config["target_modules"]))
+    except (ValueError, KeyError, TypeError) as e:
+        raise AdapterMismatchError(f"{config_path}: not a LoRA adapter config ({type(e).__name__}: {e})") from None
+    expected = LoraGeometry.from_model(model, settings).by_path()
     for path in found.keys() - expected.keys():
         raise AdapterMismatchError(f"{adapter_dir}: module {path!r} does not exist in the model")
     for path, geometry in expected.items():  # model order, so the first mismatch reported is the shallowest
         want = {"A": geometry.a_shape, "B": geometry.b_shape}
-        for part, shape in sorted(found.get(path, {}).items()):
+        missing = [f"lora_{p}" for p in ("A", "B") if p not in found.get(path, {})]
+        if missing:
+            raise AdapterMismatchError(f"{adapter_dir}: module {path!r} has no {' and no '.join(missing)} tensor "
+                                       f"(the config targets it; PEFT would leave it without LoRA)")
+        for part, shape in sorted(found[path].items()):
             if shape != want[part]:
                 raise AdapterMismatchError(
                     f"{adapter_dir}: module {path!r} lora_{part} has shape {tuple(shape)}, "
-                    f"the model needs {want[part]}"
+                    f"the model needs {want[part]} (adapter_config.json: r = {settings.r})"
                 )
+    with safe_open(str(adapter_dir / ADAPTER_WEIGHTS), framework="pt") as f:
+        for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+            if not torch.isfinite(f.get_tensor(key)).all():
+                raise AdapterMismatchError(f"{adapter_dir}: tensor {key} holds NaN or Inf values; refusing to "
+                                           "score it")
 
 
 def load_adapter(model: PreTrainedModel, adapter_dir: str | Path, trainable: bool = False) -> PeftModel:

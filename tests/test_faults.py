@@ -1,0 +1,199 @@
+"""Faults a user can cause, each refused with one line that names the file, field or shape at fault, never
+a table of garbage and never a traceback. Tiny models, local files."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from degaml.cli import main
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEGAML_CACHE", str(tmp_path / "cache"))
+
+
+def _error(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as raised:
+        main(argv)
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def _evaluate(ws, adapter, out):
+    return ["evaluate", "--model", ws["model"], "--adapter", str(adapter), "--tasks", ws["tasks"][0], "--limit", "3",
+            "--dtype", "float32", "--device", "cpu", "--out", str(out), "--progress", "false"]
+
+
+@pytest.fixture(scope="module")
+def adapter(workspace, tmp_path_factory):
+    from degaml.config import LoraSettings, ModelConfig
+    from degaml.models import attach_lora, load_model, lora_state, write_adapter
+
+    lm = load_model(ModelConfig(name=workspace["model"], dtype="float32", device="cpu"))
+    model = attach_lora(lm.model, LoraSettings(r=2, alpha=4))
+    state = lora_state(model)
+    model.unload()
+    out = tmp_path_factory.mktemp("adapter") / "a"
+    write_adapter({k: v + 0.01 for k, v in state.items()}, LoraSettings(r=2, alpha=4), workspace["model"], out)
+    return out
+
+
+def _broken(adapter, tmp_path, edit) -> object:
+    copy = tmp_path / "broken"
+    shutil.copytree(adapter, copy)
+    weights = copy / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    edit(tensors, copy)
+    save_file(tensors, str(weights))
+    return copy
+
+
+def test_a_sound_adapter_scores(workspace, adapter, tmp_path):
+    main(_evaluate(workspace, adapter, tmp_path / "eval"))
+    assert (tmp_path / "eval" / "results.json").is_file()
+
+
+@pytest.mark.parametrize("case, edit, message", [
+    ("nan", lambda t, d: t.__setitem__(next(iter(t)), torch.full_like(t[next(iter(t))], float("nan"))),
+     "holds NaN or Inf values"),
+    ("inf", lambda t, d: t.__setitem__(next(iter(t)), torch.full_like(t[next(iter(t))], float("inf"))),
+     "holds NaN or Inf values"),
+    ("missing layer", lambda t, d: [t.pop(k) for k in [k for k in t if "layers.1.mlp.down_proj" in k]],
+     "model.layers.1.mlp.down_proj' has no lora_A and no lora_B tensor"),
+    ("missing B", lambda t, d: t.pop(next(k for k in t if "lora_B" in k)), "has no lora_B tensor"),
+    ("other rank", lambda t, d: t.update({k: torch.zeros(4, v.shape[1]) if "lora_A" in k else torch.zeros(v.shape[0], 4)
+                                          for k, v in t.items()}), "adapter_config.json: r = 2"),
+    ("unexpected module", lambda t, d: t.update({"base_model.model.model.layers.9.mlp.up_proj.lora_A.weight":
+                                                 torch.zeros(2, 32)}), "does not exist in the model"),
+    ("garbage config", lambda t, d: (d / "adapter_config.json").write_text("{not json"), "not a LoRA adapter config"),
+])
+def test_a_broken_adapter_is_refused_before_scoring(workspace, adapter, tmp_path, capsys, case, edit, message):
+    broken = _broken(adapter, tmp_path, edit)
+    err = _error(capsys, _evaluate(workspace, broken, tmp_path / "eval"))
+    assert message in err and str(broken) in err
+    assert not (tmp_path / "eval").exists()  # no table, no partial output
+
+
+def test_adapter_without_weights_is_named(workspace, adapter, tmp_path, capsys):
+    copy = tmp_path / "noweights"
+    shutil.copytree(adapter, copy)
+    (copy / "adapter_model.safetensors").unlink()
+    assert "adapter_model.safetensors is missing" in _error(capsys, _evaluate(workspace, copy, tmp_path / "e"))
+
+
+def test_a_nan_loglikelihood_is_an_error_not_a_prediction(tiny_lm):
+    from degaml.config import EvalConfig
+    from degaml.data import MultipleChoiceItem
+    from degaml.evaluation.harness import evaluate_items
+    from degaml.evaluation.loglikelihood import ChoiceScore
+
+    item = MultipleChoiceItem.cloze("x", "q", "Q:", ["a", "b"], 0)
+
+    def nan_scorer(items, progress, desc):
+        return [[ChoiceScore(float("nan"), False, 1), ChoiceScore(-1.0, False, 1)] for _ in items]
+
+    with pytest.raises(FloatingPointError, match="item 'x': non-finite log-likelihood"):
+        evaluate_items(tiny_lm, "t", "test", [item], EvalConfig(), progress=False, scorer=nan_scorer)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"question": "q", "choices": ["a", "b"], "gold": 0}\n{"question": "caf\xe9", "choices": ["a", "b"], "gold": 0}\n',
+     ":2: not UTF-8 (byte 0xe9"),
+    (b'{"question": "q", "choices": ["a", "b"], "gold": 0}\n{"question": \n', ":2: not valid JSON"),
+    (b'{"question": "q", "choices": ["a", "b"]}\n', ":1: missing field 'gold'"),
+    (b'{"question": "q", "choices": ["a", "b"], "gold": 5}\n', "field 'gold' must be an integer in 0..1, got 5"),
+    (b'{"question": "q", "choices": ["a"], "gold": 0}\n', "field 'choices' must be a list of at least two options"),
+    (b'{"question": "' + b"x" * 200_000 + b'", "choices": ["a", "b"], "gold": 0}\n', ":1: record of 200,"),
+])
+def test_malformed_task_files_are_refused_with_file_and_line(workspace, tmp_path, capsys, content, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(content)
+    err = _error(capsys, ["evaluate", "--model", workspace["model"], "--tasks", str(path), "--limit", "2",
+                          "--dtype", "float32", "--device", "cpu", "--out", str(tmp_path / "e"), "--progress", "false"])
+    assert message in err and str(path) in err
+
+
+def test_empty_task_file_is_refused(workspace, tmp_path, capsys):
+    path = tmp_path / "empty.jsonl"
+    path.write_text("")
+    err = _error(capsys, ["evaluate", "--model", workspace["model"], "--tasks", str(path), "--dtype", "float32",
+                          "--device", "cpu", "--out", str(tmp_path / "e"), "--progress", "false"])
+    assert str(path) in err
+
+
+@pytest.mark.parametrize("corruption, message", [
+    (lambda t: t.update({k: v * float("nan") for k, v in list(t.items())[:1]}), "holds NaN or Inf values"),
+    (lambda t: t.update({k: v + 4.1e9 for k, v in list(t.items())[:1]}), "beyond any trained LoRA"),
+])
+def test_corrupt_checkpoint_values_are_named_before_training(workspace, tmp_path, capsys, corruption, message):
+    main(["collect", "--tasks", workspace["tasks"][0], "--out", str(tmp_path / "t"), "--model", workspace["model"],
+          "--burn_in_steps", "1", "--checkpoints", "2", "--batch_size", "2", "--rank", "2", "--alpha", "4",
+          "--dtype", "float32", "--device", "cpu", "--progress", "false"])
+    checkpoint = sorted((tmp_path / "t" / "colors" / "checkpoints").iterdir())[0]
+    tensors = load_file(str(checkpoint))
+    corruption(tensors)
+    save_file(tensors, str(checkpoint))
+    err = _error(capsys, ["train-generator", "--trajectories", str(tmp_path / "t"), "--out", str(tmp_path / "g"),
+                          "--decoder", "cpu-tiny", "--encoder", workspace["encoder"], "--num_prompts", "2",
+                          "--prompt_tokens", "8", "--chunk", "16", "--steps", "1", "--progress", "false"])
+    assert message in err and str(checkpoint) in err
+    assert not (tmp_path / "g" / "decoder.safetensors").exists()
+
+
+def test_unwritable_output_is_one_line_naming_the_path(workspace, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if __import__("os").geteuid() == 0:
+            pytest.skip("root ignores directory permissions (the read-only test below covers the message)")
+        err = _error(capsys, ["evaluate", "--model", workspace["model"], "--tasks", workspace["tasks"][0],
+                              "--limit", "2", "--dtype", "float32", "--device", "cpu", "--out", str(locked / "e"),
+                              "--progress", "false"])
+        assert "cannot write" in err and str(locked) in err
+    finally:
+        locked.chmod(0o700)
+
+
+def test_read_only_file_system_is_one_line(workspace, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from degaml import io
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "ro" / "results.json"))
+
+    monkeypatch.setattr(io.tempfile, "mkstemp", read_only)
+    err = _error(capsys, ["evaluate", "--model", workspace["model"], "--tasks", workspace["tasks"][0], "--limit", "2",
+                          "--dtype", "float32", "--device", "cpu", "--out", str(tmp_path / "ro"), "--progress", "false"])
+    assert [line for line in err.splitlines() if line.startswith("degaml")] == [f"degaml: error: cannot write {tmp_path / 'ro' / 'results.json'}: "
+                                        "Read-only file system (choose another --out, or free or unlock the disk)"]
+
+
+def test_a_second_process_on_a_run_directory_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    from degaml.io import DirectoryBusyError, exclusive_directory
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from degaml.io import exclusive_directory\n"
+        f"with exclusive_directory({str(tmp_path)!r}):\n    print('held', flush=True); time.sleep(30)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(DirectoryBusyError, match=rf"{tmp_path} is in use by pid {holder.pid}"), \
+                exclusive_directory(tmp_path):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with exclusive_directory(tmp_path):  # released when its holder dies, even by SIGKILL
+        pass
+    assert json.dumps(str(tmp_path))  # the directory is usable again
