@@ -189,7 +189,7 @@ def report(args, correct, seconds, targets_by_suite: dict[str, list[str]]) -> st
             continue
         lines += [f"### {suite} ({len(targets)} tasks, {sum(len(correct['base'][t]) for t in targets)} items)", "",
                   "| method | " + " | ".join(targets) + " | average |", "|---" * (len(targets) + 2) + "|"]
-        for m in methods:
+        for m in [m for m in methods if any(t in correct[m] for t in targets)]:
             cells = [f"{100 * sum(correct[m][t]) / len(correct[m][t]):.1f}" if t in correct[m] else "-" for t in targets]
             have = [t for t in targets if t in correct[m]]
             avg = sum(100 * sum(correct[m][t]) / len(correct[m][t]) for t in have) / len(have) if have else float("nan")
