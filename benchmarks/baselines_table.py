@@ -1,5 +1,5 @@
 """Train and evaluate every baseline on held-out tasks; print test accuracy, training time and peak memory
-beside the base model (and the generated adapter, when a leave-one-out run exists).
+beside the base model.
 
 Each baseline runs in its own process (`degaml baseline ...`), so its peak RSS is its own. Finished
 baselines and evaluations are skipped, so the script resumes.
@@ -42,21 +42,16 @@ def main() -> None:
                         help="all tasks; each held-out task's baselines meta-train on the others")
     parser.add_argument("--out", type=Path, default=Path("runs/baselines"))
     parser.add_argument("--limit", type=int, default=200)
-    parser.add_argument("--loo", type=Path, default=Path("runs/gen/loo"), help="generator_loo.py output, if any")
     parser.add_argument("--methods", default=",".join(METHODS))
     args = parser.parse_args()
 
     rows = []
     for task in args.heldout.split(","):
         train = ",".join(t for t in args.tasks.split(",") if t != task)
-        reference = {"base": args.loo / task / "eval_base", "DeGAML generated": args.loo / task / "eval_generated"}
         base_run = args.out / task / "eval_base"
-        if not (reference["base"] / "results.json").exists() and not (base_run / "results.json").exists():
+        if not (base_run / "results.json").exists():
             degaml("evaluate", "--tasks", task, "--limit", str(args.limit), "--out", str(base_run), "--progress", "false")
-        reference["base"] = reference["base"] if (reference["base"] / "results.json").exists() else base_run
-        for name, run in reference.items():
-            if (run / "results.json").exists():
-                rows.append((task, name, scores(run), None))
+        rows.append((task, "base", scores(base_run), None))
         for method in args.methods.split(","):
             out = args.out / task / method
             command, extra = METHODS[method]
