@@ -81,11 +81,8 @@ def train_generators(args, train: list[str], holdout: list[str]) -> None:
         config = GeneratorTrainConfig(steps=steps, eval_every=max(steps // 4, 1), max_prompts=args.max_prompts,
                                       batch_size=args.batch_size if steps == args.recon_steps else args.task_batch,
                                       **MODES[mode])
-        out = args.out / "generators" / mode
-        if (out / "state.pt").is_file() and torch.load(out / "state.pt", weights_only=False)["step"] == steps:
-            continue
         print(f"== generator {mode}: {config.objective}, {steps} steps")
-        train_on_trajectories(args.trajectories, out, holdout, config)
+        train_on_trajectories(args.trajectories, args.out / "generators" / mode, holdout, config)  # at once if done
 
 
 def build_adapters(args, lm, dirs: dict[str, Path], train: list[str], targets: list[str]) -> dict:

@@ -168,6 +168,16 @@ def test_hybrid_logs_both_terms(workspace, trajectories, tmp_path):
     assert abs(record["train_loss"] - expected) < 1e-4 * max(1.0, abs(expected))
 
 
+def test_a_finished_generator_returns_before_loading_anything(workspace, trajectories, generator, monkeypatch):
+    from degaml.generator import dataset
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished generator loaded its trajectories again")
+
+    monkeypatch.setattr(dataset, "load_trajectory", refuse)
+    _train(workspace, trajectories, generator)  # same steps: returns at once
+
+
 def test_training_resumes_exactly(workspace, trajectories, generator, tmp_path, monkeypatch):
     from degaml.generator import training
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .base import AdaptationContext, write_refined
+from .base import AdaptationContext, AdaptationResult, outcome, write_refined
 
 NAME = "none"
 
@@ -23,6 +23,5 @@ GRID: list[tuple[dict[str, Any], float]] = [({}, 0.0)]
 def apply(ctx: AdaptationContext, config: Config, out: Path, info: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     state, generated = ctx.generate(ctx.seed)
-    record = {"adaptation_seconds": 0.0, "seconds": time.perf_counter() - started, "fell_back": False,
-              "reason": "", "trace": []}
-    return write_refined(ctx, out, state, {**generated, **info, **record})
+    unchanged = AdaptationResult(NAME, state, {}, 0.0)
+    return write_refined(ctx, out, state, {**generated, **info, **outcome(unchanged, started)})

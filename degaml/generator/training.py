@@ -201,6 +201,12 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
     return decoder
 
 
+def saved_step(out: Path) -> int:
+    """The last step a generator directory has saved (0 when none)."""
+    state = Path(out) / "state.pt"
+    return int(torch.load(state, weights_only=False)["step"]) if state.is_file() else 0
+
+
 def _resume(decoder: HyperConvDecoder, optimizer, scheduler, sampler: torch.Generator, out: Path) -> int:
     """Restore the last saved step (weights, optimizer, scheduler, sampler); drop log lines past it."""
     state_path, weights_path = out / "state.pt", out / "decoder.safetensors"
@@ -241,7 +247,8 @@ def _save(decoder: HyperConvDecoder, optimizer, scheduler, sampler: torch.Genera
 def train_on_trajectories(trajectories: Path, out: Path, holdout: Sequence[str], config: GeneratorTrainConfig,
                           source: str = "offline", progress: bool = True) -> Path:
     """Train a generator on every trajectory under `trajectories` except the `holdout` tasks' (those are
-    only logged). Trajectories of one task from several collection seeds are pooled. Resumes from `out`."""
+    only logged). Trajectories of one task from several collection seeds are pooled. Resumes from `out`, and
+    returns at once when `out` is finished (before loading trajectories, prompts or the base model)."""
     from ..config import ModelConfig
     from ..data.prompts import format_prompt, task_items
     from ..models import LoraGeometry, load_model
@@ -249,6 +256,8 @@ def train_on_trajectories(trajectories: Path, out: Path, holdout: Sequence[str],
     from .dataset import load_trajectory
     from .trajectories import TrajectoryManifest
 
+    if saved_step(out) >= config.steps:
+        return Path(out)
     task_dirs = sorted(p for p in Path(trajectories).iterdir() if p.is_dir()) if Path(trajectories).is_dir() else []
     if not task_dirs:
         raise FileNotFoundError(f"{trajectories} holds no task trajectories (run `degaml collect` first)")
