@@ -18,6 +18,12 @@ OpenBookQA, SciQ; acc otherwise), the first `--limit` items of each task's seede
 every method. Every generated-vs-floor difference is a task-averaged paired bootstrap 95% interval.
 Each stage writes its artifacts under --out and is skipped when they exist: a killed run resumes.
 
+`--protocol loo` then runs leave-one-task-out over the in-domain targets: fold T trains on the meta-training
+tasks plus the five other in-domain tasks and is tested on T. Every fold's generator and union LoRA continue
+from the all-targets-out ones (`init_from`, the same `--loo_steps` optimizer steps for both, so neither gets
+more budget); the mean adapter and the retrieval library are the fold's training tasks. Fold T lives under
+--out/loo/T; base and fine-tuned scores are shared with the first protocol.
+
     degaml collect --tasks <20 meta-training tasks>,<6 in-domain>,<OOD> --out runs/trajectories \\
         --burn_in_steps 32 --checkpoints 8 --batch_size 4 --lr 1e-3 --max_tokens 128 --dtype bfloat16
     python benchmarks/generator_heldout.py --trajectories runs/trajectories --out runs/heldout
@@ -31,6 +37,7 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from degaml.config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, ModelConfig
 from degaml.data import META_TRAINING_TASKS, OUT_OF_DOMAIN_TASKS, get_task
@@ -46,6 +53,7 @@ from degaml.generator.training import train_on_trajectories
 from degaml.generator.trajectories import TrajectoryManifest, load_checkpoint
 from degaml.io import atomic_write_json
 from degaml.models import load_model, write_adapter
+from degaml.models.adapted import ADAPTER_WEIGHTS
 
 FIXES = {"residual": True, "prompt_format": "with_options"}
 MODES = {
@@ -75,19 +83,28 @@ def own_adapter(task_dir: Path) -> dict[str, torch.Tensor]:
     return average_states([load_checkpoint(p) for p in TrajectoryManifest.load(task_dir).checkpoint_paths(task_dir)])
 
 
-def train_generators(args, train: list[str], holdout: list[str]) -> None:
+def train_generators(args, root: Path, holdout: list[str], init_from: Path | None = None) -> None:
+    """Every mode's generator under root/generators; from scratch, or `--loo_steps` more from `init_from`."""
     for mode in args.modes:
-        steps = args.task_steps if MODES[mode]["objective"] != "reconstruction" else args.recon_steps
-        config = GeneratorTrainConfig(steps=steps, eval_every=max(steps // 4, 1), max_prompts=args.max_prompts,
-                                      batch_size=args.batch_size if steps == args.recon_steps else args.task_batch,
-                                      **MODES[mode])
-        print(f"== generator {mode}: {config.objective}, {steps} steps")
-        train_on_trajectories(args.trajectories, args.out / "generators" / mode, holdout, config)  # at once if done
+        if init_from is not None:
+            steps, batch = args.loo_steps, args.task_batch if MODES[mode]["objective"] != "reconstruction" \
+                else args.batch_size
+        elif MODES[mode]["objective"] != "reconstruction":
+            steps, batch = args.task_steps, args.task_batch
+        else:
+            steps, batch = args.recon_steps, args.batch_size
+        config = GeneratorTrainConfig(steps=steps, eval_every=steps if init_from else max(steps // 4, 1),
+                                      max_prompts=args.max_prompts, batch_size=batch,
+                                      init_from=str(init_from / mode) if init_from else "", **MODES[mode])
+        print(f"== generator {mode} under {root}: {config.objective}, {steps} steps")
+        train_on_trajectories(args.trajectories, root / "generators" / mode, holdout, config)  # at once if done
 
 
-def build_adapters(args, lm, dirs: dict[str, Path], train: list[str], targets: list[str]) -> dict:
-    """Every zero-label adapter for every target; returns {method: {target: seconds to produce}}."""
-    adapters = args.out / "adapters"
+def build_adapters(args, lm, dirs: dict[str, Path], train: list[str], targets: list[str], root: Path,
+                   union_init: Path | None = None) -> dict:
+    """Every zero-label adapter for every target under root/adapters (the union LoRA trained from scratch, or
+    `--loo_steps` more from the adapter `union_init`); returns {method: {target: seconds to produce}}."""
+    adapters = root / "adapters"
     first = TrajectoryManifest.load(dirs[train[0]])
     model, lora = first.model, first.lora
     seconds: dict[str, dict[str, float]] = {}
@@ -98,16 +115,20 @@ def build_adapters(args, lm, dirs: dict[str, Path], train: list[str], targets: l
         from degaml.baselines import BaselineSetup, prepare
         from degaml.baselines.union import UnionConfig, meta_train
 
-        print(f"== union LoRA: {args.union_steps} steps x {args.union_batch} examples over {len(train)} tasks")
+        steps = args.loo_steps if union_init else args.union_steps
+        print(f"== union LoRA: {steps} steps x {args.union_batch} examples over {len(train)} tasks"
+              + (f", from {union_init}" if union_init else ""))
         setup = BaselineSetup(model=model, lora=lora, meta_examples=args.max_prompts, batch_size=args.union_batch,
                               max_tokens=128, dtype="auto")
         started = time.perf_counter()
         job = prepare(setup, targets[0], train, needs_meta=True, lm=lm)
-        state = meta_train(job, UnionConfig(steps=args.union_steps, lr=1e-3))
-        write_adapter(state, lora, model, adapters / "union", info={"seconds": time.perf_counter() - started})
+        init = load_file(str(union_init / ADAPTER_WEIGHTS)) if union_init else None
+        state = meta_train(job, UnionConfig(steps=steps, lr=1e-3), init=init)
+        write_adapter(state, lora, model, adapters / "union", info={"seconds": time.perf_counter() - started,
+                                                                     "init_from": str(union_init or "")})
     encoder = PromptEncoder.with_default_cache("all-minilm-l6-v2", 64)
     library = {t: (task_prompts(t, "train")[:args.max_prompts], own[t]) for t in train}
-    generators = {mode: Generator(args.out / "generators" / mode) for mode in args.modes}
+    generators = {mode: Generator(root / "generators" / mode) for mode in args.modes}
     for target in targets:
         out = adapters / "retrieval" / target
         if not out.is_dir():
@@ -124,7 +145,7 @@ def build_adapters(args, lm, dirs: dict[str, Path], train: list[str], targets: l
                 gen.generate(prompts, out, model)
             seconds.setdefault(f"gen:{mode}", {})[target] = \
                 json.loads((out / "degaml.json").read_text())["generation_seconds"]
-        if target in dirs:
+        if target in dirs and union_init is None:  # the target's own adapter is the same in every fold
             manifest = TrajectoryManifest.load(dirs[target])
             out = adapters / "finetuned" / target
             if not out.is_dir():
@@ -134,14 +155,18 @@ def build_adapters(args, lm, dirs: dict[str, Path], train: list[str], targets: l
     return seconds
 
 
-def adapter_of(args, method: str, target: str) -> Path | None:
+FOLD_FREE = ("base", "finetuned")
+"""Methods whose adapter does not depend on the training tasks: scored once, under --out."""
+
+
+def adapter_of(root: Path, method: str, target: str) -> Path | None:
     if method == "base":
         return None
-    shared = args.out / "adapters" / method
+    shared = root / "adapters" / method
     return shared if method in ("mean", "union") else shared / target
 
 
-def score(args, lm, methods: list[str], targets: list[str]) -> dict[str, dict[str, list[float]]]:
+def score(args, lm, methods: list[str], targets: list[str], root: Path) -> dict[str, dict[str, list[float]]]:
     """{method: {target: per-item correctness under the task's preferred metric}}, cached per pair."""
     correct: dict[str, dict[str, list[float]]] = {}
     for target in targets:
@@ -149,8 +174,9 @@ def score(args, lm, methods: list[str], targets: list[str]) -> dict[str, dict[st
         key = "pred_norm" if metric == "acc_norm" else "pred"
         data = DataConfig(tasks=[target], split="test", limit=args.limit)
         for method in methods:
-            path = args.out / "scores" / method / f"{target}.json"
-            adapter = adapter_of(args, method, target)
+            where = args.out if method in FOLD_FREE else root
+            path = where / "scores" / method / f"{target}.json"
+            adapter = adapter_of(where, method, target)
             if adapter is not None and not adapter.is_dir():
                 continue  # e.g. no own trajectory for a fine-tuned reference
             if not path.is_file():
@@ -165,10 +191,10 @@ def score(args, lm, methods: list[str], targets: list[str]) -> dict[str, dict[st
     return correct
 
 
-def diagnostics(args) -> dict[str, dict[str, float]]:
+def diagnostics(args, root: Path) -> dict[str, dict[str, float]]:
     found = {}
     for mode in args.modes:
-        log = args.out / "generators" / mode / "log.jsonl"
+        log = root / "generators" / mode / "log.jsonl"
         last = json.loads(log.read_text().splitlines()[-1])
         found[mode] = {k: v for k, v in last.items() if k.startswith(("heldout/", "train/variance", "train/centroid"))
                        and k.endswith(("variance_ratio", "centroid_accuracy", "cosine_to_own", "cosine_to_mean",
@@ -176,9 +202,19 @@ def diagnostics(args) -> dict[str, dict[str, float]]:
     return found
 
 
-def report(args, correct, seconds, targets_by_suite: dict[str, list[str]]) -> str:
-    lines = [f"Held-out generalization: {args.limit} test items per task (all when fewer), log-likelihood, "
-             f"preferred metric; generators trained on {len(args.train)} meta-training tasks, none of the targets.", ""]
+def describe(values: dict[str, float]) -> str:
+    """One line of a generator's task-dependence diagnostics."""
+    summary = {k: round(v, 4) for k, v in values.items() if k.count("/") == 1}
+    own = [v for k, v in values.items() if k.endswith("cosine_to_own")]
+    mean = [v for k, v in values.items() if k.startswith("heldout/") and k.endswith("cosine_to_mean")]
+    return (f"{summary}; held-out mean cosine to own adapter {sum(own) / max(len(own), 1):.3f}, "
+            f"to the mean adapter {sum(mean) / max(len(mean), 1):.3f}")
+
+
+def report(args, correct, seconds, targets_by_suite: dict[str, list[str]], header: str,
+           diagnostic_lines: list[str]) -> str:
+    lines = [f"{header}: {args.limit} test items per task (all when fewer), log-likelihood, preferred metric, "
+             "one seed.", ""]
     methods = [m for m in correct if m != "finetuned"] + (["finetuned"] if "finetuned" in correct else [])
     for suite, targets in targets_by_suite.items():
         targets = [t for t in targets if all(t in correct[m] for m in methods if m != "finetuned")]
@@ -210,14 +246,33 @@ def report(args, correct, seconds, targets_by_suite: dict[str, list[str]]) -> st
     for method, by_target in seconds.items():
         values = sorted(by_target.values())
         lines.append(f"- {method}: {values[len(values) // 2]:.2f} s")
-    lines += ["", "### Task-dependence diagnostics (last training evaluation)", ""]
-    for mode, values in diagnostics(args).items():
-        summary = {k: round(v, 4) for k, v in values.items() if k.count("/") == 1}
-        own = [v for k, v in values.items() if k.endswith("cosine_to_own")]
-        mean = [v for k, v in values.items() if k.startswith("heldout/") and k.endswith("cosine_to_mean")]
-        lines.append(f"- {mode}: {summary}; held-out mean cosine to own adapter "
-                     f"{sum(own) / max(len(own), 1):.3f}, to the mean adapter {sum(mean) / max(len(mean), 1):.3f}")
+    lines += ["", "### Task-dependence diagnostics (last training evaluation)", ""] + diagnostic_lines
     return "\n".join(lines) + "\n"
+
+
+def leave_one_out(args, lm, dirs: dict[str, Path], targets: list[str]) -> str:
+    """Fold T: the meta-training tasks plus the other in-domain tasks; generator and union continue from the
+    all-targets-out ones for --loo_steps steps. Returns the report."""
+    correct: dict[str, dict[str, list[float]]] = {}
+    seconds: dict[str, dict[str, float]] = {}
+    notes = []
+    methods = list(FLOORS) + [f"gen:{m}" for m in args.modes] + ["finetuned"]
+    for target in [t for t in targets if t in IN_DOMAIN_TASKS]:
+        root = args.out / "loo" / target
+        train = args.train + [t for t in IN_DOMAIN_TASKS if t != target and t in dirs]
+        print(f"=== fold {target}: {len(train)} training tasks")
+        train_generators(args, root, [t for t in dirs if t not in train], init_from=args.out / "generators")
+        for method, by_target in build_adapters(args, lm, dirs, train, [target], root,
+                                                union_init=args.out / "adapters" / "union").items():
+            seconds.setdefault(method, {}).update(by_target)
+        for method, by_target in score(args, lm, methods, [target], root).items():
+            correct.setdefault(method, {}).update(by_target)
+        for mode, values in diagnostics(args, root).items():
+            notes.append(f"- fold {target}, {mode}: {describe(values)}")
+    header = (f"Leave-one-task-out over the in-domain tasks: fold T trains on the {len(args.train)} meta-training "
+              f"tasks and the other in-domain tasks; generator and union LoRA continue from the all-targets-out "
+              f"ones for {args.loo_steps} more steps each")
+    return report(args, correct, seconds, {"in-domain, leave-one-out": list(correct["base"])}, header, notes)
 
 
 def main() -> None:
@@ -237,6 +292,9 @@ def main() -> None:
     parser.add_argument("--union_batch", type=int, default=8)
     parser.add_argument("--temperature", type=float, default=0.05)
     parser.add_argument("--stage", choices=("all", "generators"), default="all")
+    parser.add_argument("--protocol", choices=("all-out", "loo"), default="all-out",
+                        help="loo: then leave-one-task-out over the in-domain targets (see above)")
+    parser.add_argument("--loo_steps", type=int, default=100, help="generator and union steps per fold (loo)")
     args = parser.parse_args()
     args.train = [t for t in args.train.split(",") if t]
     args.modes = [m for m in args.modes.split(",") if m]
@@ -251,20 +309,27 @@ def main() -> None:
     if missing:
         parser.error(f"no trajectory for training tasks {missing} under {args.trajectories}")
     args.out.mkdir(parents=True, exist_ok=True)
-    train_generators(args, args.train, [t for t in dirs if t not in args.train])
+    train_generators(args, args.out, [t for t in dirs if t not in args.train])
     if args.stage == "generators":
         return
     lm = load_model(ModelConfig(name=TrajectoryManifest.load(dirs[args.train[0]]).model))
-    seconds = build_adapters(args, lm, dirs, args.train, targets)
+    seconds = build_adapters(args, lm, dirs, args.train, targets, args.out)
     methods = list(FLOORS) + [f"gen:{m}" for m in args.modes] + ["finetuned"]
-    correct = score(args, lm, methods, targets)
+    correct = score(args, lm, methods, targets, args.out)
     suites = {"in-domain": [t for t in targets if t in IN_DOMAIN_TASKS],
               "out-of-domain": [t for t in targets if t in OUT_OF_DOMAIN_TASKS]}
-    text = report(args, correct, seconds, suites)
+    header = (f"Held-out generalization, all targets out: generators trained on the {len(args.train)} "
+              "meta-training tasks, none of the targets")
+    text = report(args, correct, seconds, suites, header,
+                  [f"- {mode}: {describe(values)}" for mode, values in diagnostics(args, args.out).items()])
     (args.out / "results.md").write_text(text)
     atomic_write_json(args.out / "summary.json", {"args": {k: str(v) for k, v in vars(args).items()},
-                                                  "seconds": seconds, "diagnostics": diagnostics(args)})
+                                                  "seconds": seconds, "diagnostics": diagnostics(args, args.out)})
     print(text)
+    if args.protocol == "loo":
+        text = leave_one_out(args, lm, dirs, targets)
+        (args.out / "results_loo.md").write_text(text)
+        print(text)
 
 
 if __name__ == "__main__":

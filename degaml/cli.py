@@ -184,6 +184,7 @@ def train_generator(
     stat_code: Literal["paper", "log", "relative"] = "paper",
     token_weighting: Literal["per_task", "averaged"] = "per_task",
     prompt_format: Literal["question", "with_options"] = "question",
+    init_from: str = "",
     source: Literal["offline", "hub"] = "offline",
     progress: bool = True,
 ) -> None:
@@ -220,6 +221,8 @@ def train_generator(
             or `relative` (std: log s, mean: m / s).
         token_weighting: Reconstruction weights per token: `per_task` or `averaged` over training tasks.
         prompt_format: Conditioning prompts: `question`, or `with_options` ("A: ..." lines appended).
+        init_from: A trained generator directory to start from (same decoder shapes), e.g. to continue
+            meta-training on new tasks; empty: a fresh initialization.
         source: Where task prompts are read from.
         progress: Show progress bars.
     """
@@ -230,7 +233,8 @@ def train_generator(
                                   batch_size=batch_size, lr=lr, weight_decay=weight_decay, eval_every=eval_every,
                                   seed=seed, objective=objective, task_loss_weight=task_loss_weight,
                                   task_examples=task_examples, max_tokens=max_tokens, residual=residual,
-                                  stat_code=stat_code, token_weighting=token_weighting, prompt_format=prompt_format)
+                                  stat_code=stat_code, token_weighting=token_weighting, prompt_format=prompt_format,
+                                  init_from=init_from)
     train_on_trajectories(Path(trajectories), Path(out), [t for t in holdout.split(",") if t], config, source, progress)
     print(f"generator: {out}")
 

@@ -22,12 +22,14 @@ class UnionConfig:
     """Then fine-tune on the target's support examples (setup.steps at setup.lr)."""
 
 
-def meta_train(job: BaselineRun, config: UnionConfig, progress: bool = True) -> dict[str, torch.Tensor]:
-    """The union LoRA (PEFT keys). Balanced: each task contributes the same number of examples."""
+def meta_train(job: BaselineRun, config: UnionConfig, progress: bool = True,
+               init: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The union LoRA (PEFT keys), from PEFT's init or continuing from `init`. Balanced: each task
+    contributes the same number of examples."""
     s = job.setup
     per_task = min(len(v) for v in job.meta.values())
     union = [ex for examples in job.meta.values() for ex in examples[:per_task]]
-    state, _ = fine_tune(job.lm, s.lora, union, config.steps, config.lr, s.batch_size, s.seed)
+    state, _ = fine_tune(job.lm, s.lora, union, config.steps, config.lr, s.batch_size, s.seed, init=init)
     return state
 
 

@@ -64,6 +64,9 @@ class GeneratorTrainConfig:
     """Conditioning prompts: the question alone, or with its options as "A: ..." lines."""
     diagnostic_draws: int = 3
     """Prompt draws per task for the task-dependence diagnostics (>= 2)."""
+    init_from: str = ""
+    """A trained generator directory whose decoder weights training starts from (continued meta-training on
+    more tasks); it must have the same decoder shapes. Empty: a fresh initialization."""
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:

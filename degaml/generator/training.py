@@ -129,6 +129,8 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
     mean_state = average_states([t.trajectory.adapter for t in train])
     if decoder.base is not None:
         decoder.base.data.copy_(tokenize(mean_state, layout))
+    if config.init_from:
+        _start_from(decoder, Path(config.init_from))
     GeneratorCard(
         train=config, decoder_shapes=[tuple(s) for s in decoder.shapes], kernel_size=decoder.config.kernel_size,
         parameters=sum(p.numel() for p in decoder.parameters()),
@@ -199,6 +201,21 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
             f.write(json.dumps(record) + "\n")
         bar.set_postfix(loss=f"{loss.item():.4f}")
     return decoder
+
+
+def _start_from(decoder: HyperConvDecoder, source: Path) -> None:
+    """Load another generator's decoder weights; refuse one of other shapes, naming the first mismatch."""
+    path = source / "decoder.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"init_from {source}: no decoder.safetensors there (train that generator first)")
+    weights, own = load_file(str(path)), decoder.state_dict()
+    for name in sorted(own.keys() | weights.keys()):
+        theirs = tuple(weights[name].shape) if name in weights else None
+        if theirs != tuple(own[name].shape if name in own else ()):
+            raise ValueError(f"init_from {path}: tensor {name!r} has shape {theirs}, this generator needs "
+                             f"{tuple(own[name].shape) if name in own else None} (same decoder, residual option, "
+                             f"model, LoRA and chunk are required)")
+    decoder.load_state_dict(weights)
 
 
 def saved_step(out: Path) -> int:
