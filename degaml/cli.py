@@ -139,16 +139,14 @@ def collect(
         progress: Show progress bars.
     """
     from .generator.trajectories import CollectConfig, collect_tasks
-    from .models import load_model
+    from .models import load_model, process_state
 
     seed_list = [int(k) for k in str(seeds).split(",") if k != ""]
     if not seed_list:
         raise ValueError("--seeds must name at least one seed")
     config = CollectConfig(burn_in_steps, checkpoints, batch_size, gradient_accumulation, lr, max_tokens, seed_list[0])
     lora = LoraSettings(r=rank, alpha=alpha)
-    from accelerate import PartialState
-
-    process = PartialState()  # a single process unless started by `accelerate launch`
+    process = process_state()  # a single process unless started by `accelerate launch`
     mine = shard(tasks.split(","), process.process_index, process.num_processes)
     if not mine:
         return
@@ -265,20 +263,16 @@ def generate(
         source: Where task prompts are read from.
         device: Device of the generator.
     """
-    from transformers import AutoConfig
+    from .api import generate_lora, load_generator
+    from .models import AdaptedOutput
 
-    from .generator.generation import Generator
-    from .models import LoraGeometry, resolve_model
-
-    gen = Generator(generator, device)
+    gen = load_generator(generator, device)
     if prompts.endswith(".txt"):
         texts = [line for line in Path(prompts).read_text().splitlines() if line.strip()]
     else:
         texts = task_prompts(prompts, split, partition_seed, validation_fraction, test_fraction, source,
                              gen.prompt_format)
-    base = gen.card.model
-    target = LoraGeometry.from_config(AutoConfig.from_pretrained(resolve_model(base)), gen.lora)
-    info = gen.generate(texts, Path(out), base_model=base, seed=seed, target_geometry=target)
+    info = AdaptedOutput.load(generate_lora(gen, texts, Path(out), seed)).info
     note = " (fewer prompts than the generator's N: sampled with replacement)" if info["sampled_with_replacement"] else ""
     print(f"adapter: {out}\ngenerated in {info['generation_seconds']:.3f} s (prompt encoding "
           f"{info['encode_seconds']:.3f} s, decoder {info['decode_seconds']:.3f} s) from "
@@ -535,7 +529,7 @@ def run(
         baselines: Which baselines, their shared target-data budget and their own settings.
         progress: Show progress.
     """
-    from .io import atomic_write_text, exclusive_directory
+    from .io import atomic_write_text, exclusive_directory, remove_temporaries
     from .pipeline.stages import Experiment, run_experiment
 
     experiment = Experiment(name=name, out=Path(out), model=model, lora=lora or LoraSettings(), seeds=seeds or [0],
@@ -546,6 +540,9 @@ def run(
                             progress=progress)
     record = {k: v for k, v in vars(experiment).items() if k not in ("out", "progress")}
     with exclusive_directory(out):  # a second `degaml run` on the same directory is refused
+        stale = remove_temporaries(out)
+        if stale:
+            print(f"removed {len(stale)} unfinished temporary file(s) an interrupted run left in {out}")
         atomic_write_text(Path(out) / "experiment.yaml", dump_yaml(record))
         report_dir = run_experiment(experiment)
     print((report_dir / "report.md").read_text())

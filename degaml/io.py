@@ -73,6 +73,22 @@ def run_metadata(seed: int) -> dict[str, Any]:
     }
 
 
+def remove_temporaries(directory: str | Path) -> list[Path]:
+    """Remove what killed writers left under `directory`: the `.<name>.<...>.tmp` files and directories that
+    atomic writes rename into place when complete. Safe only while holding the directory's lock."""
+    found = sorted((p for p in Path(directory).rglob(".*.tmp")), key=lambda p: len(p.parts))
+    removed = []
+    for path in found:
+        if not path.exists():  # inside a temporary directory removed a moment ago
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(path)
+    return removed
+
+
 class DirectoryBusyError(ValueError):
     """Another process holds a run directory's lock."""
 

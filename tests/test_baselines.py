@@ -138,9 +138,12 @@ def test_every_baseline_writes_what_peft_loads_and_evaluate_scores(workspace, tm
     adapters = [out / "members" / "0", out / "members" / "1"] if method == "abmll" else [out]
     from transformers import AutoModelForCausalLM
 
+    from degaml.models.serving import vllm_problems
+
     for adapter in adapters:
         model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(workspace["model"]), str(adapter))
         assert any("lora_A" in n for n, _ in model.named_parameters())
+        assert [p for p in vllm_problems(adapter) if not p.startswith("r=2 ")] == []
     info = json.loads((out / ("tts.json" if method == "abmll" else "degaml.json")).read_text())
     assert info["support_examples"] == 6 and info["seconds"] > 0 and info["peak_rss_mb"] > 0
     main(["evaluate", "--model", workspace["model"], "--adapter", str(out), "--tasks", workspace["tasks"][1],

@@ -195,3 +195,70 @@ def test_a_second_process_on_a_run_directory_is_refused(tmp_path):
         holder.wait()
     with exclusive_directory(tmp_path) as held:  # released when its holder dies, even by SIGKILL
         assert (held / ".lock").read_text() == f"pid {__import__('os').getpid()}\n"
+
+
+def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_tables(workspace, tmp_path):
+    import csv
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from tests.test_pipeline import _config
+
+    def configured(name):
+        (tmp_path / name).mkdir()
+        path, run = _config(workspace, tmp_path / name)
+        settings = yaml.safe_load(path.read_text())
+        path.write_text(yaml.safe_dump({**settings, "seeds": [0]}))
+        return path, run
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread: the same sums in every process
+    command = [sys.executable, "-m", "degaml.cli", "run", "--config"]
+    reference_config, reference = configured("reference")
+    subprocess.run([*command, str(reference_config)], env=env, check=True, capture_output=True, timeout=600)
+
+    config, run = configured("killed")
+    kill_points = ["seed_0/trajectories/*/checkpoints/*.safetensors",  # during collection
+                   "seed_0/folds/*/generator/decoder.safetensors",    # during generator training
+                   "seed_0/targets/*/*/eval/results.json"]            # during evaluation
+    for point in kill_points:
+        process = subprocess.Popen([*command, str(config)], env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 300
+        while not any(run.glob(point)) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert process.poll() is None, f"the run ended before reaching {point}"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert not (run / "report").is_dir()
+    finished = subprocess.run([*command, str(config)], env=env, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+
+    assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")], "temporary files were left behind"
+    for table in ("in-domain.md", "out-of-domain.md", "in-domain.csv", "out-of-domain.csv"):
+        assert (run / "report" / table).read_text() == (reference / "report" / table).read_text(), table
+
+    def scores(directory):
+        keep = ("seed", "task", "method", "score", "acc", "acc_norm", "n", "labelled_target_examples", "action")
+        with (directory / "report" / "scores.csv").open() as f:
+            return [{k: row[k] for k in keep} for row in csv.DictReader(f)]
+
+    assert scores(run) == scores(reference)
+
+
+def test_temporaries_of_a_killed_writer_are_removed_under_the_lock(tmp_path):
+    from degaml.io import remove_temporaries
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / ".results.json.x1.tmp").write_text("{")
+    (tmp_path / ".output.x2.tmp").mkdir()
+    (tmp_path / ".output.x2.tmp" / ".inner.tmp").write_text("")
+    (tmp_path / "a" / "results.json").write_text("{}")
+    (tmp_path / ".lock").write_text("pid 1")
+    removed = remove_temporaries(tmp_path)
+    assert {p.name for p in removed} == {".results.json.x1.tmp", ".output.x2.tmp"}
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [".lock", "a", "results.json"]

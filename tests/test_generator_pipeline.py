@@ -159,6 +159,67 @@ def test_residual_generator_starts_at_the_mean_adapter(workspace, trajectories, 
     assert delta_relative_error(state, mean) < 0.1
 
 
+def test_init_from_starts_at_the_given_generator_and_refuses_other_shapes(workspace, trajectories, generator,
+                                                                         tmp_path, capsys):
+    out = tmp_path / "continued"
+    _train(workspace, trajectories, out, "1", "--init_from", str(generator), "--lr", "0")
+    before, after = load_file(str(generator / "decoder.safetensors")), load_file(str(out / "decoder.safetensors"))
+    assert before.keys() == after.keys()
+    for name in before:  # lr 0: the continued generator is still the one it started from
+        torch.testing.assert_close(after[name], before[name])
+    with pytest.raises(SystemExit):
+        _train(workspace, trajectories, tmp_path / "other", "1", "--init_from", str(generator), "--residual", "true")
+    err = capsys.readouterr().err
+    assert "init_from" in err and "'base'" in err and "residual" in err
+
+
+def test_two_processes_reach_the_one_process_weights(workspace, trajectories, tmp_path):
+    """The same command on 2 CPU processes (gloo), started the way `accelerate launch --multi_gpu` starts GPU
+    processes (torch.distributed.run's environment; accelerate's own CPU launcher needs MPI): the same global
+    batch gives the one-process weights (data parallel, gradients averaged), to float tolerance."""
+    import os
+    import subprocess
+    import sys
+
+    args = ["train-generator", "--trajectories", str(trajectories), "--holdout", "numbers", "--decoder", "cpu-tiny",
+            "--encoder", workspace["encoder"], "--num_prompts", "4", "--prompt_tokens", "8", "--chunk", "16",
+            "--steps", "3", "--batch_size", "2", "--lr", "1e-3", "--eval_every", "3", "--objective", "hybrid",
+            "--max_tokens", "32",
+            "--progress", "false"]
+    main([*args, "--out", str(tmp_path / "one")])
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+              "-m", "degaml.cli"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([*launch, *args, "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    from degaml.generator.generation import Generator
+
+    one, two = (load_file(str(tmp_path / d / "decoder.safetensors")) for d in ("one", "two"))
+    assert one.keys() == two.keys()
+    # A bias right before a LayerNorm has a zero gradient in exact arithmetic; Adam scales its float noise
+    # (which depends on the summation order, so on the process count) to steps of size lr. Such weights
+    # agree to a few lr, the rest to float tolerance, and the generated tokens (the function) to float tolerance.
+    lr = 1e-3
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], atol=3 * lr, rtol=1e-4)
+    close = [name for name in one if torch.allclose(two[name], one[name], atol=1e-5, rtol=1e-4)]
+    assert len(close) >= len(one) - 2
+    decoders = [Generator(tmp_path / d).decoder for d in ("one", "two")]
+    condition = torch.randn(2, *decoders[0].shapes[0], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(decoders[1](condition), decoders[0](condition), atol=1e-5, rtol=1e-4)
+    decoder = decoders[0]
+    torch.manual_seed(0)  # the training seed: the weights training started from
+    fresh = type(decoder)(decoder.config, decoder.shapes[0], decoder.shapes[-1])
+    assert not torch.allclose(fresh.layers[0].mix.weight, one["layers.0.mix.weight"])  # training moved them
+    logs = [json.loads(line) for line in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
+    ones = [json.loads(line) for line in (tmp_path / "one" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logs] == [1, 2, 3] and logs[-1]["processes"] == 2  # two processes, one writer
+    for a, b in zip(logs, ones):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+
+
 def test_hybrid_logs_both_terms(workspace, trajectories, tmp_path):
     out = tmp_path / "hy"
     _train(workspace, trajectories, out, "1", "--objective", "hybrid", "--task_loss_weight", "0.5",
@@ -201,6 +262,24 @@ def test_training_resumes_exactly(workspace, trajectories, generator, tmp_path, 
     assert steps == [1, 2, 3, 4]
 
 
+def test_readme_python_example_runs(workspace, generator, tmp_path, monkeypatch):
+    """The README's Python block, run as written but for the generator and task it names."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, flags=re.S).group(1)
+    named_generator = re.search(r'load_generator\("([^"]+)"\)', code).group(1)
+    numbers = next(t for t in workspace["tasks"] if t.endswith("numbers.jsonl"))
+    code = code.replace(named_generator, str(generator)).replace('"arc_easy"', repr(numbers))
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert (tmp_path / "adapters" / "my-task" / "adapter_model.safetensors").is_file()
+    assert namespace["refined"].action.family == "ttt" and Path(namespace["refined"]) == Path("adapters/my-task-ttt")
+    assert set(namespace["scores"]) == {"numbers"} and 0.0 <= namespace["scores"]["numbers"]["acc"] <= 1.0
+
+
 def test_generated_adapter_loads_in_peft_and_evaluates(workspace, generator, tmp_path, capsys):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -212,6 +291,10 @@ def test_generated_adapter_loads_in_peft_and_evaluates(workspace, generator, tmp
     base = AutoModelForCausalLM.from_pretrained(workspace["model"])
     model = PeftModel.from_pretrained(base, str(adapter))  # PEFT itself, unchanged
     assert any("lora_A" in n for n, _ in model.named_parameters())
+    from degaml.models.serving import vllm_problems
+
+    # The fixture's rank 2 is the only thing vLLM would refuse (degaml's default rank 8 passes: test_lora.py).
+    assert [p for p in vllm_problems(adapter) if not p.startswith("r=2 ")] == []
     main(["evaluate", "--model", workspace["model"], "--adapter", str(adapter), "--tasks", workspace["tasks"][1],
           "--limit", "3", "--dtype", "float32", "--out", str(tmp_path / "eval"), "--progress", "false"])
     assert json.loads((tmp_path / "eval" / "results.json").read_text())["results"][0]["num_items"] == 3

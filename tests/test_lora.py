@@ -116,3 +116,50 @@ def test_delta_geometry_matches_dense_products():
     assert abs(delta_cosine(s1, s2) - float(torch.nn.functional.cosine_similarity(dense[0], dense[1], 0))) < 1e-5
     assert abs(delta_relative_error(s1, s2) - float((dense[0] - dense[1]).norm() / dense[1].norm())) < 1e-4
     assert delta_relative_error(s1, s1) < 1e-6
+
+
+def _default_adapter(tokenizer, out):
+    lm = make_tiny("qwen2", tokenizer)
+    model = attach_lora(lm.model, LoraSettings())
+    _randomize_lora(model)
+    return write_adapter(lora_state(model), LoraSettings(), "tiny", out)
+
+
+def test_default_adapters_satisfy_vllm(tokenizer, tmp_path):
+    from degaml.models.serving import VLLM_RANKS, vllm_problems
+
+    assert LoraSettings().r in VLLM_RANKS
+    assert vllm_problems(_default_adapter(tokenizer, tmp_path / "a")) == []
+
+
+@pytest.mark.parametrize("edit, expected", [
+    ({"r": 4}, "r=4 is not a rank vLLM supports"),
+    ({"r": 32}, "exceeds max_lora_rank=16"),
+    ({"bias": "all"}, "bias is 'all'"),
+    ({"use_dora": True}, "does not support DoRA"),
+    ({"modules_to_save": ["lm_head"]}, "modules_to_save ['lm_head']"),
+    ({"target_modules": ["q_proj", "mlp"]}, "target_modules ['mlp']"),
+])
+def test_vllm_refusals_name_the_field(tokenizer, tmp_path, edit, expected):
+    from degaml.models.serving import vllm_problems
+
+    adapter = _default_adapter(tokenizer, tmp_path / "a")
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps({**config, **edit}))
+    problems = vllm_problems(adapter)
+    assert any(expected in p for p in problems), problems
+
+
+def test_vllm_refuses_full_weights_and_integer_tensors(tokenizer, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from degaml.models.serving import vllm_problems
+
+    adapter = _default_adapter(tokenizer, tmp_path / "a")
+    tensors = load_file(str(adapter / "adapter_model.safetensors"))
+    first = next(k for k in tensors if "lora_A" in k)
+    tensors[first] = tensors[first].to(torch.int32)
+    tensors["base_model.model.lm_head.weight"] = torch.zeros(2, 2)
+    save_file(tensors, str(adapter / "adapter_model.safetensors"))
+    problems = vllm_problems(adapter)
+    assert any("lm_head.weight" in p for p in problems) and any("torch.int32" in p for p in problems)

@@ -53,3 +53,66 @@ def test_scorer_matches_unbatched_reference_on_real_items(smollm):
             ref = torch.log_softmax(logits, -1)[r.context_length - 1:].gather(
                 -1, torch.tensor(r.tokens[r.context_length:])[:, None]).sum().item()
             assert score.logprob == pytest.approx(ref, abs=0.05 + 0.01 * abs(ref))  # bf16 batching noise
+
+
+@pytest.fixture(scope="module")
+def real_adapters(tmp_path_factory):
+    """A generated adapter (a small generator on two real trajectories) and a no-meta baseline adapter, both
+    for SmolLM2-135M-Instruct at degaml's default LoRA settings."""
+    from degaml.cli import main
+
+    root = tmp_path_factory.mktemp("clients")
+    main(["collect", "--tasks", "sciq,openbookqa", "--out", str(root / "traj"), "--burn_in_steps", "2",
+          "--checkpoints", "2", "--batch_size", "2", "--max_tokens", "64", "--dtype", "float32", "--device", "cpu",
+          "--progress", "false"])
+    main(["train-generator", "--trajectories", str(root / "traj"), "--out", str(root / "gen"), "--decoder", "cpu-tiny",
+          "--steps", "2", "--batch_size", "2", "--eval_every", "2", "--max_prompts", "32", "--progress", "false"])
+    main(["generate", "--generator", str(root / "gen"), "--prompts", "arc_easy", "--out", str(root / "generated")])
+    main(["baseline", "no-meta", "--task", "arc_easy", "--out", str(root / "no_meta"), "--setup.steps", "2",
+          "--setup.support", "8", "--setup.batch_size", "4", "--setup.dtype", "float32", "--setup.device", "cpu",
+          "--progress", "false"])
+    return {"generated": root / "generated", "no-meta": root / "no_meta"}
+
+
+@pytest.mark.parametrize("which", ["generated", "no-meta"])
+def test_lm_eval_harness_loads_the_adapter_and_agrees_with_degaml(real_adapters, which, tmp_path, capsys):
+    """lm-evaluation-harness's own HFLM(pretrained=..., peft=...) on the same requests: same predictions."""
+    import json
+
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from degaml.cli import main
+    from degaml.data.prompts import load_partitioned
+    from degaml.evaluation import predict_acc, predict_acc_norm
+    from degaml.evaluation.harness import normalization_texts
+    from degaml.models import resolve_model
+    from degaml.models.serving import vllm_problems
+
+    adapter, limit = real_adapters[which], 40
+    model_dir = resolve_model("smollm2-135m-instruct")
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), str(adapter))  # PEFT itself
+    assert vllm_problems(adapter) == []
+    main(["evaluate", "--adapter", str(adapter), "--tasks", "arc_easy", "--limit", str(limit), "--dtype", "float32",
+          "--device", "cpu", "--out", str(tmp_path / "eval"), "--progress", "false"])
+    ours = json.loads((tmp_path / "eval" / "results.json").read_text())["results"][0]["predictions"]
+
+    harness = HFLM(pretrained=model_dir, peft=str(adapter), dtype="float32", batch_size=16, device="cpu")
+    data = DataConfig(tasks=["arc_easy"], split="test", limit=limit)
+    (items, part), = load_partitioned(data).values()
+    items = part.select(items, "test", limit)
+    requests = [Instance("loglikelihood", doc={}, arguments=(c, x), idx=k)
+                for it in items for k, (c, x) in enumerate(zip(it.contexts, it.continuations))]
+    flat = iter(lp for lp, _ in harness.loglikelihood(requests, disable_tqdm=True))
+    theirs = {it.id: [next(flat) for _ in it.choices] for it in items}
+    same_acc = sum(p["pred"] == predict_acc(theirs[p["id"]]) for p in ours)
+    same_norm = sum(p["pred_norm"] == predict_acc_norm(theirs[p["id"]], normalization_texts(it))
+                    for p, it in zip(ours, items))
+    delta = max(abs(a - b) for p in ours for a, b in zip(p["logprobs"], theirs[p["id"]]))
+    with capsys.disabled():
+        print(f"\n{which}: {len(ours)} items, same acc predictions {same_acc}/{len(ours)}, same acc_norm "
+              f"{same_norm}/{len(ours)}, max |delta loglik| {delta:.2e}")
+    assert [p["id"] for p in ours] == [it.id for it in items]
+    assert same_acc == same_norm == len(ours) and delta < 1e-3

@@ -46,11 +46,20 @@ def adaptation_context(generator: Generator, lm: LoadedModel, task: str, items: 
                        seed: int = 0, with_library: bool = True) -> AdaptationContext:
     """`items`: the task's unlabelled items (answers never read). The generator sees them in its own prompt
     format; the families (TTT, SLOT, the policy's features) see the bare prompts the model is scored on."""
+    return context_from_prompts(generator, lm, task, [item.prompt for item in items],
+                                [format_prompt(item, generator.prompt_format) for item in items], seed, with_library)
+
+
+def context_from_prompts(generator: Generator, lm: LoadedModel, task: str, prompts: Sequence[str],
+                         generator_prompts: Sequence[str], seed: int = 0, with_library: bool = True
+                         ) -> AdaptationContext:
+    """The context from prompt strings: `prompts` as the model is scored on them, `generator_prompts` in the
+    generator's format (the same strings when the caller has no options to append). `task` is kept out of
+    the LoraHub library ("" when the prompts are not a registered task)."""
     from ..models import LoraGeometry
 
     target = LoraGeometry.from_model(lm.model, generator.lora)
-    prompts = [item.prompt for item in items]
-    generator_prompts = [format_prompt(item, generator.prompt_format) for item in items]
+    generator_prompts = list(generator_prompts)
 
     def generate(sample_seed: int) -> tuple[LoraState, dict]:
         return generator.generate_state(generator_prompts, sample_seed, target)
@@ -75,11 +84,17 @@ def task_features(generator: Generator, ctx: AdaptationContext) -> StateFeatures
 
 @dataclass
 class AdaptedTask:
+    """What `adapt_task` wrote; path-like, so it can be handed to anything that takes the output directory."""
+
+    path: Path
     action: Action
     info: dict[str, Any]
     """The adapted output's record (degaml.json / tts.json)."""
     scores: dict[str, float] | None = None
     """The policy's probability per action label, when a policy chose."""
+
+    def __fspath__(self) -> str:
+        return str(self.path)
 
 
 def adapt_task(generator: Generator, ctx: AdaptationContext, out: Path, action: Action | None = None,
@@ -94,4 +109,4 @@ def adapt_task(generator: Generator, ctx: AdaptationContext, out: Path, action: 
         state = task_features(generator, ctx).vector()
         scores, action = policy.scores(state), policy.choose(state)
     assert action is not None
-    return AdaptedTask(action, apply_action(action, ctx, Path(out)), scores)
+    return AdaptedTask(Path(out), action, apply_action(action, ctx, Path(out)), scores)

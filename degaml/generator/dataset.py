@@ -54,8 +54,10 @@ def load_trajectory(task_dirs: Sequence[Path], layout: TokenLayout, prompts: lis
 
 
 def weighted_masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                        weights: torch.Tensor) -> torch.Tensor:
-    """MSE over valid cells, each token weighted: prediction/target (B, T, H, W), mask (T, H, W), weights (B, T)."""
+                        weights: torch.Tensor, total_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """MSE over valid cells, each token weighted: prediction/target (B, T, H, W), mask (T, H, W), weights (B, T).
+    `total_weight`: the normalizer when these B samples are one share of a larger batch (default: their own)."""
     squared = (prediction - target) ** 2 * mask
     per_token = squared.sum((-1, -2)) / mask.sum((-1, -2)).clamp(min=1)
-    return (per_token * weights).sum() / weights.sum().clamp(min=1e-12)
+    total = weights.sum() if total_weight is None else total_weight
+    return (per_token * weights).sum() / total.to(per_token.device).clamp(min=1e-12)

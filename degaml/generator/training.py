@@ -15,6 +15,10 @@ the distance of generated tokens to their own targets *and* to that mean, the ge
 and the task-dependence diagnostics of `diagnostics.py` (variance ratio, nearest-centroid accuracy, dW
 cosines to the task's own adapter and to the mean adapter).
 
+Data parallel under `accelerate launch` (or torch.distributed.run): every process draws the same batch
+from the same sampler and computes its share; gradients are averaged, so K processes reach the
+one-process weights (tests/test_generator_pipeline.py). Only the main process evaluates and writes.
+
 Directory (`out`): config.json (`card.GeneratorCard`), decoder.safetensors, state.pt (optimizer, scheduler,
 RNG, step), log.jsonl.
 Weights and state are written atomically at every checkpoint interval; a rerun resumes exactly.
@@ -22,6 +26,7 @@ Weights and state are written atomically at every checkpoint interval; a rerun r
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -32,12 +37,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from ..lora_tokens import TokenLayout, detokenize, tokenize
-from ..models import LoraState
+from ..models import LoraState, process_state
 from ..sft import Example, sample_batch
 from .card import GeneratorCard, GeneratorTrainConfig, decoder_config
 from .dataset import TaskTrajectory, average_states, weighted_masked_mse
@@ -122,6 +128,12 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
         raise ValueError(f"objective {config.objective!r} needs labelled examples of every training task; none for "
                          f"{[t.trajectory.task for t in train if not t.examples]}")
     out.mkdir(parents=True, exist_ok=True)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())  # one process unless `accelerate launch`
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if world > config.batch_size:
+        raise ValueError(f"batch_size {config.batch_size} is smaller than the {world} processes: each process "
+                         "needs at least one sample per step")
+    device = accelerator.device
     condition_shape = (config.num_prompts, config.prompt_tokens, train[0].prompt_states.shape[-1])
     token_shape = (layout.num_tokens, *layout.token_shape)
     torch.manual_seed(config.seed)  # the decoder's init
@@ -131,29 +143,36 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
         decoder.base.data.copy_(tokenize(mean_state, layout))
     if config.init_from:
         _start_from(decoder, Path(config.init_from))
-    GeneratorCard(
-        train=config, decoder_shapes=[tuple(s) for s in decoder.shapes], kernel_size=decoder.config.kernel_size,
-        parameters=sum(p.numel() for p in decoder.parameters()),
-        train_tasks=[t.trajectory.task for t in train], heldout_tasks=[t.trajectory.task for t in heldout],
-        prompts_with_replacement=[t.trajectory.task for t in train if len(t.prompt_states) < config.num_prompts],
-        **meta).save(out)
+    decoder.to(device)
+    if accelerator.is_main_process:
+        GeneratorCard(
+            train=config, decoder_shapes=[tuple(s) for s in decoder.shapes], kernel_size=decoder.config.kernel_size,
+            parameters=sum(p.numel() for p in decoder.parameters()),
+            train_tasks=[t.trajectory.task for t in train], heldout_tasks=[t.trajectory.task for t in heldout],
+            prompts_with_replacement=[t.trajectory.task for t in train if len(t.prompt_states) < config.num_prompts],
+            **meta).save(out)
     # The residual base is a position, not a weight to shrink: no weight decay on it.
     decayed = [p for name, p in decoder.named_parameters() if name != "base"]
     groups = [{"params": decayed}] + ([{"params": [decoder.base], "weight_decay": 0.0}] if decoder.base is not None else [])
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
     sampler = torch.Generator().manual_seed(config.seed)
-    start = _resume(decoder, optimizer, scheduler, sampler, out)
+    start = _resume(decoder, optimizer, scheduler, sampler, out, truncate_log=accelerator.is_main_process)
+    model = accelerator.prepare_model(decoder)  # data parallel (gradients averaged) under several processes
 
-    mask = layout.padding_mask().float()
+    mask = layout.padding_mask().float().to(device)
     train_mean = torch.stack([t.trajectory.mean_tokens for t in train]).mean(0)
     averaged_weights = torch.stack([t.trajectory.weights for t in train]).mean(0)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if torch.cuda.is_available() else nullcontext()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     bar = tqdm(range(start, config.steps), desc=f"train generator ({config.objective})", initial=start,
-               total=config.steps, disable=not progress)
+               total=config.steps, disable=not (progress and accelerator.is_main_process))
     for step in bar:
         t0 = time.perf_counter()
+        # Every process draws the whole batch from the same sampler (so the draws stay in step) and computes
+        # its share: samples rank, rank + world, ... Each share's sum is divided by the whole batch's
+        # normalizer and scaled by `world`, so the averaged gradient is the whole batch's, exactly.
         picks = [train[int(torch.randint(len(train), (1,), generator=sampler))] for _ in range(config.batch_size)]
+        mine = list(range(rank, config.batch_size, world))
         conditions, targets, weights = [], [], []
         for task in picks:
             traj = task.trajectory
@@ -162,44 +181,54 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
             weights.append(averaged_weights if config.token_weighting == "averaged" else traj.weights)
         condition = torch.stack(conditions)
         condition = condition + config.condition_noise * torch.randn(condition.shape, generator=sampler)
-        decoder.train()
+        model.train()
         with autocast:
-            prediction = decoder(condition).float()
+            prediction = model(condition[mine].to(device)).float()
         terms: dict[str, torch.Tensor] = {}
         if config.objective != "task_loss":
             target = torch.stack(targets)
             target = target + config.target_noise * torch.randn(target.shape, generator=sampler)
-            terms["reconstruction"] = weighted_masked_mse(prediction, target, mask, torch.stack(weights))
+            weight = torch.stack(weights)
+            terms["reconstruction"] = weighted_masked_mse(prediction, target[mine].to(device), mask,
+                                                          weight[mine].to(device), weight.sum()) * world
         if uses_task_loss:
-            terms["task_loss"] = sum(
-                adapter_loss(detokenize(generated, layout), sample_batch(adapter_loss.lm, task.examples,
-                                                                         config.task_examples, sampler))
-                for generated, task in zip(prediction, picks)) / len(picks)
+            batches = [sample_batch(adapter_loss.lm, task.examples, config.task_examples, sampler) for task in picks]
+            terms["task_loss"] = sum(adapter_loss(detokenize(generated, layout), batches[i])
+                                     for generated, i in zip(prediction, mine)) / len(picks) * world
         loss = terms.get("reconstruction", 0.0) + config.task_loss_weight * terms.get("task_loss", 0.0) \
             if config.objective == "hybrid" else next(iter(terms.values()))
-        if not torch.isfinite(loss):
+        reported = {k: accelerator.reduce(v.detach(), "mean") for k, v in {"loss": loss, **terms}.items()}
+        if not torch.isfinite(reported["loss"]):
             raise FloatingPointError(f"non-finite generator loss at step {step + 1}")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(decoder.parameters(), config.grad_clip)
+        accelerator.backward(loss)
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         scheduler.step()
         done = step + 1
-        record = {"step": done, "train_loss": loss.item(), **{f"train_{k}": v.item() for k, v in terms.items()},
+        record = {"step": done, "train_loss": reported["loss"].item(),
+                  **{f"train_{k}": v.item() for k, v in reported.items() if k != "loss"},
                   "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - t0}
+        if not accelerator.is_main_process:
+            if done % config.eval_every == 0 or done == config.steps:
+                accelerator.wait_for_everyone()  # the main process evaluates and saves
+            continue
         if done % config.eval_every == 0 or done == config.steps:
-            decoder.eval()
+            evaluated = copy.deepcopy(decoder).cpu().eval()  # evaluation works on CPU tensors
             probe = torch.Generator().manual_seed(config.seed + 1)  # the same prompts at every evaluation
             for group, tasks in (("train", train), ("heldout", heldout)):
                 for task in tasks:
-                    for key, value in _distances(decoder, task, mask, train_mean, config.num_prompts, probe).items():
+                    for key, value in _distances(evaluated, task, mask.cpu(), train_mean, config.num_prompts,
+                                                 probe).items():
                         record[f"{group}/{task.trajectory.task}/{key}"] = value
-            record.update(_diagnostics(decoder, train, heldout, layout, mask, mean_state, config))
+            record.update(_diagnostics(evaluated, train, heldout, layout, mask.cpu(), mean_state, config))
+            record["processes"] = world
             _save(decoder, optimizer, scheduler, sampler, done, out)
             bar.write(_summary(record))
+            accelerator.wait_for_everyone()
         with (out / "log.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.set_postfix(loss=f"{record['train_loss']:.4f}")
     return decoder
 
 
@@ -224,11 +253,14 @@ def saved_step(out: Path) -> int:
     return int(torch.load(state, weights_only=False)["step"]) if state.is_file() else 0
 
 
-def _resume(decoder: HyperConvDecoder, optimizer, scheduler, sampler: torch.Generator, out: Path) -> int:
-    """Restore the last saved step (weights, optimizer, scheduler, sampler); drop log lines past it."""
+def _resume(decoder: HyperConvDecoder, optimizer, scheduler, sampler: torch.Generator, out: Path,
+            truncate_log: bool = True) -> int:
+    """Restore the last saved step (weights, optimizer, scheduler, sampler); drop log lines past it (the
+    process that writes the log does)."""
     state_path, weights_path = out / "state.pt", out / "decoder.safetensors"
     if not (state_path.is_file() and weights_path.is_file()):
-        (out / "log.jsonl").unlink(missing_ok=True)
+        if truncate_log:
+            (out / "log.jsonl").unlink(missing_ok=True)
         return 0
     state = torch.load(state_path, weights_only=False)
     decoder.load_state_dict(load_file(str(weights_path)))
@@ -236,7 +268,7 @@ def _resume(decoder: HyperConvDecoder, optimizer, scheduler, sampler: torch.Gene
     scheduler.load_state_dict(state["scheduler"])
     sampler.set_state(state["sampler"])
     log = out / "log.jsonl"
-    if log.is_file():
+    if truncate_log and log.is_file():
         kept = [line for line in log.read_text().splitlines() if json.loads(line)["step"] <= state["step"]]
         log.write_text("".join(line + "\n" for line in kept))
     return state["step"]
@@ -253,7 +285,7 @@ def _summary(record: dict) -> str:
 
 def _save(decoder: HyperConvDecoder, optimizer, scheduler, sampler: torch.Generator, step: int, out: Path) -> None:
     tmp_weights = out / ".decoder.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in decoder.state_dict().items()}, str(tmp_weights))
+    save_file({k: v.detach().cpu().contiguous() for k, v in decoder.state_dict().items()}, str(tmp_weights))
     tmp_state = out / ".state.pt.tmp"
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "sampler": sampler.get_state(), "step": step}, tmp_state)
@@ -292,7 +324,9 @@ def train_on_trajectories(trajectories: Path, out: Path, holdout: Sequence[str],
     unknown = held - by_task.keys()
     if unknown:
         print(f"note: held-out task(s) {sorted(unknown)} have no trajectory; they are simply not trained on")
-    lm = load_model(ModelConfig(name=first.model, dtype=config.model_dtype)) \
+    process = process_state()  # under `accelerate launch`, each process loads the model on its own device
+    device = str(process.device) if process.num_processes > 1 else "auto"
+    lm = load_model(ModelConfig(name=first.model, dtype=config.model_dtype, device=device)) \
         if config.objective != "reconstruction" else None
     prompt_encoder = PromptEncoder.with_default_cache(config.encoder, config.prompt_tokens)
     train, heldout, examples = [], [], {}

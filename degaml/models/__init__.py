@@ -2,7 +2,7 @@
 
 from .adapted import AdaptedOutput, write_adapter, write_ensemble
 from .latent import latent_delta
-from .loading import LoadedModel, load_model
+from .loading import LoadedModel, load_model, process_state
 from .lora import (
     AdapterMismatchError,
     LoraGeometry,
@@ -43,6 +43,7 @@ __all__ = [
     "load_model",
     "lora_state",
     "peft_model",
+    "process_state",
     "resolve_model",
     "weighted_adapter_sum",
 ]

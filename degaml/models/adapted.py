@@ -95,6 +95,15 @@ class AdaptedOutput:
         return [self.directory / m for m in self.info["members"]] if self.kind == "tts" else [self.directory]
 
     @property
+    def base_model(self) -> str:
+        """The base model the adapter (an ensemble's first member) was written for."""
+        config = self.members[0] / "adapter_config.json"
+        try:
+            return json.loads(config.read_text())["base_model_name_or_path"]
+        except (OSError, ValueError, KeyError) as e:
+            raise ValueError(f"{config}: no base model recorded ({type(e).__name__}: {e})") from None
+
+    @property
     def combine(self) -> str:
         return self.info["combine"]
 

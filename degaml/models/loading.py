@@ -13,6 +13,15 @@ from .registry import resolve_model
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def process_state():
+    """This process's place among those `accelerate launch` (or torch.distributed.run) started: a single
+    process otherwise. On a machine without CUDA the processes talk over gloo (accelerate only sets that up
+    when told it runs on CPU)."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
