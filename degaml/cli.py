@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 import errno
+import inspect
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from .baselines.abmll import AbmllConfig
-from .baselines.common import BaselineSetup
-from .baselines.maml import MamlConfig
-from .baselines.union import UnionConfig
+from .baselines import METHODS, BaselineSetup, Method
 from .config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, LoraSettings, ModelConfig, dump_yaml
 from .data.prompts import task_items, task_prompts
 from .data.tasks import task_label
@@ -426,64 +425,33 @@ def _run_baseline(method: str, task: str, out: Path, train_tasks: str, setup, co
     print(f"{method}: {out} ({info['seconds']:.1f} s{memory}; {info['support_examples']} labelled target examples)")
 
 
-def baseline_no_meta(task: str, out: Path, setup: BaselineSetup | None = None, progress: bool = True) -> None:
-    """No-meta-train LoRA: PEFT's standard init trained on the target's labelled support examples only.
+def baseline_command(spec: Method) -> Callable[..., None]:
+    """`degaml baseline <name>`: a typed command derived from the registry entry (its flags are the shared
+    `--setup.*` and the method's own `--<name>.*`)."""
+    P = inspect.Parameter
 
-    Args:
-        task: Target task (name or .json/.jsonl file).
-        out: Adapter directory.
-        setup: Base model, LoRA, partitions and the target-data budget shared by every baseline.
-        progress: Show progress bars.
-    """
-    _run_baseline("no-meta", task, out, "", setup, None, progress)
+    def command(task: str, out: Path, train_tasks: str = "", setup: BaselineSetup | None = None,
+                progress: bool = True, **settings: Any) -> None:
+        _run_baseline(spec.name, task, out, train_tasks, setup, settings.get(spec.option), progress)
 
-
-def baseline_union(task: str, out: Path, train_tasks: str, setup: BaselineSetup | None = None,
-                   union: UnionConfig | None = None, progress: bool = True) -> None:
-    """Union-train LoRA: one LoRA on the union of the meta-training tasks; zero-shot on the target, or
-    fine-tuned on its support examples (`--union.finetune true`).
-
-    Args:
-        task: Target task, held out from training.
-        out: Adapter directory.
-        train_tasks: Comma-separated meta-training tasks.
-        setup: Shared setup and budget.
-        union: Union-training settings.
-        progress: Show progress bars.
-    """
-    _run_baseline("union", task, out, train_tasks, setup, union, progress)
-
-
-def baseline_maml(task: str, out: Path, train_tasks: str, setup: BaselineSetup | None = None,
-                  maml: MamlConfig | None = None, progress: bool = True) -> None:
-    """MAML-en-LLM over the LoRA parameters (first or second order, Adam moments shared between loops),
-    then adapted on the target's support examples.
-
-    Args:
-        task: Target task, held out from meta-training.
-        out: Adapter directory.
-        train_tasks: Comma-separated meta-training tasks.
-        setup: Shared setup and budget.
-        maml: Meta-training settings (`--maml.order 2` for second order).
-        progress: Show progress bars.
-    """
-    _run_baseline("maml", task, out, train_tasks, setup, maml, progress)
-
-
-def baseline_abmll(task: str, out: Path, train_tasks: str, setup: BaselineSetup | None = None,
-                   abmll: AbmllConfig | None = None, progress: bool = True) -> None:
-    """ABMLL: a Gaussian prior over LoRA parameters meta-learned with an amortized ELBO; the target's posterior
-    is inferred from its support examples and written with adapters sampled from it (an ensemble directory).
-
-    Args:
-        task: Target task, held out from meta-training.
-        out: Ensemble directory (posterior.safetensors, tts.json, members/).
-        train_tasks: Comma-separated meta-training tasks.
-        setup: Shared setup and budget.
-        abmll: Meta-training settings (beta balances reconstruction against fidelity to the prior).
-        progress: Show progress bars.
-    """
-    _run_baseline("abmll", task, out, train_tasks, setup, abmll, progress)
+    params = [P("task", P.POSITIONAL_OR_KEYWORD, annotation=str), P("out", P.POSITIONAL_OR_KEYWORD, annotation=Path)]
+    docs = ["task: Target task (name or .json/.jsonl file), held out from meta-training.",
+            "out: Output directory (what `degaml evaluate --adapter` scores)."]
+    if spec.meta_trains:
+        params.append(P("train_tasks", P.POSITIONAL_OR_KEYWORD, annotation=str))
+        docs.append("train_tasks: Comma-separated meta-training tasks.")
+    params.append(P("setup", P.POSITIONAL_OR_KEYWORD, default=None, annotation=BaselineSetup | None))
+    docs.append("setup: Base model, LoRA, partitions and the target-data budget shared by every baseline.")
+    if spec.has_settings:
+        params.append(P(spec.option, P.POSITIONAL_OR_KEYWORD, default=None, annotation=spec.config | None))
+        docs.append(f"{spec.option}: The method's own settings.")
+    params.append(P("progress", P.POSITIONAL_OR_KEYWORD, default=True, annotation=bool))
+    docs.append("progress: Show progress bars.")
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+    command.__name__ = command.__qualname__ = f"baseline_{spec.option}"
+    command.__doc__ = f"{spec.summary} See docs/baselines.md.\n\nArgs:\n" + "".join(f"    {d}\n" for d in docs)
+    return command
 
 
 def run(
@@ -599,7 +567,7 @@ COMMANDS = {
     "train-policy": train_policy,
     "run": run,
     "report": report,
-    "baseline": {"no-meta": baseline_no_meta, "union": baseline_union, "maml": baseline_maml, "abmll": baseline_abmll},
+    "baseline": {name: baseline_command(spec) for name, spec in METHODS.items()},
     "list-tasks": list_tasks,
     "list-models": list_models,
     "prepare-model": prepare_model,

@@ -163,3 +163,22 @@ def test_baselines_refuse_the_target_among_training_tasks(workspace, tmp_path, c
 def test_setup_budget_is_validated():
     with pytest.raises(ValueError, match="setup.support must be >= 1"):
         BaselineSetup(support=0)
+
+
+def test_the_registry_derives_commands_and_run_settings():
+    import dataclasses
+    import inspect
+
+    from degaml.baselines import METHODS
+    from degaml.cli import COMMANDS
+    from degaml.pipeline.settings import BaselineSettings
+
+    assert set(COMMANDS["baseline"]) == set(METHODS)
+    settings = {f.name: f for f in dataclasses.fields(BaselineSettings)}
+    assert BaselineSettings().methods == list(METHODS)
+    for name, spec in METHODS.items():
+        parameters = inspect.signature(COMMANDS["baseline"][name]).parameters
+        assert ("train_tasks" in parameters) == spec.meta_trains
+        assert (spec.option in parameters) == spec.has_settings == (spec.option in settings)
+        if spec.has_settings:  # one set of defaults: the method's own
+            assert settings[spec.option].default_factory() == spec.config()

@@ -56,6 +56,7 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
     # Every baseline that uses labelled target data used the same number of examples; DeGAML none.
     costs = {r.split(",")[2]: r.split(",")[-3] for r in rows[1:]}
     assert costs["degaml"] == "0" and costs["no-meta"] == costs["maml"] == costs["abmll"] == "4"
+    assert costs["union"] == "0"  # zero-shot union reads no target label (finetune is off)
 
     def refuse(*args, **kwargs):
         raise AssertionError("a finished stage ran again")

@@ -1,13 +1,17 @@
-"""The baselines DeGAML is compared with, one module per method with the same interface: a typed config,
+"""The baselines DeGAML is compared with, one module per method with the same interface: `NAME`,
+`META_TRAINS`, a typed `CONFIG` dataclass (its defaults are the method's defaults everywhere),
 `meta_train(job, config, progress) -> tensors` (what is learned before the target is known, cacheable per
 set of meta-training tasks) and `finish(job, config, tensors, out, started) -> info` (target adaptation and
 the output `degaml evaluate` scores). `job` (`common.prepare`) holds the base model, the target's support
-examples and the meta-training examples. Fairness rules: docs/baselines.md."""
+examples and the meta-training examples. Fairness rules: docs/baselines.md.
+
+Adding a baseline is one module plus one entry in `MODULES`: the `degaml baseline <name>` command and the
+`baselines.<name>` section of a run's settings are derived from the registry."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +21,32 @@ from .common import BaselineRun, BaselineSetup, prepare
 
 @dataclass(frozen=True)
 class Method:
+    name: str
     config: type
     module: Any
     meta_trains: bool
 
+    @classmethod
+    def of(cls, module: Any) -> Method:
+        return cls(module.NAME, module.CONFIG, module, module.META_TRAINS)
 
-METHODS = {
-    "no-meta": Method(no_meta.NoMetaConfig, no_meta, meta_trains=False),
-    "union": Method(union.UnionConfig, union, meta_trains=True),
-    "maml": Method(maml.MamlConfig, maml, meta_trains=True),
-    "abmll": Method(abmll.AbmllConfig, abmll, meta_trains=True),
-}
+    @property
+    def option(self) -> str:
+        """Its settings' name in flags and configs: `--union.steps`, `baselines.union.steps`."""
+        return self.name.replace("-", "_")
+
+    @property
+    def has_settings(self) -> bool:
+        return bool(fields(self.config))
+
+    @property
+    def summary(self) -> str:
+        """The module docstring's first sentence, for `--help`."""
+        return " ".join((self.module.__doc__ or self.name).split()).split(". ")[0].rstrip(".") + "."
+
+
+MODULES = (no_meta, union, maml, abmll)
+METHODS = {m.name: m for m in map(Method.of, MODULES)}
 
 
 def run_baseline(method: str, job: BaselineRun, config: Any, out: Path, progress: bool = True) -> dict[str, Any]:

@@ -46,9 +46,13 @@ Gaussian = dict[str, torch.Tensor]
 """{"mu.<name>": ..., "log_sigma.<name>": ...} over the LoRA parameters."""
 
 
+NAME = "abmll"
+META_TRAINS = True
+
+
 @dataclass
 class AbmllConfig:
-    meta_steps: int = 30
+    meta_steps: int = 10
     tasks_per_step: int = 2
     inner_steps: int = 1
     inner_lr: float = 1e-3
@@ -59,7 +63,7 @@ class AbmllConfig:
     """Initial prior standard deviation of every LoRA entry."""
     samples: int = 1
     """Posterior samples per loss evaluation during training."""
-    eval_samples: int = 5
+    eval_samples: int = 3
     """Adapters sampled from the target posterior; their answer probabilities are averaged."""
 
     def __post_init__(self) -> None:
@@ -182,3 +186,6 @@ def finish(job: BaselineRun, config: AbmllConfig, meta: dict[str, torch.Tensor],
     info.update(seconds=time.perf_counter() - started, **peak_memory_mb(job.lm.device))
     return write_ensemble(members, s.lora, s.model, out, "mean", info,
                           tensors={POSTERIOR_FILE: {k: v.float().cpu() for k, v in posterior.items()}})
+
+
+CONFIG = AbmllConfig

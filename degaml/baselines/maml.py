@@ -39,10 +39,14 @@ Params = dict[str, torch.Tensor]
 LossFn = Callable[[Params, Any], torch.Tensor]
 
 
+NAME = "maml"
+META_TRAINS = True
+
+
 @dataclass
 class MamlConfig:
     order: Literal[1, 2] = 1
-    meta_steps: int = 30
+    meta_steps: int = 10
     tasks_per_step: int = 2
     inner_steps: int = 1
     inner_lr: float = 1e-3
@@ -215,3 +219,6 @@ def finish(job: BaselineRun, config: MamlConfig, meta: dict[str, torch.Tensor], 
         state = lora_state(model)
     return write_result(job, "maml", config, state, out, started,
                         {"test_time_steps": s.steps, "test_time_lr": config.inner_lr})
+
+
+CONFIG = MamlConfig

@@ -11,6 +11,9 @@ import torch
 
 from .common import BaselineRun, fine_tune, write_result
 
+NAME = "no-meta"
+META_TRAINS = False
+
 
 @dataclass
 class NoMetaConfig:
@@ -26,3 +29,6 @@ def finish(job: BaselineRun, config: NoMetaConfig, meta: dict[str, torch.Tensor]
     s = job.setup
     state, losses = fine_tune(job.lm, s.lora, job.support, s.steps, s.lr, s.batch_size, s.seed)
     return write_result(job, "no-meta", config, state, out, started, {"support_losses": losses})
+
+
+CONFIG = NoMetaConfig

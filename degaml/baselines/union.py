@@ -12,10 +12,13 @@ import torch
 
 from .common import BaselineRun, fine_tune, write_result
 
+NAME = "union"
+META_TRAINS = True
+
 
 @dataclass
 class UnionConfig:
-    steps: int = 60
+    steps: int = 20
     """Optimizer steps on the union (x setup.batch_size examples: the meta-training example budget)."""
     lr: float = 1e-3
     finetune: bool = False
@@ -36,9 +39,13 @@ def meta_train(job: BaselineRun, config: UnionConfig, progress: bool = True,
 def finish(job: BaselineRun, config: UnionConfig, meta: dict[str, torch.Tensor], out: Path, started: float
            ) -> dict[str, Any]:
     s = job.setup
-    record: dict[str, Any] = {"variant": "union + target fine-tune" if config.finetune else "union, zero-shot"}
+    record: dict[str, Any] = {"variant": "union + target fine-tune" if config.finetune else "union, zero-shot",
+                              "support_examples": len(job.support) if config.finetune else 0}
     state = meta
     if config.finetune:
         state, record["support_losses"] = fine_tune(job.lm, s.lora, job.support, s.steps, s.lr, s.batch_size, s.seed,
                                                     init=meta)
     return write_result(job, "union", config, state, out, started, record)
+
+
+CONFIG = UnionConfig

@@ -4,12 +4,10 @@ that names it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Literal
 
-from ..baselines.abmll import AbmllConfig
-from ..baselines.maml import MamlConfig
-from ..baselines.union import UnionConfig
+from ..baselines import METHODS
 from ..config import IN_DOMAIN_TASKS
 from ..data.tasks import OUT_OF_DOMAIN_TASKS
 
@@ -47,14 +45,20 @@ class EvaluationSettings:
 
 
 @dataclass
-class BaselineSettings:
-    methods: list[str] = field(default_factory=lambda: ["no-meta", "union", "maml", "abmll"])
+class BaselineBudget:
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
     support: int = 32
     """Labelled target examples for every baseline that uses any (DeGAML uses none)."""
     steps: int = 10
     lr: float = 1e-3
     batch_size: int = 4
     meta_examples: int = 128
-    union: UnionConfig = field(default_factory=lambda: UnionConfig(steps=20))
-    maml: MamlConfig = field(default_factory=lambda: MamlConfig(meta_steps=10))
-    abmll: AbmllConfig = field(default_factory=lambda: AbmllConfig(meta_steps=10, eval_samples=3))
+
+
+# The shared budget plus one section per registered baseline with settings (`baselines.union.steps`, ...).
+BaselineSettings = make_dataclass(
+    "BaselineSettings",
+    [(m.option, m.config, field(default_factory=m.config)) for m in METHODS.values() if m.has_settings],
+    bases=(BaselineBudget,))
+BaselineSettings.__module__ = __name__
+BaselineSettings.__doc__ = "Which baselines run, their shared target-data budget, and each one's own settings."

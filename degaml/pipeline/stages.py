@@ -193,11 +193,11 @@ def baseline_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -
             reset_peak_memory(lm.device)
             started = time.perf_counter()
             directory = run.method(target, method)
-            spec.module.finish(job, config, meta, directory.output, started)
+            info = spec.module.finish(job, config, meta, directory.output, started)
             seconds = time.perf_counter() - started + log.get("meta_train_seconds", 0.0)
             peak = peak_memory_mb(lm.device)  # the larger of meta-training's and this target's
             peak["peak_rss_mb"] = max(peak["peak_rss_mb"], log.get("meta_peak_rss_mb", 0.0))
-            atomic_write_json(directory.cost, {"seconds": seconds, "labelled_target_examples": len(job.support),
+            atomic_write_json(directory.cost, {"seconds": seconds, "labelled_target_examples": info["support_examples"],
                                                         "meta_train_seconds": log.get("meta_train_seconds", 0.0),
                                                         **peak})
             _say(exp, f"{target}: {method} ({seconds:.1f} s with meta-training)")
