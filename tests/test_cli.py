@@ -62,7 +62,7 @@ def test_bad_config_value_is_refused(tmp_path, capsys):
 
 
 def test_collect_shards_are_disjoint_and_complete():
-    from degaml.cli import shard
+    from degaml.generator.commands import shard
 
     tasks = [f"t{i}" for i in range(7)]
     shards = [shard(tasks, i, 3) for i in range(3)]

@@ -293,3 +293,9 @@ def load_task(name: str, source: Literal["offline", "hub"] = "offline") -> list[
 def task_label(name: str) -> str:
     """Short display name: the task name, or a file's stem."""
     return Path(name).stem if name.endswith((".json", ".jsonl")) else name
+
+
+def list_tasks() -> None:
+    """List the registered tasks: domain (in / out / extra), preferred metric, and what each stands for."""
+    for name, spec in TASKS.items():
+        print(f"{name:32s} {spec.domain:6s} {spec.preferred_metric:9s} {spec.stands_for}")

@@ -86,3 +86,14 @@ class Generator:
         state, info = self.generate_state(prompts, seed, target_geometry)
         write_adapter(state, self.lora, base_model, out, info)
         return info
+
+    def generate_checked(self, prompts: Sequence[str], out: Path, seed: int = 0) -> dict:
+        """`generate` for the base model the generator was trained on, first checking (from that model's
+        config alone, no weights) that it has the generator's LoRA geometry."""
+        from transformers import AutoConfig
+
+        from ..models import resolve_model
+
+        base = self.card.model
+        target = LoraGeometry.from_config(AutoConfig.from_pretrained(resolve_model(base)), self.lora)
+        return self.generate(prompts, Path(out), base, seed, target)

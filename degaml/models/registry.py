@@ -113,3 +113,19 @@ def resolve_model(name: str) -> str:
         f"unknown model {name!r}: not an offline default ({known}), not a local directory, "
         "and not a Hugging Face hub id of the form org/name"
     )
+
+
+def list_models() -> None:
+    """List the offline default models (usable without a hub); any hub id or local directory also works."""
+    for name, m in OFFLINE_MODELS.items():
+        cached = (cache_root() / "models" / name / "config.json").exists()
+        print(f"{name:24s} {'cached' if cached else 'not cached':11s} {m.description} [{m.licence}]")
+
+
+def prepare_model(model: str = "smollm2-135m-instruct") -> None:
+    """Convert an offline default model once into the cache (done automatically on first use).
+
+    Args:
+        model: Offline default model name.
+    """
+    print(resolve_model(model))

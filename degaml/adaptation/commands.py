@@ -1,0 +1,143 @@
+"""The `degaml adapt` and `train-policy` commands (typed functions; `degaml/cli.py` is the command table)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from ..config import DataConfig, ModelConfig
+from ..data.prompts import task_items
+from ..data.tasks import task_label
+
+
+def _load_for_adaptation(generator: Path, dtype: str, device: str):
+    from ..generator.generation import Generator
+    from ..models import load_model
+
+    gen = Generator(generator)
+    lm = load_model(ModelConfig(name=gen.card.model, dtype=dtype, device=device))
+    return gen, lm
+
+
+def adapt(
+    generator: Path,
+    task: str,
+    out: Path,
+    action: str = "none",
+    policy: Path | None = None,
+    adaptation_prompts: int = 32,
+    prompt_split: Literal["train", "validation", "test"] = "train",
+    partition_seed: int = 0,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+    source: Literal["offline", "hub"] = "offline",
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32",
+    device: str = "auto",
+) -> None:
+    """Generate a task's adapter from its unlabelled prompts, then refine it with one adaptation family,
+    chosen by hand (`--action`) or by a trained policy (`--policy`).
+
+    The generator is only run forward; adaptation never updates it. Writes a directory that
+    `degaml evaluate --adapter` scores: a PEFT adapter (none, ttt, mixing), an adapter with a latent delta
+    or per-sample SLOT settings (latent), or an ensemble of K adapters (tts).
+
+    Args:
+        generator: Directory written by `degaml train-generator`.
+        task: Task name or .json/.jsonl file (only its prompts are read, never its answers).
+        out: Output directory.
+        action: A family and its hyper-parameters, e.g. "none", "ttt steps=5 lr=1e-4",
+            "mixing variant=rank_half lam=0.75", "mixing variant=lorahub evaluations=40",
+            "latent steps=3 scope=sample", "tts k=3 combine=confidence". Unnamed hyper-parameters take the
+            family's defaults; out-of-range ones are refused with the valid range.
+        policy: A directory written by `degaml train-policy`; replaces `action`.
+        adaptation_prompts: Unlabelled prompts used by ttt / latent / LoraHub (seeded order of the partition).
+        prompt_split: Partition whose prompts are used.
+        partition_seed: Seed of the partition.
+        validation_fraction: Share of items in the validation partition.
+        test_fraction: Share of items in the test partition.
+        seed: Seed of the prompt sample and of TTT's batches.
+        source: Where task prompts are read from.
+        dtype: Base model dtype.
+        device: `auto`, `cpu`, `cuda`, ...
+    """
+    from ..adaptation.actions import Action
+    from ..adaptation.policy import load_policy
+    from ..adaptation.task_setup import adapt_task, adaptation_context
+
+    chosen = None if policy else Action.parse(action)
+    gen, lm = _load_for_adaptation(generator, dtype, device)
+    items = task_items(task, prompt_split, partition_seed, validation_fraction, test_fraction,
+                       source)[:adaptation_prompts]
+    needs_library = policy is not None or (chosen is not None and chosen.get("variant", "") == "lorahub")
+    ctx = adaptation_context(gen, lm, task_label(task), items, seed, with_library=needs_library)
+    result = adapt_task(gen, ctx, Path(out), chosen, load_policy(policy) if policy else None)
+    if result.scores is not None:
+        print("policy scores (probability per action):")
+        for label, p in sorted(result.scores.items(), key=lambda kv: -kv[1]):
+            print(f"  {p:6.3f}  {label}{'   <- chosen' if label == result.action.label else ''}")
+    info = result.info
+    fallback = f" - fell back to the generated adapter: {info['reason']}" if info.get("fell_back") else ""
+    print(f"{result.action.label}: {out} ({info['seconds']:.2f} s){fallback}")
+
+
+def train_policy(
+    generator: Path,
+    tasks: str,
+    out: Path,
+    method: Literal["reinforce", "rest_em"] = "reinforce",
+    epochs: int = 300,
+    lr: float = 0.05,
+    cost_penalty: float = 0.0,
+    limit: int | None = 50,
+    adaptation_prompts: int = 32,
+    partition_seed: int = 0,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+    source: Literal["offline", "hub"] = "offline",
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32",
+    device: str = "auto",
+    progress: bool = True,
+) -> None:
+    """Train the adaptation policy on meta-training tasks: every action of the default action space is
+    applied to each task's generated adapter and scored on the task's *validation* partition; the reward is
+    the gain over the generated adapter (minus `cost_penalty` x the action's cost).
+
+    Rewards are appended to `out/rewards.jsonl` as they are measured, so an interrupted run resumes.
+
+    Args:
+        generator: Directory written by `degaml train-generator`.
+        tasks: Comma-separated meta-training tasks (never the held-out task the policy will serve).
+        out: Policy directory (policy.pt, policy.json, rewards.jsonl, rewards.md).
+        method: reinforce (policy gradient with a baseline) or rest_em (the reference's ReST^EM).
+        epochs: Policy training epochs.
+        lr: Policy learning rate.
+        cost_penalty: Reward subtracted per unit of action cost.
+        limit: Validation items per task (a seeded subset); null for all.
+        adaptation_prompts: Unlabelled prompts given to each family (from the train partition).
+        partition_seed: Seed of the partitions.
+        validation_fraction: Share of items in the validation partition.
+        test_fraction: Share of items in the test partition.
+        seed: Seed of prompt samples, TTT batches and policy training.
+        source: Where tasks are read from.
+        dtype: Base model dtype.
+        device: `auto`, `cpu`, `cuda`, ...
+        progress: Show progress bars.
+    """
+    from ..adaptation.actions import default_actions
+    from ..adaptation.policy import PolicyConfig
+    from ..adaptation.policy_training import fit_policy_on_tasks
+    from ..adaptation.rewards import format_reward_table
+
+    config = PolicyConfig(method=method, epochs=epochs, lr=lr, cost_penalty=cost_penalty, seed=seed)
+    actions = default_actions()
+    gen, lm = _load_for_adaptation(generator, dtype, device)
+    data = DataConfig(tasks=[], limit=limit, partition_seed=partition_seed, validation_fraction=validation_fraction,
+                      test_fraction=test_fraction, source=source)
+    _, table, choices = fit_policy_on_tasks(gen, lm, [t for t in tasks.split(",") if t], actions, config, Path(out),
+                                        data, adaptation_prompts, progress)
+    print(format_reward_table(table, actions))
+    for task, choice in choices.items():
+        print(f"policy on {task}: {choice}")
+    print(f"policy: {out}")

@@ -1,0 +1,53 @@
+"""The `degaml baseline <name>` commands, derived from the registry (`degaml/cli.py` is the command table)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import BaselineSetup, Method
+
+
+def _run_baseline(method: str, task: str, out: Path, train_tasks: str, setup, config, progress: bool) -> None:
+    from . import METHODS, BaselineSetup, prepare, run_baseline
+
+    spec = METHODS[method]
+    setup = setup or BaselineSetup()
+    config = config or spec.config()
+    if not spec.meta_trains and train_tasks:
+        print(f"note: {method} does not meta-train; --train_tasks is ignored")
+    job = prepare(setup, task, train_tasks.split(",") if spec.meta_trains else [], spec.meta_trains)
+    info = run_baseline(method, job, config, Path(out), progress)
+    memory = f", peak RSS {info['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in info else ""
+    print(f"{method}: {out} ({info['seconds']:.1f} s{memory}; {info['support_examples']} labelled target examples)")
+
+
+def baseline_command(spec: Method) -> Callable[..., None]:
+    """`degaml baseline <name>`: a typed command derived from the registry entry (its flags are the shared
+    `--setup.*` and the method's own `--<name>.*`)."""
+    P = inspect.Parameter
+
+    def command(task: str, out: Path, train_tasks: str = "", setup: BaselineSetup | None = None,
+                progress: bool = True, **settings: Any) -> None:
+        _run_baseline(spec.name, task, out, train_tasks, setup, settings.get(spec.option), progress)
+
+    params = [P("task", P.POSITIONAL_OR_KEYWORD, annotation=str), P("out", P.POSITIONAL_OR_KEYWORD, annotation=Path)]
+    docs = ["task: Target task (name or .json/.jsonl file), held out from meta-training.",
+            "out: Output directory (what `degaml evaluate --adapter` scores)."]
+    if spec.meta_trains:
+        params.append(P("train_tasks", P.POSITIONAL_OR_KEYWORD, annotation=str))
+        docs.append("train_tasks: Comma-separated meta-training tasks.")
+    params.append(P("setup", P.POSITIONAL_OR_KEYWORD, default=None, annotation=BaselineSetup | None))
+    docs.append("setup: Base model, LoRA, partitions and the target-data budget shared by every baseline.")
+    if spec.has_settings:
+        params.append(P(spec.option, P.POSITIONAL_OR_KEYWORD, default=None, annotation=spec.config | None))
+        docs.append(f"{spec.option}: The method's own settings.")
+    params.append(P("progress", P.POSITIONAL_OR_KEYWORD, default=True, annotation=bool))
+    docs.append("progress: Show progress bars.")
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+    command.__name__ = command.__qualname__ = f"baseline_{spec.option}"
+    command.__doc__ = f"{spec.summary} See docs/baselines.md.\n\nArgs:\n" + "".join(f"    {d}\n" for d in docs)
+    return command
