@@ -70,7 +70,7 @@ def adapt(generator: Generator, prompts: Prompts, out: str | Path, action: str |
     an adapted output that `evaluate` scores."""
     chosen = None if policy is not None else (action if isinstance(action, Action) else Action.parse(action))
     lm = lm or _load_model(ModelConfig(name=generator.card.model, dtype="float32"))
-    needs_library = policy is not None or (chosen is not None and chosen.get("variant", "") == "lorahub")
+    needs_library = policy is not None or (chosen is not None and chosen.needs_library)
     if isinstance(prompts, str):
         items = task_items(prompts, "train")[:adaptation_prompts]
         ctx = adaptation_context(generator, lm, task_label(prompts), items, seed, with_library=needs_library)

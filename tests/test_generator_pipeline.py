@@ -376,10 +376,10 @@ def test_tts_ensemble_is_written_and_scored_by_combining_members(workspace, gene
               "--protocol", "generative", "--out", str(tmp_path / "g"), "--progress", "false"])
 
 
-def test_lorahub_mixes_the_generated_adapter_with_the_training_trajectories(workspace, generator, tmp_path):
+def test_prompt_perplexity_mixing_mixes_in_the_training_trajectories(workspace, generator, tmp_path):
     out = tmp_path / "hub"
     main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][1], "--out", str(out),
-          "--action", "mixing variant=lorahub evaluations=6", "--device", "cpu"])
+          "--action", "mixing variant=prompt_perplexity evaluations=6", "--device", "cpu"])
     info = json.loads((out / "degaml.json").read_text())
     # The generator was trained on "colors" only: the library is its last checkpoint (never the target's own).
     assert info["library_size"] == 1 and len(info["weights"]) == 2

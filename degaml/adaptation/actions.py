@@ -53,6 +53,11 @@ class Action:
     def get(self, name: str, default: Any) -> Any:
         return dict(self.params).get(name, default)
 
+    @property
+    def needs_library(self) -> bool:
+        """Whether it mixes in the training tasks' adapters (prompt-perplexity mixing)."""
+        return self.family == "mixing" and self.get("variant", "") == "prompt_perplexity"
+
     def to_dict(self) -> dict[str, Any]:
         return {"family": self.family, "params": [list(p) for p in self.params], "cost": self.cost}
 

@@ -47,11 +47,11 @@ def adapt(
         task: Task name or .json/.jsonl file (only its prompts are read, never its answers).
         out: Output directory.
         action: A family and its hyper-parameters, e.g. "none", "ttt steps=5 lr=1e-4",
-            "mixing variant=rank_half lam=0.75", "mixing variant=lorahub evaluations=40",
+            "mixing variant=rank_half lam=0.75", "mixing variant=prompt_perplexity evaluations=40",
             "latent steps=3 scope=sample", "tts k=3 combine=confidence". Unnamed hyper-parameters take the
             family's defaults; out-of-range ones are refused with the valid range.
         policy: A directory written by `degaml train-policy`; replaces `action`.
-        adaptation_prompts: Unlabelled prompts used by ttt / latent / LoraHub (seeded order of the partition).
+        adaptation_prompts: Unlabelled prompts used by ttt / latent / prompt-perplexity mixing (seeded order of the partition).
         prompt_split: Partition whose prompts are used.
         partition_seed: Seed of the partition.
         validation_fraction: Share of items in the validation partition.
@@ -69,7 +69,7 @@ def adapt(
     gen, lm = _load_for_adaptation(generator, dtype, device)
     items = task_items(task, prompt_split, partition_seed, validation_fraction, test_fraction,
                        source)[:adaptation_prompts]
-    needs_library = policy is not None or (chosen is not None and chosen.get("variant", "") == "lorahub")
+    needs_library = policy is not None or (chosen is not None and chosen.needs_library)
     ctx = adaptation_context(gen, lm, task_label(task), items, seed, with_library=needs_library)
     result = adapt_task(gen, ctx, Path(out), chosen, load_policy(policy) if policy else None)
     if result.scores is not None:

@@ -3,10 +3,12 @@
 - `rank_half_mix` (the reference's): split one adapter's lora_A into its two rank halves [A1; A2] and mix
   them with a weight lambda: A1' = lam A1 + (1 - lam) A2, A2' = lam A2 + (1 - lam) A1; lora_B unchanged.
   lam = 1 is the identity.
-- LoraHub (Huang et al. 2023): a weighted sum of several adapters' A and of their B,
-  A = sum_k w_k A_k, B = sum_k w_k B_k, the weights searched gradient-free on an objective plus an L1
-  penalty. With one adapter and w = 1 it is the identity. The search starts from w = (1, 0, ..., 0):
-  the first adapter alone (the generated one), so it can only improve on it by the objective's measure.
+- `prompt_perplexity`: LoraHub's combination and search (Huang et al. 2023) with a label-free objective.
+  A weighted sum of the generated adapter and the library's adapters, A = sum_k w_k A_k, B = sum_k w_k B_k,
+  the weights searched gradient-free to minimise the language-model loss of the task's *unlabelled prompts*
+  plus an L1 penalty. LoraHub proper fits the weights on a few *labelled* examples; this variant reads no
+  label, hence its name. With one adapter and w = 1 it is the identity. The search starts from
+  w = (1, 0, ..., 0), the generated adapter alone, so it can only improve on it by the objective's measure.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ from .base import (
 from .ttt import prompt_batch
 
 NAME = "mixing"
-LORAHUB_PROMPTS = 8
-"""Unlabelled prompts in LoraHub's search objective (each evaluation is one forward pass over them)."""
+SEARCH_PROMPTS = 8
+"""Unlabelled prompts in the prompt-perplexity search objective (each evaluation is one forward pass over them)."""
 
 
 @dataclass
@@ -46,12 +48,12 @@ class Config:
     lam: float = 0.5
     """rank_half: the mixing weight; 1 is the identity."""
     evaluations: int = 40
-    """lorahub: objective evaluations of the gradient-free weight search."""
+    """prompt_perplexity: objective evaluations of the gradient-free weight search."""
     l1: float = 0.05
-    """lorahub: L1 penalty on the weights."""
+    """prompt_perplexity: L1 penalty on the weights."""
 
     def __post_init__(self) -> None:
-        check_choice("mixing.variant", self.variant, ("rank_half", "lorahub"))
+        check_choice("mixing.variant", self.variant, ("rank_half", "prompt_perplexity"))
         check_range("mixing.lam", self.lam, 0, 1)
         check_range("mixing.evaluations", self.evaluations, 1, 10_000, integer=True)
         check_range("mixing.l1", self.l1, 0, 10)
@@ -59,7 +61,7 @@ class Config:
 
 GRID: list[tuple[dict[str, Any], float]] = [
     *(({"variant": "rank_half", "lam": lam}, 0.1) for lam in (0.5, 0.75)),
-    ({"variant": "lorahub", "evaluations": 40}, 40.0),
+    ({"variant": "prompt_perplexity", "evaluations": 40}, 40.0),
 ]
 
 
@@ -129,7 +131,7 @@ def lorahub_search(states: Sequence[LoraState], objective: Callable[[LoraState],
     weights = result.x if np.isfinite(result.fun) and result.fun <= penalized(x0) else x0
     hyper = {**asdict(config), "weights": [float(w) for w in weights]}
     fell_back = bool(np.array_equal(weights, x0)) and not np.isfinite(result.fun)
-    return AdaptationResult("lorahub", weighted_adapter_sum(states, weights), hyper, time.perf_counter() - start,
+    return AdaptationResult("prompt_perplexity", weighted_adapter_sum(states, weights), hyper, time.perf_counter() - start,
                             fell_back=fell_back, reason="no finite objective" if fell_back else "", trace=trace)
 
 
@@ -140,7 +142,7 @@ def apply(ctx: AdaptationContext, config: Config, out: Path, info: dict[str, Any
         t0 = time.perf_counter()
         result = AdaptationResult(NAME, rank_half_mix(state, config.lam), asdict(config), time.perf_counter() - t0)
         return write_refined(ctx, out, result.state, {**generated, **info, **outcome(result, started)})
-    objective, close = prompt_loss_objective(ctx.lm, ctx.lora, ctx.prompts[:LORAHUB_PROMPTS])
+    objective, close = prompt_loss_objective(ctx.lm, ctx.lora, ctx.prompts[:SEARCH_PROMPTS])
     try:
         result = lorahub_search([state, *ctx.library], objective,
                                 LoraHubConfig(max_evaluations=config.evaluations, l1=config.l1))
