@@ -52,7 +52,11 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
     assert len(rows) - 1 == 2 * 2 * len(methods)  # seeds x targets x methods
     summary = json.loads((report / "summary.json").read_text())
     assert set(summary["domains"]) == {"in-domain", "out-of-domain"}
-    assert all(v.startswith("- DeGAML ") for d in summary["domains"].values() for v in d["verdicts"])
+    for domain in summary["domains"].values():  # every other method, judged on the same items with an interval
+        assert len(domain["verdicts"]) == len(methods) - 1
+        assert all(v.startswith("- DeGAML ") and "paired bootstrap" in v and "2 seed(s)" in v for v in domain["verdicts"])
+        assert set(domain["majority_rates"]) == set(domain["tasks"])  # both targets have two choices
+    assert "Majority-class rate of the two-choice tasks: numbers" in text
     # Every baseline that uses labelled target data used the same number of examples; DeGAML none.
     costs = {r.split(",")[2]: r.split(",")[-3] for r in rows[1:]}
     assert costs["degaml"] == "0" and costs["no-meta"] == costs["maml"] == costs["abmll"] == "4"

@@ -1,6 +1,6 @@
 """The report of a `degaml run` directory, rebuilt from its artifacts alone (`degaml report <dir>`):
-the paper's tables (in-domain and out-of-domain, methods x tasks, average, DeGAML's delta against each
-baseline), the stage ablation (base / +generalization / +adaptation), mean and spread over seeds, as CSV
+the paper's tables (in-domain and out-of-domain, methods x tasks, average, DeGAML's difference from each
+method with a paired bootstrap interval on the same items, the majority-class rate of two-choice tasks), the stage ablation (base / +generalization / +adaptation), mean and spread over seeds, as CSV
 and Markdown, and PNG plots. Nothing is recomputed."""
 
 from __future__ import annotations
@@ -87,17 +87,52 @@ def method_table(agg: dict, methods: list[str], tasks: list[str]) -> tuple[str, 
     return "\n".join(md), buffer.getvalue(), averages
 
 
-def deltas(averages: dict[str, float]) -> list[str]:
-    if DEGAML not in averages:
+def item_correctness(run_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """{method: {task: {item id: correctness under the task's preferred metric, averaged over seeds}}}."""
+    sums: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(dict))
+    for run in seed_runs(run_dir):
+        for method_dir in run.evaluated():
+            task, method = method_dir.task, method_dir.method
+            key = "pred_norm" if metric_of(task) == "acc_norm" else "pred"
+            result = json.loads(method_dir.results.read_text())["results"][0]
+            for p in result["predictions"]:
+                sums[method][task].setdefault(p["id"], []).append(float(p[key] == p["gold"]))
+    return {m: {t: {i: statistics.fmean(v) for i, v in items.items()} for t, items in tasks.items()}
+            for m, tasks in sums.items()}
+
+
+def verdicts(correct: dict[str, dict[str, dict[str, float]]], tasks: list[str], seeds: int) -> list[str]:
+    """DeGAML against every other method on the same items: the task-averaged difference with its paired
+    bootstrap 95% interval, and the verdict it supports (an interval spanning 0 is a tie)."""
+    from ..evaluation.statistics import paired_bootstrap
+
+    if DEGAML not in correct or not all(t in correct[DEGAML] for t in tasks):
         return []
     lines = []
-    for m, value in averages.items():
-        if m in (DEGAML, BASE, GENERATED):
+    for m, by_task in correct.items():
+        if m == DEGAML or not all(t in by_task for t in tasks):
             continue
-        d = 100 * (averages[DEGAML] - value)
-        verdict = "beats" if d >= 0.05 else "ties with" if d > -0.05 else "does not beat"
-        lines.append(f"- DeGAML {verdict} {m}: {100 * averages[DEGAML]:.1f} vs {100 * value:.1f} ({d:+.1f} points)")
+        ids = {t: sorted(correct[DEGAML][t].keys() & by_task[t].keys()) for t in tasks}
+        d = paired_bootstrap({t: [correct[DEGAML][t][i] for i in ids[t]] for t in tasks},
+                             {t: [by_task[t][i] for i in ids[t]] for t in tasks})
+        lines.append(f"- DeGAML {d.verdict} {m}: {d} points (paired bootstrap 95% interval; {d.items} items "
+                     f"over {d.tasks} task(s), correctness averaged over {seeds} seed(s))")
     return lines
+
+
+def majority_rates(run_dir: Path, tasks: list[str]) -> dict[str, float]:
+    """Share of the most frequent gold answer on the evaluated items of each two-choice task (the floor a
+    constant answer reaches)."""
+    rates = {}
+    for run in seed_runs(run_dir)[:1]:
+        for method_dir in run.evaluated():
+            if method_dir.method != BASE or method_dir.task not in tasks or method_dir.task in rates:
+                continue
+            predictions = json.loads(method_dir.results.read_text())["results"][0]["predictions"]
+            golds = [p["gold"] for p in predictions]
+            if predictions and len(predictions[0]["logprobs"]) == 2:
+                rates[method_dir.task] = max(golds.count(g) for g in set(golds)) / len(golds)
+    return rates
 
 
 def _plots(agg: dict, methods: list[str], domains: dict[str, list[str]], out: Path) -> list[str]:
@@ -193,6 +228,7 @@ def build_report(run_dir: Path) -> Path:
     domains = {name: ts for name, ts in (("in-domain", heldout), ("out-of-domain", ood)) if ts}
     seeds = sorted({r["seed"] for r in rows})
     n = sorted({r["n"] for r in rows})
+    correct = item_correctness(run_dir)
     header = (f"model {settings['model']}, log-likelihood protocol, each task's preferred metric (acc_norm for "
               f"ARC / HellaSwag / PIQA, acc otherwise), test partition, {'/'.join(map(str, n))} items per task, "
               f"seeds {seeds} (± is the std over seeds, or the item standard error with one seed)")
@@ -205,10 +241,14 @@ def build_report(run_dir: Path) -> Path:
         ablation = [f"| stage | {domain} average |", "|---|---|"] + [
             f"| {label} | {100 * averages[s]:.1f} |" for s, label in ABLATION if s in averages]
         atomic_write_text(out / f"ablation_{domain}.md", "\n".join(ablation) + "\n")
-        verdicts = deltas(averages)
-        sections += [f"## {domain}\n", md + "\n", "\n".join(verdicts) + "\n", f"### stage ablation ({domain})\n",
+        judged = verdicts(correct, tasks, len(seeds))
+        majority = majority_rates(run_dir, tasks)
+        floor = ("Majority-class rate of the two-choice tasks: "
+                 + ", ".join(f"{t} {100 * r:.1f}" for t, r in majority.items()) + "\n") if majority else ""
+        sections += [f"## {domain}\n", md + "\n", floor, "\n".join(judged) + "\n", f"### stage ablation ({domain})\n",
                      "\n".join(ablation) + "\n"]
-        summary["domains"][domain] = {"tasks": tasks, "averages": averages, "verdicts": verdicts}
+        summary["domains"][domain] = {"tasks": tasks, "averages": averages, "verdicts": judged,
+                                      "majority_rates": majority}
     actions = sorted({(r["task"], r["action"]) for r in rows if r["method"] == DEGAML and r["action"]})
     if actions:
         sections += ["## the policy's choices\n", "\n".join(f"- {t}: {a}" for t, a in actions) + "\n"]
