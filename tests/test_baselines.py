@@ -131,6 +131,7 @@ def _baseline(ws, method, out, *extra):
     ("union", ["--union.steps", "2", "--union.finetune", "true"]),
     ("maml", ["--maml.meta_steps", "2", "--maml.order", "2"]),
     ("abmll", ["--abmll.meta_steps", "2", "--abmll.eval_samples", "2"]),
+    ("mean-finetune", ["--mean_finetune.task_steps", "1"]),
 ])
 def test_every_baseline_writes_what_peft_loads_and_evaluate_scores(workspace, tmp_path, method, extra):
     out = tmp_path / method

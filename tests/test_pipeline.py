@@ -30,7 +30,8 @@ def _config(ws, tmp_path):
                    "epochs": 5},
         "evaluation": {"limit": 4},
         "baselines": {"support": 4, "steps": 1, "batch_size": 2, "meta_examples": 4,
-                      "union": {"steps": 1}, "maml": {"meta_steps": 1}, "abmll": {"meta_steps": 1, "eval_samples": 2}},
+                      "union": {"steps": 1}, "maml": {"meta_steps": 1}, "abmll": {"meta_steps": 1, "eval_samples": 2},
+                      "mean_finetune": {"task_steps": 1}},
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -48,7 +49,7 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
                  "accuracy_vs_time.png"):
         assert (report / name).stat().st_size > 0
     rows = (report / "scores.csv").read_text().splitlines()
-    methods = {"base", "generated", "degaml", "no-meta", "union", "maml", "abmll"}
+    methods = {"base", "generated", "degaml", "no-meta", "union", "maml", "abmll", "mean-finetune"}
     assert len(rows) - 1 == 2 * 2 * len(methods)  # seeds x targets x methods
     summary = json.loads((report / "summary.json").read_text())
     assert set(summary["domains"]) == {"in-domain", "out-of-domain"}
@@ -59,7 +60,8 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
     assert "Majority-class rate of the two-choice tasks: numbers" in text
     # Every baseline that uses labelled target data used the same number of examples; DeGAML none.
     costs = {r.split(",")[2]: r.split(",")[-3] for r in rows[1:]}
-    assert costs["degaml"] == "0" and costs["no-meta"] == costs["maml"] == costs["abmll"] == "4"
+    assert costs["degaml"] == "0"
+    assert costs["no-meta"] == costs["maml"] == costs["abmll"] == costs["mean-finetune"] == "4"
     assert costs["union"] == "0"  # zero-shot union reads no target label (finetune is off)
 
     def refuse(*args, **kwargs):

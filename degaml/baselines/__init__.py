@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from . import abmll, maml, no_meta, union
+from . import abmll, maml, mean_finetune, no_meta, union
 from .common import BaselineRun, BaselineSetup, prepare
 
 
@@ -45,7 +45,7 @@ class Method:
         return " ".join((self.module.__doc__ or self.name).split()).split(". ")[0].rstrip(".") + "."
 
 
-MODULES = (no_meta, union, maml, abmll)
+MODULES = (no_meta, union, maml, abmll, mean_finetune)
 METHODS = {m.name: m for m in map(Method.of, MODULES)}
 
 

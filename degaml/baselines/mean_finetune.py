@@ -1,0 +1,43 @@
+"""Mean adapter + fine-tune: the control that isolates what the generator adds. One LoRA per meta-training
+task (its own labelled examples, `task_steps` steps each), averaged element-wise (A with A, B with B: the
+adapter a collapsed generator produces), then fine-tuned on the target's support examples with the same
+budget as every other method. Without the target fine-tune it is the zero-label mean adapter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..models import weighted_adapter_sum
+from .common import BaselineRun, fine_tune, write_result
+
+NAME = "mean-finetune"
+META_TRAINS = True
+
+
+@dataclass
+class MeanFinetuneConfig:
+    task_steps: int = 10
+    """Optimizer steps of each meta-training task's own LoRA (x setup.batch_size examples)."""
+    lr: float = 1e-3
+
+
+def meta_train(job: BaselineRun, config: MeanFinetuneConfig, progress: bool = True) -> dict[str, torch.Tensor]:
+    s = job.setup
+    states = [fine_tune(job.lm, s.lora, examples, config.task_steps, config.lr, s.batch_size, s.seed)[0]
+              for examples in job.meta.values()]
+    return weighted_adapter_sum(states, [1 / len(states)] * len(states))
+
+
+def finish(job: BaselineRun, config: MeanFinetuneConfig, meta: dict[str, torch.Tensor], out: Path, started: float
+           ) -> dict[str, Any]:
+    s = job.setup
+    state, losses = fine_tune(job.lm, s.lora, job.support, s.steps, s.lr, s.batch_size, s.seed, init=meta)
+    return write_result(job, NAME, config, state, out, started,
+                        {"variant": "mean of per-task adapters + target fine-tune", "support_losses": losses})
+
+
+CONFIG = MeanFinetuneConfig
