@@ -24,7 +24,13 @@ from typing import Literal
 
 from .adaptation.actions import Action
 from .adaptation.policy import load_policy
-from .adaptation.task_setup import AdaptedTask, adapt_task, adaptation_context, context_from_prompts
+from .adaptation.task_setup import (
+    AdaptedTask,
+    adapt_task,
+    adaptation_context,
+    context_from_prompts,
+    uses_library,
+)
 from .config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, ModelConfig
 from .data import task_label
 from .data.prompts import task_items, task_prompts
@@ -70,13 +76,12 @@ def adapt(generator: Generator, prompts: Prompts, out: str | Path, action: str |
     an adapted output that `evaluate` scores."""
     chosen = None if policy is not None else (action if isinstance(action, Action) else Action.parse(action))
     lm = lm or _load_model(ModelConfig(name=generator.card.model, dtype="float32"))
-    needs_library = policy is not None or (chosen is not None and chosen.needs_library)
     if isinstance(prompts, str):
         items = task_items(prompts, "train")[:adaptation_prompts]
-        ctx = adaptation_context(generator, lm, task_label(prompts), items, seed, with_library=needs_library)
+        ctx = adaptation_context(generator, lm, task_label(prompts), items, seed, with_library=uses_library(chosen))
     else:
         texts = _prompt_texts(generator, prompts, adaptation_prompts)
-        ctx = context_from_prompts(generator, lm, "", texts, texts, seed, with_library=needs_library)
+        ctx = context_from_prompts(generator, lm, "", texts, texts, seed, with_library=uses_library(chosen))
     return adapt_task(generator, ctx, Path(out), chosen, load_policy(Path(policy)) if policy is not None else None)
 
 

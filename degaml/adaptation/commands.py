@@ -63,14 +63,13 @@ def adapt(
     """
     from ..adaptation.actions import Action
     from ..adaptation.policy import load_policy
-    from ..adaptation.task_setup import adapt_task, adaptation_context
+    from ..adaptation.task_setup import adapt_task, adaptation_context, uses_library
 
     chosen = None if policy else Action.parse(action)
     gen, lm = _load_for_adaptation(generator, dtype, device)
     items = task_items(task, prompt_split, partition_seed, validation_fraction, test_fraction,
                        source)[:adaptation_prompts]
-    needs_library = policy is not None or (chosen is not None and chosen.needs_library)
-    ctx = adaptation_context(gen, lm, task_label(task), items, seed, with_library=needs_library)
+    ctx = adaptation_context(gen, lm, task_label(task), items, seed, with_library=uses_library(chosen))
     result = adapt_task(gen, ctx, Path(out), chosen, load_policy(policy) if policy else None)
     if result.scores is not None:
         print("policy scores (probability per action):")

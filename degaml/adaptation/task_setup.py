@@ -42,6 +42,12 @@ def lorahub_library(generator: Generator, exclude: str) -> list[LoraState]:
     return library
 
 
+def uses_library(action: Action | None) -> bool:
+    """Whether adapting needs the training tasks' adapters loaded: a policy (`action` None) may choose
+    prompt-perplexity mixing; a fixed action needs them only if it is that mixing."""
+    return action is None or action.needs_library
+
+
 def adaptation_context(generator: Generator, lm: LoadedModel, task: str, items: Sequence[MultipleChoiceItem],
                        seed: int = 0, with_library: bool = True) -> AdaptationContext:
     """`items`: the task's unlabelled items (answers never read). The generator sees them in its own prompt
