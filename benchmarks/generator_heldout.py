@@ -9,6 +9,7 @@ no target label:
     base          the base model
     mean          the mean of the training tasks' adapters (what a collapsed generator produces)
     union         one LoRA trained on the union of the training tasks (zero-shot on the target)
+    union-matched union continued for as many steps as a generator trained on top of it (see below)
     retrieval     the training tasks' adapters weighted by prompt-embedding similarity
     gen:<mode>    the generator trained with <mode> (objective and options below)
     finetuned     (reference, uses target labels) the last checkpoint of the target's own trajectory
@@ -18,11 +19,17 @@ OpenBookQA, SciQ; acc otherwise), the first `--limit` items of each task's seede
 every method. Every generated-vs-floor difference is a task-averaged paired bootstrap 95% interval.
 Each stage writes its artifacts under --out and is skipped when they exist: a killed run resumes.
 
-`--protocol loo` then runs leave-one-task-out over the in-domain targets: fold T trains on the meta-training
-tasks plus the five other in-domain tasks and is tested on T. Every fold's generator and union LoRA continue
-from the all-targets-out ones (`init_from`, the same `--loo_steps` optimizer steps for both, so neither gets
-more budget); the mean adapter and the retrieval library are the fold's training tasks. Fold T lives under
---out/loo/T; base and fine-tuned scores are shared with the first protocol.
+`--protocol loo` runs leave-one-task-out over the in-domain targets (`both`: after the all-targets-out
+report; `loo` trains the all-targets-out generators and union LoRA it starts from but scores none of them):
+fold T trains on the meta-training tasks plus the five other in-domain tasks and is tested on T. Every
+fold's generator and union LoRA continue from the all-targets-out ones (`init_from`, the same `--loo_steps`
+optimizer steps for both, so neither gets more budget); the mean adapter and the retrieval library are the
+fold's training tasks. Fold T lives under --out/loo/T; base and fine-tuned scores are shared.
+
+The `task-loss-on-union` mode starts its residual base at the all-targets-out union LoRA, so it has had
+union's optimizer steps and its own. The `union-matched` floor, built when that mode runs, is union LoRA
+continued for the generator's `--task_steps` too (and `--loo_steps` per fold): the same number of optimizer
+steps of the same batch size on the same tasks.
 
     degaml collect --tasks <20 meta-training tasks>,<6 in-domain>,<OOD> --out runs/trajectories \\
         --burn_in_steps 32 --checkpoints 8 --batch_size 4 --lr 1e-3 --max_tokens 128 --dtype bfloat16
@@ -67,8 +74,13 @@ MODES = {
     "task-loss": {"objective": "task_loss", "stat_code": "relative", **FIXES},
     "hybrid": {"objective": "hybrid", "task_loss_weight": 1.0, "token_weighting": "averaged", "stat_code": "relative",
                **FIXES},
+    # The task loss on top of union LoRA: the residual base starts at the union adapter of the same training
+    # tasks, so a collapsed generator is union LoRA and the prompts only have to add to it.
+    "task-loss-on-union": {"objective": "task_loss", "stat_code": "relative", **FIXES},
 }
-FLOORS = ("base", "mean", "union", "retrieval")
+ON_UNION = {"task-loss-on-union"}
+"""Modes whose residual base is root/adapters/union; their budget is matched by the `union-matched` floor."""
+FLOORS = ("base", "mean", "union", "union-matched", "retrieval")
 
 
 def trajectory_dirs(root: Path) -> dict[str, Path]:
@@ -95,15 +107,50 @@ def train_generators(args, root: Path, holdout: list[str], init_from: Path | Non
             steps, batch = args.recon_steps, args.batch_size
         config = GeneratorTrainConfig(steps=steps, eval_every=steps if init_from else max(steps // 4, 1),
                                       max_prompts=args.max_prompts, batch_size=batch,
-                                      init_from=str(init_from / mode) if init_from else "", **MODES[mode])
+                                      init_from=str(init_from / mode) if init_from else "",
+                                      residual_base=str(root / "adapters" / "union")
+                                      if mode in ON_UNION and not init_from else "", **MODES[mode])
         print(f"== generator {mode} under {root}: {config.objective}, {steps} steps")
         train_on_trajectories(args.trajectories, root / "generators" / mode, holdout, config)  # at once if done
 
 
-def build_adapters(args, lm, dirs: dict[str, Path], train: list[str], targets: list[str], root: Path,
-                   union_init: Path | None = None) -> dict:
-    """Every zero-label adapter for every target under root/adapters (the union LoRA trained from scratch, or
-    `--loo_steps` more from the adapter `union_init`); returns {method: {target: seconds to produce}}."""
+def train_unions(args, lm, dirs: dict[str, Path], train: list[str], target: str, root: Path,
+                 init_root: Path | None = None) -> None:
+    """root/adapters/union: one LoRA on the union of `train`, `--union_steps` from scratch or `--loo_steps`
+    more from init_root's. With an on-union mode also root/adapters/union-matched, which continues union
+    for the generator's own `--task_steps` (and then `--loo_steps` per fold): as many optimizer steps on the
+    same tasks as union plus the generator on top of it, so the generator gets no larger label budget."""
+    from degaml.baselines import BaselineSetup, prepare
+    from degaml.baselines.union import UnionConfig, meta_train
+
+    adapters = root / "adapters"
+    first = TrajectoryManifest.load(dirs[train[0]])
+    plan = [("union", args.loo_steps if init_root else args.union_steps,
+             init_root / "adapters" / "union" if init_root else None)]
+    if ON_UNION & set(args.modes):
+        plan.append(("union-matched", args.loo_steps if init_root else args.task_steps,
+                     init_root / "adapters" / "union-matched" if init_root else adapters / "union"))
+    job = None
+    for name, steps, init in plan:
+        if (adapters / name).is_dir():
+            continue
+        if job is None:
+            setup = BaselineSetup(model=first.model, lora=first.lora, meta_examples=args.max_prompts,
+                                  batch_size=args.union_batch, max_tokens=128, dtype="auto")
+            job = prepare(setup, target, train, needs_meta=True, lm=lm)
+        print(f"== {name}: {steps} steps x {args.union_batch} examples over {len(train)} tasks"
+              + (f", from {init}" if init else ""))
+        started = time.perf_counter()
+        state = meta_train(job, UnionConfig(steps=steps, lr=1e-3),
+                           init=load_file(str(init / ADAPTER_WEIGHTS)) if init else None)
+        write_adapter(state, first.lora, first.model, adapters / name,
+                      info={"seconds": time.perf_counter() - started, "init_from": str(init or "")})
+
+
+def build_adapters(args, dirs: dict[str, Path], train: list[str], targets: list[str], root: Path,
+                   shared_own: bool = True) -> dict:
+    """The mean, retrieval, generated and (`shared_own`) fine-tuned adapters of every target under
+    root/adapters; returns {method: {target: seconds to produce}}."""
     adapters = root / "adapters"
     first = TrajectoryManifest.load(dirs[train[0]])
     model, lora = first.model, first.lora
@@ -111,21 +158,6 @@ def build_adapters(args, lm, dirs: dict[str, Path], train: list[str], targets: l
     own = {t: own_adapter(dirs[t]) for t in train}
     if not (adapters / "mean").is_dir():
         write_adapter(average_states(list(own.values())), lora, model, adapters / "mean")
-    if not (adapters / "union").is_dir():
-        from degaml.baselines import BaselineSetup, prepare
-        from degaml.baselines.union import UnionConfig, meta_train
-
-        steps = args.loo_steps if union_init else args.union_steps
-        print(f"== union LoRA: {steps} steps x {args.union_batch} examples over {len(train)} tasks"
-              + (f", from {union_init}" if union_init else ""))
-        setup = BaselineSetup(model=model, lora=lora, meta_examples=args.max_prompts, batch_size=args.union_batch,
-                              max_tokens=128, dtype="auto")
-        started = time.perf_counter()
-        job = prepare(setup, targets[0], train, needs_meta=True, lm=lm)
-        init = load_file(str(union_init / ADAPTER_WEIGHTS)) if union_init else None
-        state = meta_train(job, UnionConfig(steps=steps, lr=1e-3), init=init)
-        write_adapter(state, lora, model, adapters / "union", info={"seconds": time.perf_counter() - started,
-                                                                     "init_from": str(union_init or "")})
     encoder = PromptEncoder.with_default_cache("all-minilm-l6-v2", 64)
     library = {t: (task_prompts(t, "train")[:args.max_prompts], own[t]) for t in train}
     generators = {mode: Generator(root / "generators" / mode) for mode in args.modes}
@@ -145,7 +177,7 @@ def build_adapters(args, lm, dirs: dict[str, Path], train: list[str], targets: l
                 gen.generate(prompts, out, model)
             seconds.setdefault(f"gen:{mode}", {})[target] = \
                 json.loads((out / "degaml.json").read_text())["generation_seconds"]
-        if target in dirs and union_init is None:  # the target's own adapter is the same in every fold
+        if target in dirs and shared_own:  # the target's own adapter is the same in every fold
             manifest = TrajectoryManifest.load(dirs[target])
             out = adapters / "finetuned" / target
             if not out.is_dir():
@@ -163,7 +195,7 @@ def adapter_of(root: Path, method: str, target: str) -> Path | None:
     if method == "base":
         return None
     shared = root / "adapters" / method
-    return shared if method in ("mean", "union") else shared / target
+    return shared if method in ("mean", "union", "union-matched") else shared / target
 
 
 def score(args, lm, methods: list[str], targets: list[str], root: Path) -> dict[str, dict[str, list[float]]]:
@@ -216,6 +248,7 @@ def report(args, correct, seconds, targets_by_suite: dict[str, list[str]], heade
     lines = [f"{header}: {args.limit} test items per task (all when fewer), log-likelihood, preferred metric, "
              "one seed.", ""]
     methods = [m for m in correct if m != "finetuned"] + (["finetuned"] if "finetuned" in correct else [])
+    floors = [f for f in FLOORS if f in correct]
     for suite, targets in targets_by_suite.items():
         targets = [t for t in targets if all(t in correct[m] for m in methods if m != "finetuned")]
         if not targets:
@@ -228,11 +261,11 @@ def report(args, correct, seconds, targets_by_suite: dict[str, list[str]], heade
             avg = sum(100 * sum(correct[m][t]) / len(correct[m][t]) for t in have) / len(have) if have else float("nan")
             lines.append(f"| {m} | " + " | ".join(cells) + f" | {avg:.1f} |")
         lines += ["", "Generated minus floor, task-averaged paired bootstrap 95% interval (points):", "",
-                  "| mode | " + " | ".join(f"vs {f}" for f in FLOORS) + " | tasks above base (point / interval > 0) |",
-                  "|---" * (len(FLOORS) + 2) + "|"]
-        for m in [m for m in methods if m.startswith("gen:")] + ["retrieval", "union", "mean"]:
+                  "| mode | " + " | ".join(f"vs {f}" for f in floors) + " | tasks above base (point / interval > 0) |",
+                  "|---" * (len(floors) + 2) + "|"]
+        for m in [m for m in methods if m.startswith("gen:")] + [f for f in reversed(floors) if f != "base"]:
             cells = []
-            for floor in FLOORS:
+            for floor in floors:
                 if floor == m:
                     cells.append("-")
                     continue
@@ -261,9 +294,9 @@ def leave_one_out(args, lm, dirs: dict[str, Path], targets: list[str]) -> str:
         root = args.out / "loo" / target
         train = args.train + [t for t in IN_DOMAIN_TASKS if t != target and t in dirs]
         print(f"=== fold {target}: {len(train)} training tasks")
+        train_unions(args, lm, dirs, train, target, root, init_root=args.out)
         train_generators(args, root, [t for t in dirs if t not in train], init_from=args.out / "generators")
-        for method, by_target in build_adapters(args, lm, dirs, train, [target], root,
-                                                union_init=args.out / "adapters" / "union").items():
+        for method, by_target in build_adapters(args, dirs, train, [target], root, shared_own=False).items():
             seconds.setdefault(method, {}).update(by_target)
         for method, by_target in score(args, lm, methods, [target], root).items():
             correct.setdefault(method, {}).update(by_target)
@@ -292,8 +325,9 @@ def main() -> None:
     parser.add_argument("--union_batch", type=int, default=8)
     parser.add_argument("--temperature", type=float, default=0.05)
     parser.add_argument("--stage", choices=("all", "generators"), default="all")
-    parser.add_argument("--protocol", choices=("all-out", "loo"), default="all-out",
-                        help="loo: then leave-one-task-out over the in-domain targets (see above)")
+    parser.add_argument("--protocol", choices=("all-out", "loo", "both"), default="all-out",
+                        help="loo: leave-one-task-out over the in-domain targets (see above), scoring nothing of "
+                             "the all-targets-out stage it starts from; both: the all-targets-out report, then loo")
     parser.add_argument("--loo_steps", type=int, default=100, help="generator and union steps per fold (loo)")
     args = parser.parse_args()
     args.train = [t for t in args.train.split(",") if t]
@@ -309,28 +343,29 @@ def main() -> None:
     if missing:
         parser.error(f"no trajectory for training tasks {missing} under {args.trajectories}")
     args.out.mkdir(parents=True, exist_ok=True)
+    lm = load_model(ModelConfig(name=TrajectoryManifest.load(dirs[args.train[0]]).model))
+    train_unions(args, lm, dirs, args.train, targets[0], args.out)
     train_generators(args, args.out, [t for t in dirs if t not in args.train])
     if args.stage == "generators":
         return
-    lm = load_model(ModelConfig(name=TrajectoryManifest.load(dirs[args.train[0]]).model))
-    seconds = build_adapters(args, lm, dirs, args.train, targets, args.out)
-    methods = list(FLOORS) + [f"gen:{m}" for m in args.modes] + ["finetuned"]
-    correct = score(args, lm, methods, targets, args.out)
-    suites = {"in-domain": [t for t in targets if t in IN_DOMAIN_TASKS],
-              "out-of-domain": [t for t in targets if t in OUT_OF_DOMAIN_TASKS]}
-    header = (f"Held-out generalization, all targets out: generators trained on the {len(args.train)} "
-              "meta-training tasks, none of the targets")
-    text = report(args, correct, seconds, suites, header,
-                  [f"- {mode}: {describe(values)}" for mode, values in diagnostics(args, args.out).items()])
-    (args.out / "results.md").write_text(text)
-    atomic_write_json(args.out / "summary.json", {"args": {k: str(v) for k, v in vars(args).items()},
-                                                  "seconds": seconds, "diagnostics": diagnostics(args, args.out)})
-    print(text)
-    if args.protocol == "loo":
+    seconds = build_adapters(args, dirs, args.train, targets, args.out)
+    if args.protocol != "loo":
+        methods = list(FLOORS) + [f"gen:{m}" for m in args.modes] + ["finetuned"]
+        correct = score(args, lm, methods, targets, args.out)
+        suites = {"in-domain": [t for t in targets if t in IN_DOMAIN_TASKS],
+                  "out-of-domain": [t for t in targets if t in OUT_OF_DOMAIN_TASKS]}
+        header = (f"Held-out generalization, all targets out: generators trained on the {len(args.train)} "
+                  "meta-training tasks, none of the targets")
+        text = report(args, correct, seconds, suites, header,
+                      [f"- {mode}: {describe(values)}" for mode, values in diagnostics(args, args.out).items()])
+        (args.out / "results.md").write_text(text)
+        atomic_write_json(args.out / "summary.json", {"args": {k: str(v) for k, v in vars(args).items()},
+                                                      "seconds": seconds, "diagnostics": diagnostics(args, args.out)})
+        print(text)
+    if args.protocol != "all-out":
         text = leave_one_out(args, lm, dirs, targets)
         (args.out / "results_loo.md").write_text(text)
         print(text)
-
 
 if __name__ == "__main__":
     main()

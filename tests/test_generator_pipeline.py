@@ -159,6 +159,37 @@ def test_residual_generator_starts_at_the_mean_adapter(workspace, trajectories, 
     assert delta_relative_error(state, mean) < 0.1
 
 
+def test_residual_base_starts_the_generator_at_the_given_adapter(workspace, trajectories, tmp_path, capsys):
+    from degaml.generator.dataset import load_trajectory
+    from degaml.generator.generation import Generator
+    from degaml.generator.trajectories import TrajectoryManifest
+    from degaml.lora_tokens import TokenLayout
+    from degaml.models import LoraGeometry, delta_relative_error, write_adapter
+
+    manifest = TrajectoryManifest.load(trajectories / "numbers")
+    layout = TokenLayout.from_geometry(LoraGeometry.from_dict(manifest.geometry), 16, "log")
+    # The held-out task's own adapter, not the training mean: a generator that ignored residual_base would
+    # start at the mean of `colors` instead.
+    numbers = load_trajectory([trajectories / "numbers"], layout, []).adapter
+    base, out = tmp_path / "base_adapter", tmp_path / "res"
+    write_adapter(numbers, manifest.lora, manifest.model, base)
+    _train(workspace, trajectories, out, "1", "--residual", "true", "--stat_code", "log", "--lr", "0",
+           "--residual_base", str(base))
+    state, _ = Generator(out).generate_state(["What color is the sky?"] * 4)
+    assert delta_relative_error(state, numbers) < 0.1
+
+    bad = tmp_path / "bad_adapter"
+    write_adapter({k: v[..., :1] if "lora_A" in k else v for k, v in numbers.items()}, manifest.lora,
+                  manifest.model, bad)
+    with pytest.raises(SystemExit):
+        _train(workspace, trajectories, tmp_path / "bad", "1", "--residual", "true", "--residual_base", str(bad))
+    err = capsys.readouterr().err
+    assert "residual_base" in err and "adapter_model.safetensors" in err and "lora_A" in err
+    with pytest.raises(SystemExit):
+        _train(workspace, trajectories, tmp_path / "off", "1", "--residual_base", str(base))
+    assert "needs residual" in capsys.readouterr().err
+
+
 def test_init_from_starts_at_the_given_generator_and_refuses_other_shapes(workspace, trajectories, generator,
                                                                          tmp_path, capsys):
     out = tmp_path / "continued"

@@ -54,7 +54,12 @@ class GeneratorTrainConfig:
     model_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """task_loss / hybrid: dtype of the frozen base model (the generated adapter stays float32)."""
     residual: bool = False
-    """Predict a change to the mean training adapter (a collapsed generator is that mean adapter)."""
+    """Predict a change to a base adapter (a collapsed generator is that adapter): the mean training adapter,
+    or `residual_base`."""
+    residual_base: str = ""
+    """residual: a PEFT adapter directory whose tokens initialize the base instead of the mean training
+    adapter, e.g. a union LoRA of the same training tasks (then a collapsed generator is union LoRA and any
+    task signal shows as a gain over it). `init_from` overrides it."""
     stat_code: StatCode = "paper"
     """How a token stores its piece's statistics: `paper` (std log(0.9 s + 0.1) + 1.6, mean 8 m), `log`
     (std log s) or `relative` (std log s, mean m / s); see degaml/lora_tokens.py."""
@@ -73,6 +78,8 @@ class GeneratorTrainConfig:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.diagnostic_draws < 2:
             raise ValueError(f"diagnostic_draws must be >= 2, got {self.diagnostic_draws}")
+        if self.residual_base and not self.residual:
+            raise ValueError(f"residual_base {self.residual_base!r} needs residual = true")
         if self.token_weighting not in ("per_task", "averaged"):
             raise ValueError(f"token_weighting must be per_task or averaged, got {self.token_weighting!r}")
 

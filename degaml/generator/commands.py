@@ -106,6 +106,7 @@ def train_generator(
     task_examples: int = 4,
     max_tokens: int = 128,
     residual: bool = False,
+    residual_base: str = "",
     stat_code: Literal["paper", "log", "relative"] = "paper",
     token_weighting: Literal["per_task", "averaged"] = "per_task",
     prompt_format: Literal["question", "with_options"] = "question",
@@ -141,7 +142,9 @@ def train_generator(
         task_loss_weight: Weight of the task loss in `hybrid`.
         task_examples: Labelled examples per sampled task per step (task_loss, hybrid).
         max_tokens: Longest labelled example (task_loss, hybrid).
-        residual: Predict a change to the mean training adapter instead of the adapter itself.
+        residual: Predict a change to a base adapter (the mean training adapter) instead of the adapter itself.
+        residual_base: With residual, a PEFT adapter directory to start the base at instead of the mean
+            training adapter (e.g. a union LoRA trained on the same tasks).
         stat_code: Token statistics code: `paper` (std: log(0.9 s + 0.1) + 1.6, mean: 8 m), `log` (std: log s)
             or `relative` (std: log s, mean: m / s).
         token_weighting: Reconstruction weights per token: `per_task` or `averaged` over training tasks.
@@ -158,6 +161,7 @@ def train_generator(
                                   batch_size=batch_size, lr=lr, weight_decay=weight_decay, eval_every=eval_every,
                                   seed=seed, objective=objective, task_loss_weight=task_loss_weight,
                                   task_examples=task_examples, max_tokens=max_tokens, residual=residual,
+                                  residual_base=residual_base,
                                   stat_code=stat_code, token_weighting=token_weighting, prompt_format=prompt_format,
                                   init_from=init_from)
     train_on_trajectories(Path(trajectories), Path(out), [t for t in holdout.split(",") if t], config, source, progress)

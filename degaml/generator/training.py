@@ -44,6 +44,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from ..lora_tokens import TokenLayout, detokenize, tokenize
 from ..models import LoraState, process_state
+from ..models.lora import ADAPTER_WEIGHTS
 from ..sft import Example, sample_batch
 from .card import GeneratorCard, GeneratorTrainConfig, decoder_config
 from .dataset import TaskTrajectory, average_states, weighted_masked_mse
@@ -140,7 +141,8 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
     decoder = HyperConvDecoder(decoder_config(config.decoder), condition_shape, token_shape, config.residual)
     mean_state = average_states([t.trajectory.adapter for t in train])
     if decoder.base is not None:
-        decoder.base.data.copy_(tokenize(mean_state, layout))
+        base_state = _base_adapter(Path(config.residual_base), mean_state) if config.residual_base else mean_state
+        decoder.base.data.copy_(tokenize(base_state, layout))
     if config.init_from:
         _start_from(decoder, Path(config.init_from))
     decoder.to(device)
@@ -230,6 +232,22 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
             f.write(json.dumps(record) + "\n")
         bar.set_postfix(loss=f"{record['train_loss']:.4f}")
     return decoder
+
+
+def _base_adapter(adapter_dir: Path, like: LoraState) -> LoraState:
+    """The residual base's adapter, refused unless it has exactly the training adapters' tensors and shapes."""
+    path = adapter_dir / ADAPTER_WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(f"residual_base {adapter_dir}: no {ADAPTER_WEIGHTS} there (not a PEFT adapter)")
+    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    for name in sorted(state.keys() | like.keys()):
+        theirs = tuple(state[name].shape) if name in state else None
+        if theirs != (tuple(like[name].shape) if name in like else None):
+            raise ValueError(f"residual_base {path}: tensor {name!r} has shape {theirs}, the trajectories' adapters "
+                             f"have {tuple(like[name].shape) if name in like else None} (same model and LoRA needed)")
+        if not torch.isfinite(state[name]).all():
+            raise ValueError(f"residual_base {path}: tensor {name!r} holds NaN or Inf values")
+    return state
 
 
 def _start_from(decoder: HyperConvDecoder, source: Path) -> None:
