@@ -19,7 +19,7 @@ from pathlib import Path
 METHODS = {  # name in the table: (`degaml baseline` sub-command, its extra flags)
     "no-meta": ("no-meta", []),
     "union": ("union", []),
-    "union+ft": ("union", ["--union.finetune", "true"]),
+    "union+ft": ("union-finetune", []),
     "maml-1": ("maml", ["--maml.order", "1"]),
     "abmll": ("abmll", []),
     # Second order costs ~3x a first-order meta-step and ~13 GB on SmolLM2 at 256 tokens: a third of the budget.

@@ -128,7 +128,8 @@ def _baseline(ws, method, out, *extra):
 
 @pytest.mark.parametrize("method, extra", [
     ("no-meta", []),
-    ("union", ["--union.steps", "2", "--union.finetune", "true"]),
+    ("union", ["--union.steps", "2"]),
+    ("union-finetune", ["--union_finetune.steps", "2"]),
     ("maml", ["--maml.meta_steps", "2", "--maml.order", "2"]),
     ("abmll", ["--abmll.meta_steps", "2", "--abmll.eval_samples", "2"]),
     ("mean-finetune", ["--mean_finetune.task_steps", "1"]),
@@ -146,7 +147,8 @@ def test_every_baseline_writes_what_peft_loads_and_evaluate_scores(workspace, tm
         assert any("lora_A" in n for n, _ in model.named_parameters())
         assert [p for p in vllm_problems(adapter) if not p.startswith("r=2 ")] == []
     info = json.loads((out / ("tts.json" if method == "abmll" else "degaml.json")).read_text())
-    assert info["support_examples"] == 6 and info["seconds"] > 0 and info["peak_rss_mb"] > 0
+    assert info["support_examples"] == (0 if method == "union" else 6)  # zero-shot union reads no target label
+    assert info["seconds"] > 0 and info["peak_rss_mb"] > 0
     main(["evaluate", "--model", workspace["model"], "--adapter", str(out), "--tasks", workspace["tasks"][1],
           "--limit", "4", "--dtype", "float32", "--out", str(tmp_path / "eval"), "--progress", "false"])
     result = json.loads((tmp_path / "eval" / "results.json").read_text())["results"][0]
@@ -183,3 +185,12 @@ def test_the_registry_derives_commands_and_run_settings():
         assert (spec.option in parameters) == spec.has_settings == (spec.option in settings)
         if spec.has_settings:  # one set of defaults: the method's own
             assert settings[spec.option].default_factory() == spec.config()
+
+
+def test_a_meta_training_is_named_by_its_owner_and_settings():
+    from degaml.baselines import METHODS
+
+    union, tuned = METHODS["union"], METHODS["union-finetune"]
+    assert union.meta_key(union.config(steps=3)) == tuned.meta_key(tuned.config(steps=3))  # shared cache
+    assert union.meta_key(union.config(steps=3)) != union.meta_key(union.config(steps=4))  # never a stale one
+    assert METHODS["maml"].meta_key(METHODS["maml"].config()).startswith("maml-")

@@ -30,7 +30,7 @@ def _config(ws, tmp_path):
                    "epochs": 5},
         "evaluation": {"limit": 4},
         "baselines": {"support": 4, "steps": 1, "batch_size": 2, "meta_examples": 4,
-                      "union": {"steps": 1}, "maml": {"meta_steps": 1}, "abmll": {"meta_steps": 1, "eval_samples": 2},
+                      "union": {"steps": 1}, "union_finetune": {"steps": 1}, "maml": {"meta_steps": 1}, "abmll": {"meta_steps": 1, "eval_samples": 2},
                       "mean_finetune": {"task_steps": 1}},
     }
     path = tmp_path / "tiny.yaml"
@@ -49,20 +49,30 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
                  "accuracy_vs_time.png"):
         assert (report / name).stat().st_size > 0
     rows = (report / "scores.csv").read_text().splitlines()
-    methods = {"base", "generated", "degaml", "no-meta", "union", "maml", "abmll", "mean-finetune"}
-    assert len(rows) - 1 == 2 * 2 * len(methods)  # seeds x targets x methods
+    zero = ["base", "mean", "retrieval", "generated", "degaml", "union"]
+    labelled = ["degaml-k", "abmll", "maml", "mean-finetune", "no-meta", "union-finetune"]
+    assert len(rows) - 1 == 2 * 2 * (len(zero) + len(labelled))  # seeds x targets x methods
     summary = json.loads((report / "summary.json").read_text())
     assert set(summary["domains"]) == {"in-domain", "out-of-domain"}
-    for domain in summary["domains"].values():  # every other method, judged on the same items with an interval
-        assert len(domain["verdicts"]) == len(methods) - 1
-        assert all(v.startswith("- DeGAML ") and "paired bootstrap" in v and "2 seed(s)" in v for v in domain["verdicts"])
+    for domain in summary["domains"].values():  # two tracks by the labels read, each judged against its anchor
+        assert {k: v["methods"] for k, v in domain["tracks"].items()} == {"zero labels": zero,
+                                                                         "k = 4 labels": labelled}
+        for track, anchor in (("zero labels", "- DeGAML "), ("k = 4 labels", "- degaml-k ")):
+            judged = domain["tracks"][track]["verdicts"]
+            assert len(judged) == 5
+            assert all(v.startswith(anchor) and "paired bootstrap" in v and "2 seed(s)" in v for v in judged)
         assert set(domain["majority_rates"]) == set(domain["tasks"])  # both targets have two choices
     assert "Majority-class rate of the two-choice tasks: numbers" in text
     # Every baseline that uses labelled target data used the same number of examples; DeGAML none.
     costs = {r.split(",")[2]: r.split(",")[-3] for r in rows[1:]}
-    assert costs["degaml"] == "0"
-    assert costs["no-meta"] == costs["maml"] == costs["abmll"] == costs["mean-finetune"] == "4"
-    assert costs["union"] == "0"  # zero-shot union reads no target label (finetune is off)
+    assert costs["degaml"] == costs["mean"] == costs["retrieval"] == costs["union"] == "0"
+    assert {costs[m] for m in labelled} == {"4"}
+    assert "### zero labels" in text and "### k = 4 labels" in text
+    # union and union-finetune have the same settings: one meta-training, cached once per fold and seed.
+    from degaml.pipeline.layout import seed_run
+
+    caches = sorted(p.name for p in (seed_run(run, 0).fold("numbers") / "baselines").iterdir())
+    assert len([c for c in caches if c.startswith("union-")]) == 1 and len(caches) == 4  # union, maml, abmll, mean
 
     def refuse(*args, **kwargs):
         raise AssertionError("a finished stage ran again")

@@ -3,19 +3,22 @@
 `meta_train(job, config, progress) -> tensors` (what is learned before the target is known, cacheable per
 set of meta-training tasks) and `finish(job, config, tensors, out, started) -> info` (target adaptation and
 the output `degaml evaluate` scores). `job` (`common.prepare`) holds the base model, the target's support
-examples and the meta-training examples. Fairness rules: docs/baselines.md.
+examples and the meta-training examples. A module whose meta-training is another's names it in
+`META_FROM` (a run then trains it once for both). Fairness rules: docs/baselines.md.
 
 Adding a baseline is one module plus one entry in `MODULES`: the `degaml baseline <name>` command and the
 `baselines.<name>` section of a run's settings are derived from the registry."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from . import abmll, maml, mean_finetune, no_meta, union
+from . import abmll, maml, mean_finetune, no_meta, union, union_finetune
 from .common import BaselineRun, BaselineSetup, prepare
 
 
@@ -25,10 +28,18 @@ class Method:
     config: type
     module: Any
     meta_trains: bool
+    meta_from: str
+    """The method whose meta-training this is (itself, or e.g. `union` for `union-finetune`)."""
 
     @classmethod
     def of(cls, module: Any) -> Method:
-        return cls(module.NAME, module.CONFIG, module, module.META_TRAINS)
+        return cls(module.NAME, module.CONFIG, module, module.META_TRAINS, getattr(module, "META_FROM", module.NAME))
+
+    def meta_key(self, config: Any) -> str:
+        """Names a meta-training by what determines it, so methods that share one (`union`, `union-finetune`)
+        share its cache, and changed settings never reuse a stale one."""
+        settings = json.dumps(asdict(config), sort_keys=True, default=str)
+        return f"{self.meta_from}-{hashlib.sha256(settings.encode()).hexdigest()[:10]}"
 
     @property
     def option(self) -> str:
@@ -45,7 +56,7 @@ class Method:
         return " ".join((self.module.__doc__ or self.name).split()).split(". ")[0].rstrip(".") + "."
 
 
-MODULES = (no_meta, union, maml, abmll, mean_finetune)
+MODULES = (no_meta, union, union_finetune, maml, abmll, mean_finetune)
 METHODS = {m.name: m for m in map(Method.of, MODULES)}
 
 

@@ -122,3 +122,12 @@ def write_result(run: BaselineRun, method: str, config: Any, state: LoraState, o
     write_adapter(state, run.setup.lora, run.setup.model, out, info, tensors=tensors)
     return info
 
+
+
+def finish_by_fine_tuning(job: BaselineRun, method: str, config: Any, init: LoraState | None, out: Path,
+                          started: float, record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The k-label finish: fine-tune `init` (or PEFT's init) on the target's support examples with the setup's
+    budget, and write the result."""
+    s = job.setup
+    state, losses = fine_tune(job.lm, s.lora, job.support, s.steps, s.lr, s.batch_size, s.seed, init=init)
+    return write_result(job, method, config, state, out, started, {**(record or {}), "support_losses": losses})

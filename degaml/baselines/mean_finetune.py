@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ..models import weighted_adapter_sum
-from .common import BaselineRun, fine_tune, write_result
+from .common import BaselineRun, fine_tune, finish_by_fine_tuning
 
 NAME = "mean-finetune"
 META_TRAINS = True
@@ -34,10 +34,8 @@ def meta_train(job: BaselineRun, config: MeanFinetuneConfig, progress: bool = Tr
 
 def finish(job: BaselineRun, config: MeanFinetuneConfig, meta: dict[str, torch.Tensor], out: Path, started: float
            ) -> dict[str, Any]:
-    s = job.setup
-    state, losses = fine_tune(job.lm, s.lora, job.support, s.steps, s.lr, s.batch_size, s.seed, init=meta)
-    return write_result(job, NAME, config, state, out, started,
-                        {"variant": "mean of per-task adapters + target fine-tune", "support_losses": losses})
+    return finish_by_fine_tuning(job, NAME, config, meta, out, started,
+                                 {"variant": "mean of per-task adapters + target fine-tune"})
 
 
 CONFIG = MeanFinetuneConfig

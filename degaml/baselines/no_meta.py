@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .common import BaselineRun, fine_tune, write_result
+from .common import BaselineRun, finish_by_fine_tuning
 
 NAME = "no-meta"
 META_TRAINS = False
@@ -26,9 +26,7 @@ def meta_train(job: BaselineRun, config: NoMetaConfig, progress: bool = True) ->
 
 def finish(job: BaselineRun, config: NoMetaConfig, meta: dict[str, torch.Tensor], out: Path, started: float
            ) -> dict[str, Any]:
-    s = job.setup
-    state, losses = fine_tune(job.lm, s.lora, job.support, s.steps, s.lr, s.batch_size, s.seed)
-    return write_result(job, "no-meta", config, state, out, started, {"support_losses": losses})
+    return finish_by_fine_tuning(job, NAME, config, None, out, started)
 
 
 CONFIG = NoMetaConfig

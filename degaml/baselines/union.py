@@ -1,6 +1,6 @@
 """Union-train LoRA: one LoRA trained on the union of the meta-training tasks' labelled examples (tasks
-sampled uniformly per batch), evaluated zero-shot on the held-out target, or (`finetune`) then fine-tuned
-on the target's support examples with the same budget as every other method. The output records which."""
+sampled uniformly per batch), evaluated zero-shot on the held-out target: no target label. Its fine-tuned
+variant, for the k-label track, is `union-finetune`."""
 
 from __future__ import annotations
 
@@ -21,8 +21,6 @@ class UnionConfig:
     steps: int = 20
     """Optimizer steps on the union (x setup.batch_size examples: the meta-training example budget)."""
     lr: float = 1e-3
-    finetune: bool = False
-    """Then fine-tune on the target's support examples (setup.steps at setup.lr)."""
 
 
 def meta_train(job: BaselineRun, config: UnionConfig, progress: bool = True,
@@ -38,14 +36,8 @@ def meta_train(job: BaselineRun, config: UnionConfig, progress: bool = True,
 
 def finish(job: BaselineRun, config: UnionConfig, meta: dict[str, torch.Tensor], out: Path, started: float
            ) -> dict[str, Any]:
-    s = job.setup
-    record: dict[str, Any] = {"variant": "union + target fine-tune" if config.finetune else "union, zero-shot",
-                              "support_examples": len(job.support) if config.finetune else 0}
-    state = meta
-    if config.finetune:
-        state, record["support_losses"] = fine_tune(job.lm, s.lora, job.support, s.steps, s.lr, s.batch_size, s.seed,
-                                                    init=meta)
-    return write_result(job, "union", config, state, out, started, record)
+    return write_result(job, NAME, config, meta, out, started, {"variant": "union, zero-shot",
+                                                                  "support_examples": 0})
 
 
 CONFIG = UnionConfig

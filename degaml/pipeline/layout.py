@@ -21,6 +21,12 @@ from ..data import task_label
 
 BASE, GENERATED, DEGAML = "base", "generated", "degaml"
 """Method names of the base model, the generalization module alone, and generalization + adaptation."""
+MEAN, RETRIEVAL = "mean", "retrieval"
+"""The zero-label floors from the generator's training data: the mean of the training tasks' adapters and
+their retrieval mixture."""
+DEGAML_K = "degaml-k"
+"""The k-label track's DeGAML: the generated adapter fine-tuned on the same k labelled target examples and
+optimizer steps as every k-label baseline."""
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
 """The report of a `degaml run` directory, rebuilt from its artifacts alone (`degaml report <dir>`):
-the paper's tables (in-domain and out-of-domain, methods x tasks, average, DeGAML's difference from each
-method with a paired bootstrap interval on the same items, the majority-class rate of two-choice tasks), the stage ablation (base / +generalization / +adaptation), mean and spread over seeds, as CSV
-and Markdown, and PNG plots. Nothing is recomputed."""
+the paper's tables (in-domain and out-of-domain, methods x tasks, average) in two tracks by the labelled
+target examples a method read (zero labels: DeGAML against the zero-label methods; k labels: DeGAML-k
+against the k-label methods), each anchor's difference from every method of its track with a paired
+bootstrap interval on the same items, the majority-class rate of two-choice tasks, the stage ablation
+(base / +generalization / +adaptation), mean and spread over seeds, as CSV and Markdown, and PNG plots.
+Nothing is recomputed."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import yaml
 
 from ..data import TASKS, task_label
 from ..io import atomic_write_text
-from .layout import BASE, DEGAML, GENERATED, seed_runs
+from .layout import BASE, DEGAML, DEGAML_K, GENERATED, MEAN, RETRIEVAL, seed_runs
 
 ABLATION = [(BASE, "base model"), (GENERATED, "+ generalization (generated adapter)"),
             (DEGAML, "+ adaptation (policy) = DeGAML")]
@@ -63,18 +66,38 @@ def _aggregate(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, fl
 
 def _methods(rows: list[dict[str, Any]]) -> list[str]:
     found = {r["method"] for r in rows}
-    order = [BASE, GENERATED, DEGAML]
+    order = [BASE, MEAN, RETRIEVAL, GENERATED, DEGAML, DEGAML_K]
     return [m for m in order if m in found] + sorted(found - set(order))
 
 
-def method_table(agg: dict, methods: list[str], tasks: list[str]) -> tuple[str, str, dict[str, float]]:
-    """(markdown, csv, average per method) over `tasks` (methods missing a task get no average)."""
+ANCHORS = {0: DEGAML}
+"""The DeGAML method each track judges the others against: DeGAML in the zero-label track, DeGAML-k in any
+other."""
+
+
+def tracks(rows: list[dict[str, Any]]) -> dict[int, list[str]]:
+    """{labelled target examples: the methods that read that many}, zero first; a method is placed by the
+    most it read on any target."""
+    labels: dict[str, int] = {}
+    for r in rows:
+        labels[r["method"]] = max(labels.get(r["method"], 0), int(r["labelled_target_examples"] or 0))
+    grouped: dict[int, list[str]] = {}
+    for m in _methods(rows):
+        grouped.setdefault(labels[m], []).append(m)
+    return dict(sorted(grouped.items()))
+
+
+def track_name(labels: int) -> str:
+    return "zero labels" if labels == 0 else f"k = {labels} labels"
+
+
+def method_table(agg: dict, methods: list[str], tasks: list[str], track: str
+                 ) -> tuple[str, list[list[str]], dict[str, float]]:
+    """(markdown, csv rows, average per method) over `tasks` (methods missing a task get no average)."""
     averages: dict[str, float] = {}
     md = ["| method | " + " | ".join(f"{t} ({metric_of(t)})" for t in tasks) + " | average |",
           "|---|" + "---|" * (len(tasks) + 1)]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["method", *tasks, "average"])
+    rows = []
     for m in methods:
         cells = [agg.get((m, t)) for t in tasks]
         if all(c is not None for c in cells):
@@ -82,9 +105,9 @@ def method_table(agg: dict, methods: list[str], tasks: list[str]) -> tuple[str, 
         shown = [f"{100 * c['mean']:.1f} ± {100 * c['spread']:.1f}" if c else "-" for c in cells]
         average = f"{100 * averages[m]:.1f}" if m in averages else "-"
         md.append(f"| {m} | " + " | ".join(shown) + f" | {average} |")
-        writer.writerow([m, *[f"{c['mean']:.4f}" if c else "" for c in cells],
-                         f"{averages[m]:.4f}" if m in averages else ""])
-    return "\n".join(md), buffer.getvalue(), averages
+        rows.append([track, m, *[f"{c['mean']:.4f}" if c else "" for c in cells],
+                     f"{averages[m]:.4f}" if m in averages else ""])
+    return "\n".join(md), rows, averages
 
 
 def item_correctness(run_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
@@ -101,21 +124,24 @@ def item_correctness(run_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
             for m, tasks in sums.items()}
 
 
-def verdicts(correct: dict[str, dict[str, dict[str, float]]], tasks: list[str], seeds: int) -> list[str]:
-    """DeGAML against every other method on the same items: the task-averaged difference with its paired
-    bootstrap 95% interval, and the verdict it supports (an interval spanning 0 is a tie)."""
+def verdicts(correct: dict[str, dict[str, dict[str, float]]], tasks: list[str], seeds: int,
+             anchor: str = DEGAML, methods: list[str] | None = None) -> list[str]:
+    """`anchor` against every other method (of `methods`, default all) on the same items: the task-averaged
+    difference with its paired bootstrap 95% interval, and the verdict it supports (an interval spanning 0
+    is a tie)."""
     from ..evaluation.statistics import paired_bootstrap
 
-    if DEGAML not in correct or not all(t in correct[DEGAML] for t in tasks):
+    if anchor not in correct or not all(t in correct[anchor] for t in tasks):
         return []
+    name = "DeGAML" if anchor == DEGAML else anchor
     lines = []
     for m, by_task in correct.items():
-        if m == DEGAML or not all(t in by_task for t in tasks):
+        if m == anchor or (methods is not None and m not in methods) or not all(t in by_task for t in tasks):
             continue
-        ids = {t: sorted(correct[DEGAML][t].keys() & by_task[t].keys()) for t in tasks}
-        d = paired_bootstrap({t: [correct[DEGAML][t][i] for i in ids[t]] for t in tasks},
+        ids = {t: sorted(correct[anchor][t].keys() & by_task[t].keys()) for t in tasks}
+        d = paired_bootstrap({t: [correct[anchor][t][i] for i in ids[t]] for t in tasks},
                              {t: [by_task[t][i] for i in ids[t]] for t in tasks})
-        lines.append(f"- DeGAML {d.verdict} {m}: {d} points (paired bootstrap 95% interval; {d.items} items "
+        lines.append(f"- {name} {d.verdict} {m}: {d} points (paired bootstrap 95% interval; {d.items} items "
                      f"over {d.tasks} task(s), correctness averaged over {seeds} seed(s))")
     return lines
 
@@ -234,26 +260,37 @@ def build_report(run_dir: Path) -> Path:
               f"seeds {seeds} (± is the std over seeds, or the item standard error with one seed)")
     sections = [f"# {settings['name']}\n", header + "\n"]
     summary: dict[str, Any] = {"header": header, "domains": {}}
+    grouped = tracks(rows)
     for domain, tasks in domains.items():
-        md, table_csv, averages = method_table(agg, methods, tasks)
-        atomic_write_text(out / f"{domain}.md", md + "\n")
-        atomic_write_text(out / f"{domain}.csv", table_csv)
-        ablation = [f"| stage | {domain} average |", "|---|---|"] + [
-            f"| {label} | {100 * averages[s]:.1f} |" for s, label in ABLATION if s in averages]
-        atomic_write_text(out / f"ablation_{domain}.md", "\n".join(ablation) + "\n")
-        judged = verdicts(correct, tasks, len(seeds))
         majority = majority_rates(run_dir, tasks)
         floor = ("Majority-class rate of the two-choice tasks: "
                  + ", ".join(f"{t} {100 * r:.1f}" for t, r in majority.items()) + "\n") if majority else ""
-        sections += [f"## {domain}\n", md + "\n", floor, "\n".join(judged) + "\n", f"### stage ablation ({domain})\n",
-                     "\n".join(ablation) + "\n"]
-        summary["domains"][domain] = {"tasks": tasks, "averages": averages, "verdicts": judged,
-                                      "majority_rates": majority}
+        sections += [f"## {domain}\n", floor]
+        tables, table_rows, zero_averages = [], [["track", "method", *tasks, "average"]], {}
+        summary["domains"][domain] = {"tasks": tasks, "majority_rates": majority, "tracks": {}}
+        for labels, members in grouped.items():
+            track = track_name(labels)
+            md, track_rows, averages = method_table(agg, members, tasks, track)
+            judged = verdicts(correct, tasks, len(seeds), ANCHORS.get(labels, DEGAML_K), members)
+            tables.append(f"### {track}\n\n{md}\n")
+            table_rows += track_rows
+            sections += [f"### {track}\n", md + "\n", "\n".join(judged) + "\n"]
+            summary["domains"][domain]["tracks"][track] = {"methods": members, "averages": averages,
+                                                           "verdicts": judged}
+            zero_averages = averages if labels == 0 else zero_averages
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows(table_rows)
+        atomic_write_text(out / f"{domain}.md", "\n".join(tables))
+        atomic_write_text(out / f"{domain}.csv", buffer.getvalue())
+        ablation = [f"| stage | {domain} average |", "|---|---|"] + [
+            f"| {label} | {100 * zero_averages[s]:.1f} |" for s, label in ABLATION if s in zero_averages]
+        atomic_write_text(out / f"ablation_{domain}.md", "\n".join(ablation) + "\n")
+        sections += [f"### stage ablation ({domain})\n", "\n".join(ablation) + "\n"]
     actions = sorted({(r["task"], r["action"]) for r in rows if r["method"] == DEGAML and r["action"]})
     if actions:
         sections += ["## the policy's choices\n", "\n".join(f"- {t}: {a}" for t, a in actions) + "\n"]
     costs = ["| method | seconds per target | peak RSS MB | labelled target examples |", "|---|---|---|---|"]
-    for m in methods:
+    for m in [m for members in grouped.values() for m in members]:
         group = [r for r in rows if r["method"] == m and r["seconds"] is not None]
         if group:
             peaks = [r["peak_rss_mb"] for r in group if r["peak_rss_mb"]]

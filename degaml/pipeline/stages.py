@@ -24,7 +24,7 @@ from ..generator.trajectories import CollectConfig
 from ..io import atomic_write_json
 from ..memory import peak_memory_mb, process_peak_mb, reset_peak_memory
 from ..models import LoadedModel, load_model
-from .layout import BASE, DEGAML, GENERATED, SeedRun, seed_run
+from .layout import BASE, DEGAML, DEGAML_K, GENERATED, MEAN, RETRIEVAL, SeedRun, seed_run
 from .settings import BaselineSettings, EvaluationSettings, PolicySettings, TaskSets
 
 
@@ -146,16 +146,23 @@ def policy_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
 
 
 def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
-    """Per target: the generated adapter (generalization only) and the policy's adaptation of it."""
+    """Per target: the generated adapter (generalization only), the policy's adaptation of it (zero labels)
+    and DeGAML-k (the generated adapter fine-tuned on the k-label track's support examples)."""
     from ..adaptation.actions import Action
     from ..adaptation.policy import load_policy
     from ..adaptation.task_setup import adapt_task, adaptation_context
+    from ..baselines.common import fine_tune, load_examples
     from ..data.prompts import task_items
     from ..generator.generation import Generator
+    from ..models import write_adapter
 
     gen = Generator(run.generator(fold.name))
     policy = load_policy(run.policy(fold.name))
+    setup = _baseline_setup(exp, run)
+    b = exp.baselines
     for target in fold.targets:
+        if all(run.method(target, m).cost.is_file() for m in (GENERATED, DEGAML, DEGAML_K)):
+            continue
         items = task_items(target, "train", exp.partition_seed, source=exp.source)[:exp.policy.adaptation_prompts]
         ctx = adaptation_context(gen, lm, task_label(target), items, run.seed)
         for method in (GENERATED, DEGAML):
@@ -168,25 +175,82 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
             atomic_write_json(directory.cost, {"seconds": result.info["seconds"], "labelled_target_examples": 0,
                                                "action": result.action.label, **peak_memory_mb(lm.device)})
             _say(exp, f"{target}: {method} = {result.action.label} ({result.info['seconds']:.1f} s)")
+        directory = run.method(target, DEGAML_K)
+        if not directory.cost.is_file():
+            reset_peak_memory(lm.device)
+            started = time.perf_counter()
+            support = load_examples(lm, target, setup, setup.support)  # the k-label baselines' very examples
+            generated, _ = ctx.generate(run.seed)
+            state, losses = fine_tune(lm, exp.lora, support, b.steps, b.lr, b.batch_size, run.seed, init=generated)
+            seconds = time.perf_counter() - started
+            write_adapter(state, exp.lora, exp.model, directory.output,
+                          info={"variant": "generated adapter + target fine-tune", "support_losses": losses,
+                                "support_examples": len(support), "seconds": seconds})
+            atomic_write_json(directory.cost, {"seconds": seconds, "labelled_target_examples": len(support),
+                                               **peak_memory_mb(lm.device)})
+            _say(exp, f"{target}: {DEGAML_K} ({seconds:.1f} s)")
+
+
+def floors_stage(exp: Experiment, run: SeedRun, fold: Fold) -> None:
+    """Per target, the zero-label floors from the fold's training data: the mean of its training tasks'
+    adapters, and their retrieval mixture for the target's unlabelled prompts (the ones DeGAML sees)."""
+    from ..data.prompts import task_items
+    from ..generator.dataset import average_states
+    from ..generator.encoder import PromptEncoder
+    from ..generator.floors import task_adapters
+    from ..generator.retrieval import retrieval_mixture
+    from ..models import write_adapter
+
+    pending = [t for t in fold.targets if not all(run.method(t, m).cost.is_file() for m in (MEAN, RETRIEVAL))]
+    if not pending:
+        return
+    started = time.perf_counter()
+    training = [task_label(t) for t in fold.training]
+    adapters = task_adapters(run.trajectories, training)
+    mean = average_states(list(adapters.values()))
+    mean_seconds = time.perf_counter() - started
+    g = exp.generator
+    encoder = PromptEncoder.with_default_cache(g.encoder, g.prompt_tokens)
+
+    def prompts(task: str, limit: int) -> list[str]:
+        return [it.prompt for it in task_items(task, "train", exp.partition_seed, source=exp.source)[:limit]]
+
+    library = {task_label(t): (prompts(t, g.max_prompts), adapters[task_label(t)]) for t in fold.training}
+    for target in pending:
+        started = time.perf_counter()
+        mixed, weights = retrieval_mixture(prompts(target, exp.policy.adaptation_prompts), library, encoder)
+        for method, state, seconds, info in ((MEAN, mean, mean_seconds, {"tasks": training}),
+                                             (RETRIEVAL, mixed, time.perf_counter() - started, {"weights": weights})):
+            directory = run.method(target, method)
+            write_adapter(state, exp.lora, exp.model, directory.output, info={**info, "seconds": seconds})
+            atomic_write_json(directory.cost, {"seconds": seconds, "labelled_target_examples": 0})
+        _say(exp, f"{target}: {MEAN} and {RETRIEVAL} adapters")
+
+
+def _baseline_setup(exp: Experiment, run: SeedRun):
+    from ..baselines import BaselineSetup
+
+    b = exp.baselines
+    return BaselineSetup(model=exp.model, lora=exp.lora, support=b.support, steps=b.steps, lr=b.lr,
+                         batch_size=b.batch_size, meta_examples=b.meta_examples, seed=run.seed,
+                         partition_seed=exp.partition_seed, source=exp.source, dtype=exp.dtype,  # type: ignore[arg-type]
+                         device=exp.device)
 
 
 def baseline_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
-    from ..baselines import METHODS, BaselineSetup, prepare
+    from ..baselines import METHODS, prepare
 
     b = exp.baselines
-    setup = BaselineSetup(model=exp.model, lora=exp.lora, support=b.support, steps=b.steps, lr=b.lr,
-                          batch_size=b.batch_size, meta_examples=b.meta_examples, seed=run.seed,
-                          partition_seed=exp.partition_seed, source=exp.source, dtype=exp.dtype,  # type: ignore[arg-type]
-                          device=exp.device)
+    setup = _baseline_setup(exp, run)
     for method in b.methods:
         if method not in METHODS:
             raise ValueError(f"baselines.methods: unknown method {method!r}; valid: {', '.join(METHODS)}")
         spec = METHODS[method]
-        config = getattr(b, method.replace("-", "_"), None) or spec.config()  # settings of its own, or defaults
+        config = getattr(b, spec.option, None) or spec.config()  # settings of its own, or defaults
         pending = [t for t in fold.targets if not run.method(t, method).cost.is_file()]
         if not pending:
             continue
-        meta, log = _meta_trained(exp, lm, run, fold, method, setup, config)
+        meta, log = _meta_trained(exp, lm, run, fold, spec, setup, config)
         for target in pending:
             job = prepare(setup, target, [], needs_meta=False, lm=lm)
             job.log.update(log)
@@ -203,15 +267,15 @@ def baseline_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -
             _say(exp, f"{target}: {method} ({seconds:.1f} s with meta-training)")
 
 
-def _meta_trained(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, method: str, setup: Any, config: Any
+def _meta_trained(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, spec: Any, setup: Any, config: Any
                   ) -> tuple[dict, dict]:
-    """A method's meta-training for this fold, from its cache or computed and cached."""
-    from ..baselines import METHODS, prepare
+    """A method's meta-training for this fold, from its cache or computed and cached. The cache is named by
+    what determines it (`Method.meta_key`): union and union-finetune with the same settings share one."""
+    from ..baselines import prepare
 
-    spec = METHODS[method]
     if not spec.meta_trains:
         return {}, {}
-    cache = run.baseline_cache(fold.name, method)
+    cache = run.baseline_cache(fold.name, spec.meta_key(config))
     if (cache / "meta.json").is_file():
         return load_file(str(cache / "meta.safetensors")), json.loads((cache / "meta.json").read_text())
     job = prepare(setup, fold.targets[0], list(fold.training), needs_meta=True, lm=lm)
@@ -239,7 +303,7 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold)
     for target in fold.targets:
         data = _data(exp, [target], "test", e.limit)
         loaded = load_partitioned(data)
-        for method in (BASE, GENERATED, DEGAML, *exp.baselines.methods):
+        for method in (BASE, MEAN, RETRIEVAL, GENERATED, DEGAML, DEGAML_K, *exp.baselines.methods):
             directory = run.method(target, method)
             if directory.results.is_file():
                 continue
@@ -279,6 +343,8 @@ def run_experiment(exp: Experiment) -> Path:
                 policy_stage(exp, lm, run, fold)
             with timer("degaml"):
                 degaml_stage(exp, lm, run, fold)
+            with timer("floors"):
+                floors_stage(exp, run, fold)
             with timer("baselines"):
                 baseline_stage(exp, lm, run, fold)
         for fold in fold_list:  # test partitions are touched once, after everything is trained

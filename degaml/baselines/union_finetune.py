@@ -1,0 +1,34 @@
+"""Union LoRA + fine-tune: union LoRA (the same meta-training as `union`) fine-tuned on the target's
+support examples with the same budget as every other k-label method."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import union
+from .common import BaselineRun, finish_by_fine_tuning
+
+NAME = "union-finetune"
+META_TRAINS = True
+META_FROM = union.NAME
+"""Its meta-training is union's: a run trains it once for both when their settings agree."""
+
+
+@dataclass
+class UnionFinetuneConfig(union.UnionConfig):
+    """Union LoRA's settings (its meta-training); the target fine-tune is the setup's `steps` at `lr`."""
+
+
+meta_train = union.meta_train
+
+
+def finish(job: BaselineRun, config: UnionFinetuneConfig, meta: dict[str, torch.Tensor], out: Path, started: float
+           ) -> dict[str, Any]:
+    return finish_by_fine_tuning(job, NAME, config, meta, out, started, {"variant": "union + target fine-tune"})
+
+
+CONFIG = UnionFinetuneConfig
