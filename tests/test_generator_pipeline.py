@@ -449,6 +449,8 @@ def test_train_policy_measures_validation_rewards_and_adapt_follows_it(workspace
     assert len(rows) == len(default_actions()) and {r["split"] for r in rows} == {"validation"}
     assert {r["action_label"] for r in rows} == {a.label for a in default_actions()}
     assert not (policy / "adapted").exists() or not any((policy / "adapted").rglob("*.safetensors"))
+    # The generator trained on this task: its adapter is in-sample, and the policy's record says so.
+    assert json.loads((policy / "policy.json").read_text())["in_sample_tasks"] == ["colors"]
 
     def refuse(*a, **k):
         raise AssertionError("a measured reward was measured again")
@@ -467,10 +469,17 @@ def test_train_policy_measures_validation_rewards_and_adapt_follows_it(workspace
     assert (out / "degaml.json").exists() or (out / "tts.json").exists()
 
 
-def test_train_policy_refuses_the_generators_held_out_task(workspace, generator, tmp_path):
-    with pytest.raises(SystemExit):
-        main(["train-policy", "--generator", str(generator), "--tasks", workspace["tasks"][1],
-              "--out", str(tmp_path / "p"), "--device", "cpu"])
+def test_a_policy_never_learns_from_the_task_it_serves(workspace, generator, tmp_path):
+    from degaml.adaptation.policy import PolicyConfig
+    from degaml.adaptation.policy_training import fit_policy_on_tasks
+    from degaml.config import DataConfig
+    from degaml.generator.generation import Generator
+
+    target = workspace["tasks"][1]
+    with pytest.raises(ValueError, match=r"policy tasks include its target\(s\) \[.numbers.\]"):
+        fit_policy_on_tasks([(target, Generator(generator))], None, [], PolicyConfig(), tmp_path / "p",
+                            DataConfig(tasks=[]), exclude=[target])
+    assert not (tmp_path / "p").exists()
 
 
 @pytest.mark.parametrize("extra, message", [

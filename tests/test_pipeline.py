@@ -71,8 +71,14 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
     # union and union-finetune have the same settings: one meta-training, cached once per fold and seed.
     from degaml.pipeline.layout import seed_run
 
-    caches = sorted(p.name for p in (seed_run(run, 0).fold("numbers") / "baselines").iterdir())
+    seed0 = seed_run(run, 0)
+    caches = sorted(p.name for p in (seed0.fold("numbers") / "baselines").iterdir())
     assert len([c for c in caches if c.startswith("union-")]) == 1 and len(caches) == 4  # union, maml, abmll, mean
+    # Nested leave-one-out: the out-of-domain fold's policy learns from `numbers` adapted by the generator that
+    # held it out; the `numbers` fold, the only in-domain one, has no such generator and says it is in-sample.
+    policies = {f: json.loads((seed0.policy(f) / "policy.json").read_text()) for f in ("all", "numbers")}
+    assert policies["all"]["generators"] == {"numbers": str(seed0.generator("numbers"))}
+    assert policies["all"]["in_sample_tasks"] == [] and policies["numbers"]["in_sample_tasks"] == ["colors"]
 
     def refuse(*args, **kwargs):
         raise AssertionError("a finished stage ran again")

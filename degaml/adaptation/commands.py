@@ -107,7 +107,9 @@ def train_policy(
 
     Args:
         generator: Directory written by `degaml train-generator`.
-        tasks: Comma-separated meta-training tasks (never the held-out task the policy will serve).
+        tasks: Comma-separated reward tasks (never the task the policy will serve). A task the generator
+            held out gets the out-of-sample adapter a new task gets; a training task an in-sample one
+            (policy.json lists those).
         out: Policy directory (policy.pt, policy.json, rewards.jsonl, rewards.md).
         method: reinforce (policy gradient with a baseline) or rest_em (the reference's ReST^EM).
         epochs: Policy training epochs.
@@ -134,8 +136,8 @@ def train_policy(
     gen, lm = _load_for_adaptation(generator, dtype, device)
     data = DataConfig(tasks=[], limit=limit, partition_seed=partition_seed, validation_fraction=validation_fraction,
                       test_fraction=test_fraction, source=source)
-    _, table, choices = fit_policy_on_tasks(gen, lm, [t for t in tasks.split(",") if t], actions, config, Path(out),
-                                        data, adaptation_prompts, progress)
+    _, table, choices = fit_policy_on_tasks([(t, gen) for t in tasks.split(",") if t], lm, actions, config,
+                                            Path(out), data, adaptation_prompts, progress)
     print(format_reward_table(table, actions))
     for task, choice in choices.items():
         print(f"policy on {task}: {choice}")

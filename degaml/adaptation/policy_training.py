@@ -27,26 +27,32 @@ def preferred_metric(task: str) -> str:
     return TASKS[label].preferred_metric if label in TASKS else "acc"
 
 
-def fit_policy_on_tasks(gen: Generator, lm: LoadedModel, tasks: Sequence[str], actions: Sequence[Action],
+def fit_policy_on_tasks(tasks: Sequence[tuple[str, Generator]], lm: LoadedModel, actions: Sequence[Action],
                         config: PolicyConfig, out: Path, data: DataConfig, adaptation_prompts: int = 32,
-                        progress: bool = True
+                        progress: bool = True, exclude: Sequence[str] = ()
                         ) -> tuple[LinearPolicy, dict[str, dict[str, dict[str, Any]]], dict[str, str]]:
-    """(policy, reward table {task: {action: row}}, the policy's choice per training task). `data` gives
-    the partition settings and the validation limit (its tasks and split are replaced)."""
-    held = set(gen.card.heldout_tasks)
-    if held & {task_label(t) for t in tasks}:
-        raise ValueError(f"policy tasks include the generator's held-out task(s) {sorted(held)}: "
-                         "the policy must be trained on meta-training tasks only")
-    table, states = {}, []
-    for name in tasks:
+    """(policy, reward table {task: {action: row}}, the policy's choice per training task). `tasks`: each
+    reward task with the generator whose adapter it gets. A generator that did not train on its task (the
+    task is among its held-out ones) gives the out-of-sample adapter a target will get; one that did gives an
+    in-sample adapter, recorded in policy.json. `exclude`: the targets the policy will serve, refused here.
+    `data` gives the partition settings and the validation limit (its tasks and split are replaced)."""
+    refused = {task_label(t) for t in exclude} & {task_label(t) for t, _ in tasks}
+    if refused:
+        raise ValueError(f"policy tasks include its target(s) {sorted(refused)}: a policy never sees the labels "
+                         "of the tasks it serves")
+    table, states, in_sample = {}, [], []
+    for name, gen in tasks:
         label = task_label(name)
+        if label not in gen.card.heldout_tasks:
+            in_sample.append(label)
         validation = replace(data, tasks=[name], split="validation")
         items = task_items(name, "train", data.partition_seed, data.validation_fraction, data.test_fraction,
                            data.source)[:adaptation_prompts]
         ctx = adaptation_context(gen, lm, label, items, config.seed)
         metric = preferred_metric(name)
         if progress:
-            print(f"{label}: measuring {len(actions)} actions on validation ({metric})")
+            sample = "in-sample" if label in in_sample else "out-of-sample"
+            print(f"{label}: measuring {len(actions)} actions on validation ({metric}, {sample} adapter)")
         table[label] = measure_actions(ctx, label, actions, validation, EvalConfig(), out,
                                        load_partitioned(validation), metric, progress=progress)
         states.append(task_features(gen, ctx).vector())
@@ -58,7 +64,8 @@ def fit_policy_on_tasks(gen: Generator, lm: LoadedModel, tasks: Sequence[str], a
 
     policy, history = train_policy(torch.stack(states), reward, actions, config)
     choices = {t: policy.choose(s).label for t, s in zip(labels, states)}
-    save_policy(policy, config, out, extra={"generator": str(gen.directory), "tasks": labels,
+    save_policy(policy, config, out, extra={"generators": {task_label(t): str(g.directory) for t, g in tasks},
+                                            "tasks": labels, "in_sample_tasks": in_sample,
                                             "choices_on_training_tasks": choices, "reward_history": history,
                                             "limit": data.limit})
     atomic_write_text(out / "rewards.md", f"validation score per action (points), limit {data.limit}\n\n"

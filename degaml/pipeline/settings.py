@@ -26,9 +26,10 @@ class TaskSets:
 class PolicySettings:
     actions: list[str] | None = None
     """Action labels to consider (`degaml adapt --help` lists the families); null for the full default space."""
-    max_tasks: int = 3
-    """Meta-training tasks whose validation rewards train the policy (the first of the fold's)."""
-    validation_limit: int = 16
+    max_tasks: int = 5
+    """Reward tasks of a fold's policy: the other in-domain folds' targets, each adapted by a generator that
+    never trained on it (nested leave-one-out; the fold's own training tasks, in-sample, when it is alone)."""
+    validation_limit: int = 64
     method: Literal["reinforce", "rest_em"] = "reinforce"
     epochs: int = 300
     lr: float = 0.05

@@ -50,6 +50,10 @@ class Experiment:
     progress: bool = True
 
 
+ALL_FOLD = "all"
+"""The fold trained on every `train` task, whose targets are the out-of-domain ones."""
+
+
 @dataclass(frozen=True)
 class Fold:
     name: str
@@ -65,7 +69,7 @@ def folds(tasks: TaskSets) -> list[Fold]:
               for t in tasks.heldout if task_label(t) in labels]
     rest = tuple(tasks.out_of_domain) + tuple(t for t in tasks.heldout if task_label(t) not in labels)
     if rest:
-        result.append(Fold("all", train, rest))
+        result.append(Fold(ALL_FOLD, train, rest))
     return result
 
 
@@ -129,7 +133,17 @@ def policy_actions(settings: PolicySettings) -> list:
     return [known[label] for label in settings.actions]
 
 
-def policy_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> Path:
+def policy_tasks(run: SeedRun, fold: Fold, fold_list: list[Fold]) -> list[tuple[str, Path]]:
+    """The reward tasks of a fold's policy, each with the generator whose adapter it gets: the other
+    in-domain folds' targets, each by its own fold's generator, which never trained on it (nested leave-one-
+    out: the policy learns from out-of-sample adapters, as its target's is). With no other in-domain fold,
+    the fold's training tasks by its own generator (in-sample; policy.json says so)."""
+    others = [(f.targets[0], run.generator(f.name)) for f in fold_list
+              if f.name not in (ALL_FOLD, fold.name) and f.targets[0] not in fold.targets]
+    return others or [(t, run.generator(fold.name)) for t in fold.training]
+
+
+def policy_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, fold_list: list[Fold]) -> Path:
     from ..adaptation.policy import PolicyConfig
     from ..adaptation.policy_training import fit_policy_on_tasks
     from ..generator.generation import Generator
@@ -139,9 +153,9 @@ def policy_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
         return out
     p = exp.policy
     config = PolicyConfig(method=p.method, epochs=p.epochs, lr=p.lr, cost_penalty=p.cost_penalty, seed=run.seed)
-    gen = Generator(run.generator(fold.name))
-    fit_policy_on_tasks(gen, lm, list(fold.training[:p.max_tasks]), policy_actions(p), config, out,
-                        _data(exp, [], "validation", p.validation_limit), p.adaptation_prompts, exp.progress)
+    tasks = [(task, Generator(directory)) for task, directory in policy_tasks(run, fold, fold_list)[:p.max_tasks]]
+    fit_policy_on_tasks(tasks, lm, policy_actions(p), config, out, _data(exp, [], "validation", p.validation_limit),
+                        p.adaptation_prompts, exp.progress, exclude=fold.targets)
     return out
 
 
@@ -335,12 +349,13 @@ def run_experiment(exp: Experiment) -> Path:
         _say(exp, f"seed {seed}: collecting trajectories for {len(exp.tasks.train)} tasks")
         with timer("collect"):
             collect_stage(exp, lm, run)
-        for fold in fold_list:
+        for fold in fold_list:  # every generator first: a fold's policy learns from the other folds' ones
             _say(exp, f"seed {seed}, fold {fold.name}: targets {', '.join(fold.targets)}")
             with timer("generator"):
                 generator_stage(exp, run, fold)
+        for fold in fold_list:
             with timer("policy"):
-                policy_stage(exp, lm, run, fold)
+                policy_stage(exp, lm, run, fold, fold_list)
             with timer("degaml"):
                 degaml_stage(exp, lm, run, fold)
             with timer("floors"):
