@@ -1,5 +1,6 @@
 """`degaml run` end to end on a tiny model and local task files, its resumption, and `degaml report`."""
 
+import csv
 import json
 
 import pytest
@@ -51,12 +52,14 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
     rows = (report / "scores.csv").read_text().splitlines()
     zero = ["base", "mean", "retrieval", "generated", "degaml", "union"]
     labelled = ["degaml-k", "abmll", "maml", "mean-finetune", "no-meta", "union-finetune"]
-    assert len(rows) - 1 == 2 * 2 * (len(zero) + len(labelled))  # seeds x targets x methods
+    assert len(rows) - 1 == 2 * 2 * (len(zero) + len(labelled) + 1)  # seeds x targets x (methods + the oracle)
     summary = json.loads((report / "summary.json").read_text())
     assert set(summary["domains"]) == {"in-domain", "out-of-domain"}
     for domain in summary["domains"].values():  # two tracks by the labels read, each judged against its anchor
         assert {k: v["methods"] for k, v in domain["tracks"].items()} == {"zero labels": zero,
-                                                                         "k = 4 labels": labelled}
+                                                                         "k = 4 labels": labelled,
+                                                                         "reference": ["oracle"]}
+        assert len(domain["tracks"]["reference"]["verdicts"]) == 1  # DeGAML against the best it could choose
         for track, anchor in (("zero labels", "- DeGAML "), ("k = 4 labels", "- degaml-k ")):
             judged = domain["tracks"][track]["verdicts"]
             assert len(judged) == 5
@@ -64,9 +67,9 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
         assert set(domain["majority_rates"]) == set(domain["tasks"])  # both targets have two choices
     assert "Majority-class rate of the two-choice tasks: numbers" in text
     # Every baseline that uses labelled target data used the same number of examples; DeGAML none.
-    costs = {r.split(",")[2]: r.split(",")[-3] for r in rows[1:]}
+    costs = {r["method"]: r["labelled_target_examples"] for r in csv.DictReader(rows)}
     assert costs["degaml"] == costs["mean"] == costs["retrieval"] == costs["union"] == "0"
-    assert {costs[m] for m in labelled} == {"4"}
+    assert {costs[m] for m in labelled} == {"4"} and costs["oracle"] == "3"  # its validation items
     assert "### zero labels" in text and "### k = 4 labels" in text
     # union and union-finetune have the same settings: one meta-training, cached once per fold and seed.
     from degaml.pipeline.layout import seed_run

@@ -24,6 +24,9 @@ BASE, GENERATED, DEGAML = "base", "generated", "degaml"
 MEAN, RETRIEVAL = "mean", "retrieval"
 """The zero-label floors from the generator's training data: the mean of the training tasks' adapters and
 their retrieval mixture."""
+ORACLE = "oracle"
+"""A reference, not a method: the generated adapter refined by the action that scores best on the target's
+own labelled validation items (the best a policy could choose)."""
 DEGAML_K = "degaml-k"
 """The k-label track's DeGAML: the generated adapter fine-tuned on the same k labelled target examples and
 optimizer steps as every k-label baseline."""

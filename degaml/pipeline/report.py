@@ -20,7 +20,7 @@ import yaml
 
 from ..data import TASKS, task_label
 from ..io import atomic_write_text
-from .layout import BASE, DEGAML, DEGAML_K, GENERATED, MEAN, RETRIEVAL, seed_runs
+from .layout import BASE, DEGAML, DEGAML_K, GENERATED, MEAN, ORACLE, RETRIEVAL, seed_runs
 
 ABLATION = [(BASE, "base model"), (GENERATED, "+ generalization (generated adapter)"),
             (DEGAML, "+ adaptation (policy) = DeGAML")]
@@ -44,7 +44,7 @@ def collect_rows(run_dir: Path) -> list[dict[str, Any]]:
                          "acc": result["metrics"]["acc"], "acc_norm": result["metrics"].get("acc_norm"),
                          "n": result["num_items"], "seconds": cost.get("seconds"),
                          "labelled_target_examples": cost.get("labelled_target_examples"),
-                         "peak_rss_mb": cost.get("peak_rss_mb"),
+                         "peak_rss_mb": cost.get("peak_rss_mb"), "reference": bool(cost.get("reference")),
                          "action": cost.get("action", "")})
     return rows
 
@@ -66,7 +66,7 @@ def _aggregate(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, fl
 
 def _methods(rows: list[dict[str, Any]]) -> list[str]:
     found = {r["method"] for r in rows}
-    order = [BASE, MEAN, RETRIEVAL, GENERATED, DEGAML, DEGAML_K]
+    order = [BASE, MEAN, RETRIEVAL, GENERATED, DEGAML, ORACLE, DEGAML_K]
     return [m for m in order if m in found] + sorted(found - set(order))
 
 
@@ -77,12 +77,13 @@ other."""
 
 def tracks(rows: list[dict[str, Any]]) -> dict[int, list[str]]:
     """{labelled target examples: the methods that read that many}, zero first; a method is placed by the
-    most it read on any target."""
+    most it read on any target. References (the oracle) are in no track."""
     labels: dict[str, int] = {}
     for r in rows:
-        labels[r["method"]] = max(labels.get(r["method"], 0), int(r["labelled_target_examples"] or 0))
+        if not r["reference"]:
+            labels[r["method"]] = max(labels.get(r["method"], 0), int(r["labelled_target_examples"] or 0))
     grouped: dict[int, list[str]] = {}
-    for m in _methods(rows):
+    for m in [m for m in _methods(rows) if m in labels]:
         grouped.setdefault(labels[m], []).append(m)
     return dict(sorted(grouped.items()))
 
@@ -278,6 +279,16 @@ def build_report(run_dir: Path) -> Path:
             summary["domains"][domain]["tracks"][track] = {"methods": members, "averages": averages,
                                                            "verdicts": judged}
             zero_averages = averages if labels == 0 else zero_averages
+        references = [m for m in methods if any(r["reference"] for r in rows if r["method"] == m)]
+        if references:
+            track = "reference"
+            md, track_rows, _ = method_table(agg, references, tasks, track)
+            judged = verdicts(correct, tasks, len(seeds), DEGAML, references)
+            tables.append(f"### {track}\n\n{md}\n")
+            table_rows += track_rows
+            sections += [f"### {track}: selects the action on the target's labelled validation items, the best a "
+                         "policy could choose\n", md + "\n", "\n".join(judged) + "\n"]
+            summary["domains"][domain]["tracks"][track] = {"methods": references, "verdicts": judged}
         buffer = io.StringIO()
         csv.writer(buffer).writerows(table_rows)
         atomic_write_text(out / f"{domain}.md", "\n".join(tables))
@@ -287,10 +298,13 @@ def build_report(run_dir: Path) -> Path:
         atomic_write_text(out / f"ablation_{domain}.md", "\n".join(ablation) + "\n")
         sections += [f"### stage ablation ({domain})\n", "\n".join(ablation) + "\n"]
     actions = sorted({(r["task"], r["action"]) for r in rows if r["method"] == DEGAML and r["action"]})
+    oracle = {(r["task"], r["seed"]): r["action"] for r in rows if r["method"] == ORACLE}
     if actions:
-        sections += ["## the policy's choices\n", "\n".join(f"- {t}: {a}" for t, a in actions) + "\n"]
+        sections += ["## the policy's choices\n", "\n".join(
+            f"- {t}: {a}" + (f" (oracle: {', '.join(sorted({v for (u, _), v in oracle.items() if u == t}))})"
+                             if any(u == t for u, _ in oracle) else "") for t, a in actions) + "\n"]
     costs = ["| method | seconds per target | peak RSS MB | labelled target examples |", "|---|---|---|---|"]
-    for m in [m for members in grouped.values() for m in members]:
+    for m in [m for members in grouped.values() for m in members] + ([ORACLE] if ORACLE in methods else []):
         group = [r for r in rows if r["method"] == m and r["seconds"] is not None]
         if group:
             peaks = [r["peak_rss_mb"] for r in group if r["peak_rss_mb"]]

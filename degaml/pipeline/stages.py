@@ -24,7 +24,7 @@ from ..generator.trajectories import CollectConfig
 from ..io import atomic_write_json
 from ..memory import peak_memory_mb, process_peak_mb, reset_peak_memory
 from ..models import LoadedModel, load_model
-from .layout import BASE, DEGAML, DEGAML_K, GENERATED, MEAN, RETRIEVAL, SeedRun, seed_run
+from .layout import BASE, DEGAML, DEGAML_K, GENERATED, MEAN, ORACLE, RETRIEVAL, SeedRun, seed_run
 from .settings import BaselineSettings, EvaluationSettings, PolicySettings, TaskSets
 
 
@@ -160,8 +160,9 @@ def policy_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, fol
 
 
 def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
-    """Per target: the generated adapter (generalization only), the policy's adaptation of it (zero labels)
-    and DeGAML-k (the generated adapter fine-tuned on the k-label track's support examples)."""
+    """Per target: the generated adapter (generalization only), the policy's adaptation of it (zero labels),
+    the oracle (the action best on the target's validation items: a reference) and DeGAML-k (the generated
+    adapter fine-tuned on the k-label track's support examples)."""
     from ..adaptation.actions import Action
     from ..adaptation.policy import load_policy
     from ..adaptation.task_setup import adapt_task, adaptation_context
@@ -175,7 +176,7 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
     setup = _baseline_setup(exp, run)
     b = exp.baselines
     for target in fold.targets:
-        if all(run.method(target, m).cost.is_file() for m in (GENERATED, DEGAML, DEGAML_K)):
+        if all(run.method(target, m).cost.is_file() for m in (GENERATED, DEGAML, ORACLE, DEGAML_K)):
             continue
         items = task_items(target, "train", exp.partition_seed, source=exp.source)[:exp.policy.adaptation_prompts]
         ctx = adaptation_context(gen, lm, task_label(target), items, run.seed)
@@ -189,6 +190,8 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
             atomic_write_json(directory.cost, {"seconds": result.info["seconds"], "labelled_target_examples": 0,
                                                "action": result.action.label, **peak_memory_mb(lm.device)})
             _say(exp, f"{target}: {method} = {result.action.label} ({result.info['seconds']:.1f} s)")
+        if not run.method(target, ORACLE).cost.is_file():
+            _oracle(exp, lm, run, fold, target, gen, ctx)
         directory = run.method(target, DEGAML_K)
         if not directory.cost.is_file():
             reset_peak_memory(lm.device)
@@ -203,6 +206,30 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
             atomic_write_json(directory.cost, {"seconds": seconds, "labelled_target_examples": len(support),
                                                **peak_memory_mb(lm.device)})
             _say(exp, f"{target}: {DEGAML_K} ({seconds:.1f} s)")
+
+
+def _oracle(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, target: str, gen: Any, ctx: Any) -> None:
+    """Every policy action measured on the target's validation items; the best one (the first on ties: `none`
+    leads the list) is applied, and recorded with the validation labels it read."""
+    from ..adaptation.actions import Action
+    from ..adaptation.policy_training import preferred_metric
+    from ..adaptation.rewards import measure_actions
+    from ..adaptation.task_setup import adapt_task
+    from ..data.prompts import load_partitioned
+
+    actions = policy_actions(exp.policy)
+    validation = _data(exp, [target], "validation", exp.policy.validation_limit)
+    started = time.perf_counter()
+    table = measure_actions(ctx, task_label(target), actions, validation, EvalConfig(),
+                            run.policy(fold.name) / ORACLE, load_partitioned(validation), preferred_metric(target),
+                            progress=False)
+    best = max(sorted(actions, key=lambda a: a != Action("none")), key=lambda a: table[a.label]["score"])
+    directory = run.method(target, ORACLE)
+    adapt_task(gen, ctx, directory.output, action=best)
+    atomic_write_json(directory.cost, {"seconds": time.perf_counter() - started, "reference": True,
+                                       "labelled_target_examples": table[best.label]["n"], "action": best.label,
+                                       "validation_scores": {a: r["score"] for a, r in table.items()}})
+    _say(exp, f"{target}: {ORACLE} = {best.label} (validation {100 * table[best.label]['score']:.1f})")
 
 
 def floors_stage(exp: Experiment, run: SeedRun, fold: Fold) -> None:
@@ -317,7 +344,7 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold)
     for target in fold.targets:
         data = _data(exp, [target], "test", e.limit)
         loaded = load_partitioned(data)
-        for method in (BASE, MEAN, RETRIEVAL, GENERATED, DEGAML, DEGAML_K, *exp.baselines.methods):
+        for method in (BASE, MEAN, RETRIEVAL, GENERATED, DEGAML, ORACLE, DEGAML_K, *exp.baselines.methods):
             directory = run.method(target, method)
             if directory.results.is_file():
                 continue
