@@ -144,3 +144,35 @@ def test_run_with_the_function_space_generator(workspace, tmp_path):
     card = json.loads((run / "seed_0" / "folds" / "all" / "generator" / "config.json").read_text())
     assert card["train"]["objective"] == "task_loss" and card["train"]["stat_code"] == "relative"
     assert (run / "report" / "report.md").is_file()
+
+
+def test_meta_training_tasks_train_every_fold_from_one_shared_generator(workspace, tmp_path):
+    from degaml.generator.card import GeneratorCard
+    from degaml.pipeline.layout import seed_run
+
+    config, run = _config(workspace, tmp_path)
+    settings = yaml.safe_load(config.read_text())
+    colors, numbers = workspace["tasks"]
+    letters = settings["tasks"]["out_of_domain"][0]
+    settings.update(seeds=[0], shared_generator_steps=2,
+                    tasks={"meta_training": [letters], "train": [colors, numbers], "heldout": [numbers],
+                           "out_of_domain": []})
+    settings["baselines"]["methods"] = ["no-meta", "union"]
+    config.write_text(yaml.safe_dump(settings))
+    main(["run", "--config", str(config)])
+    seed0 = seed_run(run, 0)
+    shared, fold = GeneratorCard.load(seed0.generator("shared")), GeneratorCard.load(seed0.generator("numbers"))
+    assert shared.train_tasks == ["letters"]  # no in-domain task, so no target
+    assert sorted(fold.train_tasks) == ["colors", "letters"] and fold.heldout_tasks == ["numbers"]
+    assert fold.train.init_from == str(seed0.generator("shared"))
+    union = json.loads((seed0.method(numbers, "union").output / "degaml.json").read_text())
+    assert sorted(union["meta_tasks"]) == sorted([colors, letters])  # the baselines meta-train on them too
+
+
+def test_a_meta_training_task_is_never_a_target(workspace):
+    from degaml.pipeline.settings import TaskSets
+    from degaml.pipeline.stages import folds
+
+    colors, numbers = workspace["tasks"]
+    with pytest.raises(ValueError, match=r"tasks.meta_training \['numbers'\] are also in-domain tasks or targets"):
+        folds(TaskSets(meta_training=[numbers], train=[colors, numbers], heldout=[numbers], out_of_domain=[]))

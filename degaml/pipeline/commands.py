@@ -27,6 +27,7 @@ def run(
     policy: PolicySettings | None = None,
     evaluation: EvaluationSettings | None = None,
     baselines: BaselineSettings | None = None,
+    shared_generator_steps: int = 0,
     progress: bool = True,
 ) -> None:
     """Run the whole experiment: collect trajectories, train generators leave-one-task-out, train the
@@ -46,12 +47,15 @@ def run(
         source: Where tasks are read from.
         dtype: Base model dtype.
         device: `auto`, `cpu`, `cuda`, ...
-        tasks: Meta-training tasks, in-domain held-out targets, out-of-domain targets.
+        tasks: Meta-training tasks (never targets), in-domain tasks (leave-one-out targets), out-of-domain
+            targets.
         collect: Trajectory collection (its seed is replaced by each of `seeds`).
         generator: Generator shapes and training (its seed is replaced by each of `seeds`).
         policy: Policy action space, reward budget and training.
         evaluation: Test items per target.
         baselines: Which baselines, their shared target-data budget and their own settings.
+        shared_generator_steps: If > 0, one generator first trains this many steps on `tasks.meta_training`
+            alone (no target among them), and each fold's generator continues from it for `generator.steps`.
         progress: Show progress.
     """
     from ..io import atomic_write_text, exclusive_directory, remove_temporaries
@@ -62,7 +66,7 @@ def run(
                             tasks=tasks or TaskSets(), collect=collect or CollectConfig(),
                             generator=generator or GeneratorTrainConfig(), policy=policy or PolicySettings(),
                             evaluation=evaluation or EvaluationSettings(), baselines=baselines or BaselineSettings(),
-                            progress=progress)
+                            shared_generator_steps=shared_generator_steps, progress=progress)
     record = {k: v for k, v in vars(experiment).items() if k not in ("out", "progress")}
     with exclusive_directory(out):  # a second `degaml run` on the same directory is refused
         stale = remove_temporaries(out)

@@ -14,8 +14,12 @@ from ..data.tasks import OUT_OF_DOMAIN_TASKS
 
 @dataclass
 class TaskSets:
+    meta_training: list[str] = field(default_factory=list)
+    """Tasks every fold trains on and none targets (e.g. the extra tasks of `degaml list-tasks`); the
+    generator, the baselines' meta-training and the zero-label floors all learn from them."""
     train: list[str] = field(default_factory=lambda: list(IN_DOMAIN_TASKS))
-    """Meta-training tasks: trajectories are collected for each."""
+    """In-domain tasks: each fold trains on all of them but its target. Trajectories are collected for these
+    and `meta_training`."""
     heldout: list[str] = field(default_factory=lambda: ["arc_easy", "boolq"])
     """In-domain targets, each left out of its own generator, policy and baselines (leave-one-task-out)."""
     out_of_domain: list[str] = field(default_factory=lambda: list(OUT_OF_DOMAIN_TASKS))

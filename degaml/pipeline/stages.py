@@ -47,11 +47,21 @@ class Experiment:
     policy: PolicySettings
     evaluation: EvaluationSettings
     baselines: BaselineSettings
+    shared_generator_steps: int = 0
+    """> 0: one generator first trains this many steps on `tasks.meta_training` alone (it never sees a target),
+    and every fold's generator continues from it for `generator.steps`; 0: each fold's trains from scratch."""
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.shared_generator_steps and not self.tasks.meta_training:
+            raise ValueError("shared_generator_steps needs tasks.meta_training: the shared generator trains on "
+                             "those alone")
 
 
 ALL_FOLD = "all"
 """The fold trained on every `train` task, whose targets are the out-of-domain ones."""
+SHARED_FOLD = "shared"
+"""Where the generator trained on the meta-training tasks alone lives (`shared_generator_steps`)."""
 
 
 @dataclass(frozen=True)
@@ -63,13 +73,18 @@ class Fold:
 
 
 def folds(tasks: TaskSets) -> list[Fold]:
-    train = tuple(tasks.train)
+    meta, train = tuple(tasks.meta_training), tuple(tasks.train)
     labels = {task_label(t) for t in train}
-    result = [Fold(task_label(t), tuple(x for x in train if task_label(x) != task_label(t)), (t,))
+    clash = {task_label(t) for t in meta} & {task_label(t) for t in train + tuple(tasks.heldout)
+                                             + tuple(tasks.out_of_domain)}
+    if clash:
+        raise ValueError(f"tasks.meta_training {sorted(clash)} are also in-domain tasks or targets: every fold "
+                         "trains on the meta-training tasks, so none may be a target")
+    result = [Fold(task_label(t), meta + tuple(x for x in train if task_label(x) != task_label(t)), (t,))
               for t in tasks.heldout if task_label(t) in labels]
     rest = tuple(tasks.out_of_domain) + tuple(t for t in tasks.heldout if task_label(t) not in labels)
     if rest:
-        result.append(Fold(ALL_FOLD, train, rest))
+        result.append(Fold(ALL_FOLD, meta + train, rest))
     return result
 
 
@@ -107,17 +122,23 @@ def _say(exp: Experiment, message: str) -> None:
 def collect_stage(exp: Experiment, lm: LoadedModel, run: SeedRun) -> None:
     from ..generator.trajectories import collect_tasks
 
-    collect_tasks(lm, exp.model, _data(exp, list(exp.tasks.train), "train", None), run.trajectories,
+    tasks = list(exp.tasks.meta_training) + list(exp.tasks.train)
+    collect_tasks(lm, exp.model, _data(exp, tasks, "train", None), run.trajectories,
                   exp.lora, replace(exp.collect, seed=run.seed), exp.progress)
 
 
 def generator_stage(exp: Experiment, run: SeedRun, fold: Fold) -> Path:
     from ..generator.training import train_on_trajectories
 
+    config = replace(exp.generator, seed=run.seed)
+    if exp.shared_generator_steps:  # trained once, on no target: every fold may start from it
+        shared = train_on_trajectories(run.trajectories, run.generator(SHARED_FOLD),
+                                       [task_label(t) for t in exp.tasks.train],
+                                       replace(config, steps=exp.shared_generator_steps), exp.source, exp.progress)
+        config = replace(config, init_from=str(shared))
     # The fold's targets are held out; training resumes, and returns at once when finished.
-    return train_on_trajectories(run.trajectories, run.generator(fold.name),
-                                 [task_label(t) for t in fold.targets], replace(exp.generator, seed=run.seed),
-                                 exp.source, exp.progress)
+    return train_on_trajectories(run.trajectories, run.generator(fold.name), [task_label(t) for t in fold.targets],
+                                 config, exp.source, exp.progress)
 
 
 def policy_actions(settings: PolicySettings) -> list:
@@ -373,7 +394,8 @@ def run_experiment(exp: Experiment) -> Path:
         run = seed_run(exp.out, seed)
         run.root.mkdir(parents=True, exist_ok=True)
         timer = Timer(run.timings)
-        _say(exp, f"seed {seed}: collecting trajectories for {len(exp.tasks.train)} tasks")
+        _say(exp, f"seed {seed}: collecting trajectories for "
+                  f"{len(exp.tasks.meta_training) + len(exp.tasks.train)} tasks")
         with timer("collect"):
             collect_stage(exp, lm, run)
         for fold in fold_list:  # every generator first: a fold's policy learns from the other folds' ones
