@@ -82,6 +82,10 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
     policies = {f: json.loads((seed0.policy(f) / "policy.json").read_text()) for f in ("all", "numbers")}
     assert policies["all"]["generators"] == {"numbers": str(seed0.generator("numbers"))}
     assert policies["all"]["in_sample_tasks"] == [] and policies["numbers"]["in_sample_tasks"] == ["colors"]
+    # That policy's rewards for `numbers` and the `numbers` oracle are one measurement: each action once.
+    shared = [json.loads(line) for line in (seed0.rewards("numbers") / "rewards.jsonl").read_text().splitlines()]
+    assert sorted(r["action_label"] for r in shared if r["task"] == "numbers") == \
+        ["mixing variant=rank_half lam=0.5", "none"]
 
     def refuse(*args, **kwargs):
         raise AssertionError("a finished stage ran again")

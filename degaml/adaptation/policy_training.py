@@ -3,7 +3,7 @@ each task's label-free state, fit the policy, save it with its reward table."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,13 +29,16 @@ def preferred_metric(task: str) -> str:
 
 def fit_policy_on_tasks(tasks: Sequence[tuple[str, Generator]], lm: LoadedModel, actions: Sequence[Action],
                         config: PolicyConfig, out: Path, data: DataConfig, adaptation_prompts: int = 32,
-                        progress: bool = True, exclude: Sequence[str] = ()
+                        progress: bool = True, exclude: Sequence[str] = (),
+                        rewards_dir: Callable[[str, Generator], Path] | None = None
                         ) -> tuple[LinearPolicy, dict[str, dict[str, dict[str, Any]]], dict[str, str]]:
     """(policy, reward table {task: {action: row}}, the policy's choice per training task). `tasks`: each
     reward task with the generator whose adapter it gets. A generator that did not train on its task (the
     task is among its held-out ones) gives the out-of-sample adapter a target will get; one that did gives an
     in-sample adapter, recorded in policy.json. `exclude`: the targets the policy will serve, refused here.
-    `data` gives the partition settings and the validation limit (its tasks and split are replaced)."""
+    `data` gives the partition settings and the validation limit (its tasks and split are replaced).
+    `rewards_dir(task, generator)`: where that pair's measured rewards are kept (default `out`), so policies
+    that learn from the same pair share one measurement."""
     refused = {task_label(t) for t in exclude} & {task_label(t) for t, _ in tasks}
     if refused:
         raise ValueError(f"policy tasks include its target(s) {sorted(refused)}: a policy never sees the labels "
@@ -53,7 +56,8 @@ def fit_policy_on_tasks(tasks: Sequence[tuple[str, Generator]], lm: LoadedModel,
         if progress:
             sample = "in-sample" if label in in_sample else "out-of-sample"
             print(f"{label}: measuring {len(actions)} actions on validation ({metric}, {sample} adapter)")
-        table[label] = measure_actions(ctx, label, actions, validation, EvalConfig(), out,
+        work = rewards_dir(label, gen) if rewards_dir is not None else out
+        table[label] = measure_actions(ctx, label, actions, validation, EvalConfig(), work,
                                        load_partitioned(validation), metric, progress=progress)
         states.append(task_features(gen, ctx).vector())
     labels = list(table)

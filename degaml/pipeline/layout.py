@@ -90,6 +90,11 @@ class SeedRun:
     def policy(self, fold: str) -> Path:
         return self.fold(fold) / "policy"
 
+    def rewards(self, fold: str) -> Path:
+        """Validation rewards of every action for the fold's target, adapted by the fold's generator: read
+        by the other folds' policies and by the fold's oracle."""
+        return self.fold(fold) / "rewards"
+
     def baseline_cache(self, fold: str, method: str) -> Path:
         return self.fold(fold) / "baselines" / method
 

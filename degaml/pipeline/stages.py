@@ -154,14 +154,14 @@ def policy_actions(settings: PolicySettings) -> list:
     return [known[label] for label in settings.actions]
 
 
-def policy_tasks(run: SeedRun, fold: Fold, fold_list: list[Fold]) -> list[tuple[str, Path]]:
-    """The reward tasks of a fold's policy, each with the generator whose adapter it gets: the other
-    in-domain folds' targets, each by its own fold's generator, which never trained on it (nested leave-one-
-    out: the policy learns from out-of-sample adapters, as its target's is). With no other in-domain fold,
-    the fold's training tasks by its own generator (in-sample; policy.json says so)."""
-    others = [(f.targets[0], run.generator(f.name)) for f in fold_list
+def policy_tasks(fold: Fold, fold_list: list[Fold]) -> list[tuple[str, str]]:
+    """The reward tasks of a fold's policy, each with the fold whose generator adapts it: the other in-domain
+    folds' targets, each by its own fold's generator, which never trained on it (nested leave-one-out: the
+    policy learns from out-of-sample adapters, as its target's is). With no other in-domain fold, the fold's
+    training tasks by its own generator (in-sample; policy.json says so)."""
+    others = [(f.targets[0], f.name) for f in fold_list
               if f.name not in (ALL_FOLD, fold.name) and f.targets[0] not in fold.targets]
-    return others or [(t, run.generator(fold.name)) for t in fold.training]
+    return others or [(t, fold.name) for t in fold.training]
 
 
 def policy_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, fold_list: list[Fold]) -> Path:
@@ -174,9 +174,11 @@ def policy_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, fol
         return out
     p = exp.policy
     config = PolicyConfig(method=p.method, epochs=p.epochs, lr=p.lr, cost_penalty=p.cost_penalty, seed=run.seed)
-    tasks = [(task, Generator(directory)) for task, directory in policy_tasks(run, fold, fold_list)[:p.max_tasks]]
-    fit_policy_on_tasks(tasks, lm, policy_actions(p), config, out, _data(exp, [], "validation", p.validation_limit),
-                        p.adaptation_prompts, exp.progress, exclude=fold.targets)
+    chosen = policy_tasks(fold, fold_list)[:p.max_tasks]
+    rewards = {task_label(task): run.rewards(name) for task, name in chosen}  # shared with that fold's oracle
+    fit_policy_on_tasks([(task, Generator(run.generator(name))) for task, name in chosen], lm, policy_actions(p),
+                        config, out, _data(exp, [], "validation", p.validation_limit), p.adaptation_prompts,
+                        exp.progress, exclude=fold.targets, rewards_dir=lambda task, gen: rewards[task])
     return out
 
 
@@ -241,9 +243,8 @@ def _oracle(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, target: 
     actions = policy_actions(exp.policy)
     validation = _data(exp, [target], "validation", exp.policy.validation_limit)
     started = time.perf_counter()
-    table = measure_actions(ctx, task_label(target), actions, validation, EvalConfig(),
-                            run.policy(fold.name) / ORACLE, load_partitioned(validation), preferred_metric(target),
-                            progress=False)
+    table = measure_actions(ctx, task_label(target), actions, validation, EvalConfig(), run.rewards(fold.name),
+                            load_partitioned(validation), preferred_metric(target), progress=False)
     best = max(sorted(actions, key=lambda a: a != Action("none")), key=lambda a: table[a.label]["score"])
     directory = run.method(target, ORACLE)
     adapt_task(gen, ctx, directory.output, action=best)
