@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -122,10 +123,11 @@ def test_a_misspelt_setting_is_named(workspace, tmp_path, capsys):
     assert "stepz" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("config", ["offline", "quick", "paper-qwen2.5-0.5b", "paper-qwen2.5-1.5b"])
-def test_shipped_configs_parse(config, capsys):
-    from pathlib import Path
+CONFIGS = sorted(p.stem for p in (Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_shipped_configs_parse(config, capsys):
     path = Path(__file__).parent.parent / "configs" / f"{config}.yaml"
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--config", str(path), "--print_config"])

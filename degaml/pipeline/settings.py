@@ -52,8 +52,9 @@ class EvaluationSettings:
 @dataclass
 class BaselineBudget:
     methods: list[str] = field(default_factory=lambda: list(METHODS))
-    support: int = 32
-    """Labelled target examples for every baseline that uses any (DeGAML uses none)."""
+    support: int = 16
+    """k: the labelled target examples every method of the k-label track gets (the same ones; DeGAML-k too).
+    The zero-label track reads none."""
     steps: int = 10
     lr: float = 1e-3
     batch_size: int = 4
