@@ -114,6 +114,18 @@ class TokenLayout:
     def token_shape(self) -> tuple[int, int]:
         return (self.geometry.rank + 2, self.chunk + 2)
 
+    @functools.cached_property
+    def matrix_runs(self) -> tuple[tuple[str, int, int, int], ...]:
+        """(state dict key, first token, end token, columns) of each matrix (A, or B transposed), in order."""
+        runs: list[tuple[str, int, int, int]] = []
+        for i, slot in enumerate(self.slots):
+            if runs and runs[-1][0] == slot.state_dict_key:
+                key, first, _, length = runs[-1]
+                runs[-1] = (key, first, i + 1, length + slot.width)
+            else:
+                runs.append((slot.state_dict_key, i, i + 1, slot.width))
+        return tuple(runs)
+
     def padding_mask(self) -> torch.Tensor:
         """(tokens, r + 2, chunk + 2) bool: True where a cell holds data, False where it is padding."""
         return self._padding_mask.clone()
@@ -170,13 +182,10 @@ def detokenize(tokens: torch.Tensor, layout: TokenLayout) -> dict[str, torch.Ten
 
     std = decode_std(pooled(r + 1, c + 1), layout.stat_code)
     mean = decode_mean(pooled(r, c), std, layout.stat_code)
-    matrices: dict[str, torch.Tensor] = {}
-    for i, slot in enumerate(layout.slots):
-        key = slot.state_dict_key
-        if key not in matrices:
-            length = slot.module.in_features if slot.part == "A" else slot.module.out_features
-            matrices[key] = tokens.new_zeros(r, length)
-        values = tokens[i, :r, :slot.width] * std[i].clamp(min=_MIN_STD) + mean[i]
-        matrices[key][:, slot.start:slot.start + slot.width] = values
-    return {k: (v if ".lora_A." in k else v.T.contiguous()) for k, v in matrices.items()}
+    values = tokens[:, :r, :c] * std.clamp(min=_MIN_STD)[:, None, None] + mean[:, None, None]
+    # A matrix's slots are consecutive tokens in column order, so laying them side by side and cutting at
+    # its length (which drops the last slot's padding) rebuilds it: a few ops per matrix, not per token.
+    matrices = {key: values[first:end].permute(1, 0, 2).reshape(r, (end - first) * c)[:, :length]
+                for key, first, end, length in layout.matrix_runs}
+    return {k: (v.contiguous() if ".lora_A." in k else v.T.contiguous()) for k, v in matrices.items()}
 
