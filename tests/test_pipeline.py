@@ -176,8 +176,8 @@ def test_meta_training_tasks_train_every_fold_from_one_shared_generator(workspac
 
 
 def test_a_meta_training_task_is_never_a_target(workspace):
+    from degaml.pipeline.experiment import folds
     from degaml.pipeline.settings import TaskSets
-    from degaml.pipeline.stages import folds
 
     colors, numbers = workspace["tasks"]
     with pytest.raises(ValueError, match=r"tasks.meta_training \['numbers'\] are also in-domain tasks or targets"):

@@ -59,7 +59,8 @@ def run(
         progress: Show progress.
     """
     from ..io import atomic_write_text, exclusive_directory, remove_temporaries
-    from .stages import Experiment, run_experiment
+    from .experiment import Experiment
+    from .stages import run_experiment
 
     experiment = Experiment(name=name, out=Path(out), model=model, lora=lora or LoraSettings(), seeds=seeds or [0],
                             partition_seed=partition_seed, source=source, dtype=dtype, device=device,

@@ -1,0 +1,81 @@
+"""The baselines of each fold: meta-training cached per fold (named by what determines it), then each
+target's finish, with its cost."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+
+from ..io import atomic_write_json
+from ..memory import peak_memory_mb, reset_peak_memory
+from ..models import LoadedModel
+from .experiment import Experiment, Fold, say
+from .layout import SeedRun
+
+
+def baseline_setup(exp: Experiment, run: SeedRun):
+    from ..baselines import BaselineSetup
+
+    b = exp.baselines
+    return BaselineSetup(model=exp.model, lora=exp.lora, support=b.support, steps=b.steps, lr=b.lr,
+                         batch_size=b.batch_size, meta_examples=b.meta_examples, seed=run.seed,
+                         partition_seed=exp.partition_seed, source=exp.source, dtype=exp.dtype,  # type: ignore[arg-type]
+                         device=exp.device)
+
+
+def baseline_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
+    from ..baselines import METHODS, prepare
+
+    b = exp.baselines
+    setup = baseline_setup(exp, run)
+    for method in b.methods:
+        if method not in METHODS:
+            raise ValueError(f"baselines.methods: unknown method {method!r}; valid: {', '.join(METHODS)}")
+        spec = METHODS[method]
+        config = getattr(b, spec.option, None) or spec.config()  # settings of its own, or defaults
+        pending = [t for t in fold.targets if not run.method(t, method).cost.is_file()]
+        if not pending:
+            continue
+        meta, log = _meta_trained(exp, lm, run, fold, spec, setup, config)
+        for target in pending:
+            job = prepare(setup, target, [], needs_meta=False, lm=lm)
+            job.log.update(log)
+            reset_peak_memory(lm.device)
+            started = time.perf_counter()
+            directory = run.method(target, method)
+            info = spec.module.finish(job, config, meta, directory.output, started)
+            seconds = time.perf_counter() - started + log.get("meta_train_seconds", 0.0)
+            peak = peak_memory_mb(lm.device)  # the larger of meta-training's and this target's
+            peak["peak_rss_mb"] = max(peak["peak_rss_mb"], log.get("meta_peak_rss_mb", 0.0))
+            atomic_write_json(directory.cost, {"seconds": seconds, "labelled_target_examples": info["support_examples"],
+                                                        "meta_train_seconds": log.get("meta_train_seconds", 0.0),
+                                                        **peak})
+            say(exp, f"{target}: {method} ({seconds:.1f} s with meta-training)")
+
+
+def _meta_trained(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, spec: Any, setup: Any, config: Any
+                  ) -> tuple[dict, dict]:
+    """A method's meta-training for this fold, from its cache or computed and cached. The cache is named by
+    what determines it (`Method.meta_key`): union and union-finetune with the same settings share one."""
+    from ..baselines import prepare
+
+    if not spec.meta_trains:
+        return {}, {}
+    cache = run.baseline_cache(fold.name, spec.meta_key(config))
+    if (cache / "meta.json").is_file():
+        return load_file(str(cache / "meta.safetensors")), json.loads((cache / "meta.json").read_text())
+    job = prepare(setup, fold.targets[0], list(fold.training), needs_meta=True, lm=lm)
+    reset_peak_memory(lm.device)
+    start = time.perf_counter()
+    meta = spec.module.meta_train(job, config, exp.progress)
+    log = {**job.log, "meta_train_seconds": time.perf_counter() - start, "meta_tasks": list(fold.training),
+           "meta_peak_rss_mb": peak_memory_mb(lm.device)["peak_rss_mb"]}
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / ".meta.safetensors.tmp"
+    save_file({k: v.detach().cpu().contiguous() for k, v in meta.items()}, str(tmp))
+    tmp.replace(cache / "meta.safetensors")
+    atomic_write_json(cache / "meta.json", log)
+    return meta, log

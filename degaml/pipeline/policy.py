@@ -1,0 +1,79 @@
+"""The adaptation policy of each fold (nested leave-one-out rewards) and the oracle beside it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import EvalConfig
+from ..data import task_label
+from ..io import atomic_write_json
+from ..models import LoadedModel
+from .experiment import ALL_FOLD, Experiment, Fold, say, split_data
+from .layout import ORACLE, SeedRun
+from .settings import PolicySettings
+
+
+def policy_actions(settings: PolicySettings) -> list:
+    from ..adaptation.actions import default_actions
+
+    actions = default_actions()
+    if settings.actions is None:
+        return actions
+    known = {a.label: a for a in actions}
+    unknown = [label for label in settings.actions if label not in known]
+    if unknown:
+        raise ValueError(f"policy.actions: unknown action(s) {unknown}; valid: {list(known)}")
+    return [known[label] for label in settings.actions]
+
+
+def policy_tasks(fold: Fold, fold_list: list[Fold]) -> list[tuple[str, str]]:
+    """The reward tasks of a fold's policy, each with the fold whose generator adapts it: the other in-domain
+    folds' targets, each by its own fold's generator, which never trained on it (nested leave-one-out: the
+    policy learns from out-of-sample adapters, as its target's is). With no other in-domain fold, the fold's
+    training tasks by its own generator (in-sample; policy.json says so)."""
+    others = [(f.targets[0], f.name) for f in fold_list
+              if f.name not in (ALL_FOLD, fold.name) and f.targets[0] not in fold.targets]
+    return others or [(t, fold.name) for t in fold.training]
+
+
+def policy_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, fold_list: list[Fold]) -> Path:
+    from ..adaptation.policy import PolicyConfig
+    from ..adaptation.policy_training import fit_policy_on_tasks
+    from ..generator.generation import Generator
+
+    out = run.policy(fold.name)
+    if (out / "policy.json").is_file():
+        return out
+    p = exp.policy
+    config = PolicyConfig(method=p.method, epochs=p.epochs, lr=p.lr, cost_penalty=p.cost_penalty, seed=run.seed)
+    chosen = policy_tasks(fold, fold_list)[:p.max_tasks]
+    rewards = {task_label(task): run.rewards(name) for task, name in chosen}  # shared with that fold's oracle
+    fit_policy_on_tasks([(task, Generator(run.generator(name))) for task, name in chosen], lm, policy_actions(p),
+                        config, out, split_data(exp, [], "validation", p.validation_limit), p.adaptation_prompts,
+                        exp.progress, exclude=fold.targets, rewards_dir=lambda task, gen: rewards[task])
+    return out
+
+
+def oracle(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, target: str, gen: Any, ctx: Any) -> None:
+    """Every policy action measured on the target's validation items; the best one (the first on ties: `none`
+    leads the list) is applied, and recorded with the validation labels it read."""
+    from ..adaptation.actions import Action
+    from ..adaptation.policy_training import preferred_metric
+    from ..adaptation.rewards import measure_actions
+    from ..adaptation.task_setup import adapt_task
+    from ..data.prompts import load_partitioned
+
+    actions = policy_actions(exp.policy)
+    validation = split_data(exp, [target], "validation", exp.policy.validation_limit)
+    started = time.perf_counter()
+    table = measure_actions(ctx, task_label(target), actions, validation, EvalConfig(), run.rewards(fold.name),
+                            load_partitioned(validation), preferred_metric(target), progress=False)
+    best = max(sorted(actions, key=lambda a: a != Action("none")), key=lambda a: table[a.label]["score"])
+    directory = run.method(target, ORACLE)
+    adapt_task(gen, ctx, directory.output, action=best)
+    atomic_write_json(directory.cost, {"seconds": time.perf_counter() - started, "reference": True,
+                                       "labelled_target_examples": table[best.label]["n"], "action": best.label,
+                                       "validation_scores": {a: r["score"] for a, r in table.items()}})
+    say(exp, f"{target}: {ORACLE} = {best.label} (validation {100 * table[best.label]['score']:.1f})")
