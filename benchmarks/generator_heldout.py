@@ -43,7 +43,6 @@ import json
 import time
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file
 
 from degaml.config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, ModelConfig
@@ -54,6 +53,7 @@ from degaml.evaluation.statistics import paired_bootstrap
 from degaml.generator.card import GeneratorTrainConfig
 from degaml.generator.dataset import average_states
 from degaml.generator.encoder import PromptEncoder
+from degaml.generator.floors import task_adapters
 from degaml.generator.generation import Generator
 from degaml.generator.retrieval import retrieval_mixture
 from degaml.generator.training import train_on_trajectories
@@ -89,10 +89,6 @@ def trajectory_dirs(root: Path) -> dict[str, Path]:
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
         dirs.setdefault(TrajectoryManifest.load(d).task, d)
     return dirs
-
-
-def own_adapter(task_dir: Path) -> dict[str, torch.Tensor]:
-    return average_states([load_checkpoint(p) for p in TrajectoryManifest.load(task_dir).checkpoint_paths(task_dir)])
 
 
 def train_generators(args, root: Path, holdout: list[str], init_from: Path | None = None) -> None:
@@ -155,7 +151,7 @@ def build_adapters(args, dirs: dict[str, Path], train: list[str], targets: list[
     first = TrajectoryManifest.load(dirs[train[0]])
     model, lora = first.model, first.lora
     seconds: dict[str, dict[str, float]] = {}
-    own = {t: own_adapter(dirs[t]) for t in train}
+    own = task_adapters(args.trajectories, train)
     if not (adapters / "mean").is_dir():
         write_adapter(average_states(list(own.values())), lora, model, adapters / "mean")
     encoder = PromptEncoder.with_default_cache("all-minilm-l6-v2", 64)
