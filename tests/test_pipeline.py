@@ -175,6 +175,48 @@ def test_meta_training_tasks_train_every_fold_from_one_shared_generator(workspac
     assert sorted(union["meta_tasks"]) == sorted([colors, letters])  # the baselines meta-train on them too
 
 
+def test_folds_without_generator_steps_share_the_generator_and_meta_training(workspace, tmp_path):
+    """`generator.steps: 0` leaves every target out of one generator trained on the meta-training tasks; the
+    zero-label floors and the meta-trained baselines then learn from those tasks alone too, once for all folds.
+    With `none` the only action, DeGAML and the oracle write the generated adapter itself, which is scored once."""
+    from degaml.data import task_label
+    from degaml.models import AdaptedOutput
+    from degaml.pipeline.layout import seed_run
+
+    config, run = _config(workspace, tmp_path)
+    settings = yaml.safe_load(config.read_text())
+    colors, numbers = workspace["tasks"]
+    letters = settings["tasks"]["out_of_domain"][0]
+    settings.update(seeds=[0], shared_generator_steps=2,
+                    tasks={"meta_training": [letters], "train": [colors, numbers], "heldout": [colors, numbers],
+                           "out_of_domain": []})
+    settings["generator"]["steps"] = 0
+    settings["policy"]["actions"] = ["none"]
+    settings["baselines"]["methods"] = ["no-meta", "union"]
+    config.write_text(yaml.safe_dump(settings))
+    main(["run", "--config", str(config)])
+    seed0 = seed_run(run, 0)
+    assert sorted(p.name for p in seed0.trajectories.iterdir()) == ["letters"]  # nothing trains on the others
+    assert not seed0.generator("colors").exists() and not seed0.generator("numbers").exists()
+    assert [p.name for p in (seed0.fold("shared") / "baselines").iterdir()][0].startswith("union-")
+    for target in (colors, numbers):
+        union = json.loads((seed0.method(target, "union").output / "degaml.json").read_text())
+        mean = json.loads((seed0.method(target, "mean").output / "degaml.json").read_text())
+        assert union["meta_tasks"] == [letters] and mean["tasks"] == ["letters"]
+        policy = json.loads((seed0.policy(task_label(target)) / "policy.json").read_text())
+        assert set(policy["generators"].values()) == {str(seed0.generator("shared"))}
+        digests = {m: AdaptedOutput.load(seed0.method(target, m).output).scoring_digest()
+                   for m in ("generated", "degaml", "oracle", "mean")}
+        assert digests["generated"] == digests["degaml"] == digests["oracle"] != digests["mean"]
+        records = {m: yaml.safe_load((seed0.method(target, m).eval / "config.yaml").read_text())
+                   for m in ("generated", "degaml", "oracle", "mean")}
+        assert records["degaml"]["scores_of"] == records["oracle"]["scores_of"] == "generated"
+        assert "scores_of" not in records["generated"] and "scores_of" not in records["mean"]
+        scores = {m: json.loads(seed0.method(target, m).results.read_text())["results"][0]["predictions"]
+                  for m in ("generated", "degaml")}
+        assert scores["generated"] == scores["degaml"]
+
+
 def test_a_meta_training_task_is_never_a_target(workspace):
     from degaml.pipeline.experiment import folds
     from degaml.pipeline.settings import TaskSets

@@ -12,6 +12,7 @@ Every directory is written to a temporary name and renamed when complete.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -111,6 +112,20 @@ class AdaptedOutput:
     def latent_settings(self) -> dict:
         """SLOT settings of a latent-sample output (steps, lr, max_tokens)."""
         return self.info["latent"]
+
+    def scoring_digest(self) -> str:
+        """Equal for two outputs that score alike: a hash of what evaluation reads (each member's adapter
+        weights and config, the latent delta, the SLOT and combination settings), not of the bookkeeping
+        (seconds, provenance) in degaml.json. Lets a run score one adapter once when two methods write it."""
+        digest = hashlib.sha256(json.dumps({"kind": self.kind, "combine": self.info.get("combine"),
+                                            "latent": self.info.get("latent")}, sort_keys=True).encode())
+        for member in self.members:
+            for name in ("adapter_config.json", ADAPTER_WEIGHTS, LATENT_FILE):
+                path = member / name
+                digest.update(f"{name}:{path.stat().st_size if path.is_file() else -1}:".encode())
+                if path.is_file():
+                    digest.update(path.read_bytes())
+        return digest.hexdigest()
 
     def latent_delta(self) -> torch.Tensor:
         return load_file(str(self.directory / LATENT_FILE))["delta"]

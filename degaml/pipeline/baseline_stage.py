@@ -58,20 +58,22 @@ def baseline_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -
 
 def _meta_trained(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, spec: Any, setup: Any, config: Any
                   ) -> tuple[dict, dict]:
-    """A method's meta-training for this fold, from its cache or computed and cached. The cache is named by
-    what determines it (`Method.meta_key`): union and union-finetune with the same settings share one."""
+    """A method's meta-training on what the fold trains on (`Experiment.trained_on`), from its cache or
+    computed and cached. The cache is named by what determines it (`Method.meta_key`): union and
+    union-finetune with the same settings share one, and folds that train on the same tasks share it too."""
     from ..baselines import prepare
 
     if not spec.meta_trains:
         return {}, {}
-    cache = run.baseline_cache(fold.name, spec.meta_key(config))
+    source = exp.trained_on(fold)
+    cache = run.baseline_cache(source.name, spec.meta_key(config))
     if (cache / "meta.json").is_file():
         return load_file(str(cache / "meta.safetensors")), json.loads((cache / "meta.json").read_text())
-    job = prepare(setup, fold.targets[0], list(fold.training), needs_meta=True, lm=lm)
+    job = prepare(setup, fold.targets[0], list(source.training), needs_meta=True, lm=lm)
     reset_peak_memory(lm.device)
     start = time.perf_counter()
     meta = spec.module.meta_train(job, config, exp.progress)
-    log = {**job.log, "meta_train_seconds": time.perf_counter() - start, "meta_tasks": list(fold.training),
+    log = {**job.log, "meta_train_seconds": time.perf_counter() - start, "meta_tasks": list(source.training),
            "meta_peak_rss_mb": peak_memory_mb(lm.device)["peak_rss_mb"]}
     cache.mkdir(parents=True, exist_ok=True)
     tmp = cache / ".meta.safetensors.tmp"

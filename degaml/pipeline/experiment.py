@@ -14,6 +14,7 @@ from ..config import DataConfig, LoraSettings
 from ..data import task_label
 from ..generator.card import GeneratorTrainConfig
 from ..generator.trajectories import CollectConfig
+from .layout import SeedRun
 from .settings import BaselineSettings, EvaluationSettings, PolicySettings, TaskSets
 
 
@@ -38,13 +39,27 @@ class Experiment:
     baselines: BaselineSettings
     shared_generator_steps: int = 0
     """> 0: one generator first trains this many steps on `tasks.meta_training` alone (it never sees a target),
-    and every fold's generator continues from it for `generator.steps`; 0: each fold's trains from scratch."""
+    and every fold's generator continues from it for `generator.steps` (with `generator.steps` 0, every fold
+    uses it as it is: leave-all-targets-out, one generator for all); 0: each fold's trains from scratch."""
     progress: bool = True
 
     def __post_init__(self) -> None:
         if self.shared_generator_steps and not self.tasks.meta_training:
             raise ValueError("shared_generator_steps needs tasks.meta_training: the shared generator trains on "
                              "those alone")
+        if self.generator.steps == 0 and not self.shared_generator_steps:
+            raise ValueError("generator.steps is 0: folds train no generator of their own, so they need the "
+                             "shared one (shared_generator_steps > 0 and tasks.meta_training)")
+
+    def trained_on(self, fold: Fold) -> Fold:
+        """What `fold`'s generator, zero-label floors and meta-trained baselines learn from: the fold itself,
+        or, when folds train no generator steps of their own, the shared fold (the meta-training tasks alone),
+        whose generator and meta-training then serve every fold alike."""
+        return fold if self.generator.steps else Fold(SHARED_FOLD, tuple(self.tasks.meta_training), fold.targets)
+
+    def generator_dir(self, run: SeedRun, fold: str) -> Path:
+        """The generator that adapts fold `fold`'s targets."""
+        return run.generator(fold if self.generator.steps else SHARED_FOLD)
 
 
 ALL_FOLD = "all"

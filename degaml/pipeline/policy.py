@@ -50,7 +50,7 @@ def policy_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, fol
     config = PolicyConfig(method=p.method, epochs=p.epochs, lr=p.lr, cost_penalty=p.cost_penalty, seed=run.seed)
     chosen = policy_tasks(fold, fold_list)[:p.max_tasks]
     rewards = {task_label(task): run.rewards(name) for task, name in chosen}  # shared with that fold's oracle
-    fit_policy_on_tasks([(task, Generator(run.generator(name))) for task, name in chosen], lm, policy_actions(p),
+    fit_policy_on_tasks([(task, Generator(exp.generator_dir(run, name))) for task, name in chosen], lm, policy_actions(p),
                         config, out, split_data(exp, [], "validation", p.validation_limit), p.adaptation_prompts,
                         exp.progress, exclude=fold.targets, rewards_dir=lambda task, gen: rewards[task])
     return out

@@ -10,12 +10,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ..config import EvalConfig, ModelConfig
 from ..data import task_label
 from ..io import atomic_write_json
 from ..memory import process_peak_mb
-from ..models import LoadedModel, load_model
+from ..models import AdaptedOutput, LoadedModel, load_model
 from .baseline_stage import baseline_stage
 from .experiment import SHARED_FOLD, Experiment, Fold, folds, say, split_data
 from .layout import BASE, DEGAML, DEGAML_K, GENERATED, MEAN, ORACLE, RETRIEVAL, SeedRun, seed_run
@@ -48,7 +49,8 @@ class Timer:
 def collect_stage(exp: Experiment, lm: LoadedModel, run: SeedRun) -> None:
     from ..generator.trajectories import collect_tasks
 
-    tasks = list(exp.tasks.meta_training) + list(exp.tasks.train)
+    # With no fold generators (generator.steps 0) nothing trains on the in-domain tasks' adapters.
+    tasks = list(exp.tasks.meta_training) + (list(exp.tasks.train) if exp.generator.steps else [])
     collect_tasks(lm, exp.model, split_data(exp, tasks, "train", None), run.trajectories,
                   exp.lora, replace(exp.collect, seed=run.seed), exp.progress)
 
@@ -61,6 +63,8 @@ def generator_stage(exp: Experiment, run: SeedRun, fold: Fold) -> Path:
         shared = train_on_trajectories(run.trajectories, run.generator(SHARED_FOLD),
                                        [task_label(t) for t in exp.tasks.train],
                                        replace(config, steps=exp.shared_generator_steps), exp.source, exp.progress)
+        if config.steps == 0:
+            return shared
         config = replace(config, init_from=str(shared))
     # The fold's targets are held out; training resumes, and returns at once when finished.
     return train_on_trajectories(run.trajectories, run.generator(fold.name), [task_label(t) for t in fold.targets],
@@ -75,22 +79,27 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold)
     from ..evaluation.harness import write_evaluation
 
     e = exp.evaluation
+    config = EvalConfig(protocol=e.protocol, batch_size=e.batch_size)
     for target in fold.targets:
         data = split_data(exp, [target], "test", e.limit)
         loaded = load_partitioned(data)
+        scored: dict[str, tuple[str, Any]] = {}  # scoring digest -> (method, its results): one adapter, one pass
         for method in (BASE, MEAN, RETRIEVAL, GENERATED, DEGAML, ORACLE, DEGAML_K, *exp.baselines.methods):
             directory = run.method(target, method)
             if directory.results.is_file():
                 continue
             adapter = None if method == BASE else directory.output
-            config = EvalConfig(protocol=e.protocol, batch_size=e.batch_size)
-            results, partitions = evaluate_adapted(lm, adapter, data, config, progress=exp.progress, loaded=loaded,
-                                                   item_scorer=per_sample_scorer)
+            digest = "base model" if adapter is None else AdaptedOutput.load(adapter).scoring_digest()
+            record = {"method": method, "target": target, "data": data, "eval": config}
+            if digest in scored:  # e.g. DeGAML's policy chose `none`: the generated adapter's very scores
+                record["scores_of"], (results, partitions) = scored[digest]
+            else:
+                results, partitions = evaluate_adapted(lm, adapter, data, config, progress=exp.progress,
+                                                       loaded=loaded, item_scorer=per_sample_scorer)
+                scored[digest] = (method, (results, partitions))
             header = (f"model: {exp.model} | method: {method} | protocol: {e.protocol} | split: test | "
                       f"limit: {e.limit} | partition seed: {exp.partition_seed}")
-            write_evaluation(directory.eval, results, partitions, {"method": method, "target": target,
-                                                                       "data": data, "eval": config},
-                             header, exp.partition_seed, lm.source)
+            write_evaluation(directory.eval, results, partitions, record, header, exp.partition_seed, lm.source)
             if method == BASE:
                 atomic_write_json(directory.cost, {"seconds": 0.0, "labelled_target_examples": 0})
             say(exp, f"{target}: {method} scored ({100 * results[0].metrics['acc']:.1f} acc)")
@@ -107,8 +116,7 @@ def run_experiment(exp: Experiment) -> Path:
         run = seed_run(exp.out, seed)
         run.root.mkdir(parents=True, exist_ok=True)
         timer = Timer(run.timings)
-        say(exp, f"seed {seed}: collecting trajectories for "
-                  f"{len(exp.tasks.meta_training) + len(exp.tasks.train)} tasks")
+        say(exp, f"seed {seed}: collecting trajectories")
         with timer("collect"):
             collect_stage(exp, lm, run)
         for fold in fold_list:  # every generator first: a fold's policy learns from the other folds' ones

@@ -27,7 +27,7 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
     from ..generator.generation import Generator
     from ..models import write_adapter
 
-    gen = Generator(run.generator(fold.name))
+    gen = Generator(exp.generator_dir(run, fold.name))
     policy = load_policy(run.policy(fold.name))
     setup = baseline_setup(exp, run)
     b = exp.baselines
@@ -65,7 +65,7 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
 
 
 def floors_stage(exp: Experiment, run: SeedRun, fold: Fold) -> None:
-    """Per target, the zero-label floors from the fold's training data: the mean of its training tasks'
+    """Per target, the zero-label floors from the generator's training data: the mean of its training tasks'
     adapters, and their retrieval mixture for the target's unlabelled prompts (the ones DeGAML sees)."""
     from ..data.prompts import task_items
     from ..generator.dataset import average_states
@@ -78,7 +78,8 @@ def floors_stage(exp: Experiment, run: SeedRun, fold: Fold) -> None:
     if not pending:
         return
     started = time.perf_counter()
-    training = [task_label(t) for t in fold.training]
+    sources = exp.trained_on(fold).training
+    training = [task_label(t) for t in sources]
     adapters = task_adapters(run.trajectories, training)
     mean = average_states(list(adapters.values()))
     mean_seconds = time.perf_counter() - started
@@ -88,7 +89,7 @@ def floors_stage(exp: Experiment, run: SeedRun, fold: Fold) -> None:
     def prompts(task: str, limit: int) -> list[str]:
         return [it.prompt for it in task_items(task, "train", exp.partition_seed, source=exp.source)[:limit]]
 
-    library = {task_label(t): (prompts(t, g.max_prompts), adapters[task_label(t)]) for t in fold.training}
+    library = {task_label(t): (prompts(t, g.max_prompts), adapters[task_label(t)]) for t in sources}
     for target in pending:
         started = time.perf_counter()
         mixed, weights = retrieval_mixture(prompts(target, exp.policy.adaptation_prompts), library, encoder)

@@ -1,0 +1,81 @@
+"""Does scoring in bfloat16 change any prediction? The same test items scored by the same model loaded in
+float32 and in bfloat16 (bare, or with an adapter), in one run on the same CPU.
+
+Prints per task: the accuracy under each dtype, how many items get the same prediction (acc and acc_norm),
+the largest log-likelihood difference, and items/s of each with the ratio.
+
+    python benchmarks/dtype_agreement.py --limit 100 --adapter runs/heldout/adapters/union
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from degaml.config import IN_DOMAIN_TASKS, DataConfig, ModelConfig
+from degaml.data.prompts import load_partitioned
+from degaml.evaluation import LoglikelihoodScorer, predict_acc, predict_acc_norm
+from degaml.evaluation.adapted import applied_adapter
+from degaml.evaluation.harness import normalization_texts
+from degaml.models import load_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--tasks", default=",".join(IN_DOMAIN_TASKS))
+    parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument("--adapter", type=Path, default=None, help="a PEFT adapter directory; none: the base model")
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args()
+
+    models = {dtype: load_model(ModelConfig(name=args.model, dtype=dtype, device="cpu"))
+              for dtype in ("float32", "bfloat16")}
+    data = DataConfig(tasks=args.tasks.split(","), split="test", limit=args.limit)
+    print(f"model {args.model}, adapter {args.adapter or 'none'}, {torch.get_num_threads()} CPU threads, "
+          f"batch size {args.batch_size}, {args.limit} test items per task\n")
+    print("| task | items | acc fp32 | acc bf16 | same acc preds | acc_norm fp32 | acc_norm bf16 | same acc_norm preds "
+          "| max abs Δ loglik | fp32 items/s | bf16 items/s | speed-up |")
+    print("|---" * 12 + "|")
+    totals = {"float32": 0.0, "bfloat16": 0.0, "items": 0, "same_acc": 0, "same_norm": 0}
+    for task, (items, part) in load_partitioned(data).items():
+        selected = part.select(items, "test", args.limit)
+        scores, seconds = {}, {}
+        for dtype, lm in models.items():
+            with applied_adapter(lm, args.adapter) if args.adapter else nullcontext():
+                scorer = LoglikelihoodScorer(lm, batch_size=args.batch_size)
+                scorer.score(selected[:2], progress=False)  # warm-up, not timed
+                start = time.perf_counter()
+                scores[dtype] = [[s.logprob for s in row] for row in scorer.score(selected, progress=False)]
+                seconds[dtype] = time.perf_counter() - start
+        gold = [it.gold for it in selected]
+        acc = {d: [predict_acc(s) for s in rows] for d, rows in scores.items()}
+        norm = {d: [predict_acc_norm(s, normalization_texts(it)) for s, it in zip(rows, selected)]
+                for d, rows in scores.items()}
+        n = len(selected)
+
+        def pct(preds: list[int], gold: list[int] = gold) -> str:
+            return f"{100 * sum(p == g for p, g in zip(preds, gold)) / len(gold):.1f}"
+
+        same_acc = sum(a == b for a, b in zip(acc["float32"], acc["bfloat16"]))
+        same_norm = sum(a == b for a, b in zip(norm["float32"], norm["bfloat16"]))
+        delta = max(abs(x - y) for a, b in zip(scores["float32"], scores["bfloat16"]) for x, y in zip(a, b))
+        for key, value in (("float32", seconds["float32"]), ("bfloat16", seconds["bfloat16"]), ("items", n),
+                           ("same_acc", same_acc), ("same_norm", same_norm)):
+            totals[key] += value
+        print(f"| {task} | {n} | {pct(acc['float32'])} | {pct(acc['bfloat16'])} | {same_acc}/{n} "
+              f"| {pct(norm['float32'])} | {pct(norm['bfloat16'])} | {same_norm}/{n} | {delta:.2e} "
+              f"| {n / seconds['float32']:.1f} | {n / seconds['bfloat16']:.1f} "
+              f"| {seconds['float32'] / seconds['bfloat16']:.2f}x |", flush=True)
+    n = totals["items"]
+    print(f"| all | {n} | | | {totals['same_acc']}/{n} | | | {totals['same_norm']}/{n} | "
+          f"| {n / totals['float32']:.1f} | {n / totals['bfloat16']:.1f} "
+          f"| {totals['float32'] / totals['bfloat16']:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
