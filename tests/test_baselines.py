@@ -3,10 +3,12 @@ loading in PEFT and evaluating, through the CLI on a tiny model."""
 
 import json
 import math
+import time
 
 import pytest
 import torch
 from peft import PeftModel
+from safetensors.torch import load_file
 
 from degaml.baselines.abmll import (
     AbmllConfig,
@@ -133,6 +135,7 @@ def _baseline(ws, method, out, *extra):
     ("maml", ["--maml.meta_steps", "2", "--maml.order", "2"]),
     ("abmll", ["--abmll.meta_steps", "2", "--abmll.eval_samples", "2"]),
     ("mean-finetune", ["--mean_finetune.task_steps", "1"]),
+    ("lorahub", ["--lorahub.task_steps", "1", "--lorahub.evaluations", "4"]),
 ])
 def test_every_baseline_writes_what_peft_loads_and_evaluate_scores(workspace, tmp_path, method, extra):
     out = tmp_path / method
@@ -194,3 +197,32 @@ def test_a_meta_training_is_named_by_its_owner_and_settings():
     assert union.meta_key(union.config(steps=3)) == tuned.meta_key(tuned.config(steps=3))  # shared cache
     assert union.meta_key(union.config(steps=3)) != union.meta_key(union.config(steps=4))  # never a stale one
     assert METHODS["maml"].meta_key(METHODS["maml"].config()).startswith("maml-")
+    mean, hub = METHODS["mean-finetune"], METHODS["lorahub"]  # the search's settings do not make a new library
+    assert mean.meta_key(mean.config(task_steps=2)) == hub.meta_key(hub.config(task_steps=2, evaluations=7))
+    assert mean.meta_key(mean.config(task_steps=2)) != hub.meta_key(hub.config(task_steps=3))
+
+
+def test_labelled_lorahub_lowers_the_support_loss_from_the_mean_adapter(tokenizer, tmp_path):
+    """The weight search starts at the mean of the library and keeps a change only if the labelled support
+    loss falls; a library member trained on the target's own task pulls the weights its way."""
+    from degaml.baselines import lorahub
+    from degaml.baselines.common import BaselineRun, fine_tune, stack_library, unstack_library
+    from degaml.models import weighted_adapter_sum
+
+    lm = make_tiny("llama", tokenizer)
+    tasks, lora = _tasks(lm), LoraSettings(r=2, alpha=4)
+    support = tasks["numbers"][8:16]
+    library = {"same": fine_tune(lm, lora, tasks["numbers"][:8], 8, 1e-2, 2, 0)[0],
+               "other": fine_tune(lm, lora, tasks["colors"][:8], 8, 1e-2, 2, 0)[0]}
+    assert unstack_library(stack_library(library)).keys() == {"other", "same"}
+    setup = BaselineSetup(model="tiny", lora=lora, support=len(support), device="cpu")
+    job = BaselineRun(setup, "numbers", ["same", "other"], lm, support, {})
+    info = lorahub.finish(job, lorahub.CONFIG(evaluations=30, l1=0.0), stack_library(library), tmp_path / "hub",
+                          time.perf_counter())
+    trace, weights = info["objective_trace"], info["weights"]
+    assert min(trace) < trace[0]  # trace[0]: the mean adapter, where the search starts
+    assert weights["same"] > weights["other"]
+    written = load_file(str(tmp_path / "hub" / "adapter_model.safetensors"))
+    expected = weighted_adapter_sum([library["other"], library["same"]], [weights["other"], weights["same"]])
+    key = next(k for k in expected if "lora_B" in k)
+    torch.testing.assert_close(written[key].float(), expected[key], rtol=1e-5, atol=1e-7)

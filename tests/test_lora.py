@@ -163,3 +163,27 @@ def test_vllm_refuses_full_weights_and_integer_tensors(tokenizer, tmp_path):
     save_file(tensors, str(adapter / "adapter_model.safetensors"))
     problems = vllm_problems(adapter)
     assert any("lm_head.weight" in p for p in problems) and any("torch.int32" in p for p in problems)
+
+
+def test_scoring_merges_the_adapter_and_leaves_the_base_model_bit_for_bit(tokenizer, tmp_path):
+    """`applied_adapter` merges the LoRA into the weights: the same logits as the unmerged adapter (float
+    rounding apart), and afterwards every base weight exactly as before, the model bare again."""
+    from degaml.evaluation.adapted import applied_adapter
+
+    lm = make_tiny("llama", tokenizer)
+    unmerged = attach_lora(lm.model, LoraSettings(r=4))
+    _randomize_lora(unmerged)
+    x = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        expected = unmerged(x).logits
+    write_adapter(lora_state(unmerged), LoraSettings(r=4), "tiny", tmp_path / "adapter")
+    lm.model = unmerged.unload()
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    with torch.no_grad():
+        bare = lm.model(x).logits
+    with applied_adapter(lm, tmp_path / "adapter"), torch.no_grad():
+        assert not isinstance(lm.model, PeftModel) and not any("lora_" in k for k in lm.model.state_dict())
+        torch.testing.assert_close(lm.model(x).logits, expected, rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(lm.model(x).logits, bare)
+    after = lm.model.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)

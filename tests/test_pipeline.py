@@ -33,7 +33,7 @@ def _config(ws, tmp_path):
         "evaluation": {"limit": 4},
         "baselines": {"support": 4, "steps": 1, "batch_size": 2, "meta_examples": 4,
                       "union": {"steps": 1}, "union_finetune": {"steps": 1}, "maml": {"meta_steps": 1}, "abmll": {"meta_steps": 1, "eval_samples": 2},
-                      "mean_finetune": {"task_steps": 1}},
+                      "mean_finetune": {"task_steps": 1}, "lorahub": {"task_steps": 1, "evaluations": 3}},
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -50,9 +50,12 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
     for name in ("in-domain.csv", "out-of-domain.csv", "scores.csv", "per_task.png", "ablation.png",
                  "accuracy_vs_time.png"):
         assert (report / name).stat().st_size > 0
+    ablation = (report / "ablation_in-domain.md").read_text().splitlines()  # base, + generalization, + adaptation
+    assert len(ablation) == 5 and ablation[2].endswith("| - |")
+    assert all(line.count("[") == 1 and line.endswith(("(beats) |", "(ties) |", "(loses to) |")) for line in ablation[3:])
     rows = (report / "scores.csv").read_text().splitlines()
     zero = ["base", "mean", "retrieval", "generated", "degaml", "union"]
-    labelled = ["degaml-k", "abmll", "maml", "mean-finetune", "no-meta", "union-finetune"]
+    labelled = ["degaml-k", "abmll", "lorahub", "maml", "mean-finetune", "no-meta", "union-finetune"]
     assert len(rows) - 1 == 2 * 2 * (len(zero) + len(labelled) + 1)  # seeds x targets x (methods + the oracle)
     summary = json.loads((report / "summary.json").read_text())
     assert set(summary["domains"]) == {"in-domain", "out-of-domain"}
@@ -61,9 +64,9 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
                                                                          "k = 4 labels": labelled,
                                                                          "reference": ["oracle"]}
         assert len(domain["tracks"]["reference"]["verdicts"]) == 1  # DeGAML against the best it could choose
-        for track, anchor in (("zero labels", "- DeGAML "), ("k = 4 labels", "- degaml-k ")):
+        for track, anchor, members in (("zero labels", "- DeGAML ", zero), ("k = 4 labels", "- degaml-k ", labelled)):
             judged = domain["tracks"][track]["verdicts"]
-            assert len(judged) == 5
+            assert len(judged) == len(members) - 1  # the anchor against every other method of its track
             assert all(v.startswith(anchor) and "paired bootstrap" in v and "2 seed(s)" in v for v in judged)
         assert set(domain["majority_rates"]) == set(domain["tasks"])  # both targets have two choices
     assert "Majority-class rate of the two-choice tasks: numbers" in text
@@ -77,7 +80,9 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
 
     seed0 = seed_run(run, 0)
     caches = sorted(p.name for p in (seed0.fold("numbers") / "baselines").iterdir())
-    assert len([c for c in caches if c.startswith("union-")]) == 1 and len(caches) == 4  # union, maml, abmll, mean
+    # So do mean-finetune and labelled LoraHub: one library of per-task LoRAs.
+    assert len([c for c in caches if c.startswith("union-")]) == 1 and len(caches) == 4  # + maml, abmll
+    assert len([c for c in caches if c.startswith("task-loras-")]) == 1
     # Nested leave-one-out: the out-of-domain fold's policy learns from `numbers` adapted by the generator that
     # held it out; the `numbers` fold, the only in-domain one, has no such generator and says it is in-sample.
     policies = {f: json.loads((seed0.policy(f) / "policy.json").read_text()) for f in ("all", "numbers")}

@@ -6,9 +6,10 @@
 - `prompt_perplexity`: LoraHub's combination and search (Huang et al. 2023) with a label-free objective.
   A weighted sum of the generated adapter and the library's adapters, A = sum_k w_k A_k, B = sum_k w_k B_k,
   the weights searched gradient-free to minimise the language-model loss of the task's *unlabelled prompts*
-  plus an L1 penalty. LoraHub proper fits the weights on a few *labelled* examples; this variant reads no
-  label, hence its name. With one adapter and w = 1 it is the identity. The search starts from
-  w = (1, 0, ..., 0), the generated adapter alone, so it can only improve on it by the objective's measure.
+  plus an L1 penalty. LoraHub proper fits the weights on a few *labelled* examples (the k-label baseline
+  `degaml baseline lorahub`); this variant reads no label, hence its name. With one adapter and w = 1 it is
+  the identity. The search starts from w = (1, 0, ..., 0), the generated adapter alone, so it can only
+  improve on it by the objective's measure.
 """
 
 from __future__ import annotations
@@ -112,9 +113,10 @@ def prompt_loss_objective(lm: LoadedModel, lora: LoraSettings, prompts: Sequence
     return objective, close
 
 
-def lorahub_search(states: Sequence[LoraState], objective: Callable[[LoraState], float], config: LoraHubConfig
-                   ) -> AdaptationResult:
-    """Search mixing weights (Powell, bounded) minimizing objective + l1 * sum |w|."""
+def lorahub_search(states: Sequence[LoraState], objective: Callable[[LoraState], float], config: LoraHubConfig,
+                   initial: Sequence[float] | None = None) -> AdaptationResult:
+    """Search mixing weights (Powell, bounded) minimizing objective + l1 * sum |w|, from `initial` (the first
+    adapter alone by default); the initial weights are kept unless the search finds a lower value."""
     start = time.perf_counter()
     trace: list[float] = []
 
@@ -123,8 +125,9 @@ def lorahub_search(states: Sequence[LoraState], objective: Callable[[LoraState],
         trace.append(value)
         return value if np.isfinite(value) else float("inf")
 
-    x0 = np.zeros(len(states))
-    x0[0] = 1.0
+    x0 = np.array(initial, dtype=float) if initial is not None else np.eye(len(states))[0]
+    if x0.shape != (len(states),):
+        raise ValueError(f"initial has {x0.size} weights for {len(states)} adapters")
     bounds = [(-config.bound, config.bound)] * len(states)
     result = minimize(penalized, x0, method="Powell", bounds=bounds,
                       options={"maxfev": config.max_evaluations, "xtol": 1e-3})

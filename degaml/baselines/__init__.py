@@ -4,7 +4,7 @@
 set of meta-training tasks) and `finish(job, config, tensors, out, started) -> info` (target adaptation and
 the output `degaml evaluate` scores). `job` (`common.prepare`) holds the base model, the target's support
 examples and the meta-training examples. A module whose meta-training is another's names it in
-`META_FROM` (a run then trains it once for both). Fairness rules: docs/baselines.md.
+`META_FROM`, and the settings that determine it in `META_CONFIG` (a run then trains it once for both). Fairness rules: docs/baselines.md.
 
 Adding a baseline is one module plus one entry in `MODULES`: the `degaml baseline <name>` command and the
 `baselines.<name>` section of a run's settings are derived from the registry."""
@@ -14,11 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from . import abmll, maml, mean_finetune, no_meta, union, union_finetune
+from . import abmll, lorahub, maml, mean_finetune, no_meta, union, union_finetune
 from .common import BaselineRun, BaselineSetup, prepare
 
 
@@ -29,16 +29,20 @@ class Method:
     module: Any
     meta_trains: bool
     meta_from: str
-    """The method whose meta-training this is (itself, or e.g. `union` for `union-finetune`)."""
+    """The meta-training this method's is (its own name, or a shared one: `union` for `union-finetune`)."""
+    meta_config: type
+    """The settings that determine that meta-training (`META_CONFIG`; all of `config` by default)."""
 
     @classmethod
     def of(cls, module: Any) -> Method:
-        return cls(module.NAME, module.CONFIG, module, module.META_TRAINS, getattr(module, "META_FROM", module.NAME))
+        return cls(module.NAME, module.CONFIG, module, module.META_TRAINS, getattr(module, "META_FROM", module.NAME),
+                   getattr(module, "META_CONFIG", module.CONFIG))
 
     def meta_key(self, config: Any) -> str:
-        """Names a meta-training by what determines it, so methods that share one (`union`, `union-finetune`)
-        share its cache, and changed settings never reuse a stale one."""
-        settings = json.dumps(asdict(config), sort_keys=True, default=str)
+        """Names a meta-training by what determines it, so methods that share one (`union`, `union-finetune`;
+        `mean-finetune`, `lorahub`) share its cache, and changed settings never reuse a stale one."""
+        determining = {f.name: getattr(config, f.name) for f in fields(self.meta_config)}
+        settings = json.dumps(determining, sort_keys=True, default=str)
         return f"{self.meta_from}-{hashlib.sha256(settings.encode()).hexdigest()[:10]}"
 
     @property
@@ -56,7 +60,7 @@ class Method:
         return " ".join((self.module.__doc__ or self.name).split()).split(". ")[0].rstrip(".") + "."
 
 
-MODULES = (no_meta, union, union_finetune, maml, abmll, mean_finetune)
+MODULES = (no_meta, union, union_finetune, maml, abmll, mean_finetune, lorahub)
 METHODS = {m.name: m for m in map(Method.of, MODULES)}
 
 

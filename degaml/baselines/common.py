@@ -131,3 +131,18 @@ def finish_by_fine_tuning(job: BaselineRun, method: str, config: Any, init: Lora
     s = job.setup
     state, losses = fine_tune(job.lm, s.lora, job.support, s.steps, s.lr, s.batch_size, s.seed, init=init)
     return write_result(job, method, config, state, out, started, {**(record or {}), "support_losses": losses})
+
+
+def stack_library(states: dict[str, LoraState]) -> dict[str, torch.Tensor]:
+    """Per-task adapters as one flat tensor dict (a meta-training cache is one safetensors file)."""
+    return {f"{task}/{key}": value for task, state in states.items() for key, value in state.items()}
+
+
+def unstack_library(tensors: dict[str, torch.Tensor]) -> dict[str, LoraState]:
+    """`stack_library`'s inverse, tasks in sorted order (safetensors does not keep the writer's order)."""
+    library: dict[str, LoraState] = {}
+    for name, value in tensors.items():
+        task, key = name.split("/", 1)
+        library.setdefault(task, {})[key] = value
+    return dict(sorted(library.items()))
+

@@ -1,7 +1,8 @@
 """Mean adapter + fine-tune: the control that isolates what the generator adds. One LoRA per meta-training
 task (its own labelled examples, `task_steps` steps each), averaged element-wise (A with A, B with B: the
 adapter a collapsed generator produces), then fine-tuned on the target's support examples with the same
-budget as every other method. Without the target fine-tune it is the zero-label mean adapter."""
+budget as every other method. Without the target fine-tune it is the zero-label mean adapter. Its
+meta-training (the per-task LoRAs, `TASK_LORAS`) is labelled LoraHub's library too."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from typing import Any
 import torch
 
 from ..models import weighted_adapter_sum
-from .common import BaselineRun, fine_tune, finish_by_fine_tuning
+from .common import BaselineRun, fine_tune, finish_by_fine_tuning, stack_library, unstack_library
 
 NAME = "mean-finetune"
 META_TRAINS = True
+META_FROM = "task-loras"
+"""Its meta-training is a library of per-task LoRAs, shared with `lorahub` when their settings agree."""
 
 
 @dataclass
@@ -26,15 +29,17 @@ class MeanFinetuneConfig:
 
 
 def meta_train(job: BaselineRun, config: MeanFinetuneConfig, progress: bool = True) -> dict[str, torch.Tensor]:
+    """One LoRA per meta-training task, stacked (`common.unstack_library` reads them back)."""
     s = job.setup
-    states = [fine_tune(job.lm, s.lora, examples, config.task_steps, config.lr, s.batch_size, s.seed)[0]
-              for examples in job.meta.values()]
-    return weighted_adapter_sum(states, [1 / len(states)] * len(states))
+    return stack_library({task: fine_tune(job.lm, s.lora, examples, config.task_steps, config.lr, s.batch_size,
+                                          s.seed)[0] for task, examples in job.meta.items()})
 
 
 def finish(job: BaselineRun, config: MeanFinetuneConfig, meta: dict[str, torch.Tensor], out: Path, started: float
            ) -> dict[str, Any]:
-    return finish_by_fine_tuning(job, NAME, config, meta, out, started,
+    states = list(unstack_library(meta).values())
+    mean = weighted_adapter_sum(states, [1 / len(states)] * len(states))
+    return finish_by_fine_tuning(job, NAME, config, mean, out, started,
                                  {"variant": "mean of per-task adapters + target fine-tune"})
 
 

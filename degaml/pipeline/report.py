@@ -125,23 +125,31 @@ def item_correctness(run_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
             for m, tasks in sums.items()}
 
 
+def paired_difference(correct: dict[str, dict[str, dict[str, float]]], a: str, b: str, tasks: list[str]):
+    """`a` minus `b` on the items both scored, task-averaged, with its paired bootstrap interval; None when
+    either lacks a task."""
+    from ..evaluation.statistics import paired_bootstrap
+
+    if not all(t in correct.get(m, {}) for m in (a, b) for t in tasks):
+        return None
+    ids = {t: sorted(correct[a][t].keys() & correct[b][t].keys()) for t in tasks}
+    return paired_bootstrap({t: [correct[a][t][i] for i in ids[t]] for t in tasks},
+                            {t: [correct[b][t][i] for i in ids[t]] for t in tasks})
+
+
 def verdicts(correct: dict[str, dict[str, dict[str, float]]], tasks: list[str], seeds: int,
              anchor: str = DEGAML, methods: list[str] | None = None) -> list[str]:
     """`anchor` against every other method (of `methods`, default all) on the same items: the task-averaged
     difference with its paired bootstrap 95% interval, and the verdict it supports (an interval spanning 0
     is a tie)."""
-    from ..evaluation.statistics import paired_bootstrap
-
-    if anchor not in correct or not all(t in correct[anchor] for t in tasks):
-        return []
     name = "DeGAML" if anchor == DEGAML else anchor
     lines = []
-    for m, by_task in correct.items():
-        if m == anchor or (methods is not None and m not in methods) or not all(t in by_task for t in tasks):
+    for m in correct:
+        if m == anchor or (methods is not None and m not in methods):
             continue
-        ids = {t: sorted(correct[anchor][t].keys() & by_task[t].keys()) for t in tasks}
-        d = paired_bootstrap({t: [correct[anchor][t][i] for i in ids[t]] for t in tasks},
-                             {t: [by_task[t][i] for i in ids[t]] for t in tasks})
+        d = paired_difference(correct, anchor, m, tasks)
+        if d is None:
+            continue
         lines.append(f"- {name} {d.verdict} {m}: {d} points (paired bootstrap 95% interval; {d.items} items "
                      f"over {d.tasks} task(s), correctness averaged over {seeds} seed(s))")
     return lines
@@ -293,8 +301,11 @@ def build_report(run_dir: Path) -> Path:
         csv.writer(buffer).writerows(table_rows)
         atomic_write_text(out / f"{domain}.md", "\n".join(tables))
         atomic_write_text(out / f"{domain}.csv", buffer.getvalue())
-        ablation = [f"| stage | {domain} average |", "|---|---|"] + [
-            f"| {label} | {100 * zero_averages[s]:.1f} |" for s, label in ABLATION if s in zero_averages]
+        stages = [(s, label) for s, label in ABLATION if s in zero_averages]
+        ablation = [f"| stage | {domain} average | minus the stage before (paired 95% interval) |", "|---|---|---|"]
+        for k, (stage, label) in enumerate(stages):
+            d = paired_difference(correct, stage, stages[k - 1][0], tasks) if k else None
+            ablation.append(f"| {label} | {100 * zero_averages[stage]:.1f} | {f'{d} ({d.verdict})' if d else '-'} |")
         atomic_write_text(out / f"ablation_{domain}.md", "\n".join(ablation) + "\n")
         sections += [f"### stage ablation ({domain})\n", "\n".join(ablation) + "\n"]
     actions = sorted({(r["task"], r["action"]) for r in rows if r["method"] == DEGAML and r["action"]})
