@@ -10,15 +10,15 @@ the largest log-likelihood difference, and items/s of each with the ratio.
 from __future__ import annotations
 
 import argparse
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from agreement import agreement, timed_scores
 
 from degaml.config import IN_DOMAIN_TASKS, DataConfig, ModelConfig
 from degaml.data.prompts import load_partitioned
-from degaml.evaluation import LoglikelihoodScorer, predict_acc, predict_acc_norm
+from degaml.evaluation import predict_acc, predict_acc_norm
 from degaml.evaluation.adapted import applied_adapter
 from degaml.evaluation.harness import normalization_texts
 from degaml.models import load_model
@@ -47,11 +47,7 @@ def main() -> None:
         scores, seconds = {}, {}
         for dtype, lm in models.items():
             with applied_adapter(lm, args.adapter) if args.adapter else nullcontext():
-                scorer = LoglikelihoodScorer(lm, batch_size=args.batch_size)
-                scorer.score(selected[:2], progress=False)  # warm-up, not timed
-                start = time.perf_counter()
-                scores[dtype] = [[s.logprob for s in row] for row in scorer.score(selected, progress=False)]
-                seconds[dtype] = time.perf_counter() - start
+                scores[dtype], seconds[dtype] = timed_scores(lm, selected, args.batch_size)
         gold = [it.gold for it in selected]
         acc = {d: [predict_acc(s) for s in rows] for d, rows in scores.items()}
         norm = {d: [predict_acc_norm(s, normalization_texts(it)) for s, it in zip(rows, selected)]
@@ -61,9 +57,7 @@ def main() -> None:
         def pct(preds: list[int], gold: list[int] = gold) -> str:
             return f"{100 * sum(p == g for p, g in zip(preds, gold)) / len(gold):.1f}"
 
-        same_acc = sum(a == b for a, b in zip(acc["float32"], acc["bfloat16"]))
-        same_norm = sum(a == b for a, b in zip(norm["float32"], norm["bfloat16"]))
-        delta = max(abs(x - y) for a, b in zip(scores["float32"], scores["bfloat16"]) for x, y in zip(a, b))
+        same_acc, same_norm, delta = agreement(selected, scores["float32"], scores["bfloat16"])
         for key, value in (("float32", seconds["float32"]), ("bfloat16", seconds["bfloat16"]), ("items", n),
                            ("same_acc", same_acc), ("same_norm", same_norm)):
             totals[key] += value

@@ -196,6 +196,9 @@ def test_a_meta_training_is_named_by_its_owner_and_settings():
     union, tuned = METHODS["union"], METHODS["union-finetune"]
     assert union.meta_key(union.config(steps=3)) == tuned.meta_key(tuned.config(steps=3))  # shared cache
     assert union.meta_key(union.config(steps=3)) != union.meta_key(union.config(steps=4))  # never a stale one
+    setup = BaselineSetup()
+    assert union.meta_key(union.config(), setup) != union.meta_key(union.config(), BaselineSetup(max_tokens=64))
+    assert union.meta_key(union.config(), setup) == union.meta_key(union.config(), BaselineSetup(support=3, steps=1))
     assert METHODS["maml"].meta_key(METHODS["maml"].config()).startswith("maml-")
     mean, hub = METHODS["mean-finetune"], METHODS["lorahub"]  # the search's settings do not make a new library
     assert mean.meta_key(mean.config(task_steps=2)) == hub.meta_key(hub.config(task_steps=2, evaluations=7))

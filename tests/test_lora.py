@@ -47,14 +47,20 @@ def test_geometry_from_config_matches_qwen25_05b_without_weights():
     assert geometry.num_parameters == 22_912 * 8 * 24 == 4_399_104
 
 
-def test_save_load_round_trip_is_exact(tokenizer, tmp_path):
+def _written_adapter(tokenizer, out):
+    """A tiny model with a random LoRA attached, written to `out`; returns (lm, peft model, input, logits)."""
     lm = make_tiny("llama", tokenizer)
     peft_model = attach_lora(lm.model, LoraSettings(r=4))
     _randomize_lora(peft_model)
     x = torch.tensor([[1, 2, 3, 4, 5]])
     with torch.no_grad():
         expected = peft_model(x).logits
-    write_adapter(lora_state(peft_model), LoraSettings(r=4), "tiny", tmp_path / "adapter")
+    write_adapter(lora_state(peft_model), LoraSettings(r=4), "tiny", out)
+    return lm, peft_model, x, expected
+
+
+def test_save_load_round_trip_is_exact(tokenizer, tmp_path):
+    _, peft_model, x, expected = _written_adapter(tokenizer, tmp_path / "adapter")
     assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in (tmp_path / "adapter").iterdir()}
 
     fresh = make_tiny("llama", tokenizer)  # same seed: same base weights
@@ -170,13 +176,7 @@ def test_scoring_merges_the_adapter_and_leaves_the_base_model_bit_for_bit(tokeni
     rounding apart), and afterwards every base weight exactly as before, the model bare again."""
     from degaml.evaluation.adapted import applied_adapter
 
-    lm = make_tiny("llama", tokenizer)
-    unmerged = attach_lora(lm.model, LoraSettings(r=4))
-    _randomize_lora(unmerged)
-    x = torch.tensor([[1, 2, 3, 4, 5]])
-    with torch.no_grad():
-        expected = unmerged(x).logits
-    write_adapter(lora_state(unmerged), LoraSettings(r=4), "tiny", tmp_path / "adapter")
+    lm, unmerged, x, expected = _written_adapter(tokenizer, tmp_path / "adapter")
     lm.model = unmerged.unload()
     before = {k: v.clone() for k, v in lm.model.state_dict().items()}
     with torch.no_grad():

@@ -20,13 +20,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from peft import set_peft_model_state_dict
-from scipy.optimize import minimize
 
 from ..config import LoraSettings
-from ..models import LoadedModel, LoraState, attach_lora, weighted_adapter_sum
+from ..models import LoadedModel, LoraState, attach_lora
+from ..models.mixture import search_mixture
 from .base import (
     AdaptationContext,
     AdaptationResult,
@@ -113,29 +112,14 @@ def prompt_loss_objective(lm: LoadedModel, lora: LoraSettings, prompts: Sequence
     return objective, close
 
 
-def lorahub_search(states: Sequence[LoraState], objective: Callable[[LoraState], float], config: LoraHubConfig,
-                   initial: Sequence[float] | None = None) -> AdaptationResult:
-    """Search mixing weights (Powell, bounded) minimizing objective + l1 * sum |w|, from `initial` (the first
-    adapter alone by default); the initial weights are kept unless the search finds a lower value."""
+def lorahub_search(states: Sequence[LoraState], objective: Callable[[LoraState], float], config: LoraHubConfig
+                   ) -> AdaptationResult:
+    """`models.mixture.search_mixture` from the first adapter alone (the generated one), as an adaptation result."""
     start = time.perf_counter()
-    trace: list[float] = []
-
-    def penalized(weights: np.ndarray) -> float:
-        value = objective(weighted_adapter_sum(states, weights)) + config.l1 * float(np.abs(weights).sum())
-        trace.append(value)
-        return value if np.isfinite(value) else float("inf")
-
-    x0 = np.array(initial, dtype=float) if initial is not None else np.eye(len(states))[0]
-    if x0.shape != (len(states),):
-        raise ValueError(f"initial has {x0.size} weights for {len(states)} adapters")
-    bounds = [(-config.bound, config.bound)] * len(states)
-    result = minimize(penalized, x0, method="Powell", bounds=bounds,
-                      options={"maxfev": config.max_evaluations, "xtol": 1e-3})
-    weights = result.x if np.isfinite(result.fun) and result.fun <= penalized(x0) else x0
-    hyper = {**asdict(config), "weights": [float(w) for w in weights]}
-    fell_back = bool(np.array_equal(weights, x0)) and not np.isfinite(result.fun)
-    return AdaptationResult("prompt_perplexity", weighted_adapter_sum(states, weights), hyper, time.perf_counter() - start,
-                            fell_back=fell_back, reason="no finite objective" if fell_back else "", trace=trace)
+    found = search_mixture(states, objective, config.max_evaluations, config.l1, config.bound)
+    return AdaptationResult("prompt_perplexity", found.state, {**asdict(config), "weights": found.weights},
+                            time.perf_counter() - start, fell_back=found.fell_back,
+                            reason="no finite objective" if found.fell_back else "", trace=found.trace)
 
 
 def apply(ctx: AdaptationContext, config: Config, out: Path, info: dict[str, Any]) -> dict[str, Any]:

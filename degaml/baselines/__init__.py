@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +38,13 @@ class Method:
         return cls(module.NAME, module.CONFIG, module, module.META_TRAINS, getattr(module, "META_FROM", module.NAME),
                    getattr(module, "META_CONFIG", module.CONFIG))
 
-    def meta_key(self, config: Any) -> str:
-        """Names a meta-training by what determines it, so methods that share one (`union`, `union-finetune`;
+    def meta_key(self, config: Any, setup: BaselineSetup | None = None) -> str:
+        """Names a meta-training by what determines it (its settings and the shared setup's, all but the
+        target-side `support` and `steps`), so methods that share one (`union`, `union-finetune`;
         `mean-finetune`, `lorahub`) share its cache, and changed settings never reuse a stale one."""
         determining = {f.name: getattr(config, f.name) for f in fields(self.meta_config)}
+        if setup is not None:
+            determining["setup"] = {k: v for k, v in asdict(setup).items() if k not in ("support", "steps")}
         settings = json.dumps(determining, sort_keys=True, default=str)
         return f"{self.meta_from}-{hashlib.sha256(settings.encode()).hexdigest()[:10]}"
 

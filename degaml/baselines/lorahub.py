@@ -3,7 +3,8 @@ B = sum_k w_k B_k, the weights searched gradient-free (bounded Powell, `evaluati
 objective) to minimise the causal-LM loss of the target's labelled support examples (answers only) plus an
 L1 penalty. No gradient step touches the adapters. The library is mean-finetune's meta-training (one LoRA per
 meta-training task); the search starts at equal weights, the mean adapter. The label-free variant that scores
-unlabelled prompts instead is the adaptation family `mixing variant=prompt_perplexity`."""
+unlabelled prompts instead is the adaptation family `mixing variant=prompt_perplexity`; both search with
+`models.mixture.search_mixture`."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from typing import Any
 import torch
 from peft import set_peft_model_state_dict
 
-from ..adaptation.mixing import LoraHubConfig, lorahub_search
 from ..models import peft_model
+from ..models.mixture import search_mixture
 from ..sft import collate
 from . import mean_finetune
 from .common import BaselineRun, unstack_library, write_result
@@ -53,13 +54,11 @@ def finish(job: BaselineRun, config: LoraHubBaselineConfig, meta: dict[str, torc
             with torch.no_grad():
                 return float(model(**batch).loss)
 
-        result = lorahub_search(list(library.values()), support_loss,
-                                LoraHubConfig(max_evaluations=config.evaluations, l1=config.l1),
-                                initial=[1 / len(library)] * len(library))
-    weights = dict(zip(library, result.hyperparameters["weights"]))
-    return write_result(job, NAME, config, result.state, out, started,
-                        {"variant": "labelled LoraHub (support loss)", "weights": weights,
-                         "objective_trace": result.trace, "search_seconds": time.perf_counter() - started})
+        found = search_mixture(list(library.values()), support_loss, config.evaluations, config.l1,
+                               initial=[1 / len(library)] * len(library))
+    return write_result(job, NAME, config, found.state, out, started,
+                        {"variant": "labelled LoraHub (support loss)", "weights": dict(zip(library, found.weights)),
+                         "objective_trace": found.trace, "search_seconds": time.perf_counter() - started})
 
 
 CONFIG = LoraHubBaselineConfig

@@ -32,8 +32,8 @@ ItemScorer = Callable[[LoadedModel, dict, int, list[str]], ScoreFn]
 @contextmanager
 def applied_adapter(lm: LoadedModel, adapter: Path) -> Iterator[None]:
     """Inside the block `lm.model` has the adapter merged into its weights, so scoring costs what the bare
-    model's does (unmerged LoRA adds 25-35% on a 135M model); after it, the bare base model again, bit for
-    bit: the merged layers get their saved weights back rather than a subtraction's rounding."""
+    model's does (benchmarks/merged_scoring.py measures the saving); after it, the bare base model again, bit
+    for bit: the merged layers get their saved weights back rather than a subtraction's rounding."""
     peft = load_adapter(lm.model, adapter).eval()
     saved = [(layer.get_base_layer().weight, layer.get_base_layer().weight.detach().clone())
              for layer in peft.modules() if isinstance(layer, LoraLayer)]

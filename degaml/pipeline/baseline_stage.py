@@ -21,7 +21,7 @@ def baseline_setup(exp: Experiment, run: SeedRun):
 
     b = exp.baselines
     return BaselineSetup(model=exp.model, lora=exp.lora, support=b.support, steps=b.steps, lr=b.lr,
-                         batch_size=b.batch_size, meta_examples=b.meta_examples, seed=run.seed,
+                         batch_size=b.batch_size, meta_examples=b.meta_examples, max_tokens=b.max_tokens, seed=run.seed,
                          partition_seed=exp.partition_seed, source=exp.source, dtype=exp.dtype,  # type: ignore[arg-type]
                          device=exp.device)
 
@@ -66,7 +66,7 @@ def _meta_trained(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, sp
     if not spec.meta_trains:
         return {}, {}
     source = exp.trained_on(fold)
-    cache = run.baseline_cache(source.name, spec.meta_key(config))
+    cache = run.baseline_cache(source.name, spec.meta_key(config, setup))
     if (cache / "meta.json").is_file():
         return load_file(str(cache / "meta.safetensors")), json.loads((cache / "meta.json").read_text())
     job = prepare(setup, fold.targets[0], list(source.training), needs_meta=True, lm=lm)

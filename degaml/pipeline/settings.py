@@ -59,6 +59,8 @@ class BaselineBudget:
     lr: float = 1e-3
     batch_size: int = 4
     meta_examples: int = 128
+    max_tokens: int = 256
+    """Supervised examples are cut to this many tokens (long BoolQ passages dominate training time)."""
 
 
 # The shared budget plus one section per registered baseline with settings (`baselines.union.steps`, ...).

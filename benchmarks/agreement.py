@@ -1,0 +1,49 @@
+"""What the scoring benchmarks share: our scorer timed on a task's items, and how far two scorings of the
+same items agree (imported by eval_throughput.py, dtype_agreement.py and merged_scoring.py)."""
+
+from __future__ import annotations
+
+import time
+
+from degaml.evaluation import LoglikelihoodScorer, predict_acc, predict_acc_norm
+from degaml.evaluation.harness import normalization_texts
+
+
+def timed_scores(lm, items, batch_size: int) -> tuple[list[list[float]], float]:
+    """Per item, each choice's log-likelihood, and the seconds they took (after an untimed warm-up)."""
+    scorer = LoglikelihoodScorer(lm, batch_size=batch_size)
+    scorer.score(items[:2], progress=False)
+    start = time.perf_counter()
+    scores = [[s.logprob for s in row] for row in scorer.score(items, progress=False)]
+    return scores, time.perf_counter() - start
+
+
+def agreement(items, first: list[list[float]], second: list[list[float]]) -> tuple[int, int, float]:
+    """Items with the same `acc` prediction, with the same `acc_norm` prediction, and the largest
+    log-likelihood difference."""
+    same_acc = sum(predict_acc(a) == predict_acc(b) for a, b in zip(first, second))
+    same_norm = sum(predict_acc_norm(a, normalization_texts(it)) == predict_acc_norm(b, normalization_texts(it))
+                    for a, b, it in zip(first, second, items))
+    delta = max(abs(x - y) for a, b in zip(first, second) for x, y in zip(a, b))
+    return same_acc, same_norm, delta
+
+
+def print_comparison(tasks: dict, first: str, second: str, score_first, score_second) -> None:
+    """A markdown table, per task and over all: agreement of two scorings of the same items and their items/s.
+    `tasks`: {task: items}; `score_*`: items -> (scores, seconds); `second`'s speed-up is first s / second s."""
+    print(f"| task | items | same acc preds | same acc_norm preds | max abs Δ loglik | {first} items/s "
+          f"| {second} items/s | {second} speed-up |")
+    print("|---" * 8 + "|")
+    seconds = {first: 0.0, second: 0.0}
+    for task, items in tasks.items():
+        a, a_seconds = score_first(items)
+        b, b_seconds = score_second(items)
+        same_acc, same_norm, delta = agreement(items, a, b)
+        n = len(items)
+        seconds[first] += a_seconds
+        seconds[second] += b_seconds
+        print(f"| {task} | {n} | {same_acc}/{n} | {same_norm}/{n} | {delta:.2e} | {n / a_seconds:.1f} "
+              f"| {n / b_seconds:.1f} | {a_seconds / b_seconds:.2f}x |", flush=True)
+    n = sum(len(items) for items in tasks.values())
+    print(f"| all | {n} | | | | {n / seconds[first]:.1f} | {n / seconds[second]:.1f} "
+          f"| {seconds[first] / seconds[second]:.2f}x |")
