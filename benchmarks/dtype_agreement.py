@@ -24,6 +24,10 @@ from degaml.evaluation.harness import normalization_texts
 from degaml.models import load_model
 
 
+def percent_correct(predictions: list[int], items) -> str:
+    return f"{100 * sum(p == it.gold for p, it in zip(predictions, items)) / len(items):.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct")
@@ -48,21 +52,16 @@ def main() -> None:
         for dtype, lm in models.items():
             with applied_adapter(lm, args.adapter) if args.adapter else nullcontext():
                 scores[dtype], seconds[dtype] = timed_scores(lm, selected, args.batch_size)
-        gold = [it.gold for it in selected]
-        acc = {d: [predict_acc(s) for s in rows] for d, rows in scores.items()}
-        norm = {d: [predict_acc_norm(s, normalization_texts(it)) for s, it in zip(rows, selected)]
-                for d, rows in scores.items()}
+        acc = {d: percent_correct([predict_acc(s) for s in rows], selected) for d, rows in scores.items()}
+        norm = {d: percent_correct([predict_acc_norm(s, normalization_texts(it)) for s, it in zip(rows, selected)],
+                                   selected) for d, rows in scores.items()}
         n = len(selected)
-
-        def pct(preds: list[int], gold: list[int] = gold) -> str:
-            return f"{100 * sum(p == g for p, g in zip(preds, gold)) / len(gold):.1f}"
-
         same_acc, same_norm, delta = agreement(selected, scores["float32"], scores["bfloat16"])
         for key, value in (("float32", seconds["float32"]), ("bfloat16", seconds["bfloat16"]), ("items", n),
                            ("same_acc", same_acc), ("same_norm", same_norm)):
             totals[key] += value
-        print(f"| {task} | {n} | {pct(acc['float32'])} | {pct(acc['bfloat16'])} | {same_acc}/{n} "
-              f"| {pct(norm['float32'])} | {pct(norm['bfloat16'])} | {same_norm}/{n} | {delta:.2e} "
+        print(f"| {task} | {n} | {acc['float32']} | {acc['bfloat16']} | {same_acc}/{n} "
+              f"| {norm['float32']} | {norm['bfloat16']} | {same_norm}/{n} | {delta:.2e} "
               f"| {n / seconds['float32']:.1f} | {n / seconds['bfloat16']:.1f} "
               f"| {seconds['float32'] / seconds['bfloat16']:.2f}x |", flush=True)
     n = totals["items"]

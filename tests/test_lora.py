@@ -187,3 +187,15 @@ def test_scoring_merges_the_adapter_and_leaves_the_base_model_bit_for_bit(tokeni
         assert not torch.allclose(lm.model(x).logits, bare)
     after = lm.model.state_dict()
     assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+
+
+def test_scoring_leaves_the_base_model_bare_when_the_block_raises(tokenizer, tmp_path):
+    from degaml.evaluation.adapted import applied_adapter
+
+    lm, unmerged, _, _ = _written_adapter(tokenizer, tmp_path / "adapter")
+    lm.model = unmerged.unload()
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    with pytest.raises(RuntimeError, match="scoring failed"), applied_adapter(lm, tmp_path / "adapter"):
+        raise RuntimeError("scoring failed")
+    after = lm.model.state_dict()
+    assert not isinstance(lm.model, PeftModel) and all(torch.equal(after[k], before[k]) for k in before)

@@ -3,8 +3,9 @@
 `meta_train(job, config, progress) -> tensors` (what is learned before the target is known, cacheable per
 set of meta-training tasks) and `finish(job, config, tensors, out, started) -> info` (target adaptation and
 the output `degaml evaluate` scores). `job` (`common.prepare`) holds the base model, the target's support
-examples and the meta-training examples. A module whose meta-training is another's names it in
-`META_FROM`, and the settings that determine it in `META_CONFIG` (a run then trains it once for both). Fairness rules: docs/baselines.md.
+examples and the meta-training examples. A module whose meta-training is shared names it in `META_FROM`,
+and the settings that determine it in `META_CONFIG` (a run then trains it once for both). Fairness rules:
+docs/baselines.md.
 
 Adding a baseline is one module plus one entry in `MODULES`: the `degaml baseline <name>` command and the
 `baselines.<name>` section of a run's settings are derived from the registry."""

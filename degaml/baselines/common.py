@@ -145,4 +145,3 @@ def unstack_library(tensors: dict[str, torch.Tensor]) -> dict[str, LoraState]:
         task, key = name.split("/", 1)
         library.setdefault(task, {})[key] = value
     return dict(sorted(library.items()))
-

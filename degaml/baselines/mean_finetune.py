@@ -2,7 +2,7 @@
 task (its own labelled examples, `task_steps` steps each), averaged element-wise (A with A, B with B: the
 adapter a collapsed generator produces), then fine-tuned on the target's support examples with the same
 budget as every other method. Without the target fine-tune it is the zero-label mean adapter. Its
-meta-training (the per-task LoRAs, `TASK_LORAS`) is labelled LoraHub's library too."""
+meta-training, the per-task LoRAs (`META_FROM`), is labelled LoraHub's library too."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
+from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 
 from ..config import DataConfig, EvalConfig
@@ -37,13 +38,16 @@ def applied_adapter(lm: LoadedModel, adapter: Path) -> Iterator[None]:
     peft = load_adapter(lm.model, adapter).eval()
     saved = [(layer.get_base_layer().weight, layer.get_base_layer().weight.detach().clone())
              for layer in peft.modules() if isinstance(layer, LoraLayer)]
-    lm.model = peft.merge_and_unload()
+    lm.model = peft
     try:
+        lm.model = peft.merge_and_unload()
         yield
-    finally:
+    finally:  # whatever happened, even a merge that failed half-way
         with torch.no_grad():
             for weight, original in saved:
                 weight.copy_(original)
+        if isinstance(lm.model, PeftModel):
+            lm.model = lm.model.unload()
         lm.model.eval()
 
 
