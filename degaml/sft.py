@@ -1,6 +1,7 @@
 """Supervised examples: the gold answer after its context, the context masked out of the loss. Shared by
 trajectory collection and the baselines, so every LoRA in the project is trained on the same objective.
-Also the plain LoRA optimization loop shared by the baselines' fine-tuning and test-time training."""
+Also the plain LoRA optimization loop shared by the baselines' fine-tuning and test-time training, LoRA
+fine-tuning on labelled examples (the baselines', DeGAML-k's), and the held-out loss that compares adapters."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from .config import LoraSettings
 from .data import MultipleChoiceItem
 from .evaluation.loglikelihood import encode_request
-from .models import LoadedModel
+from .models import LoadedModel, LoraState, lora_state, peft_model
 
 Example = tuple[list[int], list[int]]
 """(input ids, labels); labels are -100 on the context."""
@@ -58,3 +60,36 @@ def sample_batch(lm: LoadedModel, examples: Sequence[Example], size: int, genera
     """`size` examples drawn with replacement, collated and moved to the model's device."""
     picks = torch.randint(len(examples), (size,), generator=generator).tolist()
     return {k: v.to(lm.device) for k, v in collate([examples[i] for i in picks], lm.tokenizer.pad_token_id).items()}
+
+
+def fine_tune(lm: LoadedModel, lora: LoraSettings, examples: Sequence[Example], steps: int, lr: float,
+              batch_size: int, seed: int, init: LoraState | None = None) -> tuple[LoraState, list[float]]:
+    """Plain LoRA fine-tuning (AdamW, constant lr) from `init` or PEFT's standard init; the base model is
+    left bare afterwards."""
+    torch.manual_seed(seed)  # PEFT's init of A
+    sampler = torch.Generator().manual_seed(seed)
+    with peft_model(lm, lora, init) as model:
+        losses = train_lora(model, lambda: sample_batch(lm, examples, batch_size, sampler), steps, lr)
+        return lora_state(model), losses
+
+
+@torch.no_grad()
+def examples_loss(lm: LoadedModel, lora: LoraSettings, state: LoraState, examples: Sequence[Example],
+                  batch_size: int = 8) -> float:
+    """The mean answer-token loss of `examples` under the adapter `state` (every answer token weighs the same,
+    whatever the batching)."""
+    if not examples:
+        raise ValueError("examples_loss needs at least one example")
+    total, tokens = 0.0, 0
+    with peft_model(lm, lora, state) as model:
+        model.eval()
+        for start in range(0, len(examples), batch_size):
+            batch = collate(examples[start:start + batch_size], lm.tokenizer.pad_token_id)
+            batch = {k: v.to(lm.device) for k, v in batch.items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            labels = batch["labels"][:, 1:]
+            losses = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels,
+                                                       ignore_index=-100, reduction="sum")
+            total += float(losses)
+            tokens += int((labels != -100).sum())
+    return total / tokens

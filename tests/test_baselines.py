@@ -209,8 +209,9 @@ def test_labelled_lorahub_lowers_the_support_loss_from_the_mean_adapter(tokenize
     """The weight search starts at the mean of the library and keeps a change only if the labelled support
     loss falls; a library member trained on the target's own task pulls the weights its way."""
     from degaml.baselines import lorahub
-    from degaml.baselines.common import BaselineRun, fine_tune, stack_library, unstack_library
+    from degaml.baselines.common import BaselineRun, stack_library, unstack_library
     from degaml.models import weighted_adapter_sum
+    from degaml.sft import fine_tune
 
     lm = make_tiny("llama", tokenizer)
     tasks, lora = _tasks(lm), LoraSettings(r=2, alpha=4)

@@ -29,7 +29,7 @@ def _config(ws, tmp_path):
         "generator": {"decoder": "cpu-tiny", "encoder": ws["encoder"], "num_prompts": 4, "prompt_tokens": 8,
                       "chunk": 16, "steps": 2, "batch_size": 2, "eval_every": 1},
         "policy": {"actions": ["none", "mixing variant=rank_half lam=0.5"], "max_tasks": 2, "validation_limit": 3,
-                   "epochs": 5},
+                   "epochs": 5, "select_examples": 1},
         "evaluation": {"limit": 4},
         "baselines": {"support": 4, "steps": 1, "batch_size": 2, "meta_examples": 4,
                       "union": {"steps": 1}, "union_finetune": {"steps": 1}, "maml": {"meta_steps": 1}, "abmll": {"meta_steps": 1, "eval_samples": 2},
@@ -92,6 +92,11 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
     shared = [json.loads(line) for line in (seed0.rewards("numbers") / "rewards.jsonl").read_text().splitlines()]
     assert sorted(r["action_label"] for r in shared if r["task"] == "numbers") == \
         ["mixing variant=rank_half lam=0.5", "none"]
+
+    # DeGAML-k chose among its candidates by the loss of the support example it held out.
+    chosen = json.loads((seed0.method("numbers", "degaml-k").output / "degaml.json").read_text())
+    assert {"generated", "generated + fine-tune"} <= set(chosen["selection_losses"])
+    assert chosen["choice"] in chosen["selection_losses"] and chosen["selection_examples"] == 1
 
     def refuse(*args, **kwargs):
         raise AssertionError("a finished stage ran again")

@@ -21,8 +21,8 @@ from ..config import DataConfig, LoraSettings, ModelConfig
 from ..data import task_label
 from ..io import run_metadata
 from ..memory import peak_memory_mb
-from ..models import LoadedModel, LoraState, load_model, lora_state, peft_model, write_adapter
-from ..sft import Example, sample_batch, train_lora, training_example
+from ..models import LoadedModel, LoraState, load_model, write_adapter
+from ..sft import Example, fine_tune, training_example
 
 
 @dataclass
@@ -71,17 +71,6 @@ def load_examples(lm: LoadedModel, task: str, setup: BaselineSetup, limit: int) 
 
 def lora_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
-
-
-def fine_tune(lm: LoadedModel, lora: LoraSettings, examples: Sequence[Example], steps: int, lr: float,
-              batch_size: int, seed: int, init: LoraState | None = None) -> tuple[LoraState, list[float]]:
-    """Plain LoRA fine-tuning (AdamW, constant lr) from `init` or PEFT's standard init; the base model is
-    left bare afterwards."""
-    torch.manual_seed(seed)  # PEFT's init of A
-    sampler = torch.Generator().manual_seed(seed)
-    with peft_model(lm, lora, init) as model:
-        losses = train_lora(model, lambda: sample_batch(lm, examples, batch_size, sampler), steps, lr)
-        return lora_state(model), losses
 
 
 @dataclass

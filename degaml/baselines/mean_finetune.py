@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from ..models import weighted_adapter_sum
-from .common import BaselineRun, fine_tune, finish_by_fine_tuning, stack_library, unstack_library
+from ..sft import fine_tune
+from .common import BaselineRun, finish_by_fine_tuning, stack_library, unstack_library
 
 NAME = "mean-finetune"
 META_TRAINS = True

@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 
-from .common import BaselineRun, fine_tune, write_result
+from ..sft import fine_tune
+from .common import BaselineRun, write_result
 
 NAME = "union"
 META_TRAINS = True

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from ..lora_tokens import TokenLayout, detokenize, tokenize
-from ..models import LoraState, process_state
+from ..models import LoraState, process_state, read_lora_state
 from ..models.lora import ADAPTER_WEIGHTS
 from ..sft import Example, sample_batch
 from .card import GeneratorCard, GeneratorTrainConfig, decoder_config
@@ -239,7 +239,7 @@ def _base_adapter(adapter_dir: Path, like: LoraState) -> LoraState:
     path = adapter_dir / ADAPTER_WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(f"residual_base {adapter_dir}: no {ADAPTER_WEIGHTS} there (not a PEFT adapter)")
-    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    state = read_lora_state(adapter_dir)
     for name in sorted(state.keys() | like.keys()):
         theirs = tuple(state[name].shape) if name in state else None
         if theirs != (tuple(like[name].shape) if name in like else None):

@@ -17,6 +17,7 @@ from .lora import (
     load_adapter,
     lora_state,
     peft_model,
+    read_lora_state,
     weighted_adapter_sum,
 )
 from .registry import OFFLINE_MODELS, cache_root, resolve_model
@@ -43,6 +44,7 @@ __all__ = [
     "load_model",
     "lora_state",
     "peft_model",
+    "read_lora_state",
     "process_state",
     "resolve_model",
     "weighted_adapter_sum",

@@ -151,6 +151,15 @@ def lora_state(model: PeftModel) -> dict[str, torch.Tensor]:
     return {k: v.detach().float().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
 
 
+def read_lora_state(adapter_dir: str | Path) -> LoraState:
+    """A PEFT adapter directory's LoRA weights as float32 tensors, under PEFT's adapter key names."""
+    weights = Path(adapter_dir) / ADAPTER_WEIGHTS
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} is missing: {adapter_dir} is not a PEFT adapter directory")
+    with safe_open(str(weights), framework="pt") as f:
+        return {key: f.get_tensor(key).float() for key in f.keys()}  # noqa: SIM118 (not a mapping)
+
+
 def read_adapter_shapes(adapter_dir: str | Path) -> dict[str, dict[str, tuple[int, ...]]]:
     """`{module path: {"A": shape, "B": shape}}` from an adapter's safetensors header (no tensors loaded)."""
     adapter_dir = Path(adapter_dir)

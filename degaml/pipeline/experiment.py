@@ -50,6 +50,10 @@ class Experiment:
         if self.generator.steps == 0 and not self.shared_generator_steps:
             raise ValueError("generator.steps is 0: folds train no generator of their own, so they need the "
                              "shared one (shared_generator_steps > 0 and tasks.meta_training)")
+        if not 0 < self.policy.select_examples < self.baselines.support:
+            raise ValueError(f"policy.select_examples = {self.policy.select_examples}: DeGAML-k must keep at least "
+                             f"one of the baselines.support = {self.baselines.support} examples on each side of "
+                             "its selection split")
 
     def trained_on(self, fold: Fold) -> Fold:
         """What `fold`'s generator, zero-label floors and meta-trained baselines learn from: the fold itself,

@@ -39,6 +39,9 @@ class PolicySettings:
     lr: float = 0.05
     cost_penalty: float = 0.0
     adaptation_prompts: int = 32
+    select_examples: int = 4
+    """DeGAML-k: of the k support examples, how many are held out to choose between its candidates (the
+    generated adapter and the label-free adaptation, each as it is or fine-tuned on the rest)."""
 
 
 @dataclass

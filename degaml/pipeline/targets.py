@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import time
 
+from ..adaptation.base import AdaptationContext
 from ..data import task_label
 from ..io import atomic_write_json
 from ..memory import peak_memory_mb, reset_peak_memory
-from ..models import LoadedModel
+from ..models import AdaptedOutput, LoadedModel, LoraState, read_lora_state
 from .baseline_stage import baseline_setup
 from .experiment import Experiment, Fold, say
 from .layout import DEGAML, DEGAML_K, GENERATED, MEAN, ORACLE, RETRIEVAL, SeedRun
@@ -17,12 +18,13 @@ from .policy import oracle
 
 def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
     """Per target: the generated adapter (generalization only), the policy's adaptation of it (zero labels),
-    the oracle (the action best on the target's validation items: a reference) and DeGAML-k (the generated
-    adapter fine-tuned on the k-label track's support examples)."""
+    the oracle (the action best on the target's validation items: a reference) and DeGAML-k (the supervised
+    choice on the k-label track's support examples, `adaptation.supervised`)."""
     from ..adaptation.actions import Action
     from ..adaptation.policy import load_policy
+    from ..adaptation.supervised import choose_supervised
     from ..adaptation.task_setup import adapt_task, adaptation_context
-    from ..baselines.common import fine_tune, load_examples
+    from ..baselines.common import load_examples
     from ..data.prompts import task_items
     from ..generator.generation import Generator
     from ..models import write_adapter
@@ -53,15 +55,26 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
             reset_peak_memory(lm.device)
             started = time.perf_counter()
             support = load_examples(lm, target, setup, setup.support)  # the k-label baselines' very examples
-            generated, _ = ctx.generate(run.seed)
-            state, losses = fine_tune(lm, exp.lora, support, b.steps, b.lr, b.batch_size, run.seed, init=generated)
+            choice = choose_supervised(lm, exp.lora, degaml_k_starts(ctx, run, target), support,
+                                       exp.policy.select_examples, b.steps, b.lr, b.batch_size, run.seed)
             seconds = time.perf_counter() - started
-            write_adapter(state, exp.lora, exp.model, directory.output,
-                          info={"variant": "generated adapter + target fine-tune", "support_losses": losses,
-                                "support_examples": len(support), "seconds": seconds})
+            write_adapter(choice.state, exp.lora, exp.model, directory.output,
+                          info={"variant": f"supervised choice: {choice.choice}", **choice.record(),
+                                "seconds": seconds})
             atomic_write_json(directory.cost, {"seconds": seconds, "labelled_target_examples": len(support),
-                                               **peak_memory_mb(lm.device)})
-            say(exp, f"{target}: {DEGAML_K} ({seconds:.1f} s)")
+                                               "choice": choice.choice, **peak_memory_mb(lm.device)})
+            say(exp, f"{target}: {DEGAML_K} = {choice.choice} ({seconds:.1f} s)")
+
+
+def degaml_k_starts(ctx: AdaptationContext, run: SeedRun, target: str) -> dict[str, LoraState]:
+    """DeGAML-k's starting adapters: the generated one, and DeGAML's label-free adaptation of it when that is
+    a plain adapter that differs from it (a test-time-scaling ensemble or a latent delta cannot be fine-tuned)."""
+    starts = {GENERATED: ctx.generate(run.seed)[0]}
+    adapted = AdaptedOutput.load(run.method(target, DEGAML).output)
+    if adapted.kind == "plain" and adapted.scoring_digest() != \
+            AdaptedOutput.load(run.method(target, GENERATED).output).scoring_digest():
+        starts[DEGAML] = read_lora_state(adapted.directory)
+    return starts
 
 
 def floors_stage(exp: Experiment, run: SeedRun, fold: Fold) -> None:
