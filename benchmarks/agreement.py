@@ -1,5 +1,5 @@
 """What the scoring benchmarks share: our scorer timed on a task's items, and how far two scorings of the
-same items agree (imported by eval_throughput.py, dtype_agreement.py and merged_scoring.py)."""
+same items agree (imported by eval_throughput.py, dtype_agreement.py, merged_scoring.py and kept_logits.py)."""
 
 from __future__ import annotations
 

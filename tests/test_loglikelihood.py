@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from degaml.data import MultipleChoiceItem
-from degaml.evaluation import LoglikelihoodScorer, predict_acc, predict_acc_norm
+from degaml.evaluation import LoglikelihoodScorer, loglikelihood, predict_acc, predict_acc_norm
 from degaml.evaluation.loglikelihood import encode_request
 
 
@@ -30,8 +30,12 @@ ITEMS = [
 ]
 
 
+@pytest.mark.parametrize("per_row", [True, False], ids=["kept-per-row", "kept-union"])
 @pytest.mark.parametrize("batch_size", [1, 3, 64])
-def test_scores_match_hand_computed_loglikelihoods(tiny_lm, batch_size):
+def test_scores_match_hand_computed_loglikelihoods(tiny_lm, batch_size, per_row, monkeypatch):
+    """Whichever way `logits_to_keep` selects the scored positions (this transformers' per-row mask, or the
+    union of the rows' positions that older releases take), every continuation scores as it does alone."""
+    monkeypatch.setattr(loglikelihood, "KEEPS_PER_ROW", per_row)
     scores = LoglikelihoodScorer(tiny_lm, batch_size=batch_size).score(ITEMS, progress=False)
     for item, item_scores in zip(ITEMS, scores):
         assert len(item_scores) == len(item.choices)

@@ -7,6 +7,9 @@ replaced by the prefix token (BOS, else EOS). The difference is the compute: the
 its requests share, once, then each request's remaining tokens. A tree-shaped attention mask lets each
 segment see the shared prefix and itself only, and positions restart after the prefix, so every
 segment computes exactly what its own sequence would, with the prefix run once and little padding.
+The LM head and the log-softmax run only at the positions whose outputs predict continuation tokens
+(`logits_to_keep`): the head is about a fifth of a small model's compute per token, and most positions of a
+row are context.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import transformers.modeling_utils
 from tqdm.auto import tqdm
 
 from ..data import MultipleChoiceItem
@@ -93,6 +97,20 @@ def _pack(requests: Sequence[EncodedRequest]) -> _PackedItem:
     return _PackedItem(tuple(requests), tuple(tokens), tuple(positions), tuple(segments), tuple(first_targets))
 
 
+KEEPS_PER_ROW = hasattr(transformers.modeling_utils, "slice_logits_to_keep")
+"""Whether `logits_to_keep` takes a (batch, length) boolean mask (newer transformers 5 releases); older ones
+take only positions shared by every row, so there the union of the rows' positions is kept."""
+
+
+def _logits_at(model: torch.nn.Module, keep: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+    """The logits at the True positions of `keep` (batch, length), as (number kept, vocabulary) in row-major
+    order, without running the LM head anywhere else."""
+    if KEEPS_PER_ROW:
+        return model(**inputs, logits_to_keep=keep).logits
+    union = keep.any(0).nonzero().squeeze(1)
+    return model(**inputs, logits_to_keep=union).logits[keep[:, union]]
+
+
 def _model_window(lm: LoadedModel) -> int:
     config = lm.model.config
     return int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", 2048))
@@ -132,6 +150,7 @@ class LoglikelihoodScorer:
         positions = torch.zeros(len(batch), width, dtype=torch.long)
         # Padding queries attend to themselves only: a row with nothing to attend to would give NaNs.
         mask = torch.eye(width, dtype=torch.bool).repeat(len(batch), 1, 1)
+        keep = torch.zeros(len(batch), width, dtype=torch.bool)  # outputs that predict continuation tokens
         for k, p in enumerate(batch):
             n = len(p.tokens)
             ids[k, :n] = torch.tensor(p.tokens)
@@ -139,15 +158,18 @@ class LoglikelihoodScorer:
             segment = torch.tensor(p.segments)
             causal = torch.tril(torch.ones(n, n, dtype=torch.bool))
             mask[k, :n, :n] = causal & ((segment[None, :] == 0) | (segment[None, :] == segment[:, None]))
-        logits = self.lm.model(input_ids=ids.to(device), attention_mask=mask[:, None].to(device),
-                               position_ids=positions.to(device)).logits
+            for r, first in zip(p.requests, p.first_target_positions):
+                keep[k, first:first + len(r.tokens) - r.context_length] = True
+        row_of = keep.flatten().cumsum(0).view_as(keep) - 1  # position -> row of the kept logits
+        logits = _logits_at(self.lm.model, keep.to(device), input_ids=ids.to(device),
+                            attention_mask=mask[:, None].to(device), position_ids=positions.to(device))
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         scores: list[list[ChoiceScore]] = []
         for k, p in enumerate(batch):
             item_scores = []
             for r, first in zip(p.requests, p.first_target_positions):
                 targets = torch.tensor(r.tokens[r.context_length:], device=device)
-                window = logprobs[k, first:first + len(targets)]
+                window = logprobs[row_of[k, first:first + len(targets)].to(device)]
                 item_scores.append(ChoiceScore(
                     logprob=window.gather(-1, targets[:, None]).sum().item(),
                     is_greedy=bool((window.argmax(-1) == targets).all()),

@@ -1,0 +1,58 @@
+"""Scoring with the LM head run only at the positions that predict continuation tokens (what the scorer
+does, `logits_to_keep`) against running it at every position and selecting afterwards (the scorer before
+it): the same items and model, in one run on the same CPU.
+
+Prints per task: identical predictions (acc and acc_norm), the largest log-likelihood difference, and
+items/s of each with the ratio.
+
+    python benchmarks/kept_logits.py --dtype bfloat16 --limit 100
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from agreement import print_comparison, timed_scores
+
+from degaml.config import IN_DOMAIN_TASKS, DataConfig, ModelConfig
+from degaml.data.prompts import load_partitioned
+from degaml.evaluation import loglikelihood
+from degaml.models import load_model
+
+
+def every_position(model: torch.nn.Module, keep: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+    """The reference: logits at every position of every row, the kept ones selected afterwards."""
+    return model(**inputs).logits[keep]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--tasks", default=",".join(IN_DOMAIN_TASKS))
+    parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args()
+
+    lm = load_model(ModelConfig(name=args.model, dtype=args.dtype, device="cpu"))
+    data = DataConfig(tasks=args.tasks.split(","), split="test", limit=args.limit)
+    print(f"model {args.model} ({args.dtype}), {torch.get_num_threads()} CPU threads, batch size "
+          f"{args.batch_size}, {args.limit} test items per task\n")
+    selected = {task: part.select(items, "test", args.limit) for task, (items, part) in load_partitioned(data).items()}
+    kept = loglikelihood._logits_at
+
+    def scored_with(logits_at):
+        def score(items):
+            loglikelihood._logits_at = logits_at
+            try:
+                return timed_scores(lm, items, args.batch_size)
+            finally:
+                loglikelihood._logits_at = kept
+        return score
+
+    print_comparison(selected, "every position", "kept positions", scored_with(every_position), scored_with(kept))
+
+
+if __name__ == "__main__":
+    main()
