@@ -215,6 +215,7 @@ def test_folds_without_generator_steps_share_the_generator_and_meta_training(wor
         assert union["meta_tasks"] == [letters] and mean["tasks"] == ["letters"]
         policy = json.loads((seed0.policy(task_label(target)) / "policy.json").read_text())
         assert set(policy["generators"].values()) == {str(seed0.generator("shared"))}
+        assert policy["in_sample_tasks"] == []  # that generator never trained on an in-domain task
         digests = {m: AdaptedOutput.load(seed0.method(target, m).output).scoring_digest()
                    for m in ("generated", "degaml", "oracle", "mean")}
         assert digests["generated"] == digests["degaml"] == digests["oracle"] != digests["mean"]

@@ -33,8 +33,8 @@ def fit_policy_on_tasks(tasks: Sequence[tuple[str, Generator]], lm: LoadedModel,
                         rewards_dir: Callable[[str, Generator], Path] | None = None
                         ) -> tuple[LinearPolicy, dict[str, dict[str, dict[str, Any]]], dict[str, str]]:
     """(policy, reward table {task: {action: row}}, the policy's choice per training task). `tasks`: each
-    reward task with the generator whose adapter it gets. A generator that did not train on its task (the
-    task is among its held-out ones) gives the out-of-sample adapter a target will get; one that did gives an
+    reward task with the generator whose adapter it gets. A generator that did not train on its task (held
+    out, or never among its tasks) gives the out-of-sample adapter a target will get; one that did gives an
     in-sample adapter, recorded in policy.json. `exclude`: the targets the policy will serve, refused here.
     `data` gives the partition settings and the validation limit (its tasks and split are replaced).
     `rewards_dir(task, generator)`: where that pair's measured rewards are kept (default `out`), so policies
@@ -46,7 +46,7 @@ def fit_policy_on_tasks(tasks: Sequence[tuple[str, Generator]], lm: LoadedModel,
     table, states, in_sample = {}, [], []
     for name, gen in tasks:
         label = task_label(name)
-        if label not in gen.card.heldout_tasks:
+        if label in {task_label(t) for t in gen.card.train_tasks}:
             in_sample.append(label)
         validation = replace(data, tasks=[name], split="validation")
         items = task_items(name, "train", data.partition_seed, data.validation_fraction, data.test_fraction,
