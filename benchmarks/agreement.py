@@ -3,10 +3,29 @@ same items agree (imported by eval_throughput.py, dtype_agreement.py, merged_sco
 
 from __future__ import annotations
 
+import argparse
 import time
 
+from degaml.config import IN_DOMAIN_TASKS, DataConfig
+from degaml.data.prompts import load_partitioned
 from degaml.evaluation import LoglikelihoodScorer, predict_acc, predict_acc_norm
 from degaml.evaluation.harness import normalization_texts
+
+
+def scoring_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every scoring benchmark takes: model, tasks, test items per task, batch size."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--tasks", default=",".join(IN_DOMAIN_TASKS))
+    parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=16)
+    return parser
+
+
+def selected_test_items(tasks: str, limit: int) -> dict:
+    """{task: its first `limit` test items} for comma-separated `tasks` (the partition evaluation uses)."""
+    data = DataConfig(tasks=tasks.split(","), split="test", limit=limit)
+    return {task: part.select(items, "test", limit) for task, (items, part) in load_partitioned(data).items()}
 
 
 def timed_scores(lm, items, batch_size: int) -> tuple[list[list[float]], float]:

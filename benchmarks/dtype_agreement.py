@@ -9,15 +9,13 @@ the largest log-likelihood difference, and items/s of each with the ratio.
 
 from __future__ import annotations
 
-import argparse
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from agreement import agreement, timed_scores
+from agreement import agreement, scoring_parser, selected_test_items, timed_scores
 
-from degaml.config import IN_DOMAIN_TASKS, DataConfig, ModelConfig
-from degaml.data.prompts import load_partitioned
+from degaml.config import ModelConfig
 from degaml.evaluation import predict_acc, predict_acc_norm
 from degaml.evaluation.adapted import applied_adapter
 from degaml.evaluation.harness import normalization_texts
@@ -29,25 +27,19 @@ def percent_correct(predictions: list[int], items) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--tasks", default=",".join(IN_DOMAIN_TASKS))
-    parser.add_argument("--limit", type=int, default=100)
+    parser = scoring_parser(__doc__)
     parser.add_argument("--adapter", type=Path, default=None, help="a PEFT adapter directory; none: the base model")
-    parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
 
     models = {dtype: load_model(ModelConfig(name=args.model, dtype=dtype, device="cpu"))
               for dtype in ("float32", "bfloat16")}
-    data = DataConfig(tasks=args.tasks.split(","), split="test", limit=args.limit)
     print(f"model {args.model}, adapter {args.adapter or 'none'}, {torch.get_num_threads()} CPU threads, "
           f"batch size {args.batch_size}, {args.limit} test items per task\n")
     print("| task | items | acc fp32 | acc bf16 | same acc preds | acc_norm fp32 | acc_norm bf16 | same acc_norm preds "
           "| max abs Δ loglik | fp32 items/s | bf16 items/s | speed-up |")
     print("|---" * 12 + "|")
     totals = {"float32": 0.0, "bfloat16": 0.0, "items": 0, "same_acc": 0, "same_norm": 0}
-    for task, (items, part) in load_partitioned(data).items():
-        selected = part.select(items, "test", args.limit)
+    for task, selected in selected_test_items(args.tasks, args.limit).items():
         scores, seconds = {}, {}
         for dtype, lm in models.items():
             with applied_adapter(lm, args.adapter) if args.adapter else nullcontext():

@@ -10,13 +10,10 @@ items/s of each with the ratio.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
-from agreement import print_comparison, timed_scores
+from agreement import print_comparison, scoring_parser, selected_test_items, timed_scores
 
-from degaml.config import IN_DOMAIN_TASKS, DataConfig, ModelConfig
-from degaml.data.prompts import load_partitioned
+from degaml.config import ModelConfig
 from degaml.evaluation import loglikelihood
 from degaml.models import load_model
 
@@ -27,19 +24,14 @@ def every_position(model: torch.nn.Module, keep: torch.Tensor, **inputs: torch.T
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--tasks", default=",".join(IN_DOMAIN_TASKS))
-    parser.add_argument("--limit", type=int, default=100)
+    parser = scoring_parser(__doc__)
     parser.add_argument("--dtype", default="bfloat16")
-    parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
 
     lm = load_model(ModelConfig(name=args.model, dtype=args.dtype, device="cpu"))
-    data = DataConfig(tasks=args.tasks.split(","), split="test", limit=args.limit)
     print(f"model {args.model} ({args.dtype}), {torch.get_num_threads()} CPU threads, batch size "
           f"{args.batch_size}, {args.limit} test items per task\n")
-    selected = {task: part.select(items, "test", args.limit) for task, (items, part) in load_partitioned(data).items()}
+    selected = selected_test_items(args.tasks, args.limit)
     kept = loglikelihood._logits_at
 
     def scored_with(logits_at):

@@ -8,8 +8,7 @@ its requests share, once, then each request's remaining tokens. A tree-shaped at
 segment see the shared prefix and itself only, and positions restart after the prefix, so every
 segment computes exactly what its own sequence would, with the prefix run once and little padding.
 The LM head and the log-softmax run only at the positions whose outputs predict continuation tokens
-(`logits_to_keep`): the head is about a fifth of a small model's compute per token, and most positions of a
-row are context.
+(`logits_to_keep`), since most positions of a row are context (benchmarks/kept_logits.py measures it).
 """
 
 from __future__ import annotations
@@ -97,9 +96,20 @@ def _pack(requests: Sequence[EncodedRequest]) -> _PackedItem:
     return _PackedItem(tuple(requests), tuple(tokens), tuple(positions), tuple(segments), tuple(first_targets))
 
 
-KEEPS_PER_ROW = hasattr(transformers.modeling_utils, "slice_logits_to_keep")
-"""Whether `logits_to_keep` takes a (batch, length) boolean mask (newer transformers 5 releases); older ones
-take only positions shared by every row, so there the union of the rows' positions is kept."""
+def _keeps_per_row() -> bool:
+    """Whether `logits_to_keep` takes a (batch, length) boolean mask (newer transformers 5 releases), asked of
+    the slicing helper itself; older releases take only positions shared by every row."""
+    slicer = getattr(transformers.modeling_utils, "slice_logits_to_keep", None)
+    if slicer is None:
+        return False
+    try:
+        return tuple(slicer(torch.zeros(1, 2, 1), torch.tensor([[True, False]])).shape) == (1, 1)
+    except (IndexError, RuntimeError, TypeError):
+        return False
+
+
+KEEPS_PER_ROW = _keeps_per_row()
+"""Where it does not, the union of the rows' positions is kept and the rows' own picked out afterwards."""
 
 
 def _logits_at(model: torch.nn.Module, keep: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
