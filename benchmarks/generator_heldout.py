@@ -77,8 +77,17 @@ MODES = {
     # The task loss on top of union LoRA: the residual base starts at the union adapter of the same training
     # tasks, so a collapsed generator is union LoRA and the prompts only have to add to it.
     "task-loss-on-union": {"objective": "task_loss", "stat_code": "relative", **FIXES},
+    # The same, charged for how far the adapter moves the base model's reading of the examples' contexts
+    # (KL at context positions, weight 1): the answer loss alone also rewards changes to ordinary text.
+    "task-loss-on-union-anchored": {"objective": "task_loss", "stat_code": "relative", "anchor": 1.0, **FIXES},
+    # The anchored mode with the choice loss: the gold option must outscore the item's other options, as
+    # accuracy asks; the answer loss can also fall by raising every plausible answer.
+    # Two items per task and step (every option of each is a row): half the labelled items of the other modes
+    # at about twice their rows.
+    "choice-on-union-anchored": {"objective": "task_loss", "task_loss_kind": "choice", "task_examples": 2,
+                                 "stat_code": "relative", "anchor": 1.0, **FIXES},
 }
-ON_UNION = {"task-loss-on-union"}
+ON_UNION = {"task-loss-on-union", "task-loss-on-union-anchored", "choice-on-union-anchored"}
 """Modes whose residual base is root/adapters/union; their budget is matched by the `union-matched` floor."""
 FLOORS = ("base", "mean", "union", "union-matched", "retrieval")
 

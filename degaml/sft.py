@@ -18,9 +18,12 @@ Example = tuple[list[int], list[int]]
 """(input ids, labels); labels are -100 on the context."""
 
 
-def training_example(lm: LoadedModel, item: MultipleChoiceItem, max_tokens: int) -> Example:
-    """(input ids, labels) for the gold answer after its context, tokenized exactly as it is scored."""
-    request = encode_request(lm, item.contexts[item.gold], item.continuations[item.gold], max_tokens - 1)
+def training_example(lm: LoadedModel, item: MultipleChoiceItem, max_tokens: int, option: int | None = None
+                     ) -> Example:
+    """(input ids, labels) for an answer (the gold one unless `option` says which) after its context,
+    tokenized exactly as it is scored."""
+    option = item.gold if option is None else option
+    request = encode_request(lm, item.contexts[option], item.continuations[option], max_tokens - 1)
     tokens = list(request.tokens)
     labels = [-100] * request.context_length + tokens[request.context_length:]
     return tokens, labels

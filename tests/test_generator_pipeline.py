@@ -144,6 +144,22 @@ def test_task_loss_objective_trains_the_decoder_through_the_base_model(workspace
     assert not torch.equal(fresh.layers[0].mix.weight, weights["layers.0.mix.weight"])
 
 
+def test_anchored_choice_loss_logs_both_terms_and_records_its_settings(workspace, trajectories, tmp_path):
+    from degaml.generator.card import GeneratorCard, GeneratorTrainConfig
+
+    out = tmp_path / "anchored"
+    _train(workspace, trajectories, out, "2", "--objective", "task_loss", "--task_examples", "2",
+           "--max_tokens", "32", "--residual", "true", "--anchor", "0.5", "--task_loss_kind", "choice")
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    for r in records:  # the total is the answer loss plus the weighted anchor, reported step by step
+        assert r["train_anchor"] >= 0
+        assert r["train_loss"] == pytest.approx(r["train_task_loss"] + 0.5 * r["train_anchor"], rel=1e-5)
+    card = GeneratorCard.load(out).train
+    assert card.anchor == 0.5 and card.task_loss_kind == "choice"
+    with pytest.raises(ValueError, match="anchor must be >= 0 and needs a task_loss or hybrid objective"):
+        GeneratorTrainConfig(anchor=0.5)
+
+
 def test_residual_generator_starts_at_the_mean_adapter(workspace, trajectories, tmp_path):
     from degaml.generator.dataset import average_states, load_trajectory
     from degaml.generator.generation import Generator

@@ -51,6 +51,12 @@ class GeneratorTrainConfig:
     """task_loss / hybrid: labelled train examples of each sampled task per step."""
     max_tokens: int = 128
     """task_loss / hybrid: longest example (left-truncated)."""
+    task_loss_kind: Literal["answer", "choice"] = "answer"
+    """task_loss / hybrid: `answer` (the gold answer's token cross-entropy) or `choice` (cross-entropy over
+    each item's options, scored by mean answer-token log-likelihood); degaml/generator/function_space.py."""
+    anchor: float = 0.0
+    """task_loss / hybrid: weight of the KL from the base model to the adapted one at the examples' context
+    positions (degaml/generator/function_space.py); 0 trains on the answer loss alone."""
     model_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """task_loss / hybrid: dtype of the frozen base model (the generated adapter stays float32)."""
     residual: bool = False
@@ -78,6 +84,11 @@ class GeneratorTrainConfig:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.diagnostic_draws < 2:
             raise ValueError(f"diagnostic_draws must be >= 2, got {self.diagnostic_draws}")
+        if self.task_loss_kind not in ("answer", "choice"):
+            raise ValueError(f"task_loss_kind must be answer or choice, got {self.task_loss_kind!r}")
+        if self.anchor < 0 or (self.anchor > 0 and self.objective == "reconstruction"):
+            raise ValueError(f"anchor must be >= 0 and needs a task_loss or hybrid objective, got {self.anchor} "
+                             f"with {self.objective!r}")
         if self.residual_base and not self.residual:
             raise ValueError(f"residual_base {self.residual_base!r} needs residual = true")
         if self.token_weighting not in ("per_task", "averaged"):

@@ -105,6 +105,8 @@ def train_generator(
     task_loss_weight: float = 1.0,
     task_examples: int = 4,
     max_tokens: int = 128,
+    task_loss_kind: Literal["answer", "choice"] = "answer",
+    anchor: float = 0.0,
     residual: bool = False,
     residual_base: str = "",
     stat_code: Literal["paper", "log", "relative"] = "paper",
@@ -142,6 +144,10 @@ def train_generator(
         task_loss_weight: Weight of the task loss in `hybrid`.
         task_examples: Labelled examples per sampled task per step (task_loss, hybrid).
         max_tokens: Longest labelled example (task_loss, hybrid).
+        task_loss_kind: `answer` (the gold answer's token cross-entropy) or `choice` (cross-entropy over
+            each item's options, scored by mean answer-token log-likelihood) (task_loss, hybrid).
+        anchor: Weight of the KL from the base model to the adapted one at the examples' context positions
+            (task_loss, hybrid); 0: the answer loss alone.
         residual: Predict a change to a base adapter (the mean training adapter) instead of the adapter itself.
         residual_base: With residual, a PEFT adapter directory to start the base at instead of the mean
             training adapter (e.g. a union LoRA trained on the same tasks).
@@ -160,7 +166,7 @@ def train_generator(
                                   prompt_tokens=prompt_tokens, max_prompts=max_prompts, chunk=chunk, steps=steps,
                                   batch_size=batch_size, lr=lr, weight_decay=weight_decay, eval_every=eval_every,
                                   seed=seed, objective=objective, task_loss_weight=task_loss_weight,
-                                  task_examples=task_examples, max_tokens=max_tokens, residual=residual,
+                                  task_examples=task_examples, max_tokens=max_tokens, task_loss_kind=task_loss_kind, anchor=anchor, residual=residual,
                                   residual_base=residual_base,
                                   stat_code=stat_code, token_weighting=token_weighting, prompt_format=prompt_format,
                                   init_from=init_from)

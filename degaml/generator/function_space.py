@@ -3,35 +3,139 @@ a LoRA given as tensors (the generator's output), differentiable in those tensor
 
 The LoRA layers are attached once; each call swaps the generated A and B in for PEFT's parameters with
 `torch.func.functional_call`, so gradients flow to the generator and never into the base model.
+
+Two losses on the answers (`kind`): `answer`, the mean cross-entropy of the gold answer's tokens (what
+supervised fine-tuning minimizes), and `choice`, a cross-entropy over each item's options, each scored by
+its mean answer-token log-likelihood. Accuracy asks that the gold answer outscore the others; the answer
+loss can be lowered by raising every plausible answer at once, the choice loss cannot.
+
+The optional anchor is the KL divergence from the base model's next-token distribution to the adapted one
+at the positions that predict context tokens (the question, passage and options, never the answer). The
+answer loss alone rewards any change that raises the gold answers of the training tasks, including changes
+to how the model reads ordinary text, which is what continuation-scored tasks (PIQA, HellaSwag) are made
+of; the anchor charges for those changes and leaves the answer positions free.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 from torch.func import functional_call
 
 from ..config import LoraSettings
+from ..data import MultipleChoiceItem
 from ..models import LoadedModel, attach_lora
+from ..sft import Example, collate, training_example
+
+
+@dataclass(frozen=True)
+class ChoiceExample:
+    """Every option of one labelled item, each as (input ids, labels) after its own context, and the gold
+    option's index."""
+
+    options: tuple[Example, ...]
+    gold: int
+
+
+def choice_example(lm: LoadedModel, item: MultipleChoiceItem, max_tokens: int) -> ChoiceExample:
+    return ChoiceExample(tuple(training_example(lm, item, max_tokens, i) for i in range(len(item.choices))),
+                         item.gold)
+
+
+def choice_batch(lm: LoadedModel, examples: Sequence[ChoiceExample], size: int, generator: torch.Generator
+                 ) -> dict[str, torch.Tensor]:
+    """`size` items drawn with replacement, collated by `collate_choices`."""
+    picks = torch.randint(len(examples), (size,), generator=generator).tolist()
+    return collate_choices(lm, [examples[i] for i in picks])
+
+
+def collate_choices(lm: LoadedModel, examples: Sequence[ChoiceExample]) -> dict[str, torch.Tensor]:
+    """One row per option of each item: the collated rows, `option_item` (each row's item) and `gold_row`
+    (each item's gold row), on the model's device."""
+    rows: list[Example] = []
+    owner, gold = [], []
+    for n, example in enumerate(examples):
+        gold.append(len(rows) + example.gold)
+        rows.extend(example.options)
+        owner.extend([n] * len(example.options))
+    batch = collate(rows, lm.tokenizer.pad_token_id)
+    batch["option_item"], batch["gold_row"] = torch.tensor(owner), torch.tensor(gold)
+    return {k: v.to(lm.device) for k, v in batch.items()}
+
+
+def choice_loss(logits: torch.Tensor, labels: torch.Tensor, option_item: torch.Tensor, gold_row: torch.Tensor
+                ) -> torch.Tensor:
+    """Mean over items of the cross-entropy of the gold option against the item's options, each option
+    scored by the mean log-likelihood of its answer tokens (labels other than -100)."""
+    answer = labels[:, 1:] != -100
+    log_probs = F.log_softmax(logits[:, :-1][answer].float(), dim=-1)
+    token_ll = log_probs.gather(1, labels[:, 1:][answer][:, None])[:, 0]
+    row_of_token = answer.nonzero()[:, 0]
+    per_row = torch.zeros(len(labels), device=logits.device).index_add(0, row_of_token, token_ll)
+    per_row = per_row / answer.sum(1).clamp(min=1)
+    items = int(option_item.max()) + 1
+    top = torch.full((items,), float("-inf"), device=logits.device).scatter_reduce(
+        0, option_item, per_row.detach(), "amax")
+    normalizer = torch.zeros(items, device=logits.device).index_add(0, option_item, (per_row - top[option_item]).exp())
+    return (normalizer.log() + top - per_row[gold_row]).mean()
+
+
+def context_positions(labels: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T-1) bool: position t predicts token t+1, a real (unpadded) token of the context (label -100)."""
+    return (labels[:, 1:] == -100) & attention_mask[:, 1:].bool() & attention_mask[:, :-1].bool()
+
+
+def anchor_kl(adapted_logits: torch.Tensor, base_logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Mean over `positions` of KL(base || adapted) of the next-token distributions, in float32 (nats)."""
+    if not positions.any():
+        return adapted_logits.sum() * 0.0  # keeps the graph; no context position to anchor
+    adapted = F.log_softmax(adapted_logits[:, :-1][positions].float(), dim=-1)
+    base = F.log_softmax(base_logits[:, :-1][positions].float(), dim=-1)
+    return F.kl_div(adapted, base, log_target=True, reduction="batchmean")
 
 
 class AdapterLoss:
-    """`loss(state, batch)`: mean answer-token cross-entropy of `lm` with the LoRA `state` (PEFT keys)."""
+    """`terms(state, batch)`: the task loss of `lm` with the LoRA `state` (PEFT keys): the answer loss of a
+    `sft.collate` batch or the choice loss of a `choice_batch`; with `anchor` > 0 also the context-position
+    KL to the base model. `loss` combines them."""
 
-    def __init__(self, lm: LoadedModel, lora: LoraSettings) -> None:
+    def __init__(self, lm: LoadedModel, lora: LoraSettings, anchor: float = 0.0) -> None:
+        if anchor < 0:
+            raise ValueError(f"anchor must be >= 0, got {anchor}")
         self.lm = lm
+        self.anchor = anchor
         self.model = attach_lora(lm.model, lora)
         self.model.eval()  # no dropout: the generator is what is trained
         self.model.requires_grad_(False)
         # PEFT names a parameter `...q_proj.lora_A.default.weight`; its state dict drops the adapter name.
         self._names = {name.replace(".default", ""): name for name, _ in self.model.named_parameters() if "lora_" in name}
 
-    def __call__(self, state: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def terms(self, state: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         missing = self._names.keys() - state.keys()
         if missing:
             raise KeyError(f"generated adapter lacks {len(missing)} LoRA tensors, e.g. {sorted(missing)[0]!r}")
         device = self.lm.device
         params = {self._names[k]: v.to(device) for k, v in state.items()}
-        return functional_call(self.model, params, args=(), kwargs=batch, strict=False).loss
+        choice = "option_item" in batch
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask")} | ({} if choice else {"labels": batch["labels"]})
+        out = functional_call(self.model, params, args=(), kwargs=inputs, strict=False)
+        terms = {"task_loss": choice_loss(out.logits, batch["labels"], batch["option_item"], batch["gold_row"])
+                 if choice else out.loss}
+        if self.anchor > 0:
+            with torch.no_grad(), self.model.disable_adapter():
+                base_logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            terms["anchor"] = anchor_kl(out.logits, base_logits,
+                                        context_positions(batch["labels"], batch["attention_mask"]))
+        return terms
+
+    def loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        return terms["task_loss"] + self.anchor * terms["anchor"] if self.anchor > 0 else terms["task_loss"]
+
+    def __call__(self, state: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.loss(self.terms(state, batch))
 
     def close(self) -> None:
         """Remove the LoRA layers: the base model is left as it was."""

@@ -51,21 +51,21 @@ from .dataset import TaskTrajectory, average_states, weighted_masked_mse
 from .decoder import HyperConvDecoder
 from .diagnostics import task_dependence
 from .encoder import PromptEncoder
-from .function_space import AdapterLoss
+from .function_space import AdapterLoss, ChoiceExample, choice_batch, choice_example
 
 
 @dataclass
 class Conditioned:
     """A task's trajectory with its prompts already encoded: (P, L, D), and its labelled train examples
-    (for the task loss)."""
+    (for the task loss: answer examples, or every option of each item for the choice loss)."""
 
     trajectory: TaskTrajectory
     prompt_states: torch.Tensor
-    examples: list[Example] = field(default_factory=list)
+    examples: list[Example] | list[ChoiceExample] = field(default_factory=list)
 
 
 def encode_tasks(trajectories: list[TaskTrajectory], encoder: PromptEncoder,
-                 examples: dict[str, list[Example]] | None = None) -> list[Conditioned]:
+                 examples: dict[str, list[Example] | list[ChoiceExample]] | None = None) -> list[Conditioned]:
     return [Conditioned(t, encoder.encode(t.prompts), (examples or {}).get(t.task, [])) for t in trajectories]
 
 
@@ -125,6 +125,8 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
     uses_task_loss = config.objective != "reconstruction"
     if uses_task_loss and adapter_loss is None:
         raise ValueError(f"objective {config.objective!r} needs the base model (adapter_loss)")
+    if uses_task_loss and adapter_loss.anchor != config.anchor:
+        raise ValueError(f"adapter_loss anchors with weight {adapter_loss.anchor}, the config with {config.anchor}")
     if uses_task_loss and not all(t.examples for t in train):
         raise ValueError(f"objective {config.objective!r} needs labelled examples of every training task; none for "
                          f"{[t.trajectory.task for t in train if not t.examples]}")
@@ -194,11 +196,15 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
             terms["reconstruction"] = weighted_masked_mse(prediction, target[mine].to(device), mask,
                                                           weight[mine].to(device), weight.sum()) * world
         if uses_task_loss:
-            batches = [sample_batch(adapter_loss.lm, task.examples, config.task_examples, sampler) for task in picks]
-            terms["task_loss"] = sum(adapter_loss(detokenize(generated, layout), batches[i])
-                                     for generated, i in zip(prediction, mine)) / len(picks) * world
-        loss = terms.get("reconstruction", 0.0) + config.task_loss_weight * terms.get("task_loss", 0.0) \
-            if config.objective == "hybrid" else next(iter(terms.values()))
+            draw = choice_batch if config.task_loss_kind == "choice" else sample_batch
+            batches = [draw(adapter_loss.lm, task.examples, config.task_examples, sampler) for task in picks]
+            shares = [adapter_loss.terms(detokenize(generated, layout), batches[i])
+                      for generated, i in zip(prediction, mine)]
+            terms.update({name: sum(s[name] for s in shares) / len(picks) * world for name in shares[0]})
+        function_space = adapter_loss.loss(terms) if uses_task_loss else None
+        loss = {"reconstruction": terms.get("reconstruction"), "task_loss": function_space,
+                "hybrid": terms.get("reconstruction", 0.0) + config.task_loss_weight * (function_space or 0.0)
+                }[config.objective]
         reported = {k: accelerator.reduce(v.detach(), "mean") for k, v in {"loss": loss, **terms}.items()}
         if not torch.isfinite(reported["loss"]):
             raise FloatingPointError(f"non-finite generator loss at step {step + 1}")
@@ -355,10 +361,11 @@ def train_on_trajectories(trajectories: Path, out: Path, holdout: Sequence[str],
         trajectory = load_trajectory(dirs, layout, [format_prompt(it, config.prompt_format) for it in items])
         (heldout if task in held else train).append(trajectory)
         if lm is not None and task not in held:
-            examples[task] = [training_example(lm, it, config.max_tokens) for it in items]
+            as_example = choice_example if config.task_loss_kind == "choice" else training_example
+            examples[task] = [as_example(lm, it, config.max_tokens) for it in items]
     meta = {"model": first.model, "lora": first.lora, "geometry": first.geometry,
             "trajectories": str(Path(trajectories).resolve())}
-    adapter_loss = AdapterLoss(lm, first.lora) if lm is not None else None
+    adapter_loss = AdapterLoss(lm, first.lora, config.anchor) if lm is not None else None
     try:
         train_generator(encode_tasks(train, prompt_encoder, examples), encode_tasks(heldout, prompt_encoder), layout,
                         config, Path(out), meta, progress, adapter_loss)

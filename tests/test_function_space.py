@@ -1,0 +1,129 @@
+"""The generator's function-space loss (`generator.function_space`): the answer and choice losses of a
+generated adapter and the anchor, the KL from the base model at the examples' context positions."""
+
+import math
+
+import pytest
+import torch
+
+from degaml.config import LoraSettings
+from degaml.data import MultipleChoiceItem
+from degaml.generator.function_space import (
+    AdapterLoss,
+    anchor_kl,
+    choice_batch,
+    choice_example,
+    choice_loss,
+    context_positions,
+)
+from degaml.models import lora_state, peft_model
+from degaml.sft import collate, training_example
+from tests.conftest import QUESTIONS, make_tiny
+
+LORA = LoraSettings(r=2, alpha=4)
+
+
+def test_context_positions_are_those_predicting_unpadded_context_tokens():
+    # Row 0: three context tokens, then two answer tokens. Row 1: two context, one answer, two of padding.
+    labels = torch.tensor([[-100, -100, -100, 7, 8], [-100, -100, 5, -100, -100]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    # Position t predicts token t + 1: row 0 predicts context at t = 0, 1; row 1 at t = 0 only (t = 1
+    # predicts the answer, t = 2 and 3 predict padding).
+    expected = torch.tensor([[True, True, False, False], [True, False, False, False]])
+    assert torch.equal(context_positions(labels, mask), expected)
+
+
+def test_anchor_kl_matches_the_hand_computed_divergence():
+    base = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]]])  # (1, T=3, V=2); the last position is never read
+    adapted = torch.tensor([[[0.0, 0.0], [0.0, 0.0], [5.0, 0.0]]])
+    positions = torch.tensor([[True, True]])
+    p = torch.tensor([math.e / (math.e + 1), 1 / (math.e + 1)])  # base at t = 1; t = 0 agrees exactly
+    kl_t1 = float((p * (p.log() - math.log(0.5))).sum())
+    assert float(anchor_kl(adapted, base, positions)) == pytest.approx(kl_t1 / 2, rel=1e-5)
+    assert float(anchor_kl(base, base, positions)) == pytest.approx(0.0, abs=1e-7)
+    assert float(anchor_kl(adapted, base, torch.tensor([[False, False]]))) == 0.0
+
+
+def _batch(lm):
+    items = [MultipleChoiceItem.cloze(f"c{i}", q, f"Question: {q}\nAnswer:", c, g)
+             for i, (q, c, g) in enumerate(QUESTIONS["colors"][:4])]
+    return collate([training_example(lm, it, 64) for it in items], lm.tokenizer.pad_token_id)
+
+
+def test_the_anchor_is_zero_at_the_base_model_and_trains_the_adapter_back_toward_it(tokenizer):
+    lm = make_tiny("llama", tokenizer)
+    batch = _batch(lm)
+    with peft_model(lm, LORA) as model:
+        zero_b = lora_state(model)  # PEFT's init: B = 0, the base model exactly
+    torch.manual_seed(1)
+    moved = {k: v + 0.5 * torch.randn_like(v) for k, v in zero_b.items()}
+    with torch.no_grad():
+        plain_loss = lm.model(**batch).loss
+    loss = AdapterLoss(lm, LORA, anchor=0.5)
+    try:
+        at_base = loss.terms(zero_b, batch)
+        assert float(at_base["anchor"]) == pytest.approx(0.0, abs=1e-6)
+        assert float(at_base["task_loss"]) == pytest.approx(float(plain_loss), rel=1e-5)
+        state = {k: v.clone().requires_grad_(True) for k, v in moved.items()}
+        terms = loss.terms(state, batch)
+        assert float(terms["anchor"]) > 1e-3
+        total = loss(state, batch)
+        assert float(total) == pytest.approx(float(terms["task_loss"] + 0.5 * terms["anchor"]), rel=1e-5)
+        # The anchor's gradient alone points the adapter back toward the base model.
+        terms["anchor"].backward()
+        with torch.no_grad():
+            stepped = {k: v - 0.05 * v.grad for k, v in state.items()}
+        assert float(loss.terms(stepped, batch)["anchor"]) < float(terms["anchor"])
+    finally:
+        loss.close()
+    unanchored = AdapterLoss(lm, LORA)
+    try:
+        assert set(unanchored.terms(moved, batch)) == {"task_loss"}
+    finally:
+        unanchored.close()
+    assert not any("lora_" in name for name, _ in lm.model.named_parameters())  # the base model is left bare
+    with pytest.raises(ValueError, match="anchor must be >= 0"):
+        AdapterLoss(lm, LORA, anchor=-1.0)
+
+
+def _mean_answer_ll(logits: torch.Tensor, labels: list[int]) -> float:
+    """One row by hand: the mean log-probability of the tokens its labels name, position t predicting t + 1."""
+    values = [torch.log_softmax(logits[t], -1)[labels[t + 1]].item() for t in range(len(labels) - 1)
+              if labels[t + 1] != -100]
+    return sum(values) / len(values)
+
+
+def test_choice_loss_is_the_cross_entropy_over_each_items_options():
+    torch.manual_seed(0)
+    logits = torch.randn(5, 4, 6)
+    # Item 0 has options in rows 0-1 (gold row 1), item 1 in rows 2-4 (gold row 2); row 4 ends in padding.
+    labels = [[-100, -100, 3, 4], [-100, -100, 5, -100], [-100, 1, 2, 0], [-100, -100, -100, 2], [-100, 3, -100, -100]]
+    option_item, gold_row = torch.tensor([0, 0, 1, 1, 1]), torch.tensor([1, 2])
+    scores = [_mean_answer_ll(logits[r], labels[r]) for r in range(5)]
+    expected = 0.0
+    for rows, gold in (([0, 1], 1), ([2, 3, 4], 2)):
+        expected += -scores[gold] + math.log(sum(math.exp(scores[r]) for r in rows))
+    got = choice_loss(logits, torch.tensor(labels), option_item, gold_row)
+    assert float(got) == pytest.approx(expected / 2, rel=1e-5)
+
+
+def test_choice_batch_rows_are_every_option_and_the_loss_matches_the_base_model(tokenizer):
+    lm = make_tiny("llama", tokenizer)
+    items = [MultipleChoiceItem.cloze(f"c{i}", q, f"Question: {q}\nAnswer:", c, g)
+             for i, (q, c, g) in enumerate(QUESTIONS["colors"][:3])]
+    examples = [choice_example(lm, it, 64) for it in items]
+    assert [len(e.options) for e in examples] == [3, 3, 3] and [e.gold for e in examples] == [0, 1, 2]
+    assert examples[1].options[1] == training_example(lm, items[1], 64)  # the gold row is the answer example
+    batch = choice_batch(lm, examples, 4, torch.Generator().manual_seed(0))
+    assert len(batch["input_ids"]) == 12 and batch["option_item"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    with torch.no_grad():
+        logits = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    expected = choice_loss(logits, batch["labels"], batch["option_item"], batch["gold_row"])
+    with peft_model(lm, LORA) as model:
+        zero_b = lora_state(model)
+    loss = AdapterLoss(lm, LORA)
+    try:
+        with torch.no_grad():
+            assert float(loss(zero_b, batch)) == pytest.approx(float(expected), rel=1e-5)
+    finally:
+        loss.close()
