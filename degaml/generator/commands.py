@@ -166,8 +166,8 @@ def train_generator(
                                   prompt_tokens=prompt_tokens, max_prompts=max_prompts, chunk=chunk, steps=steps,
                                   batch_size=batch_size, lr=lr, weight_decay=weight_decay, eval_every=eval_every,
                                   seed=seed, objective=objective, task_loss_weight=task_loss_weight,
-                                  task_examples=task_examples, max_tokens=max_tokens, task_loss_kind=task_loss_kind, anchor=anchor, residual=residual,
-                                  residual_base=residual_base,
+                                  task_examples=task_examples, max_tokens=max_tokens, task_loss_kind=task_loss_kind,
+                                  anchor=anchor, residual=residual, residual_base=residual_base,
                                   stat_code=stat_code, token_weighting=token_weighting, prompt_format=prompt_format,
                                   init_from=init_from)
     train_on_trajectories(Path(trajectories), Path(out), [t for t in holdout.split(",") if t], config, source, progress)

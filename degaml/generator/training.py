@@ -201,10 +201,12 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
             shares = [adapter_loss.terms(detokenize(generated, layout), batches[i])
                       for generated, i in zip(prediction, mine)]
             terms.update({name: sum(s[name] for s in shares) / len(picks) * world for name in shares[0]})
-        function_space = adapter_loss.loss(terms) if uses_task_loss else None
-        loss = {"reconstruction": terms.get("reconstruction"), "task_loss": function_space,
-                "hybrid": terms.get("reconstruction", 0.0) + config.task_loss_weight * (function_space or 0.0)
-                }[config.objective]
+        if config.objective == "reconstruction":
+            loss = terms["reconstruction"]
+        elif config.objective == "task_loss":
+            loss = adapter_loss.loss(terms)
+        else:
+            loss = terms["reconstruction"] + config.task_loss_weight * adapter_loss.loss(terms)
         reported = {k: accelerator.reduce(v.detach(), "mean") for k, v in {"loss": loss, **terms}.items()}
         if not torch.isfinite(reported["loss"]):
             raise FloatingPointError(f"non-finite generator loss at step {step + 1}")
