@@ -203,8 +203,19 @@ def adapter_of(root: Path, method: str, target: str) -> Path | None:
     return shared if method in ("mean", "union", "union-matched") else shared / target
 
 
+def cached_correct(path: Path, limit: int) -> list[float] | None:
+    """The per-item correctness cached at `path`, cut to the first `limit` items; None when the cache was
+    scored with a smaller limit. Items come in the partition's seeded order, so a larger run's first
+    `limit` items are exactly a smaller run's (files without a recorded limit were scored with their length)."""
+    if not path.is_file():
+        return None
+    cached = json.loads(path.read_text())
+    return cached["correct"][:limit] if cached.get("limit", len(cached["correct"])) >= limit else None
+
+
 def score(args, lm, methods: list[str], targets: list[str], root: Path) -> dict[str, dict[str, list[float]]]:
-    """{method: {target: per-item correctness under the task's preferred metric}}, cached per pair."""
+    """{method: {target: per-item correctness under the task's preferred metric}}, cached per pair and
+    re-scored when `--limit` grows past the cached limit."""
     correct: dict[str, dict[str, list[float]]] = {}
     for target in targets:
         metric = get_task(target).preferred_metric
@@ -216,15 +227,16 @@ def score(args, lm, methods: list[str], targets: list[str], root: Path) -> dict[
             adapter = adapter_of(where, method, target)
             if adapter is not None and not adapter.is_dir():
                 continue  # e.g. no own trajectory for a fine-tuned reference
-            if not path.is_file():
+            if cached_correct(path, args.limit) is None:
                 started = time.perf_counter()
                 (result,), _ = evaluate_adapted(lm, adapter, data, EvalConfig(), progress=False)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_json(path, {"metric": metric, "correct": [float(p[key] == p["gold"]) for p in result.predictions],
+                atomic_write_json(path, {"metric": metric, "limit": args.limit,
+                                         "correct": [float(p[key] == p["gold"]) for p in result.predictions],
                                          "ids": [p["id"] for p in result.predictions],
                                          "seconds": time.perf_counter() - started})
                 print(f"  scored {method:>16} on {target:<32} {result.metrics[metric] * 100:5.1f}")
-            correct.setdefault(method, {})[target] = json.loads(path.read_text())["correct"]
+            correct.setdefault(method, {})[target] = cached_correct(path, args.limit)
     return correct
 
 
