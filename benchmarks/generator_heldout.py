@@ -18,6 +18,9 @@ Test partition, log-likelihood protocol, the task's preferred metric (acc_norm f
 OpenBookQA, SciQ; acc otherwise), the first `--limit` items of each task's seeded order, the same items for
 every method. Every generated-vs-floor difference is a task-averaged paired bootstrap 95% interval.
 Each stage writes its artifacts under --out and is skipped when they exist: a killed run resumes.
+`--seeds 0,1` trains every mode's generator with each seed (seed s > 0 reported as gen:<mode>@seed<s>); the
+floors are trained once. Scores are cached with their `--limit`: a larger limit re-scores, a smaller one
+reads the first items of the larger run (the same items, by the seeded order).
 
 `--protocol loo` runs leave-one-task-out over the in-domain targets (`both`: after the all-targets-out
 report; `loo` trains the all-targets-out generators and union LoRA it starts from but scores none of them):
@@ -101,8 +104,9 @@ def trajectory_dirs(root: Path) -> dict[str, Path]:
 
 
 def train_generators(args, root: Path, holdout: list[str], init_from: Path | None = None) -> None:
-    """Every mode's generator under root/generators; from scratch, or `--loo_steps` more from `init_from`."""
-    for mode in args.modes:
+    """Every generator (mode and seed) under root/generators; from scratch, or `--loo_steps` more from
+    `init_from`."""
+    for name, (mode, seed) in args.generators.items():
         if init_from is not None:
             steps, batch = args.loo_steps, args.task_batch if MODES[mode]["objective"] != "reconstruction" \
                 else args.batch_size
@@ -111,12 +115,12 @@ def train_generators(args, root: Path, holdout: list[str], init_from: Path | Non
         else:
             steps, batch = args.recon_steps, args.batch_size
         config = GeneratorTrainConfig(steps=steps, eval_every=steps if init_from else max(steps // 4, 1),
-                                      max_prompts=args.max_prompts, batch_size=batch,
-                                      init_from=str(init_from / mode) if init_from else "",
+                                      max_prompts=args.max_prompts, batch_size=batch, seed=seed,
+                                      init_from=str(init_from / name) if init_from else "",
                                       residual_base=str(root / "adapters" / "union")
                                       if mode in ON_UNION and not init_from else "", **MODES[mode])
-        print(f"== generator {mode} under {root}: {config.objective}, {steps} steps")
-        train_on_trajectories(args.trajectories, root / "generators" / mode, holdout, config)  # at once if done
+        print(f"== generator {name} under {root}: {config.objective}, {steps} steps")
+        train_on_trajectories(args.trajectories, root / "generators" / name, holdout, config)  # at once if done
 
 
 def train_unions(args, lm, dirs: dict[str, Path], train: list[str], target: str, root: Path,
@@ -165,7 +169,7 @@ def build_adapters(args, dirs: dict[str, Path], train: list[str], targets: list[
         write_adapter(average_states(list(own.values())), lora, model, adapters / "mean")
     encoder = PromptEncoder.with_default_cache("all-minilm-l6-v2", 64)
     library = {t: (task_prompts(t, "train")[:args.max_prompts], own[t]) for t in train}
-    generators = {mode: Generator(root / "generators" / mode) for mode in args.modes}
+    generators = {name: Generator(root / "generators" / name) for name in args.generators}
     for target in targets:
         out = adapters / "retrieval" / target
         if not out.is_dir():
@@ -175,12 +179,12 @@ def build_adapters(args, dirs: dict[str, Path], train: list[str], targets: list[
             write_adapter(state, lora, model, out, info={"weights": weights, "temperature": args.temperature,
                                                           "seconds": time.perf_counter() - started})
         seconds.setdefault("retrieval", {})[target] = json.loads((out / "degaml.json").read_text())["seconds"]
-        for mode, gen in generators.items():
-            out = adapters / f"gen:{mode}" / target
+        for name, gen in generators.items():
+            out = adapters / f"gen:{name}" / target
             if not out.is_dir():
                 prompts = task_prompts(target, "train", prompt_format=gen.prompt_format)[:args.max_prompts]
                 gen.generate(prompts, out, model)
-            seconds.setdefault(f"gen:{mode}", {})[target] = \
+            seconds.setdefault(f"gen:{name}", {})[target] = \
                 json.loads((out / "degaml.json").read_text())["generation_seconds"]
         if target in dirs and shared_own:  # the target's own adapter is the same in every fold
             manifest = TrajectoryManifest.load(dirs[target])
@@ -242,10 +246,10 @@ def score(args, lm, methods: list[str], targets: list[str], root: Path) -> dict[
 
 def diagnostics(args, root: Path) -> dict[str, dict[str, float]]:
     found = {}
-    for mode in args.modes:
-        log = root / "generators" / mode / "log.jsonl"
+    for name in args.generators:
+        log = root / "generators" / name / "log.jsonl"
         last = json.loads(log.read_text().splitlines()[-1])
-        found[mode] = {k: v for k, v in last.items() if k.startswith(("heldout/", "train/variance", "train/centroid"))
+        found[name] = {k: v for k, v in last.items() if k.startswith(("heldout/", "train/variance", "train/centroid"))
                        and k.endswith(("variance_ratio", "centroid_accuracy", "cosine_to_own", "cosine_to_mean",
                                        "delta_norm"))}
     return found
@@ -262,8 +266,8 @@ def describe(values: dict[str, float]) -> str:
 
 def report(args, correct, seconds, targets_by_suite: dict[str, list[str]], header: str,
            diagnostic_lines: list[str]) -> str:
-    lines = [f"{header}: {args.limit} test items per task (all when fewer), log-likelihood, preferred metric, "
-             "one seed.", ""]
+    lines = [f"{header}: {args.limit} test items per task (all when fewer), log-likelihood, preferred metric; "
+             f"generator seeds {args.seeds} (gen:M@seed<s>), one seed of everything else.", ""]
     methods = [m for m in correct if m != "finetuned"] + (["finetuned"] if "finetuned" in correct else [])
     floors = [f for f in FLOORS if f in correct]
     for suite, targets in targets_by_suite.items():
@@ -277,6 +281,8 @@ def report(args, correct, seconds, targets_by_suite: dict[str, list[str]], heade
             have = [t for t in targets if t in correct[m]]
             avg = sum(100 * sum(correct[m][t]) / len(correct[m][t]) for t in have) / len(have) if have else float("nan")
             lines.append(f"| {m} | " + " | ".join(cells) + f" | {avg:.1f} |")
+        versus_base = {m: {t: paired_bootstrap({t: correct[m][t]}, {t: correct["base"][t]})
+                           for t in targets if t in correct[m]} for m in methods if m != "base"}
         lines += ["", "Generated minus floor, task-averaged paired bootstrap 95% interval (points):", "",
                   "| mode | " + " | ".join(f"vs {f}" for f in floors) + " | tasks above base (point / interval > 0) |",
                   "|---" * (len(floors) + 2) + "|"]
@@ -288,9 +294,15 @@ def report(args, correct, seconds, targets_by_suite: dict[str, list[str]], heade
                     continue
                 d = paired_bootstrap({t: correct[m][t] for t in targets}, {t: correct[floor][t] for t in targets})
                 cells.append(f"{d} {d.verdict}")
-            per_task = [paired_bootstrap({t: correct[m][t]}, {t: correct["base"][t]}) for t in targets]
+            per_task = versus_base[m].values()
             above = f"{sum(d.difference > 0 for d in per_task)} / {sum(d.low > 0 for d in per_task)} of {len(targets)}"
             lines.append(f"| {m} | " + " | ".join(cells) + f" | {above} |")
+        # Per task, with the fine-tuned reference: whether even the target's own labels move a task past the base.
+        lines += ["", "Each method minus the base model, per task, paired bootstrap 95% interval (points):", "",
+                  "| method | " + " | ".join(targets) + " |", "|---" * (len(targets) + 1) + "|"]
+        for m, by_target in versus_base.items():
+            lines.append(f"| {m} | " + " | ".join(f"{by_target[t]} {by_target[t].verdict}" if t in by_target
+                                                   else "-" for t in targets) + " |")
         lines.append("")
     lines += ["### Seconds to an adapter (median over targets)", ""]
     for method, by_target in seconds.items():
@@ -306,7 +318,7 @@ def leave_one_out(args, lm, dirs: dict[str, Path], targets: list[str]) -> str:
     correct: dict[str, dict[str, list[float]]] = {}
     seconds: dict[str, dict[str, float]] = {}
     notes = []
-    methods = list(FLOORS) + [f"gen:{m}" for m in args.modes] + ["finetuned"]
+    methods = list(FLOORS) + [f"gen:{name}" for name in args.generators] + ["finetuned"]
     for target in [t for t in targets if t in IN_DOMAIN_TASKS]:
         root = args.out / "loo" / target
         train = args.train + [t for t in IN_DOMAIN_TASKS if t != target and t in dirs]
@@ -332,6 +344,8 @@ def main() -> None:
     parser.add_argument("--train", default=",".join(META_TRAINING_TASKS))
     parser.add_argument("--targets", default=",".join(IN_DOMAIN_TASKS + OUT_OF_DOMAIN_TASKS))
     parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--seeds", default="0", help="generator training seeds; seed s > 0 of mode M is "
+                                                     "gen:M@seed<s> (the floors do not depend on it)")
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--max_prompts", type=int, default=256)
     parser.add_argument("--recon_steps", type=int, default=600)
@@ -352,6 +366,8 @@ def main() -> None:
     unknown = set(args.modes) - MODES.keys()
     if unknown:
         parser.error(f"unknown modes {sorted(unknown)}; known: {', '.join(MODES)}")
+    args.generators = {mode if seed == 0 else f"{mode}@seed{seed}": (mode, seed)
+                       for mode in args.modes for seed in (int(s) for s in args.seeds.split(",") if s)}
     targets = [t for t in args.targets.split(",") if t]
     if set(args.train) & set(targets):
         parser.error(f"targets {sorted(set(args.train) & set(targets))} are also training tasks")
@@ -367,7 +383,7 @@ def main() -> None:
         return
     seconds = build_adapters(args, dirs, args.train, targets, args.out)
     if args.protocol != "loo":
-        methods = list(FLOORS) + [f"gen:{m}" for m in args.modes] + ["finetuned"]
+        methods = list(FLOORS) + [f"gen:{name}" for name in args.generators] + ["finetuned"]
         correct = score(args, lm, methods, targets, args.out)
         suites = {"in-domain": [t for t in targets if t in IN_DOMAIN_TASKS],
                   "out-of-domain": [t for t in targets if t in OUT_OF_DOMAIN_TASKS]}
