@@ -19,8 +19,8 @@ OpenBookQA, SciQ; acc otherwise), the first `--limit` items of each task's seede
 every method. Every generated-vs-floor difference is a task-averaged paired bootstrap 95% interval.
 Each stage writes its artifacts under --out and is skipped when they exist: a killed run resumes.
 `--seeds 0,1` trains every mode's generator with each seed (seed s > 0 reported as gen:<mode>@seed<s>); the
-floors are trained once. Scores are cached with their `--limit`: a larger limit re-scores, a smaller one
-reads the first items of the larger run (the same items, by the seeded order).
+floors are trained once. Scores are cached per `--limit` (under scores/limit-N): the first N items of a
+larger limit are the same items, by the seeded order, but each limit is scored afresh (see `score`).
 
 `--protocol loo` runs leave-one-task-out over the in-domain targets (`both`: after the all-targets-out
 report; `loo` trains the all-targets-out generators and union LoRA it starts from but scores none of them):
@@ -207,19 +207,10 @@ def adapter_of(root: Path, method: str, target: str) -> Path | None:
     return shared if method in ("mean", "union", "union-matched") else shared / target
 
 
-def cached_correct(path: Path, limit: int) -> list[float] | None:
-    """The per-item correctness cached at `path`, cut to the first `limit` items; None when the cache was
-    scored with a smaller limit. Items come in the partition's seeded order, so a larger run's first
-    `limit` items are exactly a smaller run's (files without a recorded limit were scored with their length)."""
-    if not path.is_file():
-        return None
-    cached = json.loads(path.read_text())
-    return cached["correct"][:limit] if cached.get("limit", len(cached["correct"])) >= limit else None
-
-
 def score(args, lm, methods: list[str], targets: list[str], root: Path) -> dict[str, dict[str, list[float]]]:
-    """{method: {target: per-item correctness under the task's preferred metric}}, cached per pair and
-    re-scored when `--limit` grows past the cached limit."""
+    """{method: {target: per-item correctness under the task's preferred metric}}, cached per (limit, method,
+    target). Each limit is scored afresh: in bf16 an item's score can depend on the batch it is padded
+    into, so the first 200 items of a 500-item run are not always scored as a 200-item run scores them."""
     correct: dict[str, dict[str, list[float]]] = {}
     for target in targets:
         metric = get_task(target).preferred_metric
@@ -227,20 +218,19 @@ def score(args, lm, methods: list[str], targets: list[str], root: Path) -> dict[
         data = DataConfig(tasks=[target], split="test", limit=args.limit)
         for method in methods:
             where = args.out if method in FOLD_FREE else root
-            path = where / "scores" / method / f"{target}.json"
+            path = where / "scores" / f"limit-{args.limit}" / method / f"{target}.json"
             adapter = adapter_of(where, method, target)
             if adapter is not None and not adapter.is_dir():
                 continue  # e.g. no own trajectory for a fine-tuned reference
-            if cached_correct(path, args.limit) is None:
+            if not path.is_file():
                 started = time.perf_counter()
                 (result,), _ = evaluate_adapted(lm, adapter, data, EvalConfig(), progress=False)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_json(path, {"metric": metric, "limit": args.limit,
-                                         "correct": [float(p[key] == p["gold"]) for p in result.predictions],
+                atomic_write_json(path, {"metric": metric, "correct": [float(p[key] == p["gold"]) for p in result.predictions],
                                          "ids": [p["id"] for p in result.predictions],
                                          "seconds": time.perf_counter() - started})
                 print(f"  scored {method:>16} on {target:<32} {result.metrics[metric] * 100:5.1f}")
-            correct.setdefault(method, {})[target] = cached_correct(path, args.limit)
+            correct.setdefault(method, {})[target] = json.loads(path.read_text())["correct"]
     return correct
 
 
@@ -366,8 +356,10 @@ def main() -> None:
     unknown = set(args.modes) - MODES.keys()
     if unknown:
         parser.error(f"unknown modes {sorted(unknown)}; known: {', '.join(MODES)}")
-    args.generators = {mode if seed == 0 else f"{mode}@seed{seed}": (mode, seed)
-                       for mode in args.modes for seed in (int(s) for s in args.seeds.split(",") if s)}
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    if not seeds:
+        parser.error("--seeds names no seed")
+    args.generators = {mode if seed == 0 else f"{mode}@seed{seed}": (mode, seed) for mode in args.modes for seed in seeds}
     targets = [t for t in args.targets.split(",") if t]
     if set(args.train) & set(targets):
         parser.error(f"targets {sorted(set(args.train) & set(targets))} are also training tasks")
