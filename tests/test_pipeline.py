@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from degaml.cli import main
@@ -226,6 +227,48 @@ def test_folds_without_generator_steps_share_the_generator_and_meta_training(wor
         scores = {m: json.loads(seed0.method(target, m).results.read_text())["results"][0]["predictions"]
                   for m in ("generated", "degaml")}
         assert scores["generated"] == scores["degaml"]
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_generator_residual_on_union_starts_at_the_union_baseline_of_its_own_tasks(workspace, tmp_path, shared):
+    """`generator.residual_base: union`: the run trains union LoRA on the generator's training tasks (the shared
+    fold's meta-training tasks, or a fold's own), and the generator starts there; with a zero learning rate its
+    output is that adapter up to the last layer's 1%-scale init. Leave-all-targets-out, the union baseline
+    scores the very same adapter (one meta-training, cached)."""
+    from degaml.generator.generation import Generator
+    from degaml.models import delta_relative_error, read_lora_state
+    from degaml.pipeline.layout import seed_run
+
+    config, run = _config(workspace, tmp_path)
+    settings = yaml.safe_load(config.read_text())
+    colors, numbers = workspace["tasks"]
+    letters = settings["tasks"]["out_of_domain"][0]
+    settings.update(seeds=[0], shared_generator_steps=2 if shared else 0,
+                    tasks={"meta_training": [letters], "train": [colors, numbers], "heldout": [colors, numbers],
+                           "out_of_domain": []})
+    settings["generator"].update({"steps": 0 if shared else 2, "lr": 0.0, "objective": "task_loss",
+                                  "residual": True, "residual_base": "union", "stat_code": "relative",
+                                  "task_examples": 2, "max_tokens": 32})
+    settings["policy"]["actions"] = ["none"]
+    settings["baselines"]["methods"] = ["union"]
+    config.write_text(yaml.safe_dump(settings))
+    main(["run", "--config", str(config)])
+    seed0 = seed_run(run, 0)
+    folds = {"shared": [letters]} if shared else {"colors": [letters, numbers], "numbers": [letters, colors]}
+    for fold, tasks in folds.items():
+        base = seed0.residual_base(fold)
+        assert sorted(json.loads((base / "degaml.json").read_text())["meta_tasks"]) == sorted(tasks)
+        assert Generator(seed0.generator(fold)).card.train.residual_base == str(base)
+        union = read_lora_state(base)
+        target = colors if fold == "shared" else fold
+        output = read_lora_state(seed0.method(target, "generated").output)
+        assert delta_relative_error(output, union) < 0.1
+        # Far from the mean of the training adapters, where a generator that ignored its base would start.
+        assert delta_relative_error(read_lora_state(seed0.method(target, "mean").output), union) > 0.5
+    if shared:
+        for target in (colors, numbers):
+            scored = read_lora_state(seed0.method(target, "union").output)
+            assert all(torch.equal(scored[k], union[k]) for k in union)
 
 
 def test_a_meta_training_task_is_never_a_target(workspace):

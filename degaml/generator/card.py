@@ -65,7 +65,8 @@ class GeneratorTrainConfig:
     residual_base: str = ""
     """residual: a PEFT adapter directory whose tokens initialize the base instead of the mean training
     adapter, e.g. a union LoRA of the same training tasks (then a collapsed generator is union LoRA and any
-    task signal shows as a gain over it). `init_from` overrides it."""
+    task signal shows as a gain over it). `init_from` overrides it. In a `degaml run` config, `union` makes the
+    run train that union LoRA itself (the union baseline's meta-training on the generator's tasks)."""
     stat_code: StatCode = "paper"
     """How a token stores its piece's statistics: `paper` (std log(0.9 s + 0.1) + 1.6, mean 8 m), `log`
     (std log s) or `relative` (std log s, mean m / s); see degaml/lora_tokens.py."""

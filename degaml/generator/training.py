@@ -246,7 +246,8 @@ def _base_adapter(adapter_dir: Path, like: LoraState) -> LoraState:
     """The residual base's adapter, refused unless it has exactly the training adapters' tensors and shapes."""
     path = adapter_dir / ADAPTER_WEIGHTS
     if not path.is_file():
-        raise FileNotFoundError(f"residual_base {adapter_dir}: no {ADAPTER_WEIGHTS} there (not a PEFT adapter)")
+        hint = " (`union` names union LoRA only in a `degaml run` config)" if str(adapter_dir) == "union" else ""
+        raise FileNotFoundError(f"residual_base {adapter_dir}: no {ADAPTER_WEIGHTS} there (not a PEFT adapter){hint}")
     state = read_lora_state(adapter_dir)
     for name in sorted(state.keys() | like.keys()):
         theirs = tuple(state[name].shape) if name in state else None

@@ -34,12 +34,11 @@ def baseline_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -
     for method in b.methods:
         if method not in METHODS:
             raise ValueError(f"baselines.methods: unknown method {method!r}; valid: {', '.join(METHODS)}")
-        spec = METHODS[method]
-        config = getattr(b, spec.option, None) or spec.config()  # settings of its own, or defaults
+        spec, config = METHODS[method], _method_config(exp, method)
         pending = [t for t in fold.targets if not run.method(t, method).cost.is_file()]
         if not pending:
             continue
-        meta, log = _meta_trained(exp, lm, run, fold, spec, setup, config)
+        meta, log = meta_trained(exp, lm, run, exp.trained_on(fold), method)
         for target in pending:
             job = prepare(setup, target, [], needs_meta=False, lm=lm)
             job.log.update(log)
@@ -56,20 +55,22 @@ def baseline_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -
             say(exp, f"{target}: {method} ({seconds:.1f} s with meta-training)")
 
 
-def _meta_trained(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, spec: Any, setup: Any, config: Any
-                  ) -> tuple[dict, dict]:
-    """A method's meta-training on what the fold trains on (`Experiment.trained_on`), from its cache or
-    computed and cached. The cache is named by what determines it (`Method.meta_key`): union and
-    union-finetune with the same settings share one, and folds that train on the same tasks share it too."""
-    from ..baselines import prepare
+def meta_trained(exp: Experiment, lm: LoadedModel, run: SeedRun, source: Fold, method: str
+                 ) -> tuple[dict, dict]:
+    """`method`'s meta-training on `source.training` (for a fold's baselines, `Experiment.trained_on(fold)`),
+    from its cache or computed and cached. The cache is named by what determines it (`Method.meta_key`):
+    union and union-finetune with the same settings share one, folds that train on the same tasks share it,
+    and so does a generator whose residual base is union LoRA (`generator.residual_base: union`)."""
+    from ..baselines import METHODS, prepare
 
+    spec = METHODS[method]
     if not spec.meta_trains:
         return {}, {}
-    source = exp.trained_on(fold)
+    setup, config = baseline_setup(exp, run), _method_config(exp, method)
     cache = run.baseline_cache(source.name, spec.meta_key(config, setup))
     if (cache / "meta.json").is_file():
         return load_file(str(cache / "meta.safetensors")), json.loads((cache / "meta.json").read_text())
-    job = prepare(setup, fold.targets[0], list(source.training), needs_meta=True, lm=lm)
+    job = prepare(setup, source.targets[0], list(source.training), needs_meta=True, lm=lm)
     reset_peak_memory(lm.device)
     start = time.perf_counter()
     meta = spec.module.meta_train(job, config, exp.progress)
@@ -81,3 +82,11 @@ def _meta_trained(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, sp
     tmp.replace(cache / "meta.safetensors")
     atomic_write_json(cache / "meta.json", log)
     return meta, log
+
+
+def _method_config(exp: Experiment, method: str) -> Any:
+    """A baseline's own settings section (`baselines.union`, ...), or its defaults when it has none."""
+    from ..baselines import METHODS
+
+    spec = METHODS[method]
+    return getattr(exp.baselines, spec.option, None) or spec.config()

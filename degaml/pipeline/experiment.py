@@ -68,6 +68,9 @@ class Experiment:
 
 ALL_FOLD = "all"
 """The fold trained on every `train` task, whose targets are the out-of-domain ones."""
+UNION_RESIDUAL_BASE = "union"
+"""`generator.residual_base` in a run's config: union LoRA of the generator's training tasks (the union
+baseline's meta-training, with `baselines.union`'s settings), made by the run itself."""
 SHARED_FOLD = "shared"
 """Where the generator trained on the meta-training tasks alone lives (`shared_generator_steps`)."""
 

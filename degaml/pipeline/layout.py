@@ -87,6 +87,10 @@ class SeedRun:
     def generator(self, fold: str) -> Path:
         return self.fold(fold) / "generator"
 
+    def residual_base(self, fold: str) -> Path:
+        """The adapter the fold's generator is residual on, when the run makes one (`residual_base: union`)."""
+        return self.fold(fold) / "residual_base"
+
     def policy(self, fold: str) -> Path:
         return self.fold(fold) / "policy"
 

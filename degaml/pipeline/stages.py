@@ -16,9 +16,10 @@ from ..config import EvalConfig, ModelConfig
 from ..data import task_label
 from ..io import atomic_write_json
 from ..memory import process_peak_mb
-from ..models import AdaptedOutput, LoadedModel, load_model
-from .baseline_stage import baseline_stage
-from .experiment import SHARED_FOLD, Experiment, Fold, folds, say, split_data
+from ..models import AdaptedOutput, LoadedModel, load_model, write_adapter
+from ..models.lora import ADAPTER_WEIGHTS
+from .baseline_stage import baseline_stage, meta_trained
+from .experiment import SHARED_FOLD, UNION_RESIDUAL_BASE, Experiment, Fold, folds, say, split_data
 from .layout import BASE, DEGAML, DEGAML_K, GENERATED, MEAN, ORACLE, RETRIEVAL, SeedRun, seed_run
 from .policy import policy_stage
 from .targets import degaml_stage, floors_stage
@@ -55,20 +56,39 @@ def collect_stage(exp: Experiment, lm: LoadedModel, run: SeedRun) -> None:
                   exp.lora, replace(exp.collect, seed=run.seed), exp.progress)
 
 
-def generator_stage(exp: Experiment, run: SeedRun, fold: Fold) -> Path:
+def generator_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> Path:
     from ..generator.training import train_on_trajectories
 
     config = replace(exp.generator, seed=run.seed)
     if exp.shared_generator_steps:  # trained once, on no target: every fold may start from it
+        shared_fold = Fold(SHARED_FOLD, tuple(exp.tasks.meta_training), tuple(exp.tasks.train))
         shared = train_on_trajectories(run.trajectories, run.generator(SHARED_FOLD),
                                        [task_label(t) for t in exp.tasks.train],
-                                       replace(config, steps=exp.shared_generator_steps), exp.source, exp.progress)
+                                       replace(config, steps=exp.shared_generator_steps,
+                                               residual_base=_residual_base(exp, lm, run, shared_fold)),
+                                       exp.source, exp.progress)
         if config.steps == 0:
             return shared
-        config = replace(config, init_from=str(shared))
+        config = replace(config, init_from=str(shared), residual_base="")  # its residual base comes with it
+    else:
+        config = replace(config, residual_base=_residual_base(exp, lm, run, fold))
     # The fold's targets are held out; training resumes, and returns at once when finished.
     return train_on_trajectories(run.trajectories, run.generator(fold.name), [task_label(t) for t in fold.targets],
                                  config, exp.source, exp.progress)
+
+
+def _residual_base(exp: Experiment, lm: LoadedModel, run: SeedRun, source: Fold) -> str:
+    """`generator.residual_base` as generator training takes it (an adapter directory, or empty for the mean
+    training adapter). `union` is union LoRA of the generator's own training tasks: the union baseline's
+    meta-training (its cache, so that baseline then scores this very adapter), written as a PEFT adapter."""
+    if exp.generator.residual_base != UNION_RESIDUAL_BASE:
+        return exp.generator.residual_base
+    out = run.residual_base(source.name)
+    if not (out / ADAPTER_WEIGHTS).is_file():
+        say(exp, f"fold {source.name}: union LoRA of {len(source.training)} tasks as the generator's residual base")
+        state, log = meta_trained(exp, lm, run, source, "union")
+        write_adapter(state, exp.lora, exp.model, out, info={"baseline": "union", **log})
+    return str(out)
 
 
 def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
@@ -122,7 +142,7 @@ def run_experiment(exp: Experiment) -> Path:
         for fold in fold_list:  # every generator first: a fold's policy learns from the other folds' ones
             say(exp, f"seed {seed}, fold {fold.name}: targets {', '.join(fold.targets)}")
             with timer("generator"):
-                generator_stage(exp, run, fold)
+                generator_stage(exp, lm, run, fold)
         for fold in fold_list:
             with timer("policy"):
                 policy_stage(exp, lm, run, fold, fold_list)
