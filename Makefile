@@ -21,7 +21,7 @@ lint: install
 demo: install
 	$(VENV)/bin/degaml evaluate --model smollm2-135m-instruct --limit 200 --out runs/demo
 
-# The main job: both label tracks on all six in-domain folds, 100 items each (48 min on 2 CPU cores, measured).
+# The main job: both label tracks on all six in-domain folds, 100 items each (43 min on 2 CPU cores, measured).
 main-job: install
 	$(VENV)/bin/degaml run --config configs/offline.yaml
 
