@@ -27,6 +27,7 @@ from degaml.baselines.common import load_examples
 from degaml.config import DataConfig, EvalConfig, LoraSettings, ModelConfig
 from degaml.data import get_task
 from degaml.evaluation.adapted import evaluate_adapted
+from degaml.evaluation.metrics import prediction_correctness
 from degaml.evaluation.statistics import paired_bootstrap
 from degaml.io import atomic_write_json
 from degaml.models import load_model, write_adapter
@@ -60,11 +61,10 @@ def score(args, lm, task: str, name: str, adapter: Path | None, root: Path) -> l
     path = root / "scores" / f"limit-{args.limit}" / task / f"{name}.json"
     if not path.is_file():
         metric = get_task(task).preferred_metric
-        key = "pred_norm" if metric == "acc_norm" else "pred"
         data = DataConfig(tasks=[task], split="test", limit=args.limit)
         (result,), _ = evaluate_adapted(lm, adapter, data, EvalConfig(), progress=False)
         atomic_write_json(path, {"metric": metric, "ids": [p["id"] for p in result.predictions],
-                                 "correct": [float(p[key] == p["gold"]) for p in result.predictions]})
+                                 "correct": prediction_correctness(result.predictions, metric)})
         print(f"  scored {name:>10} on {task:<12} {100 * result.metrics[metric]:5.1f}")
     return json.loads(path.read_text())["correct"]
 

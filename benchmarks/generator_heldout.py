@@ -52,6 +52,7 @@ from degaml.config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, ModelConfig
 from degaml.data import META_TRAINING_TASKS, OUT_OF_DOMAIN_TASKS, get_task
 from degaml.data.prompts import task_prompts
 from degaml.evaluation.adapted import evaluate_adapted
+from degaml.evaluation.metrics import prediction_correctness
 from degaml.evaluation.statistics import paired_bootstrap
 from degaml.generator.card import GeneratorTrainConfig
 from degaml.generator.dataset import average_states
@@ -214,7 +215,6 @@ def score(args, lm, methods: list[str], targets: list[str], root: Path) -> dict[
     correct: dict[str, dict[str, list[float]]] = {}
     for target in targets:
         metric = get_task(target).preferred_metric
-        key = "pred_norm" if metric == "acc_norm" else "pred"
         data = DataConfig(tasks=[target], split="test", limit=args.limit)
         for method in methods:
             where = args.out if method in FOLD_FREE else root
@@ -226,7 +226,7 @@ def score(args, lm, methods: list[str], targets: list[str], root: Path) -> dict[
                 started = time.perf_counter()
                 (result,), _ = evaluate_adapted(lm, adapter, data, EvalConfig(), progress=False)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_json(path, {"metric": metric, "correct": [float(p[key] == p["gold"]) for p in result.predictions],
+                atomic_write_json(path, {"metric": metric, "correct": prediction_correctness(result.predictions, metric),
                                          "ids": [p["id"] for p in result.predictions],
                                          "seconds": time.perf_counter() - started})
                 print(f"  scored {method:>16} on {target:<32} {result.metrics[metric] * 100:5.1f}")

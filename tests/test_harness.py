@@ -14,6 +14,14 @@ def test_mean_and_stderr_hand_computed():
     assert se == pytest.approx(math.sqrt((3 * 0.25**2 + 0.75**2) / 3 / 4))
 
 
+def test_prediction_correctness_reads_the_metric_s_prediction():
+    from degaml.evaluation.metrics import prediction_correctness
+
+    predictions = [{"gold": 1, "pred": 1, "pred_norm": 0}, {"gold": 0, "pred": 1, "pred_norm": 0}]
+    assert prediction_correctness(predictions, "acc") == [1.0, 0.0]
+    assert prediction_correctness(predictions, "acc_norm") == [0.0, 1.0]
+
+
 def test_loglikelihood_result_is_consistent_with_its_predictions(tiny_lm):
     items = [MultipleChoiceItem.cloze(str(i), "q", "Question: Which gas?\nAnswer:",
                                       ["carbon dioxide", "oxygen", "a"], i % 3) for i in range(6)]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 def argmax(values: Sequence[float]) -> int:
@@ -18,6 +19,12 @@ def predict_acc(logprobs: Sequence[float]) -> int:
 def predict_acc_norm(logprobs: Sequence[float], choices: Sequence[str]) -> int:
     """Log-likelihood divided by the choice's length in characters (the harness's `acc_norm`)."""
     return argmax([lp / max(len(c), 1) for lp, c in zip(logprobs, choices)])
+
+
+def prediction_correctness(predictions: Sequence[Mapping[str, Any]], metric: str) -> list[float]:
+    """Each scored item's correctness (1.0 or 0.0) under `acc` (its `pred`) or `acc_norm` (its `pred_norm`)."""
+    key = "pred_norm" if metric == "acc_norm" else "pred"
+    return [float(p[key] == p["gold"]) for p in predictions]
 
 
 def mean_and_stderr(values: Sequence[float]) -> tuple[float, float]:

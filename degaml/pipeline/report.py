@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from ..data import TASKS, task_label
+from ..evaluation.metrics import prediction_correctness
 from ..io import atomic_write_text
 from .layout import BASE, DEGAML, DEGAML_K, GENERATED, MEAN, ORACLE, RETRIEVAL, seed_runs
 
@@ -117,10 +118,9 @@ def item_correctness(run_dir: Path) -> dict[str, dict[str, dict[str, float]]]:
     for run in seed_runs(run_dir):
         for method_dir in run.evaluated():
             task, method = method_dir.task, method_dir.method
-            key = "pred_norm" if metric_of(task) == "acc_norm" else "pred"
-            result = json.loads(method_dir.results.read_text())["results"][0]
-            for p in result["predictions"]:
-                sums[method][task].setdefault(p["id"], []).append(float(p[key] == p["gold"]))
+            predictions = json.loads(method_dir.results.read_text())["results"][0]["predictions"]
+            for p, correct in zip(predictions, prediction_correctness(predictions, metric_of(task))):
+                sums[method][task].setdefault(p["id"], []).append(correct)
     return {m: {t: {i: statistics.fmean(v) for i, v in items.items()} for t, items in tasks.items()}
             for m, tasks in sums.items()}
 
