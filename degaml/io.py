@@ -62,10 +62,12 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def run_metadata(seed: int) -> dict[str, Any]:
-    """Who, when and with what: stored beside every result so it can be reproduced."""
+def run_metadata(seed: int, compute: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Who, when and with what: stored beside every result so it can be reproduced. `compute` is the model's
+    `LoadedModel.compute()`: device, dtype and the reason for it, CPU kind."""
     return {
         "seed": seed,
+        **({"compute": compute} if compute is not None else {}),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "platform": platform.platform(),

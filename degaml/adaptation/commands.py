@@ -32,7 +32,7 @@ def adapt(
     test_fraction: float = 0.3,
     seed: int = 0,
     source: Literal["offline", "hub"] = "offline",
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32",
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto",
     device: str = "auto",
 ) -> None:
     """Generate a task's adapter from its unlabelled prompts, then refine it with one adaptation family,
@@ -95,7 +95,7 @@ def train_policy(
     test_fraction: float = 0.3,
     seed: int = 0,
     source: Literal["offline", "hub"] = "offline",
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32",
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto",
     device: str = "auto",
     progress: bool = True,
 ) -> None:

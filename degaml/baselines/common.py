@@ -44,7 +44,7 @@ class BaselineSetup:
     validation_fraction: float = 0.1
     test_fraction: float = 0.3
     source: Literal["offline", "hub"] = "offline"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -107,7 +107,7 @@ def write_result(run: BaselineRun, method: str, config: Any, state: LoraState, o
     info = {"baseline": method, "task": run.task, "train_tasks": run.train_tasks, "setup": asdict(run.setup),
             "config": asdict(config) if config is not None else {}, "support_examples": len(run.support),
             "seconds": time.perf_counter() - started, **peak_memory_mb(run.lm.device), **run.log, **record,
-            "meta": run_metadata(run.setup.seed)}
+            "meta": run_metadata(run.setup.seed, run.lm.compute())}
     write_adapter(state, run.setup.lora, run.setup.model, out, info, tensors=tensors)
     return info
 

@@ -130,7 +130,7 @@ def result_paths(out: Path) -> dict[str, Path]:
 
 
 def write_evaluation(out: Path, results: Sequence[TaskResult], partitions: dict[str, Partition], config: dict,
-                     header: str, seed: int, model_source: str) -> dict[str, Path]:
+                     header: str, seed: int, lm: LoadedModel) -> dict[str, Path]:
     """results.json (config, versions, partitions, per-item predictions), config.yaml, partitions.json and
     results.md under `out`, each written atomically; results.json last, so its presence means complete."""
     from ..config import dump_yaml
@@ -141,7 +141,7 @@ def write_evaluation(out: Path, results: Sequence[TaskResult], partitions: dict[
     atomic_write_json(paths["partitions"], {t: {**p.summary(), "ids": p.ids} for t, p in partitions.items()})
     atomic_write_text(paths["table"], f"{header}\n\n{format_table(results)}\n")
     atomic_write_json(paths["results"], {
-        "config": dump_yaml(config), "meta": run_metadata(seed), "model_source": model_source, "header": header,
+        "config": dump_yaml(config), "meta": run_metadata(seed, lm.compute()), "model_source": lm.source, "header": header,
         "partitions": {t: p.summary() for t, p in partitions.items()},
         "results": [r.to_dict() for r in results],
     })

@@ -120,6 +120,9 @@ class GeneratorCard:
     heldout_tasks: list[str] = field(default_factory=list)
     prompts_with_replacement: list[str] = field(default_factory=list)
     """Training tasks with fewer prompts than N (their conditions sample with replacement)."""
+    compute: dict | None = None
+    """The base model's device and dtype during training, and why (`LoadedModel.compute()`); None for the
+    reconstruction objective, which never runs the base model."""
 
     def save(self, directory: Path) -> Path:
         record = asdict(self)

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from ..lora_tokens import TokenLayout, detokenize, tokenize
-from ..models import LoraState, process_state, read_lora_state
+from ..models import LoadedModel, LoraState, process_state, read_lora_state
 from ..models.lora import ADAPTER_WEIGHTS
 from ..sft import Example, sample_batch
 from .card import GeneratorCard, GeneratorTrainConfig, decoder_config
@@ -321,10 +321,12 @@ def _save(decoder: HyperConvDecoder, optimizer, scheduler, sampler: torch.Genera
 
 
 def train_on_trajectories(trajectories: Path, out: Path, holdout: Sequence[str], config: GeneratorTrainConfig,
-                          source: str = "offline", progress: bool = True) -> Path:
+                          source: str = "offline", progress: bool = True, lm: LoadedModel | None = None) -> Path:
     """Train a generator on every trajectory under `trajectories` except the `holdout` tasks' (those are
     only logged). Trajectories of one task from several collection seeds are pooled. Resumes from `out`, and
-    returns at once when `out` is finished (before loading trajectories, prompts or the base model)."""
+    returns at once when `out` is finished (before loading trajectories, prompts or the base model). The task
+    losses run `lm` (the trajectories' base model, e.g. a run's, already loaded) or load the trajectories' model in
+    `config.model_dtype`."""
     from ..config import ModelConfig
     from ..data.prompts import format_prompt, task_items
     from ..models import LoraGeometry, load_model
@@ -353,8 +355,10 @@ def train_on_trajectories(trajectories: Path, out: Path, holdout: Sequence[str],
         print(f"note: held-out task(s) {sorted(unknown)} have no trajectory; they are simply not trained on")
     process = process_state()  # under `accelerate launch`, each process loads the model on its own device
     device = str(process.device) if process.num_processes > 1 else "auto"
-    lm = load_model(ModelConfig(name=first.model, dtype=config.model_dtype, device=device)) \
-        if config.objective != "reconstruction" else None
+    if config.objective == "reconstruction":
+        lm = None
+    elif lm is None:
+        lm = load_model(ModelConfig(name=first.model, dtype=config.model_dtype, device=device))
     prompt_encoder = PromptEncoder.with_default_cache(config.encoder, config.prompt_tokens)
     train, heldout, examples = [], [], {}
     for task, dirs in by_task.items():
@@ -367,7 +371,7 @@ def train_on_trajectories(trajectories: Path, out: Path, holdout: Sequence[str],
             as_example = choice_example if config.task_loss_kind == "choice" else training_example
             examples[task] = [as_example(lm, it, config.max_tokens) for it in items]
     meta = {"model": first.model, "lora": first.lora, "geometry": first.geometry,
-            "trajectories": str(Path(trajectories).resolve())}
+            "trajectories": str(Path(trajectories).resolve())} | ({"compute": lm.compute()} if lm is not None else {})
     adapter_loss = AdapterLoss(lm, first.lora, config.anchor) if lm is not None else None
     try:
         train_generator(encode_tasks(train, prompt_encoder, examples), encode_tasks(heldout, prompt_encoder), layout,

@@ -161,7 +161,7 @@ def collect_task(lm: LoadedModel, task: str, train_items: Sequence[MultipleChoic
         task=task, config=config, lora=lora, partition=partition_summary, train_items=len(train_items),
         checkpoints=[p.name for p in checkpoints], train_seconds=seconds,
         seconds_per_step=seconds / max(config.total_steps, 1), last_losses=losses[-10:],
-        meta=run_metadata(config.seed)).save(task_dir)
+        meta=run_metadata(config.seed, lm.compute())).save(task_dir)
     resume_path.unlink(missing_ok=True)
     return task_dir
 

@@ -19,7 +19,7 @@ def run(
     seeds: list[int] | None = None,
     partition_seed: int = 0,
     source: Literal["offline", "hub"] = "offline",
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32",
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto",
     device: str = "auto",
     tasks: TaskSets | None = None,
     collect: CollectConfig | None = None,

@@ -66,7 +66,7 @@ def generator_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) 
                                        [task_label(t) for t in exp.tasks.train],
                                        replace(config, steps=exp.shared_generator_steps,
                                                residual_base=_residual_base(exp, lm, run, shared_fold)),
-                                       exp.source, exp.progress)
+                                       exp.source, exp.progress, lm)
         if config.steps == 0:
             return shared
         config = replace(config, init_from=str(shared), residual_base="")  # its residual base comes with it
@@ -74,7 +74,7 @@ def generator_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) 
         config = replace(config, residual_base=_residual_base(exp, lm, run, fold))
     # The fold's targets are held out; training resumes, and returns at once when finished.
     return train_on_trajectories(run.trajectories, run.generator(fold.name), [task_label(t) for t in fold.targets],
-                                 config, exp.source, exp.progress)
+                                 config, exp.source, exp.progress, lm)
 
 
 def _residual_base(exp: Experiment, lm: LoadedModel, run: SeedRun, source: Fold) -> str:
@@ -119,7 +119,7 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold)
                 scored[digest] = (method, (results, partitions))
             header = (f"model: {exp.model} | method: {method} | protocol: {e.protocol} | split: test | "
                       f"limit: {e.limit} | partition seed: {exp.partition_seed}")
-            write_evaluation(directory.eval, results, partitions, record, header, exp.partition_seed, lm.source)
+            write_evaluation(directory.eval, results, partitions, record, header, exp.partition_seed, lm)
             if method == BASE:
                 atomic_write_json(directory.cost, {"seconds": 0.0, "labelled_target_examples": 0})
             say(exp, f"{target}: {method} scored ({100 * results[0].metrics['acc']:.1f} acc)")
