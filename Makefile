@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 install:
 	bash scripts/install.sh
 
-# Unit tests: tiny random models, no downloads, a few seconds.
+# Unit tests: tiny random models, no downloads (about 2 min on 2 cores, plus the install).
 test: install
 	$(PY) -m pytest -q
 

@@ -3,7 +3,7 @@
 The Python API (`degaml.api`) is importable from here; it loads torch only when first used:
 
     import degaml
-    generator = degaml.load_generator("runs/offline/generators/arc_easy")
+    generator = degaml.load_generator("runs/offline-default/seed_0/folds/shared/generator")
     adapter = degaml.generate_lora(generator, prompts, "adapters/my-task")
 """
 

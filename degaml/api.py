@@ -2,7 +2,7 @@
 
     import degaml
 
-    generator = degaml.load_generator("runs/offline/generators/arc_easy")
+    generator = degaml.load_generator("runs/offline-default/seed_0/folds/shared/generator")
     prompts = ["Which gas do plants take in?\nA: oxygen\nB: carbon dioxide", ...]  # unlabelled
     adapter = degaml.generate_lora(generator, prompts, "adapters/my-task")
     refined = degaml.adapt(generator, prompts, "adapters/my-task-ttt", action="ttt steps=5 lr=1e-4")

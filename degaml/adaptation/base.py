@@ -4,7 +4,7 @@ budget or a fallback, and the range checks its `Config` runs.
 A family is one module with the same four names (PEFT style): `NAME`, `Config` (a dataclass: the family's
 hyper-parameters, their defaults and range checks, once), `GRID` (the (parameters, cost) points the
 policy chooses among) and `apply(ctx, config, out, info) -> info` (refine the generated adapter and write
-an adapted output). `families.py` registers them.
+an adapted output). `apply.py` registers them in `FAMILIES`.
 """
 
 from __future__ import annotations

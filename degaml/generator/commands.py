@@ -51,7 +51,7 @@ def collect(
         checkpoints: Consecutive optimizer steps whose LoRA state is saved (reference: 50).
         batch_size: Examples per micro-batch.
         gradient_accumulation: Micro-batches per optimizer step.
-        lr: AdamW learning rate (cosine schedule over all steps).
+        lr: AdamW learning rate, constant over all steps (checkpoints of one trajectory share one rate).
         max_tokens: Longest training sequence (left-truncated).
         rank: LoRA rank.
         alpha: LoRA alpha.

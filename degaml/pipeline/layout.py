@@ -1,13 +1,21 @@
 """The run directory of `degaml run`: one owner for every path the stages write and the report reads.
+The seven stages run in this order (`stages.run_experiment`):
 
     <out>/experiment.yaml                                  the resolved settings
-    <out>/seed_<s>/trajectories/<task>/                    stage 1: LoRA trajectories (collect)
-    <out>/seed_<s>/folds/<fold>/generator/                 stage 2: generator without the fold's targets
-    <out>/seed_<s>/folds/<fold>/policy/                    stage 3: policy on the fold's training tasks
-    <out>/seed_<s>/folds/<fold>/baselines/<method>/        stage 5: meta-training, cached per fold
-    <out>/seed_<s>/targets/<task>/<method>/output/         stages 4-5: what `degaml evaluate` scores
+    <out>/seed_<s>/trajectories/<task>/                    1 collect: LoRA trajectories
+    <out>/seed_<s>/folds/<fold>/residual_base/             2 generator: union LoRA the generator starts from
+                                                             (`generator.residual_base: union`)
+    <out>/seed_<s>/folds/<fold>/generator/                 2 generator: trained without the fold's targets;
+                                                             `folds/shared/` holds the one trained on the
+                                                             meta-training tasks alone (`shared_generator_steps`)
+    <out>/seed_<s>/folds/<fold>/rewards/                   3 policy: validation rewards of every action on the
+                                                             fold's target, read by the other folds' policies
+    <out>/seed_<s>/folds/<fold>/policy/                    3 policy: learnt from the other folds' targets
+                                                             (nested leave-one-out)
+    <out>/seed_<s>/targets/<task>/<method>/output/         4-6 degaml, floors, baselines: what is scored
     <out>/seed_<s>/targets/<task>/<method>/cost.json       seconds and labelled target examples used
-    <out>/seed_<s>/targets/<task>/<method>/eval/           stage 6: test scores (the test partition, once)
+    <out>/seed_<s>/folds/<fold>/baselines/<method>/        6 baselines: meta-training, cached per fold
+    <out>/seed_<s>/targets/<task>/<method>/eval/           7 evaluation: test scores (the test partition, once)
     <out>/seed_<s>/timings.json                            wall time and peak memory of each stage
 """
 
@@ -28,8 +36,9 @@ ORACLE = "oracle"
 """A reference, not a method: the generated adapter refined by the action that scores best on the target's
 own labelled validation items (the best a policy could choose)."""
 DEGAML_K = "degaml-k"
-"""The k-label track's DeGAML: the generated adapter fine-tuned on the same k labelled target examples and
-optimizer steps as every k-label baseline."""
+"""The k-label track's DeGAML: of the generated adapter and DeGAML's label-free adaptation of it, each as it is
+or fine-tuned on k - `policy.select_examples` of the k labelled support examples, the one with the lowest loss
+on the other `policy.select_examples` (`adaptation/supervised.py`)."""
 
 
 @dataclass(frozen=True)
