@@ -29,6 +29,15 @@ main-job: install
 quick: install
 	$(VENV)/bin/degaml run --config configs/quick.yaml
 
+# Speed and agreement benchmarks (benchmarks/README.md), one after another: run alone on the machine.
 bench:
 	DEGAML_EXTRAS=bench bash scripts/install.sh
-	$(PY) benchmarks/eval_throughput.py
+	$(PY) -m benchmarks.detokenize_speed
+	$(PY) -m benchmarks.dtype_speed
+	$(PY) -m benchmarks.kept_logits
+	$(PY) -m benchmarks.merged_scoring
+	$(PY) -m benchmarks.dtype_agreement
+	$(PY) -m benchmarks.eval_throughput
+	if [ -d runs/offline-default/seed_0/trajectories ]; then \
+		$(PY) -m benchmarks.stat_code --trajectories runs/offline-default/seed_0/trajectories; \
+	else echo "stat_code: skipped (needs trajectories: run make main-job first)"; fi

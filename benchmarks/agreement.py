@@ -1,10 +1,14 @@
-"""What the scoring benchmarks share: our scorer timed on a task's items, and how far two scorings of the
-same items agree (imported by eval_throughput.py, dtype_agreement.py, merged_scoring.py and kept_logits.py)."""
+"""What the scoring benchmarks share: their options, the machine line every table starts with, a seeded
+random adapter when none is given, our scorer timed on a task's items, and how far two scorings of the same
+items agree (imported by eval_throughput, dtype_agreement, merged_scoring and kept_logits)."""
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
+
+import torch
 
 from degaml.config import IN_DOMAIN_TASKS, DataConfig
 from degaml.data.prompts import load_partitioned
@@ -20,6 +24,28 @@ def scoring_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=16)
     return parser
+
+
+def machine_line(lm=None) -> str:
+    """The CPU kind and threads (and the model's dtype and why) that every timing of a benchmark depends on."""
+    from degaml.models.loading import cpu_kind
+
+    line = f"CPU: {cpu_kind()}; {torch.get_num_threads()} torch threads"
+    return line + (f"; model dtype {lm.precision.dtype} ({lm.precision.reason})" if lm is not None else "")
+
+
+def random_adapter(model: str, out: Path, seed: int = 0, scale: float = 0.02) -> Path:
+    """A LoRA (r 8, all seven projections) with seeded Gaussian A and B of std `scale`, about the size a trained
+    adapter reaches, written as a PEFT adapter: what the adapter benchmarks score when given none."""
+    from degaml.config import LoraSettings, ModelConfig
+    from degaml.models import LoraGeometry, load_model, write_adapter
+
+    lora = LoraSettings()
+    geometry = LoraGeometry.from_model(load_model(ModelConfig(name=model, dtype="float32", device="cpu")).model, lora)
+    generator = torch.Generator().manual_seed(seed)
+    state = {f"base_model.model.{m.path}.lora_{part}.weight": scale * torch.randn(shape, generator=generator)
+             for m in geometry.modules for part, shape in (("A", m.a_shape), ("B", m.b_shape))}
+    return write_adapter(state, lora, model, out, info={"random": {"seed": seed, "scale": scale}})
 
 
 def selected_test_items(tasks: str, limit: int) -> dict:

@@ -6,7 +6,7 @@ replaced (one slice, scale and copy per token), on the token layouts of SmolLM2-
 Qwen2.5-0.5B (r 8, chunk 128), built from the models' configs (no weights). Same random tokens for both;
 prints seconds per forward + backward (median of --repeats), the ratio and the largest output difference.
 
-    python benchmarks/detokenize_speed.py
+    python -m benchmarks.detokenize_speed
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 import torch
 from transformers import LlamaConfig, Qwen2Config
 
+from benchmarks.agreement import machine_line
 from degaml.config import LoraSettings
 from degaml.lora_tokens import TokenLayout, decode_mean, decode_std, detokenize
 from degaml.models import LoraGeometry
@@ -63,7 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    print(f"torch threads: {torch.get_num_threads()}\n")
+    print(f"{machine_line()}\n")
     print("| model | tokens | per-token loop s | detokenize s | speed-up | max difference |")
     print("|---|---|---|---|---|---|")
     for name, config in CONFIGS.items():

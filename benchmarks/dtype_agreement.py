@@ -4,7 +4,8 @@ float32 and in bfloat16 (bare, or with an adapter), in one run on the same CPU.
 Prints per task: the accuracy under each dtype, how many items get the same prediction (acc and acc_norm),
 the largest log-likelihood difference, and items/s of each with the ratio.
 
-    python benchmarks/dtype_agreement.py --limit 100 --adapter runs/heldout/adapters/union
+    python -m benchmarks.dtype_agreement --limit 100
+    python -m benchmarks.dtype_agreement --limit 100 --adapter runs/offline-default/seed_0/folds/shared/residual_base
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ from __future__ import annotations
 from contextlib import nullcontext
 from pathlib import Path
 
-import torch
-from agreement import agreement, scoring_parser, selected_test_items, timed_scores
-
+from benchmarks.agreement import agreement, machine_line, scoring_parser, selected_test_items, timed_scores
 from degaml.config import ModelConfig
 from degaml.evaluation import predict_acc, predict_acc_norm
-from degaml.evaluation.adapted import applied_adapter
 from degaml.evaluation.harness import normalization_texts
+from degaml.evaluation.output_scoring import applied_adapter
 from degaml.models import load_model
 
 
@@ -33,8 +32,8 @@ def main() -> None:
 
     models = {dtype: load_model(ModelConfig(name=args.model, dtype=dtype, device="cpu"))
               for dtype in ("float32", "bfloat16")}
-    print(f"model {args.model}, adapter {args.adapter or 'none'}, {torch.get_num_threads()} CPU threads, "
-          f"batch size {args.batch_size}, {args.limit} test items per task\n")
+    print(f"model {args.model}, adapter {args.adapter or 'none'}, batch size {args.batch_size}, {args.limit} test "
+          f"items per task\n{machine_line()}\n")
     print("| task | items | acc fp32 | acc bf16 | same acc preds | acc_norm fp32 | acc_norm bf16 | same acc_norm preds "
           "| max abs Δ loglik | fp32 items/s | bf16 items/s | speed-up |")
     print("|---" * 12 + "|")

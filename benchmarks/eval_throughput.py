@@ -5,7 +5,7 @@ called through its own `HFLM.loglikelihood`, so its tokenization, batching and s
 Prints per task: identical predictions (acc and acc_norm), the largest log-likelihood difference,
 and items/s of each with the ratio.
 
-    python benchmarks/eval_throughput.py --limit 50 --tasks arc_easy,hellaswag,boolq,winogrande
+    python -m benchmarks.eval_throughput --limit 50 --tasks arc_easy,hellaswag,boolq,winogrande
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-from agreement import print_comparison, timed_scores
-
+from benchmarks.agreement import machine_line, print_comparison, timed_scores
 from degaml.config import DataConfig, ModelConfig
 from degaml.data.prompts import load_partitioned
 from degaml.models import load_model
@@ -49,8 +47,8 @@ def main() -> None:
     harness = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=args.batch_size, device="cpu")
     data = DataConfig(tasks=args.tasks.split(","), split="test", limit=args.limit)
 
-    print(f"model {args.model} ({args.dtype}), {torch.get_num_threads()} CPU threads, batch size {args.batch_size}, "
-          f"{args.limit} test items per task, lm-eval {__import__('lm_eval').__version__}\n")
+    print(f"model {args.model}, batch size {args.batch_size}, {args.limit} test items per task, lm-eval "
+          f"{__import__('lm_eval').__version__}\n{machine_line(lm)}\n")
     selected = {task: part.select(items, "test", args.limit) for task, (items, part) in load_partitioned(data).items()}
 
     def theirs(items):

@@ -5,14 +5,20 @@ it): the same items and model, in one run on the same CPU.
 Prints per task: identical predictions (acc and acc_norm), the largest log-likelihood difference, and
 items/s of each with the ratio.
 
-    python benchmarks/kept_logits.py --dtype bfloat16 --limit 100
+    python -m benchmarks.kept_logits --dtype bfloat16 --limit 100
 """
 
 from __future__ import annotations
 
 import torch
-from agreement import print_comparison, scoring_parser, selected_test_items, timed_scores
 
+from benchmarks.agreement import (
+    machine_line,
+    print_comparison,
+    scoring_parser,
+    selected_test_items,
+    timed_scores,
+)
 from degaml.config import ModelConfig
 from degaml.evaluation import loglikelihood
 from degaml.models import load_model
@@ -25,12 +31,11 @@ def every_position(model: torch.nn.Module, keep: torch.Tensor, **inputs: torch.T
 
 def main() -> None:
     parser = scoring_parser(__doc__)
-    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--dtype", default="auto")
     args = parser.parse_args()
 
     lm = load_model(ModelConfig(name=args.model, dtype=args.dtype, device="cpu"))
-    print(f"model {args.model} ({args.dtype}), {torch.get_num_threads()} CPU threads, batch size "
-          f"{args.batch_size}, {args.limit} test items per task\n")
+    print(f"model {args.model}, batch size {args.batch_size}, {args.limit} test items per task\n{machine_line(lm)}\n")
     selected = selected_test_items(args.tasks, args.limit)
     kept = loglikelihood._logits_at
 

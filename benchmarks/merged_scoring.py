@@ -4,30 +4,40 @@ unmerged LoRA layers: the same items, model and adapter, in one run on the same 
 Prints per task: identical predictions (acc and acc_norm), the largest log-likelihood difference, and
 items/s of each with the ratio.
 
-    python benchmarks/merged_scoring.py --adapter runs/heldout/adapters/union --dtype bfloat16 --limit 100
+    python -m benchmarks.merged_scoring --limit 100        # a seeded random adapter (agreement.random_adapter)
+    python -m benchmarks.merged_scoring --adapter runs/offline-default/seed_0/folds/shared/residual_base
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
-import torch
-from agreement import print_comparison, scoring_parser, selected_test_items, timed_scores
-
+from benchmarks.agreement import (
+    machine_line,
+    print_comparison,
+    random_adapter,
+    scoring_parser,
+    selected_test_items,
+    timed_scores,
+)
 from degaml.config import ModelConfig
-from degaml.evaluation.adapted import applied_adapter
+from degaml.evaluation.output_scoring import applied_adapter
 from degaml.models import load_adapter, load_model
 
 
 def main() -> None:
     parser = scoring_parser(__doc__)
-    parser.add_argument("--adapter", type=Path, required=True)
-    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--adapter", type=Path, default=None, help="a PEFT adapter directory; none: a seeded "
+                                                                     "random one")
+    parser.add_argument("--dtype", default="auto")
     args = parser.parse_args()
 
     lm = load_model(ModelConfig(name=args.model, dtype=args.dtype, device="cpu"))
-    print(f"model {args.model} ({args.dtype}), adapter {args.adapter}, {torch.get_num_threads()} CPU threads, "
-          f"batch size {args.batch_size}, {args.limit} test items per task\n")
+    if args.adapter is None:
+        args.adapter = random_adapter(args.model, Path(tempfile.mkdtemp()) / "random-adapter")
+    print(f"model {args.model}, adapter {args.adapter}, batch size {args.batch_size}, {args.limit} test items per "
+          f"task\n{machine_line(lm)}\n")
     selected = selected_test_items(args.tasks, args.limit)
 
     def unmerged(items):

@@ -8,7 +8,7 @@ over all modules. The noise is the same draw for both codes. Three error models:
 statistic off by the same amount, as a generator's systematic error is); and shared on the std statistic
 only (values and mean exact), which isolates what the std code decides. Median and worst task.
 
-    python benchmarks/stat_code.py --trajectories runs/trajectories
+    python -m benchmarks.stat_code --trajectories runs/trajectories
 """
 
 from __future__ import annotations

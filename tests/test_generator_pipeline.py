@@ -15,15 +15,15 @@ def isolated_cache(tmp_path, monkeypatch):
 
 
 def _collect(ws, out, *extra):
-    main(["collect", "--tasks", ",".join(ws["tasks"]), "--out", str(out), "--model", ws["model"],
-          "--burn_in_steps", "2", "--checkpoints", "3", "--batch_size", "2", "--rank", "2", "--alpha", "4",
-          "--dtype", "float32", "--device", "cpu", "--progress", "false", *extra])
+    main(["collect", "--tasks", ",".join(ws["tasks"]), "--out", str(out), "--model.name", ws["model"],
+          "--collect.burn_in_steps", "2", "--collect.checkpoints", "3", "--collect.batch_size", "2", "--lora.r", "2", "--lora.alpha", "4",
+          "--model.dtype", "float32", "--model.device", "cpu", "--progress", "false", *extra])
 
 
 def _train(ws, trajectories, out, steps="4", *extra):
     main(["train-generator", "--trajectories", str(trajectories), "--out", str(out), "--holdout", "numbers",
-          "--decoder", "cpu-tiny", "--encoder", ws["encoder"], "--num_prompts", "4", "--prompt_tokens", "8",
-          "--chunk", "16", "--steps", steps, "--batch_size", "2", "--eval_every", "2", "--progress", "false", *extra])
+          "--generator.decoder", "cpu-tiny", "--generator.encoder", ws["encoder"], "--generator.num_prompts", "4", "--generator.prompt_tokens", "8",
+          "--generator.chunk", "16", "--generator.steps", steps, "--generator.batch_size", "2", "--generator.eval_every", "2", "--progress", "false", *extra])
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_collection_with_two_seeds_is_pooled_per_task(workspace, tmp_path):
     from degaml.generator.generation import Generator
 
     out = tmp_path / "two_seeds"
-    _collect(workspace, out, "--seeds", "0,1")
+    _collect(workspace, out, "--seeds", "[0,1]")
     assert sorted(p.name for p in out.iterdir()) == ["colors", "colors-seed1", "numbers", "numbers-seed1"]
     _train(workspace, out, tmp_path / "gen", "1")
     layout = Generator(tmp_path / "gen").layout
@@ -129,8 +129,8 @@ def test_task_loss_objective_trains_the_decoder_through_the_base_model(workspace
     from degaml.generator.generation import Generator
 
     out = tmp_path / "tl"
-    _train(workspace, trajectories, out, "2", "--objective", "task_loss", "--task_examples", "2",
-           "--max_tokens", "32", "--residual", "true", "--stat_code", "log", "--prompt_format", "with_options")
+    _train(workspace, trajectories, out, "2", "--generator.objective", "task_loss", "--generator.task_examples", "2",
+           "--generator.max_tokens", "32", "--generator.residual", "true", "--generator.stat_code", "log", "--generator.prompt_format", "with_options")
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert all(r["train_task_loss"] > 0 and "train_reconstruction" not in r for r in records)
     assert "heldout/numbers/cosine_to_own" in records[-1] and "train/colors/delta_norm" in records[-1]
@@ -148,8 +148,8 @@ def test_anchored_choice_loss_logs_both_terms_and_records_its_settings(workspace
     from degaml.generator.card import GeneratorCard, GeneratorTrainConfig
 
     out = tmp_path / "anchored"
-    _train(workspace, trajectories, out, "2", "--objective", "task_loss", "--task_examples", "2",
-           "--max_tokens", "32", "--residual", "true", "--anchor", "0.5", "--task_loss_kind", "choice")
+    _train(workspace, trajectories, out, "2", "--generator.objective", "task_loss", "--generator.task_examples", "2",
+           "--generator.max_tokens", "32", "--generator.residual", "true", "--generator.anchor", "0.5", "--generator.task_loss_kind", "choice")
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     for r in records:  # the total is the answer loss plus the weighted anchor, reported step by step
         assert r["train_anchor"] >= 0
@@ -166,7 +166,7 @@ def test_residual_generator_starts_at_the_mean_adapter(workspace, trajectories, 
     from degaml.models import delta_relative_error
 
     out = tmp_path / "res"
-    _train(workspace, trajectories, out, "1", "--residual", "true", "--stat_code", "log", "--lr", "0")
+    _train(workspace, trajectories, out, "1", "--generator.residual", "true", "--generator.stat_code", "log", "--generator.lr", "0")
     gen = Generator(out)
     state, _ = gen.generate_state(["What color is the sky?"] * 4)
     colors = load_trajectory([trajectories / "colors"], gen.layout, [])
@@ -189,8 +189,8 @@ def test_residual_base_starts_the_generator_at_the_given_adapter(workspace, traj
     numbers = load_trajectory([trajectories / "numbers"], layout, []).adapter
     base, out = tmp_path / "base_adapter", tmp_path / "res"
     write_adapter(numbers, manifest.lora, manifest.model, base)
-    _train(workspace, trajectories, out, "1", "--residual", "true", "--stat_code", "log", "--lr", "0",
-           "--residual_base", str(base))
+    _train(workspace, trajectories, out, "1", "--generator.residual", "true", "--generator.stat_code", "log", "--generator.lr", "0",
+           "--generator.residual_base", str(base))
     state, _ = Generator(out).generate_state(["What color is the sky?"] * 4)
     assert delta_relative_error(state, numbers) < 0.1
 
@@ -198,24 +198,24 @@ def test_residual_base_starts_the_generator_at_the_given_adapter(workspace, traj
     write_adapter({k: v[..., :1] if "lora_A" in k else v for k, v in numbers.items()}, manifest.lora,
                   manifest.model, bad)
     with pytest.raises(SystemExit):
-        _train(workspace, trajectories, tmp_path / "bad", "1", "--residual", "true", "--residual_base", str(bad))
+        _train(workspace, trajectories, tmp_path / "bad", "1", "--generator.residual", "true", "--generator.residual_base", str(bad))
     err = capsys.readouterr().err
     assert "residual_base" in err and "adapter_model.safetensors" in err and "lora_A" in err
     with pytest.raises(SystemExit):
-        _train(workspace, trajectories, tmp_path / "off", "1", "--residual_base", str(base))
+        _train(workspace, trajectories, tmp_path / "off", "1", "--generator.residual_base", str(base))
     assert "needs residual" in capsys.readouterr().err
 
 
 def test_init_from_starts_at_the_given_generator_and_refuses_other_shapes(workspace, trajectories, generator,
                                                                          tmp_path, capsys):
     out = tmp_path / "continued"
-    _train(workspace, trajectories, out, "1", "--init_from", str(generator), "--lr", "0")
+    _train(workspace, trajectories, out, "1", "--generator.init_from", str(generator), "--generator.lr", "0")
     before, after = load_file(str(generator / "decoder.safetensors")), load_file(str(out / "decoder.safetensors"))
     assert before.keys() == after.keys()
     for name in before:  # lr 0: the continued generator is still the one it started from
         torch.testing.assert_close(after[name], before[name])
     with pytest.raises(SystemExit):
-        _train(workspace, trajectories, tmp_path / "other", "1", "--init_from", str(generator), "--residual", "true")
+        _train(workspace, trajectories, tmp_path / "other", "1", "--generator.init_from", str(generator), "--generator.residual", "true")
     err = capsys.readouterr().err
     assert "init_from" in err and "'base'" in err and "residual" in err
 
@@ -228,10 +228,10 @@ def test_two_processes_reach_the_one_process_weights(workspace, trajectories, tm
     import subprocess
     import sys
 
-    args = ["train-generator", "--trajectories", str(trajectories), "--holdout", "numbers", "--decoder", "cpu-tiny",
-            "--encoder", workspace["encoder"], "--num_prompts", "4", "--prompt_tokens", "8", "--chunk", "16",
-            "--steps", "3", "--batch_size", "2", "--lr", "1e-3", "--eval_every", "3", "--objective", "hybrid",
-            "--max_tokens", "32",
+    args = ["train-generator", "--trajectories", str(trajectories), "--holdout", "numbers", "--generator.decoder", "cpu-tiny",
+            "--generator.encoder", workspace["encoder"], "--generator.num_prompts", "4", "--generator.prompt_tokens", "8", "--generator.chunk", "16",
+            "--generator.steps", "3", "--generator.batch_size", "2", "--generator.lr", "1e-3", "--generator.eval_every", "3", "--generator.objective", "hybrid",
+            "--generator.max_tokens", "32",
             "--progress", "false"]
     main([*args, "--out", str(tmp_path / "one")])
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -269,8 +269,8 @@ def test_two_processes_reach_the_one_process_weights(workspace, trajectories, tm
 
 def test_hybrid_logs_both_terms(workspace, trajectories, tmp_path):
     out = tmp_path / "hy"
-    _train(workspace, trajectories, out, "1", "--objective", "hybrid", "--task_loss_weight", "0.5",
-           "--max_tokens", "32")
+    _train(workspace, trajectories, out, "1", "--generator.objective", "hybrid", "--generator.task_loss_weight", "0.5",
+           "--generator.max_tokens", "32")
     record = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
     expected = record["train_reconstruction"] + 0.5 * record["train_task_loss"]
     assert abs(record["train_loss"] - expected) < 1e-4 * max(1.0, abs(expected))
@@ -342,8 +342,8 @@ def test_generated_adapter_loads_in_peft_and_evaluates(workspace, generator, tmp
 
     # The fixture's rank 2 is the only thing vLLM would refuse (degaml's default rank 8 passes: test_lora.py).
     assert [p for p in vllm_problems(adapter) if not p.startswith("r=2 ")] == []
-    main(["evaluate", "--model", workspace["model"], "--adapter", str(adapter), "--tasks", workspace["tasks"][1],
-          "--limit", "3", "--dtype", "float32", "--out", str(tmp_path / "eval"), "--progress", "false"])
+    main(["evaluate", "--model.name", workspace["model"], "--adapter", str(adapter), "--data.tasks", workspace["tasks"][1],
+          "--data.limit", "3", "--model.dtype", "float32", "--out", str(tmp_path / "eval"), "--progress", "false"])
     assert json.loads((tmp_path / "eval" / "results.json").read_text())["results"][0]["num_items"] == 3
 
 
@@ -377,7 +377,7 @@ def test_adapt_writes_what_evaluate_scores(workspace, generator, tmp_path, famil
 
     out = tmp_path / family
     main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][1], "--out", str(out),
-          "--action", family + params, "--device", "cpu"])
+          "--action", family + params, "--model.device", "cpu"])
     info = json.loads((out / "degaml.json").read_text())
     assert info["action"]["family"] == family
     generated = tmp_path / "generated"
@@ -386,11 +386,11 @@ def test_adapt_writes_what_evaluate_scores(workspace, generator, tmp_path, famil
     changed = any(not torch.equal(a[k], b[k]) for k in a)
     assert changed == (family in ("ttt", "mixing"))  # latent keeps the adapter and adds a delta
     assert (out / "latent_delta.safetensors").exists() == (family == "latent")
-    main(["evaluate", "--model", workspace["model"], "--adapter", str(out), "--tasks", workspace["tasks"][1],
-          "--limit", "4", "--dtype", "float32", "--out", str(tmp_path / "eval"), "--progress", "false"])
+    main(["evaluate", "--model.name", workspace["model"], "--adapter", str(out), "--data.tasks", workspace["tasks"][1],
+          "--data.limit", "4", "--model.dtype", "float32", "--out", str(tmp_path / "eval"), "--progress", "false"])
     scores = json.loads((tmp_path / "eval" / "results.json").read_text())["results"][0]["predictions"]
-    main(["evaluate", "--model", workspace["model"], "--adapter", str(generated), "--tasks", workspace["tasks"][1],
-          "--limit", "4", "--dtype", "float32", "--out", str(tmp_path / "eval0"), "--progress", "false"])
+    main(["evaluate", "--model.name", workspace["model"], "--adapter", str(generated), "--data.tasks", workspace["tasks"][1],
+          "--data.limit", "4", "--model.dtype", "float32", "--out", str(tmp_path / "eval0"), "--progress", "false"])
     plain = json.loads((tmp_path / "eval0" / "results.json").read_text())["results"][0]["predictions"]
     gap = max(abs(a - b) for p, q in zip(scores, plain) for a, b in zip(p["logprobs"], q["logprobs"]))
     assert (gap < 1e-5) == (family == "none")
@@ -401,7 +401,7 @@ def test_tts_ensemble_is_written_and_scored_by_combining_members(workspace, gene
 
     out = tmp_path / "tts"
     main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][0], "--out", str(out),
-          "--action", "tts k=3 combine=vote", "--device", "cpu"])
+          "--action", "tts k=3 combine=vote", "--model.device", "cpu"])
     spec = json.loads((out / "tts.json").read_text())
     assert spec["members"] == ["members/0", "members/1", "members/2"] and spec["seeds"] == [0, 1, 2]
     infos = [json.loads((out / m / "degaml.json").read_text()) for m in spec["members"]]
@@ -412,41 +412,41 @@ def test_tts_ensemble_is_written_and_scored_by_combining_members(workspace, gene
     prompts = [f"prompt {i}" for i in range(20)]
     samples = [tuple(gen.select_prompts(prompts, seed)[0]) for seed in (0, 1, 2)]
     assert len(set(samples)) == 3  # each member is conditioned on a different prompt sample
-    main(["evaluate", "--model", workspace["model"], "--adapter", str(out), "--tasks", workspace["tasks"][0],
-          "--limit", "5", "--dtype", "float32", "--out", str(tmp_path / "eval"), "--progress", "false"])
+    main(["evaluate", "--model.name", workspace["model"], "--adapter", str(out), "--data.tasks", workspace["tasks"][0],
+          "--data.limit", "5", "--model.dtype", "float32", "--out", str(tmp_path / "eval"), "--progress", "false"])
     result = json.loads((tmp_path / "eval" / "results.json").read_text())["results"][0]
     for p in result["predictions"]:
         assert len(p["member_logprobs"]) == 3 and p["pred"] == combine(p["member_logprobs"], "vote")
     assert result["metrics"]["acc"] == sum(p["pred"] == p["gold"] for p in result["predictions"]) / 5
     with pytest.raises(SystemExit):
-        main(["evaluate", "--model", workspace["model"], "--adapter", str(out), "--tasks", workspace["tasks"][0],
-              "--protocol", "generative", "--out", str(tmp_path / "g"), "--progress", "false"])
+        main(["evaluate", "--model.name", workspace["model"], "--adapter", str(out), "--data.tasks", workspace["tasks"][0],
+              "--evaluation.protocol", "generative", "--out", str(tmp_path / "g"), "--progress", "false"])
 
 
 def test_prompt_perplexity_mixing_mixes_in_the_training_trajectories(workspace, generator, tmp_path):
     out = tmp_path / "hub"
     main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][1], "--out", str(out),
-          "--action", "mixing variant=prompt_perplexity evaluations=6", "--device", "cpu"])
+          "--action", "mixing variant=prompt_perplexity evaluations=6", "--model.device", "cpu"])
     info = json.loads((out / "degaml.json").read_text())
     # The generator was trained on "colors" only: the library is its last checkpoint (never the target's own).
     assert info["library_size"] == 1 and len(info["weights"]) == 2
     assert 1 <= len(info["trace"]) <= 8  # the budget (plus the start point and the final check)
-    main(["evaluate", "--model", workspace["model"], "--adapter", str(out), "--tasks", workspace["tasks"][1],
-          "--limit", "3", "--dtype", "float32", "--out", str(tmp_path / "eval"), "--progress", "false"])
+    main(["evaluate", "--model.name", workspace["model"], "--adapter", str(out), "--data.tasks", workspace["tasks"][1],
+          "--data.limit", "3", "--model.dtype", "float32", "--out", str(tmp_path / "eval"), "--progress", "false"])
 
 
 def test_per_sample_latent_is_fitted_at_evaluation(workspace, generator, tmp_path):
     out = tmp_path / "slot"
     main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][1], "--out", str(out),
-          "--action", "latent scope=sample steps=2 lr=0.5", "--device", "cpu"])
+          "--action", "latent scope=sample steps=2 lr=0.5", "--model.device", "cpu"])
     assert not (out / "latent_delta.safetensors").exists()
     assert json.loads((out / "degaml.json").read_text())["latent"]["scope"] == "sample"
     generated = tmp_path / "generated"
     main(["generate", "--generator", str(generator), "--prompts", workspace["tasks"][1], "--out", str(generated)])
     scores = {}
     for name, adapter in (("slot", out), ("plain", generated)):
-        main(["evaluate", "--model", workspace["model"], "--adapter", str(adapter), "--tasks", workspace["tasks"][1],
-              "--limit", "3", "--dtype", "float32", "--out", str(tmp_path / name), "--progress", "false"])
+        main(["evaluate", "--model.name", workspace["model"], "--adapter", str(adapter), "--data.tasks", workspace["tasks"][1],
+              "--data.limit", "3", "--model.dtype", "float32", "--out", str(tmp_path / name), "--progress", "false"])
         predictions = json.loads((tmp_path / name / "results.json").read_text())["results"][0]["predictions"]
         scores[name] = [p["logprobs"] for p in predictions]
     assert scores["slot"] != scores["plain"]
@@ -459,7 +459,7 @@ def test_train_policy_measures_validation_rewards_and_adapt_follows_it(workspace
 
     policy = tmp_path / "policy"
     args = ["train-policy", "--generator", str(generator), "--tasks", workspace["tasks"][0], "--out", str(policy),
-            "--epochs", "20", "--limit", "3", "--device", "cpu", "--progress", "false"]
+            "--epochs", "20", "--limit", "3", "--model.device", "cpu", "--progress", "false"]
     main(args)
     rows = [json.loads(line) for line in (policy / "rewards.jsonl").read_text().splitlines()]
     assert len(rows) == len(default_actions()) and {r["split"] for r in rows} == {"validation"}
@@ -478,7 +478,7 @@ def test_train_policy_measures_validation_rewards_and_adapt_follows_it(workspace
     capsys.readouterr()
     out = tmp_path / "chosen"
     main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][1], "--out", str(out),
-          "--policy", str(policy), "--device", "cpu"])
+          "--policy", str(policy), "--model.device", "cpu"])
     printed = capsys.readouterr().out
     assert "policy scores" in printed and "<- chosen" in printed
     assert sum(line.strip().startswith("0.") or line.strip().startswith("1.") for line in printed.splitlines()) == len(rows)
@@ -507,7 +507,7 @@ def test_a_policy_never_learns_from_the_task_it_serves(workspace, generator, tmp
 def test_adapt_rejects_bad_families_and_hyperparameters(workspace, generator, tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit):
         main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][1], "--out", str(tmp_path / "x"),
-              "--device", "cpu", *extra])
+              "--model.device", "cpu", *extra])
     assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 

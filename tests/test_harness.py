@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from degaml.config import DataConfig, EvalConfig
+from degaml.config import DataConfig, EvalConfig, PartitionConfig
 from degaml.data import MultipleChoiceItem
 from degaml.evaluation import evaluate_items, format_table, mean_and_stderr
 
@@ -52,5 +52,7 @@ def test_empty_selection_is_refused(tiny_lm):
 
 def test_data_config_validation():
     with pytest.raises(ValueError, match="leave room for a train partition"):
-        DataConfig(validation_fraction=0.5, test_fraction=0.5)
-    assert DataConfig(tasks="a,b").tasks == ["a", "b"]
+        PartitionConfig(validation_fraction=0.5, test_fraction=0.5)
+    assert DataConfig(tasks="a,b").tasks == ["a", "b"] == DataConfig(tasks=["a,b"]).tasks
+    with pytest.raises(ValueError, match="data.limit must be >= 1"):
+        DataConfig(limit=0)

@@ -90,10 +90,10 @@ def cycles(g: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_the_checks_catch_what_they_are_for():
-    bad = {"degaml.evaluation.adapted": {"degaml.adaptation.latent"}, "degaml.adaptation.latent": set(),
+    bad = {"degaml.evaluation.output_scoring": {"degaml.adaptation.latent"}, "degaml.adaptation.latent": set(),
            "degaml.pipeline.report": {"degaml.pipeline.stages"}, "degaml.pipeline.stages": {"degaml.pipeline.report"},
            "degaml.adaptation.apply": {"degaml.baselines.common"}, "degaml.baselines.common": set()}
-    assert against_order(bad) == ["degaml.evaluation.adapted -> degaml.adaptation.latent"]
+    assert against_order(bad) == ["degaml.evaluation.output_scoring -> degaml.adaptation.latent"]
     assert across_layer(bad) == ["degaml.adaptation.apply -> degaml.baselines.common"]
     assert cycles(bad) == [["degaml.pipeline.report", "degaml.pipeline.stages", "degaml.pipeline.report"]]
 

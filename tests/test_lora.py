@@ -92,7 +92,7 @@ def test_missing_adapter_files_are_named(tmp_path, tokenizer):
 
 
 def test_failed_save_leaves_nothing(tmp_path, tokenizer, monkeypatch):
-    from degaml.models import adapted
+    from degaml.models import adapted_output as adapted
 
     state = lora_state(attach_lora(make_tiny("llama", tokenizer).model, LoraSettings(r=4)))
 
@@ -174,7 +174,7 @@ def test_vllm_refuses_full_weights_and_integer_tensors(tokenizer, tmp_path):
 def test_scoring_merges_the_adapter_and_leaves_the_base_model_bit_for_bit(tokenizer, tmp_path):
     """`applied_adapter` merges the LoRA into the weights: the same logits as the unmerged adapter (float
     rounding apart), and afterwards every base weight exactly as before, the model bare again."""
-    from degaml.evaluation.adapted import applied_adapter
+    from degaml.evaluation.output_scoring import applied_adapter
 
     lm, unmerged, x, expected = _written_adapter(tokenizer, tmp_path / "adapter")
     lm.model = unmerged.unload()
@@ -190,7 +190,7 @@ def test_scoring_merges_the_adapter_and_leaves_the_base_model_bit_for_bit(tokeni
 
 
 def test_scoring_leaves_the_base_model_bare_when_the_block_raises(tokenizer, tmp_path):
-    from degaml.evaluation.adapted import applied_adapter
+    from degaml.evaluation.output_scoring import applied_adapter
 
     lm, unmerged, _, _ = _written_adapter(tokenizer, tmp_path / "adapter")
     lm.model = unmerged.unload()

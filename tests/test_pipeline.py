@@ -23,8 +23,8 @@ def _config(ws, tmp_path):
                                for c in "abcdefghijklmnopqrstuvwx"))
     colors, numbers = ws["tasks"]
     config = {
-        "name": "tiny", "out": str(tmp_path / "run"), "model": ws["model"], "lora": {"r": 2, "alpha": 4},
-        "seeds": [0, 1], "device": "cpu", "progress": False,
+        "name": "tiny", "out": str(tmp_path / "run"), "model": {"name": ws["model"], "device": "cpu"},
+        "lora": {"r": 2, "alpha": 4}, "seeds": [0, 1], "progress": False,
         "tasks": {"train": [colors, numbers], "heldout": [numbers], "out_of_domain": [str(letters)]},
         "collect": {"burn_in_steps": 1, "checkpoints": 3, "batch_size": 2, "max_tokens": 32},
         "generator": {"decoder": "cpu-tiny", "encoder": ws["encoder"], "num_prompts": 4, "prompt_tokens": 8,
@@ -63,8 +63,8 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
     for domain in summary["domains"].values():  # two tracks by the labels read, each judged against its anchor
         assert {k: v["methods"] for k, v in domain["tracks"].items()} == {"zero labels": zero,
                                                                          "k = 4 labels": labelled,
-                                                                         "reference": ["oracle"]}
-        assert len(domain["tracks"]["reference"]["verdicts"]) == 1  # DeGAML against the best it could choose
+                                                                         "ceilings": ["oracle"]}
+        assert len(domain["tracks"]["ceilings"]["verdicts"]) == 1  # DeGAML against the best it could choose
         for track, anchor, members in (("zero labels", "- DeGAML ", zero), ("k = 4 labels", "- degaml-k ", labelled)):
             judged = domain["tracks"][track]["verdicts"]
             assert len(judged) == len(members) - 1  # the anchor against every other method of its track
@@ -102,7 +102,7 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
     def refuse(*args, **kwargs):
         raise AssertionError("a finished stage ran again")
 
-    for target in ("degaml.adaptation.task_setup.adapt_task", "degaml.evaluation.adapted.evaluate_adapted",
+    for target in ("degaml.adaptation.task_setup.adapt_task", "degaml.evaluation.output_scoring.evaluate_adapted",
                    "degaml.baselines.maml.meta_train", "degaml.baselines.abmll.finish",
                    "degaml.adaptation.policy_training.fit_policy_on_tasks"):
         monkeypatch.setattr(target, refuse)
@@ -186,8 +186,8 @@ def test_meta_training_tasks_train_every_fold_from_one_shared_generator(workspac
     assert sorted(union["meta_tasks"]) == sorted([colors, letters])  # the baselines meta-train on them too
 
 
-def test_folds_without_generator_steps_share_the_generator_and_meta_training(workspace, tmp_path):
-    """`generator.steps: 0` leaves every target out of one generator trained on the meta-training tasks; the
+def test_all_targets_out_folds_share_the_generator_and_meta_training(workspace, tmp_path):
+    """`holdout: all_targets` leaves every target out of one generator trained on the meta-training tasks; the
     zero-label floors and the meta-trained baselines then learn from those tasks alone too, once for all folds.
     With `none` the only action, DeGAML and the oracle write the generated adapter itself, which is scored once."""
     from degaml.data import task_label
@@ -201,7 +201,7 @@ def test_folds_without_generator_steps_share_the_generator_and_meta_training(wor
     settings.update(seeds=[0], shared_generator_steps=2,
                     tasks={"meta_training": [letters], "train": [colors, numbers], "heldout": [colors, numbers],
                            "out_of_domain": []})
-    settings["generator"]["steps"] = 0
+    settings["holdout"] = "all_targets"
     settings["policy"]["actions"] = ["none"]
     settings["baselines"]["methods"] = ["no-meta", "union"]
     config.write_text(yaml.safe_dump(settings))
@@ -246,7 +246,8 @@ def test_a_generator_residual_on_union_starts_at_the_union_baseline_of_its_own_t
     settings.update(seeds=[0], shared_generator_steps=2 if shared else 0,
                     tasks={"meta_training": [letters], "train": [colors, numbers], "heldout": [colors, numbers],
                            "out_of_domain": []})
-    settings["generator"].update({"steps": 0 if shared else 2, "lr": 0.0, "objective": "task_loss",
+    settings["holdout"] = "all_targets" if shared else "one_task"
+    settings["generator"].update({"steps": 2, "lr": 0.0, "objective": "task_loss",
                                   "residual": True, "residual_base": "union", "stat_code": "relative",
                                   "task_examples": 2, "max_tokens": 32})
     settings["policy"]["actions"] = ["none"]
@@ -269,6 +270,58 @@ def test_a_generator_residual_on_union_starts_at_the_union_baseline_of_its_own_t
         for target in (colors, numbers):
             scored = read_lora_state(seed0.method(target, "union").output)
             assert all(torch.equal(scored[k], union[k]) for k in union)
+
+
+def test_floors_matched_to_the_generators_budget_and_the_target_finetuned_ceiling(workspace, tmp_path):
+    """`floors`: union-matched continues the generator's residual base (union LoRA) for the generator's own
+    optimizer steps and examples per step on the fold's tasks; target-finetuned is the target's own trajectory
+    adapter, a ceiling that reads its train labels, which no generator trains on."""
+    from degaml.generator.card import GeneratorCard
+    from degaml.generator.floors import task_adapters
+    from degaml.models import delta_relative_error, read_lora_state
+    from degaml.pipeline.layout import seed_run
+    from degaml.pipeline.records import MethodCost
+
+    config, run = _config(workspace, tmp_path)
+    settings = yaml.safe_load(config.read_text())
+    colors, numbers = workspace["tasks"]
+    letters = settings["tasks"]["out_of_domain"][0]
+    settings.update(seeds=[0], shared_generator_steps=2, floors=["mean", "union-matched", "target-finetuned"],
+                    tasks={"meta_training": [letters], "train": [colors, numbers], "heldout": [numbers],
+                           "out_of_domain": []})
+    settings["generator"].update({"recipe": "task-loss-on-union", "task_examples": 2, "max_tokens": 32})
+    settings["policy"]["actions"] = ["none"]
+    settings["baselines"]["methods"] = ["union"]
+    config.write_text(yaml.safe_dump(settings))
+    main(["run", "--config", str(config)])
+    seed0 = seed_run(run, 0)
+    assert GeneratorCard.load(seed0.generator("numbers")).heldout_tasks == ["numbers"]
+    assert GeneratorCard.load(seed0.generator("shared")).heldout_tasks == ["colors", "numbers"]
+    own = MethodCost.load(seed0.method(numbers, "target-finetuned").cost)
+    assert own.ceiling and own.labelled_target_examples > 0
+    expected = task_adapters(seed0.trajectories, ["numbers"])["numbers"]
+    written = read_lora_state(seed0.method(numbers, "target-finetuned").output)
+    assert all(torch.allclose(written[k], expected[k]) for k in expected)
+    matched = MethodCost.load(seed0.method(numbers, "union-matched").cost)
+    assert not matched.ceiling and matched.labelled_target_examples == 0
+    caches = [p for p in (seed0.fold("numbers") / "baselines").iterdir() if p.name.startswith("union-matched-")]
+    assert len(caches) == 1 and json.loads((caches[0] / "meta.json").read_text())["steps"] == 2 + 2
+    base = read_lora_state(seed0.residual_base("shared"))
+    assert delta_relative_error(read_lora_state(seed0.method(numbers, "union-matched").output), base) > 1e-3
+    summary = json.loads((run / "report" / "summary.json").read_text())
+    tracks = summary["domains"]["in-domain"]["tracks"]
+    assert tracks["ceilings"]["methods"] == ["oracle", "target-finetuned"]
+    assert "union-matched" in tracks["zero labels"]["methods"]
+
+
+def test_a_run_refuses_a_floor_it_cannot_build(workspace, tmp_path, capsys):
+    config, _ = _config(workspace, tmp_path)
+    settings = yaml.safe_load(config.read_text())
+    settings["floors"] = ["mean", "union-matched"]
+    config.write_text(yaml.safe_dump(settings))
+    with pytest.raises(SystemExit):
+        main(["run", "--config", str(config)])
+    assert "union-matched matches the budget of a generator residual on union LoRA" in capsys.readouterr().err
 
 
 def test_a_meta_training_task_is_never_a_target(workspace):

@@ -62,14 +62,14 @@ def real_adapters(tmp_path_factory):
     from degaml.cli import main
 
     root = tmp_path_factory.mktemp("clients")
-    main(["collect", "--tasks", "sciq,openbookqa", "--out", str(root / "traj"), "--burn_in_steps", "2",
-          "--checkpoints", "2", "--batch_size", "2", "--max_tokens", "64", "--dtype", "float32", "--device", "cpu",
+    main(["collect", "--tasks", "sciq,openbookqa", "--out", str(root / "traj"), "--collect.burn_in_steps", "2",
+          "--collect.checkpoints", "2", "--collect.batch_size", "2", "--max_tokens", "64", "--model.dtype", "float32", "--model.device", "cpu",
           "--progress", "false"])
-    main(["train-generator", "--trajectories", str(root / "traj"), "--out", str(root / "gen"), "--decoder", "cpu-tiny",
-          "--steps", "2", "--batch_size", "2", "--eval_every", "2", "--max_prompts", "32", "--progress", "false"])
+    main(["train-generator", "--trajectories", str(root / "traj"), "--out", str(root / "gen"), "--generator.decoder", "cpu-tiny",
+          "--generator.steps", "2", "--generator.batch_size", "2", "--generator.eval_every", "2", "--generator.max_prompts", "32", "--progress", "false"])
     main(["generate", "--generator", str(root / "gen"), "--prompts", "arc_easy", "--out", str(root / "generated")])
     main(["baseline", "no-meta", "--task", "arc_easy", "--out", str(root / "no_meta"), "--setup.steps", "2",
-          "--setup.support", "8", "--setup.batch_size", "4", "--setup.dtype", "float32", "--setup.device", "cpu",
+          "--setup.support", "8", "--setup.batch_size", "4", "--setup.dtype", "float32", "--setup.model.device", "cpu",
           "--progress", "false"])
     return {"generated": root / "generated", "no-meta": root / "no_meta"}
 
@@ -95,8 +95,8 @@ def test_lm_eval_harness_loads_the_adapter_and_agrees_with_degaml(real_adapters,
     model_dir = resolve_model("smollm2-135m-instruct")
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), str(adapter))  # PEFT itself
     assert vllm_problems(adapter) == []
-    main(["evaluate", "--adapter", str(adapter), "--tasks", "arc_easy", "--limit", str(limit), "--dtype", "float32",
-          "--device", "cpu", "--out", str(tmp_path / "eval"), "--progress", "false"])
+    main(["evaluate", "--adapter", str(adapter), "--data.tasks", "arc_easy", "--data.limit", str(limit), "--model.dtype", "float32",
+          "--model.device", "cpu", "--out", str(tmp_path / "eval"), "--progress", "false"])
     ours = json.loads((tmp_path / "eval" / "results.json").read_text())["results"][0]["predictions"]
 
     harness = HFLM(pretrained=model_dir, peft=str(adapter), dtype="float32", batch_size=16, device="cpu")

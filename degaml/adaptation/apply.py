@@ -2,7 +2,7 @@
 
 Adding a family is one module with `NAME`, `Config`, `GRID` and `apply` (see `base.py`) and one line in
 `FAMILIES`; the action space, the range checks, the policy's grid and `degaml adapt --action` follow.
-What each family writes (an adapted output, `degaml.models.adapted`):
+What each family writes (an adapted output, `degaml.models.adapted_output`):
 - none, ttt, mixing: a PEFT adapter directory;
 - latent, scope task: the adapter plus one latent delta for the whole task;
 - latent, scope sample: the adapter plus the SLOT settings; evaluation fits a delta per item;

@@ -5,17 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from ..config import DataConfig, ModelConfig
+from ..config import DataConfig, ModelConfig, PartitionConfig, task_names
 from ..data.prompts import task_items
 from ..data.tasks import task_label
+from ..io import check_output_path, exclusive_output
 
 
-def _load_for_adaptation(generator: Path, dtype: str, device: str):
+def _load_for_adaptation(generator: Path, model: ModelConfig | None):
+    """The generator and its base model (the one its card names, unless `model` names another)."""
+    from dataclasses import replace
+
     from ..generator.generation import Generator
     from ..models import load_model
 
     gen = Generator(generator)
-    lm = load_model(ModelConfig(name=gen.card.model, dtype=dtype, device=device))
+    model = model or ModelConfig()
+    lm = load_model(replace(model, name=gen.card.model) if model.name == ModelConfig().name else model)
     return gen, lm
 
 
@@ -27,13 +32,9 @@ def adapt(
     policy: Path | None = None,
     adaptation_prompts: int = 32,
     prompt_split: Literal["train", "validation", "test"] = "train",
-    partition_seed: int = 0,
-    validation_fraction: float = 0.1,
-    test_fraction: float = 0.3,
+    partition: PartitionConfig | None = None,
     seed: int = 0,
-    source: Literal["offline", "hub"] = "offline",
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto",
-    device: str = "auto",
+    model: ModelConfig | None = None,
 ) -> None:
     """Generate a task's adapter from its unlabelled prompts, then refine it with one adaptation family,
     chosen by hand (`--action`) or by a trained policy (`--policy`).
@@ -53,24 +54,21 @@ def adapt(
         policy: A directory written by `degaml train-policy`; replaces `action`.
         adaptation_prompts: Unlabelled prompts used by ttt / latent / prompt-perplexity mixing (seeded order of the partition).
         prompt_split: Partition whose prompts are used.
-        partition_seed: Seed of the partition.
-        validation_fraction: Share of items in the validation partition.
-        test_fraction: Share of items in the test partition.
+        partition: Where the task is read from and its train/validation/test partition.
         seed: Seed of the prompt sample and of TTT's batches.
-        source: Where task prompts are read from.
-        dtype: Base model dtype.
-        device: `auto`, `cpu`, `cuda`, ...
+        model: The base model's dtype and device (its name defaults to the generator's).
     """
     from ..adaptation.actions import Action
     from ..adaptation.policy import load_policy
     from ..adaptation.task_setup import adapt_task, adaptation_context, uses_library
 
     chosen = None if policy else Action.parse(action)
-    gen, lm = _load_for_adaptation(generator, dtype, device)
-    items = task_items(task, prompt_split, partition_seed, validation_fraction, test_fraction,
-                       source)[:adaptation_prompts]
+    check_output_path(out)
+    gen, lm = _load_for_adaptation(generator, model)
+    items = task_items(task, prompt_split, partition or PartitionConfig())[:adaptation_prompts]
     ctx = adaptation_context(gen, lm, task_label(task), items, seed, with_library=uses_library(chosen))
-    result = adapt_task(gen, ctx, Path(out), chosen, load_policy(policy) if policy else None)
+    with exclusive_output(out):
+        result = adapt_task(gen, ctx, Path(out), chosen, load_policy(policy) if policy else None)
     if result.scores is not None:
         print("policy scores (probability per action):")
         for label, p in sorted(result.scores.items(), key=lambda kv: -kv[1]):
@@ -82,7 +80,7 @@ def adapt(
 
 def train_policy(
     generator: Path,
-    tasks: str,
+    tasks: list[str] | str,
     out: Path,
     method: Literal["reinforce", "rest_em"] = "reinforce",
     epochs: int = 300,
@@ -90,13 +88,9 @@ def train_policy(
     cost_penalty: float = 0.0,
     limit: int | None = 50,
     adaptation_prompts: int = 32,
-    partition_seed: int = 0,
-    validation_fraction: float = 0.1,
-    test_fraction: float = 0.3,
+    partition: PartitionConfig | None = None,
     seed: int = 0,
-    source: Literal["offline", "hub"] = "offline",
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto",
-    device: str = "auto",
+    model: ModelConfig | None = None,
     progress: bool = True,
 ) -> None:
     """Train the adaptation policy on meta-training tasks: every action of the default action space is
@@ -107,7 +101,7 @@ def train_policy(
 
     Args:
         generator: Directory written by `degaml train-generator`.
-        tasks: Comma-separated reward tasks (never the task the policy will serve). A task the generator
+        tasks: Reward tasks (`--tasks a,b`; never the task the policy will serve). A task the generator
             held out gets the out-of-sample adapter a new task gets; a training task an in-sample one
             (policy.json lists those).
         out: Policy directory (policy.pt, policy.json, rewards.jsonl, rewards.md).
@@ -117,13 +111,9 @@ def train_policy(
         cost_penalty: Reward subtracted per unit of action cost.
         limit: Validation items per task (a seeded subset); null for all.
         adaptation_prompts: Unlabelled prompts given to each family (from the train partition).
-        partition_seed: Seed of the partitions.
-        validation_fraction: Share of items in the validation partition.
-        test_fraction: Share of items in the test partition.
+        partition: Where tasks are read from and their train/validation/test partition.
         seed: Seed of prompt samples, TTT batches and policy training.
-        source: Where tasks are read from.
-        dtype: Base model dtype.
-        device: `auto`, `cpu`, `cuda`, ...
+        model: The base model's dtype and device (its name defaults to the generator's).
         progress: Show progress bars.
     """
     from ..adaptation.actions import default_actions
@@ -133,11 +123,12 @@ def train_policy(
 
     config = PolicyConfig(method=method, epochs=epochs, lr=lr, cost_penalty=cost_penalty, seed=seed)
     actions = default_actions()
-    gen, lm = _load_for_adaptation(generator, dtype, device)
-    data = DataConfig(tasks=[], limit=limit, partition_seed=partition_seed, validation_fraction=validation_fraction,
-                      test_fraction=test_fraction, source=source)
-    _, table, choices = fit_policy_on_tasks([(t, gen) for t in tasks.split(",") if t], lm, actions, config,
-                                            Path(out), data, adaptation_prompts, progress)
+    check_output_path(out)
+    gen, lm = _load_for_adaptation(generator, model)
+    data = DataConfig(tasks=[], limit=limit, partition=partition or PartitionConfig())
+    with exclusive_output(out):  # rewards.jsonl grows as rewards are measured: one writer
+        _, table, choices = fit_policy_on_tasks([(t, gen) for t in task_names(tasks)], lm, actions, config,
+                                                Path(out), data, adaptation_prompts, progress)
     print(format_reward_table(table, actions))
     for task, choice in choices.items():
         print(f"policy on {task}: {choice}")

@@ -49,8 +49,7 @@ def fit_policy_on_tasks(tasks: Sequence[tuple[str, Generator]], lm: LoadedModel,
         if label in {task_label(t) for t in gen.card.train_tasks}:
             in_sample.append(label)
         validation = replace(data, tasks=[name], split="validation")
-        items = task_items(name, "train", data.partition_seed, data.validation_fraction, data.test_fraction,
-                           data.source)[:adaptation_prompts]
+        items = task_items(name, "train", data.partition)[:adaptation_prompts]
         ctx = adaptation_context(gen, lm, label, items, config.seed)
         metric = preferred_metric(name)
         if progress:

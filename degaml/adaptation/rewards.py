@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DataConfig, EvalConfig
-from ..evaluation.adapted import Loaded, evaluate_adapted
+from ..evaluation.output_scoring import Loaded, evaluate_adapted
 from ..io import atomic_write_text
 from .actions import Action
 from .apply import apply_action

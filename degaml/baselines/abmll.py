@@ -184,7 +184,7 @@ def finish(job: BaselineRun, config: AbmllConfig, meta: dict[str, torch.Tensor],
         members.append(({n.replace(".default.weight", ".weight"): v.float().cpu() for n, v in drawn.items()},
                         {"sample": i}))
     info.update(seconds=time.perf_counter() - started, **peak_memory_mb(job.lm.device))
-    return write_ensemble(members, s.lora, s.model, out, "mean", info,
+    return write_ensemble(members, s.lora, s.model.name, out, "mean", info,
                           tensors={POSTERIOR_FILE: {k: v.float().cpu() for k, v in posterior.items()}})
 
 

@@ -10,16 +10,17 @@ from typing import Any
 from . import BaselineSetup, Method
 
 
-def _run_baseline(method: str, task: str, out: Path, train_tasks: str, setup, config, progress: bool) -> None:
+def _run_baseline(method: str, task: str, out: Path, train_tasks: list[str] | str, setup, config, progress: bool) -> None:
+    from ..config import task_names
+    from ..io import exclusive_output
     from . import METHODS, BaselineSetup, prepare, run_baseline
 
     spec = METHODS[method]
     setup = setup or BaselineSetup()
     config = config or spec.config()
-    if not spec.meta_trains and train_tasks:
-        print(f"note: {method} does not meta-train; --train_tasks is ignored")
-    job = prepare(setup, task, train_tasks.split(",") if spec.meta_trains else [], spec.meta_trains)
-    info = run_baseline(method, job, config, Path(out), progress)
+    with exclusive_output(out):  # checked and locked before any training
+        job = prepare(setup, task, task_names(train_tasks) if spec.meta_trains else [], spec.meta_trains)
+        info = run_baseline(method, job, config, Path(out), progress)
     memory = f", peak RSS {info['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in info else ""
     print(f"{method}: {out} ({info['seconds']:.1f} s{memory}; {info['support_examples']} labelled target examples)")
 
@@ -29,18 +30,19 @@ def baseline_command(spec: Method) -> Callable[..., None]:
     `--setup.*` and the method's own `--<name>.*`)."""
     P = inspect.Parameter
 
-    def command(task: str, out: Path, train_tasks: str = "", setup: BaselineSetup | None = None,
+    def command(task: str, out: Path, train_tasks: list[str] | str | None = None, setup: BaselineSetup | None = None,
                 progress: bool = True, **settings: Any) -> None:
-        _run_baseline(spec.name, task, out, train_tasks, setup, settings.get(spec.option), progress)
+        _run_baseline(spec.name, task, out, train_tasks or [], setup, settings.get(spec.option), progress)
 
     params = [P("task", P.POSITIONAL_OR_KEYWORD, annotation=str), P("out", P.POSITIONAL_OR_KEYWORD, annotation=Path)]
     docs = ["task: Target task (name or .json/.jsonl file), held out from meta-training.",
             "out: Output directory (what `degaml evaluate --adapter` scores)."]
     if spec.meta_trains:
-        params.append(P("train_tasks", P.POSITIONAL_OR_KEYWORD, annotation=str))
-        docs.append("train_tasks: Comma-separated meta-training tasks.")
+        params.append(P("train_tasks", P.POSITIONAL_OR_KEYWORD, annotation=list[str] | str))
+        docs.append("train_tasks: Meta-training tasks (`--train_tasks a,b`).")
     params.append(P("setup", P.POSITIONAL_OR_KEYWORD, default=None, annotation=BaselineSetup | None))
-    docs.append("setup: Base model, LoRA, partitions and the target-data budget shared by every baseline.")
+    docs.append("setup: Base model (`--setup.model.name`), LoRA, partition and the target-data budget shared by "
+                "every baseline.")
     if spec.has_settings:
         params.append(P(spec.option, P.POSITIONAL_OR_KEYWORD, default=None, annotation=spec.config | None))
         docs.append(f"{spec.option}: The method's own settings.")

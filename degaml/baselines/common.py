@@ -13,11 +13,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
-from ..config import DataConfig, LoraSettings, ModelConfig
+from ..config import DataConfig, LoraSettings, ModelConfig, PartitionConfig
 from ..data import task_label
 from ..io import run_metadata
 from ..memory import peak_memory_mb
@@ -27,7 +27,7 @@ from ..sft import Example, fine_tune, training_example
 
 @dataclass
 class BaselineSetup:
-    model: str = "smollm2-135m-instruct"
+    model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
     support: int = 64
     """Labelled target examples (seeded subset of its train partition), the same for every method."""
@@ -40,12 +40,7 @@ class BaselineSetup:
     """Labelled examples per meta-training task (seeded subset of its train partition)."""
     max_tokens: int = 256
     seed: int = 0
-    partition_seed: int = 0
-    validation_fraction: float = 0.1
-    test_fraction: float = 0.3
-    source: Literal["offline", "hub"] = "offline"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    device: str = "auto"
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
 
     def __post_init__(self) -> None:
         for name in ("support", "batch_size", "meta_examples", "max_tokens"):
@@ -55,17 +50,19 @@ class BaselineSetup:
             raise ValueError(f"setup.steps must be >= 0, got {self.steps}")
 
 
-def load_examples(lm: LoadedModel, task: str, setup: BaselineSetup, limit: int) -> list[Example]:
-    """Up to `limit` supervised examples from the task's train partition (never validation or test)."""
+def load_examples(lm: LoadedModel, task: str, setup: BaselineSetup, limit: int, budget: str = "") -> list[Example]:
+    """Up to `limit` supervised examples from the task's train partition (never validation or test); exactly
+    `limit` when they are a track's label `budget` (its setting's name), or an error."""
     from ..data.prompts import load_partitioned
 
-    data = DataConfig(tasks=[task], split="train", limit=limit, partition_seed=setup.partition_seed,
-                      validation_fraction=setup.validation_fraction, test_fraction=setup.test_fraction,
-                      source=setup.source)
+    data = DataConfig(tasks=[task], split="train", limit=limit, partition=setup.partition)
     ((items, part),) = load_partitioned(data).values()
     selected = part.select(items, "train", limit)
     if not selected:
         raise ValueError(f"task {task!r}: the train partition is empty")
+    if budget and len(selected) < limit:  # a track's label budget never shrinks silently
+        raise ValueError(f"task {task!r}: {budget} = {limit} labelled examples asked for, its train partition has "
+                         f"{len(selected)}; lower {budget} (every method of the track gets the same budget)")
     return [training_example(lm, item, setup.max_tokens) for item in selected]
 
 
@@ -96,8 +93,8 @@ def prepare(setup: BaselineSetup, task: str, train_tasks: Sequence[str], needs_m
         raise ValueError(f"--train_tasks includes the target task {label!r}: it must be held out")
     if needs_meta and not names:
         raise ValueError("this baseline meta-trains: give --train_tasks (comma-separated)")
-    lm = lm or load_model(ModelConfig(name=setup.model, dtype=setup.dtype, device=setup.device))
-    support = load_examples(lm, task, setup, setup.support)
+    lm = lm or load_model(setup.model)
+    support = load_examples(lm, task, setup, setup.support, "setup.support")
     meta = {task_label(t): load_examples(lm, t, setup, setup.meta_examples) for t in names} if needs_meta else {}
     return BaselineRun(setup, label, [task_label(t) for t in names], lm, support, meta)
 
@@ -108,7 +105,7 @@ def write_result(run: BaselineRun, method: str, config: Any, state: LoraState, o
             "config": asdict(config) if config is not None else {}, "support_examples": len(run.support),
             "seconds": time.perf_counter() - started, **peak_memory_mb(run.lm.device), **run.log, **record,
             "meta": run_metadata(run.setup.seed, run.lm.compute())}
-    write_adapter(state, run.setup.lora, run.setup.model, out, info, tensors=tensors)
+    write_adapter(state, run.setup.lora, run.setup.model.name, out, info, tensors=tensors)
     return info
 
 

@@ -60,7 +60,12 @@ def _records(path: Path) -> Iterator[tuple[str, Any]]:
         if not isinstance(data, list):
             raise DataFormatError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
         for i, record in enumerate(data):
-            yield f"{path} record {i}", record
+            where = f"{path} record {i}"
+            size = len(json.dumps(record, ensure_ascii=False))
+            if size > MAX_RECORD_CHARS:  # the same limit as a JSONL line's, before any record is parsed
+                raise DataFormatError(f"{where}: record of {size:,} characters, more than the "
+                                      f"{MAX_RECORD_CHARS:,} a task record may have")
+            yield where, record
     else:
         raise DataFormatError(f"{path}: unsupported file type {path.suffix!r} (use .json or .jsonl)")
 
@@ -107,6 +112,9 @@ def _parse_ours(record: dict, where: str, index: int) -> MultipleChoiceItem:
     choices = _field(record, "choices", where)
     if not isinstance(choices, list) or len(choices) < 2:
         raise DataFormatError(f"{where}: field 'choices' must be a list of at least two options")
+    for i, choice in enumerate(choices):
+        if not isinstance(choice, (str, int, float)) or isinstance(choice, bool) or not str(choice).strip():
+            raise DataFormatError(f"{where}: field 'choices' option {i} must be non-empty text, got {choice!r}")
     gold = _field(record, "gold", where)
     if not isinstance(gold, int) or isinstance(gold, bool) or not 0 <= gold < len(choices):
         raise DataFormatError(f"{where}: field 'gold' must be an integer in 0..{len(choices) - 1}, got {gold!r}")
@@ -125,4 +133,10 @@ def read_task_file(path: str | Path) -> list[MultipleChoiceItem]:
         items.append(parse(record, where, index))
     if not items:
         raise DataFormatError(f"{path}: no records")
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        if item.id in seen:
+            raise DataFormatError(f"{path}: item id {item.id!r} of record {index} repeats record {seen[item.id]}'s; "
+                                  "ids must be unique")
+        seen[item.id] = index
     return items

@@ -6,11 +6,12 @@ from __future__ import annotations
 import string
 from typing import Literal
 
-from ..config import DataConfig
+from ..config import DataConfig, PartitionConfig
 from .example import MultipleChoiceItem
 from .splits import Partition, partition
 from .tasks import load_task, task_label
 
+DEFAULT_PARTITION = PartitionConfig()
 PromptFormat = Literal["question", "with_options"]
 PROMPT_FORMATS = ("question", "with_options")
 
@@ -27,27 +28,25 @@ def format_prompt(item: MultipleChoiceItem, prompt_format: PromptFormat = "quest
     return f"{item.prompt}\n{options}"
 
 
-def task_items(task_source: str, split: Literal["train", "validation", "test"], seed: int = 0,
-               validation_fraction: float = 0.1, test_fraction: float = 0.3, source: str = "offline"
-               ) -> list[MultipleChoiceItem]:
+def task_items(task_source: str, split: Literal["train", "validation", "test"],
+               spec: PartitionConfig = DEFAULT_PARTITION) -> list[MultipleChoiceItem]:
     """One partition of a task's items, in the partition's seeded order."""
-    items = load_task(task_source, source)  # type: ignore[arg-type]
-    part = partition(task_label(task_source), items, seed, validation_fraction, test_fraction)
+    items, part = partitioned(task_source, spec)
     return part.select(items, split)
 
 
-def task_prompts(task_source: str, split: Literal["train", "validation", "test"], seed: int = 0,
-                 validation_fraction: float = 0.1, test_fraction: float = 0.3, source: str = "offline",
-                 prompt_format: PromptFormat = "question") -> list[str]:
-    return [format_prompt(item, prompt_format)
-            for item in task_items(task_source, split, seed, validation_fraction, test_fraction, source)]
+def task_prompts(task_source: str, split: Literal["train", "validation", "test"],
+                 spec: PartitionConfig = DEFAULT_PARTITION, prompt_format: PromptFormat = "question") -> list[str]:
+    return [format_prompt(item, prompt_format) for item in task_items(task_source, split, spec)]
+
+
+def partitioned(task_source: str, spec: PartitionConfig = DEFAULT_PARTITION
+                ) -> tuple[list[MultipleChoiceItem], Partition]:
+    """A task's items and its seeded partition (computed over all labelled items of the task)."""
+    items = load_task(task_source, spec.source)
+    return items, partition(task_label(task_source), items, spec.seed, spec.validation_fraction, spec.test_fraction)
 
 
 def load_partitioned(data: DataConfig) -> dict[str, tuple[list[MultipleChoiceItem], Partition]]:
-    """Each task's items and its seeded partition (computed over all labelled items of the task)."""
-    loaded = {}
-    for name in data.tasks:
-        items = load_task(name, data.source)
-        loaded[task_label(name)] = (items, partition(task_label(name), items, data.partition_seed,
-                                                     data.validation_fraction, data.test_fraction))
-    return loaded
+    """Each of `data.tasks`' items and its seeded partition."""
+    return {task_label(name): partitioned(name, data.partition) for name in data.tasks}

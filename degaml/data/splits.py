@@ -71,7 +71,9 @@ def partition(task: str, items: Sequence[MultipleChoiceItem], seed: int = 0,
               validation_fraction: float = 0.1, test_fraction: float = 0.3) -> Partition:
     ids = [item.id for item in items]
     if len(set(ids)) != len(ids):
-        raise PartitionOverlapError(f"task {task!r}: item ids are not unique")
+        seen: set[str] = set()
+        repeated = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+        raise PartitionOverlapError(f"task {task!r}: item id {repeated!r} is not unique")
     ordered = sorted(ids, key=lambda i: _rank(task, seed, i))
     n_test = round(len(ordered) * test_fraction)
     n_val = round(len(ordered) * validation_fraction)

@@ -8,6 +8,7 @@ into train / validation / test happens in `splits`.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import re
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .bigbench import task_files
 from .example import DataFormatError, MultipleChoiceItem
 from .files import read_task_file
 from .sources import load_hub_split, load_request_docs, load_saved_split
@@ -52,13 +54,25 @@ class RowSource:
 
 
 @dataclass(frozen=True)
+class FileSource:
+    """A task file in the data cache, written by `degaml prepare-data` (no hub counterpart)."""
+
+    path: Path
+
+    def load(self, source: Literal["offline", "hub"]) -> list[MultipleChoiceItem]:
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path} is missing: run `degaml prepare-data` again")
+        return read_task_file(self.path)
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     name: str
     domain: Literal["in", "out", "extra"]
     """`in`/`out`: the paper's in-domain / out-of-domain suites; `extra`: more meta-training tasks."""
     stands_for: str
     """What the paper used, and how this task relates to it."""
-    sources: tuple[RowSource, ...]
+    sources: tuple[RowSource | FileSource, ...]
     preferred_metric: Literal["acc", "acc_norm"] = "acc"
 
     def load(self, source: Literal["offline", "hub"] = "offline") -> list[MultipleChoiceItem]:
@@ -211,6 +225,20 @@ MMLU_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _mmlu_subject(subject: str) -> TaskSpec:
+    return TaskSpec(f"mmlu_subject_{subject}", "extra", f"MMLU {subject} (not in the paper): one of the 57 subjects "
+                    "as its own task; dev + validation + test pooled, then re-partitioned (never beside the "
+                    "mmlu_<group> task that holds the same subject)",
+                    tuple(RowSource(split, _mmlu, f"hails/mmlu_no_train/{subject}/{split}", hub=("cais/mmlu", subject))
+                          for split in ("dev", "validation", "test")))
+
+
+def _bigbench(name: str, path: Path) -> TaskSpec:
+    return TaskSpec(name, "extra", f"BIG-bench {name.removeprefix('bigbench_').replace('__', '/')} (not in the "
+                    "paper): widens meta-training; multiple-choice examples of its task.json (data/bigbench.py)",
+                    (FileSource(path),))
+
+
 def _mmlu_group(group: str) -> TaskSpec:
     subjects = MMLU_GROUPS[group]
     sources = tuple(RowSource(split, _mmlu, f"hails/mmlu_no_train/{subject}/{split}", hub=("cais/mmlu", subject))
@@ -266,28 +294,47 @@ TASKS: dict[str, TaskSpec] = {
         _basic_skill("string_operations", "basic-skills string operations (not in the paper): widens meta-training",
                      "extra"),
         *(_mmlu_group(group) for group in MMLU_GROUPS),
+        *(_mmlu_subject(subject) for group in MMLU_GROUPS.values() for subject in group),
         TaskSpec("sciq", "extra", "SciQ (not in the paper): widens meta-training",
                  (RowSource("validation", _sciq, "sciq/none/validation", hub=("allenai/sciq", None)),),
                  preferred_metric="acc_norm"),
     )
 }
 
+TASKS.update((name, _bigbench(name, path)) for name, path in task_files().items())  # once prepared
 OUT_OF_DOMAIN_TASKS = tuple(name for name, t in TASKS.items() if t.domain == "out")
 META_TRAINING_TASKS = tuple(name for name, t in TASKS.items() if t.domain == "extra")
 """Tasks that are neither in-domain nor out-of-domain targets: meta-training only."""
 
 
 def get_task(name: str) -> TaskSpec:
+    if name not in TASKS and name.startswith("bigbench_"):
+        raise ValueError(f"unknown task {name!r}: BIG-bench tasks are registered once `degaml prepare-data` has "
+                         "extracted them (scripts/install.sh runs it), and this one is not among them")
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)} (or a path to a .json/.jsonl file)")
+        raise ValueError(f"unknown task {name!r}; `degaml list-tasks` lists the {len(TASKS)} known tasks (or give a "
+                         "path to a .json/.jsonl file)")
     return TASKS[name]
 
 
 def load_task(name: str, source: Literal["offline", "hub"] = "offline") -> list[MultipleChoiceItem]:
-    """Items of a registered task, or of a local .json/.jsonl file given by path."""
+    """Items of a registered task, or of a local .json/.jsonl file given by path. Read once per process (a
+    run's stages ask for the same tasks many times); a file is read again when it changes."""
     if name.endswith((".json", ".jsonl")):
-        return read_task_file(Path(name))
-    return get_task(name).load(source)
+        path = Path(name)
+        stat = path.stat() if path.is_file() else None
+        return list(_file_items(str(path.resolve()), stat.st_mtime_ns, stat.st_size) if stat else read_task_file(path))
+    return list(_registered_items(name, source))
+
+
+@functools.cache
+def _registered_items(name: str, source: str) -> tuple[MultipleChoiceItem, ...]:
+    return tuple(get_task(name).load(source))  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=64)
+def _file_items(path: str, mtime_ns: int, size: int) -> tuple[MultipleChoiceItem, ...]:
+    return tuple(read_task_file(Path(path)))
 
 
 def task_label(name: str) -> str:

@@ -16,7 +16,7 @@ from ..data.splits import Partition
 from ..models import LoadedModel
 from .generative import generate_answers
 from .loglikelihood import ChoiceScore, LoglikelihoodScorer
-from .metrics import mean_and_stderr, predict_acc, predict_acc_norm
+from .metrics import mean_and_stderr, predict_acc, predict_acc_norm, prediction_correctness
 
 ScoreFn = Callable[[Sequence[MultipleChoiceItem], bool, str], list[list[ChoiceScore]]]
 """(items, progress, description) -> per item, per choice scores: replaces plain log-likelihood scoring
@@ -39,6 +39,32 @@ class TaskResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "items_per_second": self.items_per_second}
+
+    def correctness(self, metric: str) -> dict[str, float]:
+        """{item id: 1.0 where the prediction under `metric` (acc or acc_norm) is the gold answer, else 0.0}."""
+        return dict(zip((p["id"] for p in self.predictions), prediction_correctness(self.predictions, metric)))
+
+    def majority_rate(self) -> float | None:
+        """Share of the most frequent gold answer of a two-choice task (what a constant answer scores); None for
+        other tasks."""
+        if not self.predictions or len(self.predictions[0]["logprobs"]) != 2:
+            return None
+        golds = [p["gold"] for p in self.predictions]
+        return max(golds.count(g) for g in set(golds)) / len(golds)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> TaskResult:
+        return cls(**{k: v for k, v in record.items() if k != "items_per_second"})
+
+
+def read_results(path: Path) -> list[TaskResult]:
+    """The per-task results in a results.json that `write_evaluation` wrote, refused with the file at fault."""
+    import json
+
+    try:
+        return [TaskResult.from_dict(r) for r in json.loads(Path(path).read_text(encoding="utf-8"))["results"]]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not an evaluation's results.json ({type(e).__name__}: {e})") from None
 
 
 def normalization_texts(item: MultipleChoiceItem) -> tuple[str, ...]:

@@ -20,8 +20,44 @@ OBJECTIVES = ("reconstruction", "task_loss", "hybrid")
 CARD_FILE = "config.json"
 
 
+RECIPES = Path(__file__).resolve().parents[1] / "configs" / "generator"
+"""Named generator recipes, one YAML file each (`configs/generator/<name>.yaml`)."""
+RECIPE_FIELDS = ("objective", "task_loss_weight", "task_examples", "task_loss_kind", "anchor", "residual",
+                 "residual_base", "stat_code", "token_weighting", "prompt_format")
+"""What a recipe fixes: how the generator learns, never how long (steps, batch, learning rate stay the caller's)."""
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
+
+
+def load_recipe(name: str) -> dict:
+    """A recipe's settings, by name or by path to a YAML file; refused with the file and key at fault."""
+    import yaml
+
+    path = Path(name) if name.endswith((".yaml", ".yml")) else RECIPES / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"generator.recipe: no recipe {name!r}; named recipes: {', '.join(recipe_names())} "
+                         "(or a path to a .yaml file)")
+    try:
+        recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: not readable YAML ({type(e).__name__})") from None
+    unknown = sorted(set(recipe) - set(RECIPE_FIELDS)) if isinstance(recipe, dict) else ["(not a mapping)"]
+    if unknown:
+        raise ValueError(f"{path}: a recipe sets only {', '.join(RECIPE_FIELDS)}; found {unknown}")
+    return recipe
+
+
 @dataclass
 class GeneratorTrainConfig:
+    recipe: str = ""
+    """A named recipe (`configs/generator/<name>.yaml`; `degaml train-generator --help` lists them) or a recipe
+    file: it sets the fields of `RECIPE_FIELDS`. Those fields may then be left at their defaults or repeat the
+    recipe's values; a different value is refused. Applied once, when the config is made: `recipe` is then
+    empty and `applied_recipe` records it."""
+    applied_recipe: str = ""
+    """The recipe these fields came from (a record: never applied again)."""
     decoder: str = "cpu-small"
     """A named decoder shape list (see degaml.generator.decoder.NAMED_DECODERS)."""
     encoder: str = "all-minilm-l6-v2"
@@ -81,6 +117,14 @@ class GeneratorTrainConfig:
     more tasks); it must have the same decoder shapes. Empty: a fresh initialization."""
 
     def __post_init__(self) -> None:
+        if self.recipe:
+            self._apply_recipe()
+        for name, minimum in (("num_prompts", 1), ("prompt_tokens", 1), ("max_prompts", 1), ("chunk", 1), ("steps", 0),
+                              ("batch_size", 1), ("eval_every", 1), ("task_examples", 1), ("max_tokens", 1)):
+            if getattr(self, name) < minimum:
+                raise ValueError(f"generator.{name} must be >= {minimum}, got {getattr(self, name)}")
+        if self.lr < 0 or self.weight_decay < 0:
+            raise ValueError(f"generator.lr and generator.weight_decay must be >= 0, got {self.lr} and {self.weight_decay}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.diagnostic_draws < 2:
@@ -94,6 +138,17 @@ class GeneratorTrainConfig:
             raise ValueError(f"residual_base {self.residual_base!r} needs residual = true")
         if self.token_weighting not in ("per_task", "averaged"):
             raise ValueError(f"token_weighting must be per_task or averaged, got {self.token_weighting!r}")
+
+
+    def _apply_recipe(self) -> None:
+        defaults = GeneratorTrainConfig()
+        for key, value in load_recipe(self.recipe).items():
+            mine = getattr(self, key)
+            if mine != getattr(defaults, key) and mine != value:
+                raise ValueError(f"generator.{key} = {mine!r} contradicts recipe {self.recipe!r} ({key}: {value!r}); "
+                                 "drop one of them")
+            setattr(self, key, value)
+        self.applied_recipe, self.recipe = self.recipe, ""
 
 
 def decoder_config(name: str) -> DecoderConfig:

@@ -44,10 +44,26 @@ def average_states(states: Sequence[LoraState]) -> LoraState:
     return {k: torch.stack([s[k].float() for s in states]).mean(0) for k in states[0]}
 
 
+def check_checkpoint_fits(path: Path, state: dict[str, torch.Tensor], layout: TokenLayout) -> None:
+    """Refuse a checkpoint that lacks a tensor of the layout's geometry or holds one of another shape (another
+    rank or model), naming the file, the tensor and both shapes."""
+    for module in layout.geometry.modules:
+        for part, shape in (("A", module.a_shape), ("B", module.b_shape)):
+            key = f"base_model.model.{module.path}.lora_{part}.weight"
+            if key not in state:
+                raise ValueError(f"trajectory checkpoint {path}: tensor {key} is missing")
+            if tuple(state[key].shape) != shape:
+                raise ValueError(f"trajectory checkpoint {path}: tensor {key} has shape {tuple(state[key].shape)}, "
+                                 f"the trajectories' geometry needs {shape} (another rank or model?)")
+
+
 def load_trajectory(task_dirs: Sequence[Path], layout: TokenLayout, prompts: list[str]) -> TaskTrajectory:
     """One task's trajectories (one directory per collection seed), every checkpoint tokenized."""
     manifests = [TrajectoryManifest.load(d) for d in task_dirs]
-    states = [load_checkpoint(path) for d, m in zip(task_dirs, manifests) for path in m.checkpoint_paths(d)]
+    paths = [path for d, m in zip(task_dirs, manifests) for path in m.checkpoint_paths(d)]
+    states = [load_checkpoint(path) for path in paths]
+    for path, state in zip(paths, states):
+        check_checkpoint_fits(path, state, layout)
     tokens = torch.stack([tokenize(state, layout) for state in states])
     return TaskTrajectory(manifests[0].task, tokens, token_weights(tokens, layout.padding_mask()), prompts,
                           average_states(states))

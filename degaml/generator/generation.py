@@ -34,6 +34,32 @@ def check_same_geometry(expected: LoraGeometry, actual: LoraGeometry, what: str)
                                    f"{len(theirs)} in the target model")
 
 
+def read_decoder_weights(directory: Path, decoder: HyperConvDecoder) -> dict[str, torch.Tensor]:
+    """decoder.safetensors, refused with the file and the tensor at fault when it is unreadable, lacks a tensor,
+    holds one of another shape than the card's decoder, or holds NaN or Inf."""
+    from safetensors import SafetensorError
+
+    path = Path(directory) / "decoder.safetensors"
+    try:
+        weights = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{path}: not readable safetensors ({e}); the file is truncated or corrupt") from None
+    expected = decoder.state_dict()
+    for name, tensor in expected.items():
+        if name not in weights:
+            raise ValueError(f"{path}: tensor {name!r} is missing")
+        if weights[name].shape != tensor.shape:
+            raise ValueError(f"{path}: tensor {name!r} has shape {tuple(weights[name].shape)}, the decoder in "
+                             f"{Path(directory) / 'config.json'} needs {tuple(tensor.shape)} (weights of another "
+                             "generator?)")
+        if not torch.isfinite(weights[name]).all():
+            raise ValueError(f"{path}: tensor {name!r} holds NaN or Inf values")
+    unknown = sorted(weights.keys() - expected.keys())
+    if unknown:
+        raise ValueError(f"{path}: unexpected tensor(s) {unknown[:3]} for the decoder of its config.json")
+    return weights
+
+
 class Generator:
     """A trained generator directory, loaded for inference."""
 
@@ -50,7 +76,7 @@ class Generator:
         shapes = self.card.decoder_shapes
         decoder_config = DecoderConfig(hidden_shapes=shapes[1:-1], kernel_size=self.card.kernel_size)
         self.decoder = HyperConvDecoder(decoder_config, shapes[0], shapes[-1], train.residual).to(device).eval()
-        self.decoder.load_state_dict(load_file(str(self.directory / "decoder.safetensors")))
+        self.decoder.load_state_dict(read_decoder_weights(self.directory, self.decoder))
         self.encoder = PromptEncoder.with_default_cache(train.encoder, train.prompt_tokens, device)
         self.num_prompts = train.num_prompts
 
@@ -75,6 +101,10 @@ class Generator:
         t1 = time.perf_counter()
         tokens = self.decoder(condition)[0].float().cpu()
         state = detokenize(tokens, self.layout)
+        broken = [k for k, v in state.items() if not torch.isfinite(v).all()]
+        if broken:  # e.g. prompt encodings that overflow the decoder: never write such an adapter
+            raise ValueError(f"generator {self.directory}: the generated adapter has non-finite values in "
+                             f"{len(broken)} of {len(state)} tensors (first {broken[0]}); nothing was written")
         t2 = time.perf_counter()
         info = {"generator": str(self.directory), "prompts_given": len(prompts), "prompts_used": len(selected),
                 "sampled_with_replacement": with_replacement, "seed": seed,

@@ -340,9 +340,14 @@ def train_on_trajectories(trajectories: Path, out: Path, holdout: Sequence[str],
     if not task_dirs:
         raise FileNotFoundError(f"{trajectories} holds no task trajectories (run `degaml collect` first)")
     manifests = {d: TrajectoryManifest.load(d) for d in task_dirs}
-    geometries = {json.dumps(m.geometry, sort_keys=True) for m in manifests.values()}
-    if len(geometries) != 1:
-        raise ValueError(f"trajectories in {trajectories} come from models or LoRA settings of different geometry")
+    by_geometry: dict[str, list[str]] = {}
+    for task_dir, manifest in manifests.items():
+        by_geometry.setdefault(json.dumps(manifest.geometry, sort_keys=True), []).append(task_dir.name)
+    if len(by_geometry) != 1:
+        groups = sorted(by_geometry.values(), key=len, reverse=True)
+        raise ValueError(f"trajectories in {trajectories} come from models or LoRA settings of different geometry: "
+                         f"{', '.join(groups[1][:3])} differ from {', '.join(groups[0][:3])}"
+                         + (" and others" if len(groups[0]) > 3 else ""))
     first = next(iter(manifests.values()))
     layout = TokenLayout.from_geometry(LoraGeometry.from_dict(first.geometry), config.chunk,
                                        config.stat_code)
@@ -362,9 +367,8 @@ def train_on_trajectories(trajectories: Path, out: Path, holdout: Sequence[str],
     prompt_encoder = PromptEncoder.with_default_cache(config.encoder, config.prompt_tokens)
     train, heldout, examples = [], [], {}
     for task, dirs in by_task.items():
-        spec = manifests[dirs[0]].partition
-        items = task_items(spec["task_source"], "train", spec["seed"], spec["validation_fraction"],
-                           spec["test_fraction"], source)[:config.max_prompts]
+        items = task_items(manifests[dirs[0]].task_source, "train", manifests[dirs[0]].partition_config(source)
+                           )[:config.max_prompts]
         trajectory = load_trajectory(dirs, layout, [format_prompt(it, config.prompt_format) for it in items])
         (heldout if task in held else train).append(trajectory)
         if lm is not None and task not in held:

@@ -31,9 +31,9 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_constant_schedule
 
-from ..config import DataConfig, LoraSettings
+from ..config import DataConfig, LoraSettings, PartitionConfig
 from ..data import MultipleChoiceItem
-from ..io import atomic_write_json, run_metadata
+from ..io import atomic_write_json, exclusive_directory, run_metadata
 from ..models import LoadedModel, attach_lora
 from ..sft import collate, training_example
 
@@ -53,6 +53,14 @@ class CollectConfig:
     """Constant AdamW learning rate."""
     max_tokens: int = 256
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, minimum in (("burn_in_steps", 0), ("checkpoints", 1), ("batch_size", 1),
+                              ("gradient_accumulation", 1), ("max_tokens", 1)):
+            if getattr(self, name) < minimum:
+                raise ValueError(f"collect.{name} must be >= {minimum}, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"collect.lr must be > 0, got {self.lr}")
 
     @property
     def total_steps(self) -> int:
@@ -94,12 +102,19 @@ def collect_task(lm: LoadedModel, task: str, train_items: Sequence[MultipleChoic
                  lora: LoraSettings, config: CollectConfig, partition_summary: dict, progress: bool = True,
                  dir_name: str | None = None) -> Path:
     """Fine-tune one LoRA on `train_items` and save its trajectory under `out/<dir_name or task>`; resume if
-    half done."""
+    half done. The task's directory is locked while it trains: a second collection of the same task (another
+    `degaml collect` on the same output) is refused instead of interleaving its checkpoints."""
     task_dir = out / (dir_name or task)
     if is_complete(task_dir):
         return task_dir
     if not train_items:
         raise ValueError(f"task {task!r}: the train partition is empty")
+    with exclusive_directory(task_dir):
+        return _train_trajectory(lm, task, train_items, task_dir, lora, config, partition_summary, progress)
+
+
+def _train_trajectory(lm: LoadedModel, task: str, train_items: Sequence[MultipleChoiceItem], task_dir: Path,
+                      lora: LoraSettings, config: CollectConfig, partition_summary: dict, progress: bool) -> Path:
     (task_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     examples = [training_example(lm, it, config.max_tokens) for it in train_items]
 
@@ -194,6 +209,11 @@ class TrajectoryManifest:
     @property
     def geometry(self) -> dict:
         return self.partition["geometry"]
+
+    def partition_config(self, source: str = "offline") -> PartitionConfig:
+        """The partition the trajectory trained on (its train part), read from `source`."""
+        return PartitionConfig(seed=self.partition["seed"], validation_fraction=self.partition["validation_fraction"],
+                               test_fraction=self.partition["test_fraction"], source=source)  # type: ignore[arg-type]
 
     def checkpoint_paths(self, task_dir: Path) -> list[Path]:
         return [Path(task_dir) / "checkpoints" / name for name in self.checkpoints]

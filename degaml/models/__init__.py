@@ -1,7 +1,7 @@
 """Base models (offline defaults or any HF causal LM) and LoRA adapters on them."""
 
-from .adapted import AdaptedOutput, write_adapter, write_ensemble
-from .latent import latent_delta
+from .adapted_output import AdaptedOutput, write_adapter, write_ensemble
+from .hidden_delta import latent_delta
 from .loading import LoadedModel, load_model, process_state
 from .lora import (
     AdapterMismatchError,

@@ -160,6 +160,11 @@ def read_lora_state(adapter_dir: str | Path) -> LoraState:
         return {key: f.get_tensor(key).float() for key in f.keys()}  # noqa: SIM118 (not a mapping)
 
 
+MAX_DELTA_RATIO = 10.0
+"""The largest ||(alpha / r) B A|| / ||W|| an adapter may have in any module: trained LoRAs change a layer by a
+small fraction of its norm, and an adapter rescaled by corruption changes it by orders of magnitude more."""
+
+
 def read_adapter_shapes(adapter_dir: str | Path) -> dict[str, dict[str, tuple[int, ...]]]:
     """`{module path: {"A": shape, "B": shape}}` from an adapter's safetensors header (no tensors loaded)."""
     adapter_dir = Path(adapter_dir)
@@ -181,8 +186,10 @@ def read_adapter_shapes(adapter_dir: str | Path) -> dict[str, dict[str, tuple[in
 def check_adapter_fits(adapter_dir: str | Path, model: nn.Module) -> None:
     """Refuse an adapter that would score garbage or silently leave layers without LoRA: a config that is not
     JSON or lacks fields, a module the model lacks, a module of the config's targets without both tensors
-    (PEFT would leave it bare), a shape that does not fit (other rank or model), a NaN or Inf weight. Each
-    error names the file, module and shapes."""
+    (PEFT would leave it bare), a shape that does not fit (other rank or model), a NaN or Inf weight, a change
+    of a layer larger than `MAX_DELTA_RATIO` times the layer itself (no trained LoRA comes near). Each error
+    names the file, module and shapes. An adapter written for another base model of the same shapes is
+    scored, with a warning."""
     adapter_dir = Path(adapter_dir)
     config_path = adapter_dir / ADAPTER_CONFIG
     found = read_adapter_shapes(adapter_dir)
@@ -212,6 +219,35 @@ def check_adapter_fits(adapter_dir: str | Path, model: nn.Module) -> None:
             if not torch.isfinite(f.get_tensor(key)).all():
                 raise AdapterMismatchError(f"{adapter_dir}: tensor {key} holds NaN or Inf values; refusing to "
                                            "score it")
+        base = model.get_base_model() if isinstance(model, PeftModel) else model
+        modules = dict(base.named_modules())
+        scale = settings.alpha / settings.r
+        for path in expected:
+            a, b = (f.get_tensor(f"base_model.model.{path}.lora_{p}.weight").double() for p in ("A", "B"))
+            weight = getattr(modules[path], "base_layer", modules[path]).weight.detach().double()
+            change = scale * float(((b.T @ b) * (a @ a.T)).sum().clamp(min=0).sqrt())
+            ratio = change / max(float(weight.norm()), 1e-12)
+            if ratio > MAX_DELTA_RATIO:
+                raise AdapterMismatchError(
+                    f"{adapter_dir}: module {path!r} would change its layer by {ratio:.3g}x the layer's own norm "
+                    f"(||scale B A|| / ||W||; trained LoRAs stay far below {MAX_DELTA_RATIO:g}); refusing to score "
+                    "a corrupt or rescaled adapter")
+    _warn_on_other_base(config, config_path, base)
+
+
+def _warn_on_other_base(config: dict, config_path: Path, model: nn.Module) -> None:
+    """Say so when the adapter names another base model than the one it is applied to (shapes fit, so it may
+    be meant: a base model's adapter on its instruct sibling), naming both."""
+    import sys
+
+    named = str(config.get("base_model_name_or_path") or "")
+    loaded = str(getattr(model.config, "_name_or_path", "") or "")
+    if not named or not loaded:
+        return
+    # An offline default is loaded from its cache directory, named after it (models/registry.py).
+    if Path(loaded).name != Path(named).name and Path(loaded).resolve() != Path(named).expanduser().resolve():
+        print(f"degaml: warning: {config_path} was written for base model {named!r}, and is applied to "
+              f"{loaded!r}", file=sys.stderr)
 
 
 def load_adapter(model: PreTrainedModel, adapter_dir: str | Path, trainable: bool = False) -> PeftModel:

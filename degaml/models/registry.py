@@ -6,11 +6,10 @@ The hub path stays open: any Hugging Face model id or local directory is passed 
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import atomic_directory
+from ..io import atomic_directory, cache_root
 
 
 @dataclass(frozen=True)
@@ -45,11 +44,6 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
         ),
     )
 }
-
-
-def cache_root() -> Path:
-    """`$DEGAML_CACHE`, else `~/.cache/degaml`."""
-    return Path(os.environ.get("DEGAML_CACHE", Path.home() / ".cache" / "degaml"))
 
 
 def _package_dir(package: str) -> Path:

@@ -14,6 +14,7 @@ from ..memory import peak_memory_mb, reset_peak_memory
 from ..models import LoadedModel
 from .experiment import Experiment, Fold, say
 from .layout import SeedRun
+from .records import MethodCost
 
 
 def baseline_setup(exp: Experiment, run: SeedRun):
@@ -22,8 +23,7 @@ def baseline_setup(exp: Experiment, run: SeedRun):
     b = exp.baselines
     return BaselineSetup(model=exp.model, lora=exp.lora, support=b.support, steps=b.steps, lr=b.lr,
                          batch_size=b.batch_size, meta_examples=b.meta_examples, max_tokens=b.max_tokens, seed=run.seed,
-                         partition_seed=exp.partition_seed, source=exp.source, dtype=exp.dtype,  # type: ignore[arg-type]
-                         device=exp.device)
+                         partition=exp.partition)
 
 
 def baseline_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
@@ -49,9 +49,8 @@ def baseline_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -
             seconds = time.perf_counter() - started + log.get("meta_train_seconds", 0.0)
             peak = peak_memory_mb(lm.device)  # the larger of meta-training's and this target's
             peak["peak_rss_mb"] = max(peak["peak_rss_mb"], log.get("meta_peak_rss_mb", 0.0))
-            atomic_write_json(directory.cost, {"seconds": seconds, "labelled_target_examples": info["support_examples"],
-                                                        "meta_train_seconds": log.get("meta_train_seconds", 0.0),
-                                                        **peak})
+            MethodCost(seconds=seconds, labelled_target_examples=info["support_examples"],
+                       meta_train_seconds=log.get("meta_train_seconds", 0.0), **peak).save(directory.cost)
             say(exp, f"{target}: {method} ({seconds:.1f} s with meta-training)")
 
 

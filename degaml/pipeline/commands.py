@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from ..config import LoraSettings, dump_yaml
+from ..config import LoraSettings, ModelConfig, PartitionConfig
 from ..generator.card import GeneratorTrainConfig
 from ..generator.trajectories import CollectConfig
 from .settings import BaselineSettings, EvaluationSettings, PolicySettings, TaskSets
@@ -14,19 +14,18 @@ from .settings import BaselineSettings, EvaluationSettings, PolicySettings, Task
 def run(
     name: str = "experiment",
     out: Path = Path("runs/experiment"),
-    model: str = "smollm2-135m-instruct",
+    model: ModelConfig | None = None,
     lora: LoraSettings | None = None,
     seeds: list[int] | None = None,
-    partition_seed: int = 0,
-    source: Literal["offline", "hub"] = "offline",
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto",
-    device: str = "auto",
+    partition: PartitionConfig | None = None,
     tasks: TaskSets | None = None,
     collect: CollectConfig | None = None,
     generator: GeneratorTrainConfig | None = None,
     policy: PolicySettings | None = None,
     evaluation: EvaluationSettings | None = None,
     baselines: BaselineSettings | None = None,
+    holdout: Literal["one_task", "all_targets"] = "one_task",
+    floors: list[str] | None = None,
     shared_generator_steps: int = 0,
     progress: bool = True,
 ) -> None:
@@ -40,13 +39,12 @@ def run(
     Args:
         name: Experiment name (report title).
         out: Run directory.
-        model: Base model (offline default, hub id or local directory).
+        model: Base model (a short name of `degaml list-models`, a hub id or a local directory), its dtype and
+            device.
         lora: LoRA rank, alpha and targets (default: r 8, alpha 16, all seven projections).
         seeds: Training seeds; the report gives mean and spread over them (default [0]).
-        partition_seed: Seed of every task's train/validation/test partition (the same for all seeds).
-        source: Where tasks are read from.
-        dtype: Base model dtype.
-        device: `auto`, `cpu`, `cuda`, ...
+        partition: Where tasks are read from and their train/validation/test partition (the same for all
+            seeds).
         tasks: Meta-training tasks (never targets), in-domain tasks (leave-one-out targets), out-of-domain
             targets.
         collect: Trajectory collection (its seed is replaced by each of `seeds`).
@@ -54,26 +52,31 @@ def run(
         policy: Policy action space, reward budget and training.
         evaluation: Test items per target.
         baselines: Which baselines, their shared target-data budget and their own settings.
+        holdout: `one_task` (leave-one-task-out: each fold's generator, floors and baselines learn from every
+            task but its target) or `all_targets` (one generator trained on `tasks.meta_training` alone serves
+            every fold, and so do the floors and the baselines' meta-training).
+        floors: Zero-label floors from the generator's training data, and ceilings (default mean, retrieval;
+            also union-matched, target-finetuned).
         shared_generator_steps: If > 0, one generator first trains this many steps on `tasks.meta_training`
-            alone (no target among them), and each fold's generator continues from it for `generator.steps`.
+            alone (no target among them); with `holdout: one_task` each fold's generator continues from it for
+            `generator.steps`.
         progress: Show progress.
     """
-    from ..io import atomic_write_text, exclusive_directory, remove_temporaries
-    from .experiment import Experiment
+    from ..io import exclusive_directory, remove_temporaries
+    from .experiment import SETTINGS_FILE, Experiment
     from .stages import run_experiment
 
-    experiment = Experiment(name=name, out=Path(out), model=model, lora=lora or LoraSettings(), seeds=seeds or [0],
-                            partition_seed=partition_seed, source=source, dtype=dtype, device=device,
+    experiment = Experiment(name=name, out=Path(out), model=model or ModelConfig(), lora=lora or LoraSettings(),
+                            seeds=seeds or [0], partition=partition or PartitionConfig(),
                             tasks=tasks or TaskSets(), collect=collect or CollectConfig(),
                             generator=generator or GeneratorTrainConfig(), policy=policy or PolicySettings(),
                             evaluation=evaluation or EvaluationSettings(), baselines=baselines or BaselineSettings(),
-                            shared_generator_steps=shared_generator_steps, progress=progress)
-    record = {k: v for k, v in vars(experiment).items() if k not in ("out", "progress")}
+                            holdout=holdout, floors=floors or ["mean", "retrieval"], shared_generator_steps=shared_generator_steps, progress=progress)
     with exclusive_directory(out):  # a second `degaml run` on the same directory is refused
         stale = remove_temporaries(out)
         if stale:
             print(f"removed {len(stale)} unfinished temporary file(s) an interrupted run left in {out}")
-        atomic_write_text(Path(out) / "experiment.yaml", dump_yaml(record))
+        experiment.save(Path(out) / SETTINGS_FILE)
         report_dir = run_experiment(experiment)
     print((report_dir / "report.md").read_text())
     print(f"report: {report_dir}")

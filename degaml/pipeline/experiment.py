@@ -7,14 +7,15 @@ or `all` (trained on all of them) whose targets are the out-of-domain tasks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from ..config import DataConfig, LoraSettings
+from ..config import DataConfig, LoraSettings, ModelConfig, PartitionConfig, dump_yaml, from_dict
 from ..data import task_label
 from ..generator.card import GeneratorTrainConfig
 from ..generator.trajectories import CollectConfig
-from .layout import SeedRun
+from .layout import FLOORS, MEAN, RETRIEVAL, UNION_MATCHED, SeedRun
 from .settings import BaselineSettings, EvaluationSettings, PolicySettings, TaskSets
 
 
@@ -22,13 +23,11 @@ from .settings import BaselineSettings, EvaluationSettings, PolicySettings, Task
 class Experiment:
     name: str
     out: Path
-    model: str
+    model: ModelConfig
     lora: LoraSettings
     seeds: list[int]
-    partition_seed: int
-    source: str
-    dtype: str
-    device: str
+    partition: PartitionConfig
+    """The same for every seed: seeds vary training, never which items are test items."""
     tasks: TaskSets
     collect: CollectConfig
     """Its seed is replaced by each of the run's seeds."""
@@ -37,35 +36,100 @@ class Experiment:
     policy: PolicySettings
     evaluation: EvaluationSettings
     baselines: BaselineSettings
+    holdout: Literal["one_task", "all_targets"] = "one_task"
+    """`one_task` (leave-one-task-out): fold T's generator, floors and baselines' meta-training learn from every
+    task but T, its own for `generator.steps` (after the shared generator when `shared_generator_steps` > 0).
+    `all_targets`: one generator trained on `tasks.meta_training` alone for `shared_generator_steps` serves every
+    fold, and so do the floors and the meta-training: no target is in any training set, and `generator.steps`
+    is not used."""
+    floors: list[str] = field(default_factory=lambda: [MEAN, RETRIEVAL])
+    """Zero-label floors built from the generator's training data, and ceilings, beside the baselines (`FLOORS`
+    in layout.py): mean, retrieval, union-matched, target-finetuned."""
     shared_generator_steps: int = 0
-    """> 0: one generator first trains this many steps on `tasks.meta_training` alone (it never sees a target),
-    and every fold's generator continues from it for `generator.steps` (with `generator.steps` 0, every fold
-    uses it as it is: leave-all-targets-out, one generator for all); 0: each fold's trains from scratch."""
+    """> 0: one generator first trains this many steps on `tasks.meta_training` alone (it never sees a target);
+    with `holdout: one_task` every fold's generator continues from it for `generator.steps`."""
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValueError("seeds must name at least one seed")
+        if self.holdout not in ("one_task", "all_targets"):
+            raise ValueError(f"holdout must be one_task or all_targets, got {self.holdout!r}")
         if self.shared_generator_steps and not self.tasks.meta_training:
             raise ValueError("shared_generator_steps needs tasks.meta_training: the shared generator trains on "
                              "those alone")
-        if self.generator.steps == 0 and not self.shared_generator_steps:
-            raise ValueError("generator.steps is 0: folds train no generator of their own, so they need the "
-                             "shared one (shared_generator_steps > 0 and tasks.meta_training)")
+        if self.holdout == "all_targets" and not self.shared_generator_steps:
+            raise ValueError("holdout: all_targets trains one generator on the meta-training tasks alone: set "
+                             "shared_generator_steps > 0 and tasks.meta_training")
+        if self.residual_on_union and not self.generator.residual:
+            raise ValueError("generator.residual_base: union needs generator.residual: true")
+        unknown = sorted(set(self.floors) - set(FLOORS))
+        if unknown:
+            raise ValueError(f"floors: unknown {unknown}; known: {', '.join(FLOORS)}")
+        if UNION_MATCHED in self.floors and not self.residual_on_union:
+            raise ValueError(f"floors: {UNION_MATCHED} matches the budget of a generator residual on union LoRA; "
+                             "it needs generator.residual_base: union")
+        if self.holdout == "one_task" and self.generator.steps < 1:
+            raise ValueError(f"holdout: one_task trains a generator per fold: generator.steps must be >= 1, got "
+                             f"{self.generator.steps} (holdout: all_targets shares one generator)")
         if not 0 < self.policy.select_examples < self.baselines.support:
             raise ValueError(f"policy.select_examples = {self.policy.select_examples}: DeGAML-k must keep at least "
                              f"one of the baselines.support = {self.baselines.support} examples on each side of "
                              "its selection split")
 
+    def save(self, path: Path) -> Path:
+        """The resolved settings (all but where the run is and whether it shows progress), as YAML."""
+        from ..io import atomic_write_text
+
+        return atomic_write_text(path, dump_yaml({k: v for k, v in vars(self).items() if k not in ("out", "progress")}))
+
+    @classmethod
+    def load(cls, run_dir: Path) -> Experiment:
+        """The settings of the run in `run_dir`, from its experiment.yaml."""
+        import yaml
+
+        path = Path(run_dir) / SETTINGS_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{run_dir} is not a `degaml run` directory (no {SETTINGS_FILE})")
+        try:
+            record = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, yaml.YAMLError) as e:
+            raise ValueError(f"{path}: not readable YAML ({type(e).__name__})") from None
+        return from_dict(cls, {**(record or {}), "out": Path(run_dir), "progress": False}, str(path))
+
+    @property
+    def all_targets_out(self) -> bool:
+        return self.holdout == "all_targets"
+
+    @property
+    def residual_on_union(self) -> bool:
+        """`generator.residual_base: union` in a run's config: the run trains union LoRA of each generator's
+        training tasks itself (the union baseline's meta-training) and the generator starts there."""
+        return self.generator.residual_base == UNION_RESIDUAL_BASE
+
+    @property
+    def targets(self) -> list[str]:
+        """Every target: in-domain held-out tasks, then out-of-domain ones."""
+        return list(dict.fromkeys([*self.tasks.heldout, *self.tasks.out_of_domain]))
+
+    @property
+    def all_tasks(self) -> list[str]:
+        """Every task the run names: meta-training, in-domain and out-of-domain."""
+        return list(dict.fromkeys([*self.tasks.meta_training, *self.tasks.train, *self.targets]))
+
     def trained_on(self, fold: Fold) -> Fold:
-        """What `fold`'s generator, zero-label floors and meta-trained baselines learn from: the fold itself,
-        or, when folds train no generator steps of their own, the shared fold (the meta-training tasks alone),
-        whose generator and meta-training then serve every fold alike."""
-        return fold if self.generator.steps else Fold(SHARED_FOLD, tuple(self.tasks.meta_training), fold.targets)
+        """What `fold`'s generator, zero-label floors and meta-trained baselines learn from: the fold itself, or
+        with `holdout: all_targets` the shared fold (the meta-training tasks alone), whose generator and
+        meta-training then serve every fold alike."""
+        return Fold(SHARED_FOLD, tuple(self.tasks.meta_training), fold.targets) if self.all_targets_out else fold
 
     def generator_dir(self, run: SeedRun, fold: str) -> Path:
         """The generator that adapts fold `fold`'s targets."""
-        return run.generator(fold if self.generator.steps else SHARED_FOLD)
+        return run.generator(SHARED_FOLD if self.all_targets_out else fold)
 
 
+SETTINGS_FILE = "experiment.yaml"
+"""A run's resolved settings, in its directory."""
 ALL_FOLD = "all"
 """The fold trained on every `train` task, whose targets are the out-of-domain ones."""
 UNION_RESIDUAL_BASE = "union"
@@ -100,7 +164,7 @@ def folds(tasks: TaskSets) -> list[Fold]:
 
 
 def split_data(exp: Experiment, tasks: list[str], split: str, limit: int | None) -> DataConfig:
-    return DataConfig(tasks=tasks, split=split, limit=limit, partition_seed=exp.partition_seed, source=exp.source)  # type: ignore[arg-type]
+    return DataConfig(tasks=tasks, split=split, limit=limit, partition=exp.partition)  # type: ignore[arg-type]
 
 
 def say(exp: Experiment, message: str) -> None:

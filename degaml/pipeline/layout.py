@@ -32,9 +32,19 @@ BASE, GENERATED, DEGAML = "base", "generated", "degaml"
 MEAN, RETRIEVAL = "mean", "retrieval"
 """The zero-label floors from the generator's training data: the mean of the training tasks' adapters and
 their retrieval mixture."""
+UNION_MATCHED = "union-matched"
+"""A zero-label floor beside a generator residual on union LoRA: that union LoRA continued for as many optimizer
+steps, of as many examples, on the same tasks as the generator trained on top of it (so the generator's gain
+over union is not its extra training budget)."""
 ORACLE = "oracle"
-"""A reference, not a method: the generated adapter refined by the action that scores best on the target's
-own labelled validation items (the best a policy could choose)."""
+"""A ceiling, not a method: the generated adapter refined by the action that scores best on the target's own
+labelled validation items (the best a policy could choose)."""
+TARGET_FINETUNED = "target-finetuned"
+"""A ceiling, not a method: the target's own trajectory's adapter (every saved checkpoint averaged, as a
+training task's adapter is), fine-tuned on the target's labelled train partition."""
+FLOORS = (MEAN, RETRIEVAL, UNION_MATCHED, TARGET_FINETUNED)
+"""What a run's `floors` setting may name: zero-label floors built from the generator's training data, and
+the target-finetuned ceiling."""
 DEGAML_K = "degaml-k"
 """The k-label track's DeGAML: of the generated adapter and DeGAML's label-free adaptation of it, each as it is
 or fine-tuned on k - `policy.select_examples` of the k labelled support examples, the one with the lowest loss

@@ -12,6 +12,14 @@ from ..config import IN_DOMAIN_TASKS
 from ..data.tasks import OUT_OF_DOMAIN_TASKS
 
 
+def _at_least(section: str, settings: object, **minimums: int) -> None:
+    """Refuse a setting below its minimum, naming it as a config spells it (`evaluation.limit`)."""
+    for name, minimum in minimums.items():
+        value = getattr(settings, name)
+        if value < minimum:
+            raise ValueError(f"{section}.{name} must be >= {minimum}, got {value}")
+
+
 @dataclass
 class TaskSets:
     meta_training: list[str] = field(default_factory=list)
@@ -43,6 +51,11 @@ class PolicySettings:
     """DeGAML-k: of the k support examples, how many are held out to choose between its candidates (the
     generated adapter and the label-free adaptation, each as it is or fine-tuned on the rest)."""
 
+    def __post_init__(self) -> None:
+        _at_least("policy", self, max_tasks=1, validation_limit=1, epochs=1, adaptation_prompts=1, select_examples=1)
+        if self.lr <= 0 or self.cost_penalty < 0:
+            raise ValueError(f"policy.lr must be > 0 and policy.cost_penalty >= 0, got {self.lr} and {self.cost_penalty}")
+
 
 @dataclass
 class EvaluationSettings:
@@ -50,6 +63,11 @@ class EvaluationSettings:
     """Test items per target (a seeded subset); null for the whole test partition."""
     protocol: Literal["loglikelihood"] = "loglikelihood"
     batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        _at_least("evaluation", self, batch_size=1)
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"evaluation.limit must be >= 1 or null (every test item), got {self.limit}")
 
 
 @dataclass
@@ -64,6 +82,11 @@ class BaselineBudget:
     meta_examples: int = 128
     max_tokens: int = 256
     """Supervised examples are cut to this many tokens (long BoolQ passages dominate training time)."""
+
+    def __post_init__(self) -> None:
+        _at_least("baselines", self, support=1, steps=0, batch_size=1, meta_examples=1, max_tokens=1)
+        if self.lr <= 0:
+            raise ValueError(f"baselines.lr must be > 0, got {self.lr}")
 
 
 # The shared budget plus one section per registered baseline with settings (`baselines.union.steps`, ...).

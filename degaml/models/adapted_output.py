@@ -68,6 +68,16 @@ def write_ensemble(members: Sequence[tuple[dict[str, torch.Tensor], dict]], lora
     return record
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a readable JSON record ({type(e).__name__}: {e})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: expected a JSON object, found {type(record).__name__}")
+    return record
+
+
 @dataclass(frozen=True)
 class AdaptedOutput:
     """An adapted-output directory as evaluation needs it."""
@@ -81,9 +91,12 @@ class AdaptedOutput:
     def load(cls, directory: Path) -> AdaptedOutput:
         directory = Path(directory)
         if (directory / TTS_FILE).is_file():
-            return cls(directory, "tts", json.loads((directory / TTS_FILE).read_text()))
+            info = _read_json(directory / TTS_FILE)
+            if not isinstance(info.get("members"), list) or "combine" not in info:
+                raise ValueError(f"{directory / TTS_FILE}: an ensemble record needs 'members' (a list) and 'combine'")
+            return cls(directory, "tts", info)
         info_path = directory / INFO_FILE
-        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        info = _read_json(info_path) if info_path.is_file() else {}
         if (directory / LATENT_FILE).is_file():
             return cls(directory, "latent-task", info)
         if info.get("latent", {}).get("scope") == "sample":
@@ -127,5 +140,16 @@ class AdaptedOutput:
                     digest.update(path.read_bytes())
         return digest.hexdigest()
 
-    def latent_delta(self) -> torch.Tensor:
-        return load_file(str(self.directory / LATENT_FILE))["delta"]
+    def latent_delta(self, hidden_size: int) -> torch.Tensor:
+        """The task-level delta, refused (naming the file) unless it is one finite vector of `hidden_size`."""
+        path = self.directory / LATENT_FILE
+        try:
+            delta = load_file(str(path))["delta"]
+        except Exception as e:  # safetensors raises several types for truncated or corrupt files
+            raise ValueError(f"{path}: not a latent delta ({type(e).__name__}: {e})") from None
+        if tuple(delta.shape) != (hidden_size,):
+            raise ValueError(f"{path}: the delta has shape {tuple(delta.shape)}, the model's hidden size is "
+                             f"{hidden_size} (a delta for another model?)")
+        if not torch.isfinite(delta).all():
+            raise ValueError(f"{path}: the delta holds NaN or Inf values")
+        return delta

@@ -8,10 +8,10 @@ from typing import Any
 
 from ..config import EvalConfig
 from ..data import task_label
-from ..io import atomic_write_json
 from ..models import LoadedModel
 from .experiment import ALL_FOLD, Experiment, Fold, say, split_data
 from .layout import ORACLE, SeedRun
+from .records import MethodCost
 from .settings import PolicySettings
 
 
@@ -73,7 +73,6 @@ def oracle(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, target: s
     best = max(sorted(actions, key=lambda a: a != Action("none")), key=lambda a: table[a.label]["score"])
     directory = run.method(target, ORACLE)
     adapt_task(gen, ctx, directory.output, action=best)
-    atomic_write_json(directory.cost, {"seconds": time.perf_counter() - started, "reference": True,
-                                       "labelled_target_examples": table[best.label]["n"], "action": best.label,
-                                       "validation_scores": {a: r["score"] for a, r in table.items()}})
+    MethodCost(seconds=time.perf_counter() - started, ceiling=True, labelled_target_examples=table[best.label]["n"],
+               action=best.label, validation_scores={a: r["score"] for a, r in table.items()}).save(directory.cost)
     say(exp, f"{target}: {ORACLE} = {best.label} (validation {100 * table[best.label]['score']:.1f})")

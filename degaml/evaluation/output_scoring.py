@@ -1,4 +1,4 @@
-"""Evaluate whatever an adaptation family or a baseline wrote (`degaml.models.adapted` owns the format): a
+"""Evaluate whatever an adaptation family or a baseline wrote (`degaml.models.adapted_output` owns the format): a
 PEFT adapter, an adapter with a task-level latent delta, an adapter with per-sample SLOT settings, or an
 ensemble. The model is left as it was found, so one loaded model can score many outputs in turn.
 
@@ -80,6 +80,7 @@ def evaluate_adapted(lm: LoadedModel, adapter: Path | None, data: DataConfig, co
             for result in results:  # recorded: items scored without their delta (non-finite latent loss)
                 result.metrics["latent_fallbacks"] = float(sum(p["id"] in set(fallbacks) for p in result.predictions))
             return results, partitions
-        delta = latent_delta(lm, output.latent_delta().to(lm.device)) if output.kind == "latent-task" else nullcontext()
+        delta = latent_delta(lm, output.latent_delta(lm.model.config.hidden_size).to(lm.device)) \
+            if output.kind == "latent-task" else nullcontext()
         with delta:
             return evaluate_tasks(lm, data, config, progress, loaded)

@@ -1,0 +1,122 @@
+"""Per target, the zero-label floors from the generator's training data (the run's `floors`): the mean of its
+training tasks' adapters, their retrieval mixture for the target's unlabelled prompts (the ones DeGAML sees),
+union LoRA matched to the generator's training budget; and the target-finetuned ceiling."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, replace
+
+from ..data import task_label
+from ..models import LoadedModel, LoraState, write_adapter
+from .experiment import Experiment, Fold, say
+from .layout import MEAN, RETRIEVAL, TARGET_FINETUNED, UNION_MATCHED, SeedRun
+from .records import MethodCost
+
+
+def floors_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
+    pending = {m: [t for t in fold.targets if not run.method(t, m).cost.is_file()] for m in exp.floors}
+    if not any(pending.values()):
+        return
+    if pending.get(MEAN) or pending.get(RETRIEVAL):
+        _mean_and_retrieval(exp, run, fold, sorted(set(pending.get(MEAN, []) + pending.get(RETRIEVAL, []))))
+    if pending.get(UNION_MATCHED):
+        state, seconds, steps = _union_matched(exp, lm, run, fold)
+        for target in pending[UNION_MATCHED]:
+            _write(exp, run, target, UNION_MATCHED, state, MethodCost(seconds=seconds, labelled_target_examples=0),
+                   {"steps_after_union": steps})
+        say(exp, f"fold {fold.name}: {UNION_MATCHED} ({steps} steps after union LoRA)")
+    for target in pending.get(TARGET_FINETUNED, []):
+        _target_finetuned(exp, run, target)
+
+
+def _write(exp: Experiment, run: SeedRun, target: str, method: str, state: LoraState, cost: MethodCost,
+           info: dict) -> None:
+    directory = run.method(target, method)
+    write_adapter(state, exp.lora, exp.model.name, directory.output, info={**info, "seconds": cost.seconds})
+    cost.save(directory.cost)
+
+
+def _mean_and_retrieval(exp: Experiment, run: SeedRun, fold: Fold, targets: list[str]) -> None:
+    from ..data.prompts import task_items
+    from ..generator.dataset import average_states
+    from ..generator.encoder import PromptEncoder
+    from ..generator.floors import task_adapters
+    from ..generator.retrieval import retrieval_mixture
+
+    started = time.perf_counter()
+    sources = exp.trained_on(fold).training
+    training = [task_label(t) for t in sources]
+    adapters = task_adapters(run.trajectories, training)
+    mean = average_states(list(adapters.values()))
+    mean_seconds = time.perf_counter() - started
+    g = exp.generator
+    encoder = PromptEncoder.with_default_cache(g.encoder, g.prompt_tokens)
+
+    def prompts(task: str, limit: int) -> list[str]:
+        return [it.prompt for it in task_items(task, "train", exp.partition)[:limit]]
+
+    library = {task_label(t): (prompts(t, g.max_prompts), adapters[task_label(t)]) for t in sources}
+    for target in targets:
+        if MEAN in exp.floors:
+            _write(exp, run, target, MEAN, mean, MethodCost(seconds=mean_seconds, labelled_target_examples=0),
+                   {"tasks": training})
+        if RETRIEVAL in exp.floors:
+            started = time.perf_counter()
+            mixed, weights = retrieval_mixture(prompts(target, exp.policy.adaptation_prompts), library, encoder)
+            _write(exp, run, target, RETRIEVAL, mixed,
+                   MethodCost(seconds=time.perf_counter() - started, labelled_target_examples=0), {"weights": weights})
+        say(exp, f"{target}: {' and '.join(m for m in (MEAN, RETRIEVAL) if m in exp.floors)} adapters")
+
+
+def _union_matched(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> tuple[LoraState, float, int]:
+    """The union LoRA the generator is residual on, continued on the fold's training tasks for the generator's
+    optimizer steps (shared, then the fold's own) at the generator's examples per step (tasks per step x
+    labelled examples per task). Cached per fold under a name derived from everything that determines it."""
+    from safetensors.torch import load_file, save_file
+
+    from ..baselines import prepare
+    from ..baselines.union import UnionConfig, meta_train
+    from ..io import atomic_write_json
+    from .baseline_stage import baseline_setup, meta_trained
+    from .generator_stage import residual_source
+
+    g = exp.generator
+    steps = exp.shared_generator_steps + (0 if exp.all_targets_out else g.steps)
+    source, base_source = exp.trained_on(fold), residual_source(exp, fold)
+    setup = replace(baseline_setup(exp, run), batch_size=g.batch_size * g.task_examples)
+    config = UnionConfig(steps=steps, lr=exp.baselines.union.lr)
+    key = json.dumps({"setup": asdict(setup), "config": asdict(config), "tasks": list(source.training),
+                      "base": list(base_source.training)}, sort_keys=True, default=str)
+    cache = run.baseline_cache(source.name, f"{UNION_MATCHED}-{hashlib.sha256(key.encode()).hexdigest()[:10]}")
+    if (cache / "meta.json").is_file():
+        return load_file(str(cache / "meta.safetensors")), json.loads((cache / "meta.json").read_text())["seconds"], steps
+    started = time.perf_counter()
+    base, log = meta_trained(exp, lm, run, base_source, "union")
+    job = prepare(setup, source.targets[0], list(source.training), needs_meta=True, lm=lm)
+    state = meta_train(job, config, exp.progress, init=base)
+    seconds = time.perf_counter() - started + log.get("meta_train_seconds", 0.0)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / ".meta.safetensors.tmp"
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
+    tmp.replace(cache / "meta.safetensors")
+    atomic_write_json(cache / "meta.json", {"seconds": seconds, "steps": steps, "tasks": list(source.training)})
+    return state, seconds, steps
+
+
+def _target_finetuned(exp: Experiment, run: SeedRun, target: str) -> None:
+    from ..generator.floors import task_adapters, trajectory_manifests
+
+    label = task_label(target)
+    manifests = trajectory_manifests(run.trajectories, label)
+    if not manifests:
+        raise FileNotFoundError(f"floors: {TARGET_FINETUNED} needs {label}'s own trajectory under {run.trajectories}, "
+                                "which the collect stage writes for every target when the floor is asked for")
+    state = task_adapters(run.trajectories, [label])[label]
+    _write(exp, run, target, TARGET_FINETUNED, state,
+           MethodCost(seconds=sum(m.train_seconds for m in manifests), ceiling=True,
+                      labelled_target_examples=max(m.train_items for m in manifests)),
+           {"trajectories": [m.task for m in manifests]})
+    say(exp, f"{target}: {TARGET_FINETUNED} ceiling (its own labelled train partition)")

@@ -1,0 +1,82 @@
+"""The records a run's stages write for the report: one class per file, each with its `save` and `load`, so
+that no reader indexes another module's JSON by string keys."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..io import atomic_write_json
+
+
+def _read(cls: type, path: Path) -> dict[str, Any]:
+    """The JSON object in `path`, refused with the file and the field at fault unless it fits `cls`."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a readable {cls.__name__} record ({type(e).__name__}: {e})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: a {cls.__name__} record is a JSON object, found {type(record).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(record.keys() - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown field(s) {unknown} in a {cls.__name__} record; known: {sorted(known)}")
+    return record
+
+
+@dataclass
+class MethodCost:
+    """`targets/<task>/<method>/cost.json`: what producing one method's output for one target took. Written by
+    the stage that made the output, last, so its presence means the output is complete."""
+
+    seconds: float
+    """Wall time for this target (the baselines' meta-training, shared by a fold's targets, counted in full)."""
+    labelled_target_examples: int
+    """Labelled items of the target the method read: its track in the report."""
+    ceiling: bool = False
+    """A ceiling, not a method of any track: it reads target labels beyond its track's budget (the oracle reads
+    validation labels; the target-finetuned adapter, the target's own train labels)."""
+    action: str = ""
+    """The adaptation applied (generated, DeGAML, oracle)."""
+    choice: str = ""
+    """DeGAML-k's supervised choice."""
+    meta_train_seconds: float = 0.0
+    """The part of `seconds` spent on meta-training (baselines)."""
+    validation_scores: dict[str, float] = field(default_factory=dict)
+    """The oracle's validation score of every action."""
+    peak_rss_mb: float | None = None
+    peak_cuda_mb: float | None = None
+
+    def save(self, path: Path) -> Path:
+        return atomic_write_json(path, asdict(self))
+
+    @classmethod
+    def load(cls, path: Path) -> MethodCost:
+        record = _read(cls, path)
+        try:
+            return cls(**record)
+        except TypeError as e:
+            raise ValueError(f"{path}: not a {cls.__name__} record ({e})") from None
+
+
+@dataclass
+class StageTimings:
+    """`seed_<s>/timings.json`: wall seconds of each stage and the process's peak resident memory by the end of
+    it (a resumed run adds its seconds and keeps the larger peak)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+
+    def add(self, stage: str, seconds: float, peak_rss_mb: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+        self.peak_rss_mb[stage] = max(self.peak_rss_mb.get(stage, 0.0), peak_rss_mb)
+
+    def save(self, path: Path) -> Path:
+        return atomic_write_json(path, asdict(self))
+
+    @classmethod
+    def load(cls, path: Path) -> StageTimings:
+        """The saved timings, or none yet."""
+        return cls(**_read(cls, path)) if Path(path).is_file() else cls()

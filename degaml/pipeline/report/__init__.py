@@ -1,0 +1,118 @@
+"""The report of a `degaml run` directory, rebuilt from its artifacts alone (`degaml report <dir>`):
+the paper's tables (in-domain and out-of-domain, methods x tasks, average) in two tracks by the labelled
+target examples a method read (zero labels: DeGAML against the zero-label methods; k labels: DeGAML-k
+against the k-label methods), each anchor's difference from every method of its track with a paired
+bootstrap interval on the same items, the majority-class rate of two-choice tasks, the stage ablation
+(base / +generalization / +adaptation), mean and spread over seeds, as CSV and Markdown, and PNG plots.
+Nothing is recomputed. `rows` reads the records, `verdicts` compares on the same items, `tables` and `plots`
+draw."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ...data import task_label
+from ...io import atomic_write_text
+from ..experiment import Experiment
+from ..layout import DEGAML, ORACLE, seed_runs
+from ..records import StageTimings
+from .plots import plots
+from .rows import aggregate, anchor_of, collect_rows, methods_in, track_name, tracks
+from .tables import ABLATION, cost_table, method_table, stage_table
+from .verdicts import item_correctness, majority_rates, paired_difference, verdicts
+
+__all__ = ["build_report"]
+
+
+def build_report(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    settings = Experiment.load(run_dir)
+    rows = collect_rows(run_dir)
+    if not rows:
+        raise FileNotFoundError(f"{run_dir}: no finished evaluations to report yet")
+    out = run_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    agg = aggregate(rows)
+    methods = methods_in(rows)
+    present = {r.task for r in rows}
+    heldout = [task_label(t) for t in settings.tasks.heldout if task_label(t) in present]
+    ood = [task_label(t) for t in settings.tasks.out_of_domain if task_label(t) in present]
+    domains = {name: ts for name, ts in (("in-domain", heldout), ("out-of-domain", ood)) if ts}
+    seeds = sorted({r.seed for r in rows})
+    n = sorted({r.n for r in rows})
+    correct = item_correctness(run_dir)
+    header = (f"model {settings.model.name}, log-likelihood protocol, each task's preferred metric (acc_norm for "
+              f"ARC / HellaSwag / PIQA, acc otherwise), test partition, {'/'.join(map(str, n))} items per task, "
+              f"seeds {seeds} (± is the std over seeds, or the item standard error with one seed)")
+    sections = [f"# {settings.name}\n", header + "\n"]
+    summary: dict[str, Any] = {"header": header, "domains": {}}
+    grouped = tracks(rows)
+    for domain, tasks in domains.items():
+        majority = majority_rates(run_dir, tasks)
+        floor = ("Majority-class rate of the two-choice tasks: "
+                 + ", ".join(f"{t} {100 * r:.1f}" for t, r in majority.items()) + "\n") if majority else ""
+        sections += [f"## {domain}\n", floor]
+        tables, table_rows, zero_averages = [], [["track", "method", *tasks, "average"]], {}
+        summary["domains"][domain] = {"tasks": tasks, "majority_rates": majority, "tracks": {}}
+        for labels, members in grouped.items():
+            track = track_name(labels)
+            md, track_rows, averages = method_table(agg, members, tasks, track)
+            judged = verdicts(correct, tasks, len(seeds), anchor_of(labels), members)
+            tables.append(f"### {track}\n\n{md}\n")
+            table_rows += track_rows
+            sections += [f"### {track}\n", md + "\n", "\n".join(judged) + "\n"]
+            summary["domains"][domain]["tracks"][track] = {"methods": members, "averages": averages,
+                                                           "verdicts": judged}
+            zero_averages = averages if labels == 0 else zero_averages
+        ceilings = [m for m in methods if any(r.ceiling for r in rows if r.method == m)]
+        if ceilings:
+            track = "ceilings"
+            md, track_rows, _ = method_table(agg, ceilings, tasks, track)
+            judged = verdicts(correct, tasks, len(seeds), DEGAML, ceilings)
+            tables.append(f"### {track}\n\n{md}\n")
+            table_rows += track_rows
+            sections += [f"### {track}: read target labels beyond any track's budget (the oracle: the action best on "
+                         "the target's labelled validation items; target-finetuned: the target's own train labels)\n",
+                         md + "\n", "\n".join(judged) + "\n"]
+            summary["domains"][domain]["tracks"][track] = {"methods": ceilings, "verdicts": judged}
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows(table_rows)
+        atomic_write_text(out / f"{domain}.md", "\n".join(tables))
+        atomic_write_text(out / f"{domain}.csv", buffer.getvalue())
+        stages = [(s, label) for s, label in ABLATION if s in zero_averages]
+        ablation = [f"| stage | {domain} average | minus the stage before (paired 95% interval) |", "|---|---|---|"]
+        for k, (stage, label) in enumerate(stages):
+            d = paired_difference(correct, stage, stages[k - 1][0], tasks) if k else None
+            ablation.append(f"| {label} | {100 * zero_averages[stage]:.1f} | {f'{d} ({d.verdict})' if d else '-'} |")
+        atomic_write_text(out / f"ablation_{domain}.md", "\n".join(ablation) + "\n")
+        sections += [f"### stage ablation ({domain})\n", "\n".join(ablation) + "\n"]
+    actions = sorted({(r.task, r.action) for r in rows if r.method == DEGAML and r.action})
+    oracle = {(r.task, r.seed): r.action for r in rows if r.method == ORACLE}
+    if actions:
+        sections += ["## the policy's choices\n", "\n".join(
+            f"- {t}: {a}" + (f" (oracle: {', '.join(sorted({v for (u, _), v in oracle.items() if u == t}))})"
+                             if any(u == t for u, _ in oracle) else "") for t, a in actions) + "\n"]
+    costed = [m for members in grouped.values() for m in members] + ([ORACLE] if ORACLE in methods else [])
+    timings = {run.root.name: StageTimings.load(run.timings) for run in seed_runs(run_dir) if run.timings.is_file()}
+    sections += ["## cost\n", "Seconds per target: generation + adaptation for DeGAML; meta-training (shared by a "
+                 "fold's targets, counted in full) + target adaptation for the baselines. Peak RSS: the "
+                 "process's peak while the method ran (one process runs everything, so the base model's "
+                 "share is in every figure).\n", cost_table(rows, costed) + "\n",
+                 "Wall time of each stage, and the process's peak resident memory by the end of it:\n",
+                 stage_table(timings) + "\n"]
+    drawn = plots(agg, methods, domains, out)
+    sections += ["## plots\n", "\n".join(f"![{p}]({p})" for p in drawn) + "\n"]
+    long_csv = io.StringIO()
+    writer = csv.DictWriter(long_csv, fieldnames=list(asdict(rows[0])))
+    writer.writeheader()
+    writer.writerows(asdict(r) for r in rows)
+    atomic_write_text(out / "scores.csv", long_csv.getvalue())
+    atomic_write_text(out / "summary.json", json.dumps(
+        {**summary, "timings": {seed: asdict(t) for seed, t in timings.items()}}, indent=2))
+    atomic_write_text(out / "report.md", "\n".join(sections))
+    return out

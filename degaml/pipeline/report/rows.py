@@ -1,0 +1,115 @@
+"""The report's data: one `ScoreRow` per (seed, target, method) read from the run's records, their aggregates
+over seeds, and the tracks methods fall in by the labelled target examples they read."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...data import TASKS
+from ...evaluation.harness import read_results
+from ..layout import BASE, DEGAML, DEGAML_K, GENERATED, MEAN, ORACLE, RETRIEVAL, seed_runs
+from ..records import MethodCost
+
+
+def metric_of(task: str) -> str:
+    return TASKS[task].preferred_metric if task in TASKS else "acc"
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """One method's test score on one target for one seed, with what producing it cost (scores.csv's row)."""
+
+    seed: int
+    task: str
+    method: str
+    metric: str
+    score: float
+    stderr: float
+    acc: float
+    acc_norm: float | None
+    n: int
+    seconds: float | None
+    labelled_target_examples: int | None
+    peak_rss_mb: float | None
+    ceiling: bool
+    action: str
+
+
+def collect_rows(run_dir: Path) -> list[ScoreRow]:
+    """One row per (seed, target, method) with a finished evaluation."""
+    rows = []
+    for run in seed_runs(run_dir):
+        for method_dir in run.evaluated():
+            task = method_dir.task
+            result = read_results(method_dir.results)[0]
+            metric = metric_of(task)
+            cost = MethodCost.load(method_dir.cost) if method_dir.cost.is_file() else None
+            rows.append(ScoreRow(
+                seed=run.seed, task=task, method=method_dir.method, metric=metric, score=result.metrics[metric],
+                stderr=result.metrics[f"{metric}_stderr"], acc=result.metrics["acc"],
+                acc_norm=result.metrics.get("acc_norm"), n=result.num_items,
+                seconds=cost.seconds if cost else None,
+                labelled_target_examples=cost.labelled_target_examples if cost else None,
+                peak_rss_mb=cost.peak_rss_mb if cost else None, ceiling=bool(cost and cost.ceiling),
+                action=cost.action if cost else ""))
+    return rows
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A (method, task) over seeds: mean score, spread (std over seeds, or the item stderr with one seed),
+    mean seconds."""
+
+    mean: float
+    spread: float
+    seeds: int
+    seconds: float
+
+
+def aggregate(rows: list[ScoreRow]) -> dict[tuple[str, str], Cell]:
+    groups: dict[tuple[str, str], list[ScoreRow]] = defaultdict(list)
+    for r in rows:
+        groups[(r.method, r.task)].append(r)
+    out = {}
+    for key, group in groups.items():
+        scores = [g.score for g in group]
+        spread = statistics.stdev(scores) if len(scores) > 1 else group[0].stderr
+        seconds = [g.seconds for g in group if g.seconds is not None]
+        out[key] = Cell(statistics.fmean(scores), spread, len(scores),
+                        statistics.fmean(seconds) if seconds else float("nan"))
+    return out
+
+
+def methods_in(rows: list[ScoreRow]) -> list[str]:
+    found = {r.method for r in rows}
+    order = [BASE, MEAN, RETRIEVAL, GENERATED, DEGAML, ORACLE, DEGAML_K]
+    return [m for m in order if m in found] + sorted(found - set(order))
+
+
+ANCHORS = {0: DEGAML}
+"""The DeGAML method each track judges the others against: DeGAML in the zero-label track, DeGAML-k in any
+other."""
+
+
+def anchor_of(labels: int) -> str:
+    return ANCHORS.get(labels, DEGAML_K)
+
+
+def tracks(rows: list[ScoreRow]) -> dict[int, list[str]]:
+    """{labelled target examples: the methods that read that many}, zero first; a method is placed by the
+    most it read on any target. Ceilings (the oracle, the target-finetuned adapter) are in no track."""
+    labels: dict[str, int] = {}
+    for r in rows:
+        if not r.ceiling:
+            labels[r.method] = max(labels.get(r.method, 0), int(r.labelled_target_examples or 0))
+    grouped: dict[int, list[str]] = {}
+    for m in [m for m in methods_in(rows) if m in labels]:
+        grouped.setdefault(labels[m], []).append(m)
+    return dict(sorted(grouped.items()))
+
+
+def track_name(labels: int) -> str:
+    return "zero labels" if labels == 0 else f"k = {labels} labels"

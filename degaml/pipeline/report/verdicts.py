@@ -1,0 +1,70 @@
+"""Paired comparisons on the same items: per-item correctness over seeds, each difference with its paired
+bootstrap 95% interval and the verdict it supports, and the majority-class floor of two-choice tasks."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from ...evaluation.harness import read_results
+from ..layout import BASE, DEGAML, seed_runs
+from .rows import metric_of
+
+Correctness = dict[str, dict[str, dict[str, float]]]
+"""{method: {task: {item id: correctness under the task's preferred metric, averaged over seeds}}}."""
+
+
+def item_correctness(run_dir: Path) -> Correctness:
+    sums: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(dict))
+    for run in seed_runs(run_dir):
+        for method_dir in run.evaluated():
+            task, method = method_dir.task, method_dir.method
+            for item, correct in read_results(method_dir.results)[0].correctness(metric_of(task)).items():
+                sums[method][task].setdefault(item, []).append(correct)
+    return {m: {t: {i: statistics.fmean(v) for i, v in items.items()} for t, items in tasks.items()}
+            for m, tasks in sums.items()}
+
+
+def paired_difference(correct: Correctness, a: str, b: str, tasks: list[str]):
+    """`a` minus `b` on the items both scored, task-averaged, with its paired bootstrap interval; None when
+    either lacks a task."""
+    from ...evaluation.statistics import paired_bootstrap
+
+    if not all(t in correct.get(m, {}) for m in (a, b) for t in tasks):
+        return None
+    ids = {t: sorted(correct[a][t].keys() & correct[b][t].keys()) for t in tasks}
+    return paired_bootstrap({t: [correct[a][t][i] for i in ids[t]] for t in tasks},
+                            {t: [correct[b][t][i] for i in ids[t]] for t in tasks})
+
+
+def verdicts(correct: Correctness, tasks: list[str], seeds: int, anchor: str = DEGAML,
+             methods: list[str] | None = None) -> list[str]:
+    """`anchor` against every other method (of `methods`, default all) on the same items: the task-averaged
+    difference with its paired bootstrap 95% interval, and the verdict it supports (an interval spanning 0
+    is a tie)."""
+    name = "DeGAML" if anchor == DEGAML else anchor
+    lines = []
+    for m in correct:
+        if m == anchor or (methods is not None and m not in methods):
+            continue
+        d = paired_difference(correct, anchor, m, tasks)
+        if d is None:
+            continue
+        lines.append(f"- {name} {d.verdict} {m}: {d} points (paired bootstrap 95% interval; {d.items} items "
+                     f"over {d.tasks} task(s), correctness averaged over {seeds} seed(s))")
+    return lines
+
+
+def majority_rates(run_dir: Path, tasks: list[str]) -> dict[str, float]:
+    """Share of the most frequent gold answer on the evaluated items of each two-choice task (the floor a
+    constant answer reaches)."""
+    rates = {}
+    for run in seed_runs(run_dir)[:1]:
+        for method_dir in run.evaluated():
+            if method_dir.method != BASE or method_dir.task not in tasks or method_dir.task in rates:
+                continue
+            rate = read_results(method_dir.results)[0].majority_rate()
+            if rate is not None:
+                rates[method_dir.task] = rate
+    return rates

@@ -1,0 +1,80 @@
+"""The records a run writes (cost.json, timings.json, experiment.yaml, results.json) round-trip through their
+owners' save and load, and a damaged file is refused with its path named."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from degaml.config import LoraSettings, ModelConfig, PartitionConfig
+from degaml.generator.card import GeneratorTrainConfig
+from degaml.generator.trajectories import CollectConfig
+from degaml.pipeline.experiment import Experiment
+from degaml.pipeline.records import MethodCost, StageTimings
+from degaml.pipeline.settings import BaselineSettings, EvaluationSettings, PolicySettings, TaskSets
+
+
+def test_method_cost_round_trips_and_refuses_unknown_fields(tmp_path):
+    cost = MethodCost(seconds=1.5, labelled_target_examples=16, choice="degaml", peak_rss_mb=900.0)
+    cost.save(tmp_path / "cost.json")
+    assert MethodCost.load(tmp_path / "cost.json") == cost
+    (tmp_path / "old.json").write_text(json.dumps({"seconds": 1.0, "labelled_target_examples": 0, "reference": True}))
+    with pytest.raises(ValueError, match=r"old.json: unknown field\(s\) \['reference'\]"):
+        MethodCost.load(tmp_path / "old.json")
+    (tmp_path / "garbage.json").write_text("{not json")
+    with pytest.raises(ValueError, match="garbage.json: not a readable MethodCost record"):
+        MethodCost.load(tmp_path / "garbage.json")
+
+
+def test_stage_timings_add_seconds_and_keep_the_larger_peak(tmp_path):
+    timings = StageTimings()
+    timings.add("collect", 10.0, 500.0)
+    timings.add("collect", 5.0, 400.0)
+    timings.save(tmp_path / "timings.json")
+    loaded = StageTimings.load(tmp_path / "timings.json")
+    assert loaded.seconds == {"collect": 15.0} and loaded.peak_rss_mb == {"collect": 500.0}
+    assert StageTimings.load(tmp_path / "missing.json") == StageTimings()
+
+
+def _experiment(out: Path) -> Experiment:
+    return Experiment(name="x", out=out, model=ModelConfig(name="m", dtype="float32"), lora=LoraSettings(r=2, alpha=4),
+                      seeds=[0, 1], partition=PartitionConfig(seed=3), tasks=TaskSets(meta_training=["a"]),
+                      collect=CollectConfig(checkpoints=3), generator=GeneratorTrainConfig(recipe="task-loss", steps=2),
+                      policy=PolicySettings(), evaluation=EvaluationSettings(limit=7), baselines=BaselineSettings(),
+                      holdout="one_task", floors=["mean"], progress=False)
+
+
+def test_the_experiment_record_round_trips_with_typed_sections(tmp_path):
+    experiment = _experiment(tmp_path)
+    experiment.save(tmp_path / "experiment.yaml")
+    loaded = Experiment.load(tmp_path)
+    assert loaded == experiment
+    assert isinstance(loaded.baselines.union, type(experiment.baselines.union))
+    assert loaded.generator.objective == "task_loss" and loaded.generator.applied_recipe == "task-loss"
+    assert loaded.partition.seed == 3
+
+
+def test_a_damaged_experiment_record_names_the_file_and_key(tmp_path):
+    _experiment(tmp_path).save(tmp_path / "experiment.yaml")
+    text = (tmp_path / "experiment.yaml").read_text().replace("floors:", "flors:")
+    (tmp_path / "experiment.yaml").write_text(text)
+    with pytest.raises(ValueError, match=r"experiment.yaml: unknown key\(s\) \['flors'\] for Experiment"):
+        Experiment.load(tmp_path)
+    with pytest.raises(FileNotFoundError, match="not a `degaml run` directory"):
+        Experiment.load(tmp_path / "nowhere")
+
+
+def test_results_are_read_through_their_owner(tmp_path):
+    from degaml.evaluation.harness import TaskResult, read_results
+
+    result = TaskResult(task="t", protocol="loglikelihood", split="test", num_items=2, metrics={"acc": 0.5},
+                        seconds=1.0, predictions=[{"id": "a", "gold": 0, "pred": 0, "pred_norm": 1, "logprobs": [0, -1]},
+                                                  {"id": "b", "gold": 1, "pred": 0, "pred_norm": 1, "logprobs": [0, -1]}])
+    (tmp_path / "results.json").write_text(json.dumps({"results": [result.to_dict()]}))
+    (loaded,) = read_results(tmp_path / "results.json")
+    assert loaded == result
+    assert loaded.correctness("acc") == {"a": 1.0, "b": 0.0} and loaded.correctness("acc_norm") == {"a": 0.0, "b": 1.0}
+    assert loaded.majority_rate() == 0.5
+    (tmp_path / "bad.json").write_text(json.dumps({"results": [{"task": "t"}]}))
+    with pytest.raises(ValueError, match="bad.json: not an evaluation's results.json"):
+        read_results(tmp_path / "bad.json")
