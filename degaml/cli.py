@@ -9,31 +9,59 @@ import re
 import sys
 
 from . import __version__
-from .adaptation.commands import adapt, train_policy
-from .api import evaluate_command
-from .baselines import METHODS
-from .baselines.commands import baseline_command
-from .data.commands import prepare_data
-from .data.tasks import list_tasks
-from .generator.commands import collect, generate, train_generator
-from .models.registry import list_models, prepare_model
-from .pipeline.commands import report, run
 
-COMMANDS = {
-    "evaluate": evaluate_command,
-    "collect": collect,
-    "train-generator": train_generator,
-    "generate": generate,
-    "adapt": adapt,
-    "train-policy": train_policy,
-    "run": run,
-    "report": report,
-    "baseline": {name: baseline_command(spec) for name, spec in METHODS.items()},
-    "list-tasks": list_tasks,
-    "prepare-data": prepare_data,
-    "list-models": list_models,
-    "prepare-model": prepare_model,
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    # name: (module, attribute, the command's one-sentence summary; tests/test_cli.py checks it is the
+    # docstring's first sentence). Modules are imported only when their command is chosen: `degaml --help`
+    # loads no torch.
+    "evaluate": ("degaml.api", "evaluate_command",
+                 "Score a model (optionally with a PEFT LoRA adapter) on tasks and print a table of accuracies."),
+    "collect": ("degaml.generator.commands", "collect",
+                "Fine-tune a LoRA per task on its train partition and save the LoRA after every trajectory step."),
+    "train-generator": ("degaml.generator.commands", "train_generator",
+                        "Train the prompt-to-LoRA generator on collected trajectories, leaving the `holdout` tasks "
+                        "out."),
+    "generate": ("degaml.generator.commands", "generate",
+                 "Generate a PEFT LoRA adapter for a task from its unlabelled prompts, in one forward pass."),
+    "adapt": ("degaml.adaptation.commands", "adapt",
+              "Generate a task's adapter from its unlabelled prompts and refine it with one adaptation family."),
+    "train-policy": ("degaml.adaptation.commands", "train_policy",
+                     "Train the adaptation policy on the validation rewards of reward tasks."),
+    "run": ("degaml.pipeline.commands", "run", "Run the whole experiment of a config and write its report."),
+    "report": ("degaml.pipeline.commands", "report",
+               "Rebuild the report of a `degaml run` directory from its artifacts (nothing is recomputed)."),
+    "baseline": ("degaml.baselines.commands", "baseline_commands",
+                 "Train one baseline (`degaml baseline <name> --help`: no-meta, union, union-finetune, maml, abmll, "
+                 "mean-finetune, lorahub)."),
+    "list-tasks": ("degaml.data.tasks", "list_tasks",
+                   "List the registered tasks: domain (in / out / extra), preferred metric, and what each stands "
+                   "for."),
+    "prepare-data": ("degaml.data.commands", "prepare_data",
+                     "Extract BIG-bench's multiple-choice JSON tasks into the data cache as meta-training tasks."),
+    "list-models": ("degaml.models.registry", "list_models",
+                    "List the offline default models (usable without a hub); any hub id or local directory also "
+                    "works."),
+    "prepare-model": ("degaml.models.registry", "prepare_model",
+                      "Convert an offline default model once into the cache (done automatically on first use)."),
 }
+
+
+def load_command(name: str):
+    """The typed function (or, for `baseline`, the table of typed functions) behind command `name`."""
+    import importlib
+
+    module, attribute, _ = COMMANDS[name]
+    found = getattr(importlib.import_module(module), attribute)
+    return found() if name == "baseline" else found
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"degaml {__version__}: DeGAML-LLM (generator + adaptation module, baselines, experiment).", "",
+             "usage: degaml <command> [--config file.yaml] [--<setting> value ...]; degaml <command> --help", "",
+             "commands:"]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_, _, summary) in COMMANDS.items()]
+    return "\n".join(lines)
 
 
 def parse_error_line(message: str, args: list[str]) -> str:
@@ -50,13 +78,25 @@ def parse_error_line(message: str, args: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from jsonargparse import ArgumentError, auto_cli
+    from jsonargparse import ArgumentError, auto_cli, set_parsing_settings
+
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)  # settings' field docstrings in --help
 
     args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        raise SystemExit(0 if args else 2)
+    if args[0] == "--version":
+        print(f"degaml {__version__}")
+        raise SystemExit(0)
+    if args[0] not in COMMANDS:
+        print(f"degaml: error: unknown command {args[0]!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        raise SystemExit(2)
     if len(args) >= 2 and args[0] == "report" and not args[1].startswith("-"):
         args.insert(1, "--run_dir")  # `degaml report runs/x`: the one positional argument of the CLI
     try:
-        auto_cli(COMMANDS, args=args, as_positional=False, exit_on_error=False, version=__version__)
+        auto_cli({args[0]: load_command(args[0])}, args=args, as_positional=False, exit_on_error=False,
+                 version=__version__)
     except ArgumentError as e:
         print(f"degaml: error: {parse_error_line(str(e), args)} (`degaml {args[0] if args else ''} --help` lists "
               "the settings)", file=sys.stderr)

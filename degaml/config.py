@@ -5,6 +5,7 @@ output so that a result always carries the settings that made it."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -48,6 +49,13 @@ class LoraSettings:
         if not self.target_modules:
             raise ValueError("lora.target_modules must name at least one module")
         self.target_modules = tuple(self.target_modules)
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of a docstring, whole (an abbreviation such as "et al." does not end it)."""
+    flat = " ".join(text.split())
+    match = re.search(r"(?<!\bal)(?<!e\.g)(?<!i\.e)\.(\s|$)", flat)
+    return flat[:match.start()] + "." if match else flat
 
 
 def task_names(tasks: list[str] | str) -> list[str]:
@@ -140,7 +148,10 @@ def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
         elif isinstance(value, list) and any(typing.get_origin(t) is tuple for t in options):
             value = tuple(value)  # YAML has no tuples
         values[name] = value
-    return cls(**values)
+    try:
+        return cls(**values)
+    except TypeError as e:  # a required setting missing
+        raise ValueError(f"{where}: {e}") from None
 
 
 def dump_yaml(config: dict[str, Any]) -> str:

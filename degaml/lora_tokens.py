@@ -14,7 +14,7 @@ extra rows and two extra columns, giving tokens of (r + 2) x (chunk + 2):
     col chunk, rows 0..r-1         mean'
     col chunk + 1, rows 0..r-1     std'
 
-The paper's std code has a floor of log(0.1) + 1.6 = -0.70, so small scales (lora_B's chunks are ~1e-3)
+The paper's std code bottoms out at log(0.1) + 1.6 = -0.70, so small scales (lora_B's chunks are ~1e-3)
 sit a few hundredths above it and a small token error zeroes or doubles them; the `log` code resolves
 every scale with the same relative precision. The paper's mean code has the same flaw in absolute terms
 (an error of 0.01 shifts a chunk by 1.25e-3, the size of lora_B itself); `relative` stores the mean in
@@ -36,32 +36,32 @@ from .models.lora import LoraGeometry, LoraModuleGeometry
 
 MODULE_ORDER = ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "gate_proj", "down_proj")
 _MIN_STD = 1e-8  # a constant piece (e.g. PEFT's zero-initialized lora_B) has std 0
-_LOG_STD_FLOOR = 1e-6
+_LOG_STD_EPSILON = 1e-6
 StatCode = Literal["paper", "log", "relative"]
 STAT_CODES = ("paper", "log", "relative")
 
 
 def encode_mean(mean: torch.Tensor, std: torch.Tensor | None = None, code: StatCode = "paper") -> torch.Tensor:
     if code == "relative":
-        return mean / (std + _LOG_STD_FLOOR)
+        return mean / (std + _LOG_STD_EPSILON)
     return 8 * mean
 
 
 def decode_mean(encoded: torch.Tensor, std: torch.Tensor | None = None, code: StatCode = "paper") -> torch.Tensor:
     if code == "relative":
-        return encoded * (std + _LOG_STD_FLOOR)
+        return encoded * (std + _LOG_STD_EPSILON)
     return encoded / 8
 
 
 def encode_std(std: torch.Tensor, code: StatCode = "paper") -> torch.Tensor:
     if code in ("log", "relative"):
-        return torch.log(std + _LOG_STD_FLOOR)
+        return torch.log(std + _LOG_STD_EPSILON)
     return torch.log(0.9 * std + 0.1) + 1.6
 
 
 def decode_std(encoded: torch.Tensor, code: StatCode = "paper") -> torch.Tensor:
     if code in ("log", "relative"):
-        return (torch.exp(encoded) - _LOG_STD_FLOOR).clamp(min=0)
+        return (torch.exp(encoded) - _LOG_STD_EPSILON).clamp(min=0)
     return ((torch.exp(encoded - 1.6) - 0.1) / 0.9).clamp(min=0)
 
 

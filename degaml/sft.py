@@ -58,10 +58,10 @@ def train_lora(model: torch.nn.Module, next_batch: Callable[[], dict[str, torch.
     return losses
 
 
-def sample_batch(lm: LoadedModel, examples: Sequence[Example], size: int, generator: torch.Generator
+def sample_batch(lm: LoadedModel, examples: Sequence[Example], size: int, rng: torch.Generator
                  ) -> dict[str, torch.Tensor]:
     """`size` examples drawn with replacement, collated and moved to the model's device."""
-    picks = torch.randint(len(examples), (size,), generator=generator).tolist()
+    picks = torch.randint(len(examples), (size,), generator=rng).tolist()
     return {k: v.to(lm.device) for k, v in collate([examples[i] for i in picks], lm.tokenizer.pad_token_id).items()}
 
 

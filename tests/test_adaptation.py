@@ -145,3 +145,49 @@ def test_adaptation_never_touches_the_generator(tokenizer):
     apply_ttt(lm, state, LORA, PROMPTS, ttt.Config(steps=2, lr=1e-2, batch_size=2))
     assert all(torch.equal(snapshot[k], v) for k, v in decoder.state_dict().items())
     assert all(p.grad is None for p in decoder.parameters())
+
+
+def test_a_reward_row_is_reused_only_under_the_settings_that_measured_it(tokenizer, tmp_path, monkeypatch):
+    """rewards.jsonl is keyed by everything that determines a reward: the same settings reuse a row, another
+    item limit, another prompt sample or another generated adapter measure it again."""
+    import json
+
+    from degaml.adaptation import rewards
+    from degaml.adaptation.actions import Action
+    from degaml.adaptation.base import AdaptationContext
+    from degaml.config import DataConfig, EvalConfig
+
+    lm, state = _state(tokenizer)
+    measured = []
+
+    def fake_apply(action, ctx, out):
+        measured.append(action.label)
+        out.mkdir(parents=True)
+        return {"seconds": 0.0}
+
+    def fake_evaluate(lm, out, data, config, **kwargs):
+        from degaml.evaluation.harness import TaskResult
+
+        return [TaskResult("t", "loglikelihood", data.split, 2, {"acc": 0.5, "acc_norm": 0.5}, 0.1, [])], {}
+
+    monkeypatch.setattr(rewards, "apply_action", fake_apply)
+    monkeypatch.setattr(rewards, "evaluate_adapted", fake_evaluate)
+
+    def ctx(prompts=PROMPTS, scale=1.0):
+        return AdaptationContext(lm=lm, lora=LORA, base_model="tiny", prompts=list(prompts), library=[], seed=0,
+                                 generate=lambda seed: ({k: v * scale for k, v in state.items()}, {}))
+
+    def measure(context, limit=3):
+        data = DataConfig(tasks=["t"], split="validation", limit=limit)
+        return rewards.measure_actions(context, "t", [Action("none")], data, EvalConfig(), tmp_path, {}, "acc",
+                                       progress=False)
+
+    measure(ctx())
+    measure(ctx())
+    assert measured == ["none"]  # the same settings: the row is reused
+    measure(ctx(), limit=4)
+    measure(ctx(prompts=PROMPTS[:2]))
+    measure(ctx(scale=2.0))
+    assert measured == ["none"] * 4
+    keys = {json.loads(line)["key"] for line in (tmp_path / "rewards.jsonl").read_text().splitlines()}
+    assert len(keys) == 4

@@ -176,14 +176,15 @@ def test_the_registry_derives_commands_and_run_settings():
     import inspect
 
     from degaml.baselines import METHODS
-    from degaml.cli import COMMANDS
+    from degaml.cli import load_command
     from degaml.pipeline.settings import BaselineSettings
 
-    assert set(COMMANDS["baseline"]) == set(METHODS)
+    commands = load_command("baseline")
+    assert set(commands) == set(METHODS)
     settings = {f.name: f for f in dataclasses.fields(BaselineSettings)}
     assert BaselineSettings().methods == list(METHODS)
     for name, spec in METHODS.items():
-        parameters = inspect.signature(COMMANDS["baseline"][name]).parameters
+        parameters = inspect.signature(commands[name]).parameters
         assert ("train_tasks" in parameters) == spec.meta_trains
         assert (spec.option in parameters) == spec.has_settings == (spec.option in settings)
         if spec.has_settings:  # one set of defaults: the method's own
@@ -209,7 +210,7 @@ def test_labelled_lorahub_lowers_the_support_loss_from_the_mean_adapter(tokenize
     """The weight search starts at the mean of the library and keeps a change only if the labelled support
     loss falls; a library member trained on the target's own task pulls the weights its way."""
     from degaml.baselines import lorahub
-    from degaml.baselines.common import BaselineRun, stack_library, unstack_library
+    from degaml.baselines.common import BaselineJob, stack_library, unstack_library
     from degaml.models import weighted_adapter_sum
     from degaml.sft import fine_tune
 
@@ -220,7 +221,7 @@ def test_labelled_lorahub_lowers_the_support_loss_from_the_mean_adapter(tokenize
                "other": fine_tune(lm, lora, tasks["colors"][:8], 8, 1e-2, 2, 0)[0]}
     assert unstack_library(stack_library(library)).keys() == {"other", "same"}
     setup = BaselineSetup(model=ModelConfig(name="tiny", device="cpu"), lora=lora, support=len(support))
-    job = BaselineRun(setup, "numbers", ["same", "other"], lm, support, {})
+    job = BaselineJob(setup, "numbers", ["same", "other"], lm, support, {})
     info = lorahub.finish(job, lorahub.CONFIG(evaluations=30, l1=0.0), stack_library(library), tmp_path / "hub",
                           time.perf_counter())
     trace, weights = info["objective_trace"], info["weights"]

@@ -5,12 +5,42 @@ from degaml.io import atomic_write_text
 
 
 def test_help_lists_subcommands(capsys):
+    from degaml.cli import COMMANDS
+
     with pytest.raises(SystemExit) as exit_:
         main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    for command in ("evaluate", "list-tasks", "list-models", "prepare-model"):
-        assert command in out
+    for command, (_, _, summary) in COMMANDS.items():
+        assert f"  {command} " in out and summary in out
+
+
+def test_each_summary_is_its_commands_first_sentence():
+    import inspect
+
+    from degaml.cli import COMMANDS, load_command
+    from degaml.config import first_sentence
+
+    for name, (_, _, summary) in COMMANDS.items():
+        if name != "baseline":
+            assert summary == first_sentence(inspect.getdoc(load_command(name))), name
+            assert inspect.getdoc(load_command(name)).splitlines()[0] == summary, f"{name}: help shows the first line"
+    for name, command in load_command("baseline").items():
+        assert command.__doc__.splitlines()[0].endswith("."), name
+        assert name in COMMANDS["baseline"][2]
+
+
+def test_top_level_help_and_version_import_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom degaml.cli import main\n"
+            "for argv in (['--help'], ['--version']):\n"
+            "    try:\n        main(argv)\n    except SystemExit as e:\n        assert e.code == 0\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "degaml 0.1.0" in done.stdout
 
 
 def test_unknown_model_lists_known_ones(capsys, tmp_path):
@@ -69,3 +99,10 @@ def test_collect_shards_are_disjoint_and_complete():
     shards = [shard(tasks, i, 3) for i in range(3)]
     assert sorted(sum(shards, [])) == sorted(tasks)
     assert not set(shards[0]) & set(shards[1])
+
+
+def test_nested_help_describes_each_setting(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--evaluation.help", "EvaluationSettings"])
+    out = capsys.readouterr().out
+    assert "Test items per target" in out and "--evaluation.limit" in out

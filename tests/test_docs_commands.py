@@ -30,9 +30,9 @@ def documented_commands() -> list[tuple[str, str]]:
 
 
 def command_function(words: list[str]):
-    from degaml.cli import COMMANDS
+    from degaml.cli import COMMANDS, load_command
 
-    entry = COMMANDS.get(words[0]) if words else None
+    entry = load_command(words[0]) if words and words[0] in COMMANDS else None
     if isinstance(entry, dict) and len(words) > 1 and not words[1].startswith("-"):
         return entry.get(words[1])
     return entry

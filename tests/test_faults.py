@@ -109,6 +109,9 @@ def test_a_nan_loglikelihood_is_an_error_not_a_prediction(tiny_lm):
     (b'{"question": "q", "choices": ["a", "b"], "gold": 5}\n', "field 'gold' must be an integer in 0..1, got 5"),
     (b'{"question": "q", "choices": ["a"], "gold": 0}\n', "field 'choices' must be a list of at least two options"),
     (b'{"question": "' + b"x" * 200_000 + b'", "choices": ["a", "b"], "gold": 0}\n', ":1: record of 200,"),
+    (b'{"question": "q", "choices": ["4", null], "gold": 0}\n', "field 'choices' option 1 must be non-empty text"),
+    (b'{"id": "a", "question": "q", "choices": ["x", "y"], "gold": 0}\n{"id": "a", "question": "r", "choices": ["x", "y"],'
+     b' "gold": 1}\n', "item id 'a' of record 1 repeats record 0's"),
 ])
 def test_malformed_task_files_are_refused_with_file_and_line(workspace, tmp_path, capsys, content, message):
     path = tmp_path / "bad.jsonl"
@@ -243,6 +246,10 @@ def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_tables(wo
     config, run = configured("killed")
     kill_points = ["seed_0/trajectories/*/checkpoints/*.safetensors",  # during collection
                    "seed_0/folds/*/generator/decoder.safetensors",    # during generator training
+                   "seed_0/folds/*/rewards/rewards.jsonl",            # during the policy's rewards
+                   "seed_0/targets/*/degaml/cost.json",               # during adaptation
+                   "seed_0/targets/*/mean/cost.json",                 # during the floors
+                   "seed_0/folds/*/baselines/*/meta.json",            # during the baselines
                    "seed_0/targets/*/*/eval/results.json"]            # during evaluation
     for point in kill_points:
         process = subprocess.Popen([*command, str(config)], env=env, stdout=subprocess.DEVNULL,
@@ -281,3 +288,152 @@ def test_temporaries_of_a_killed_writer_are_removed_under_the_lock(tmp_path):
     removed = remove_temporaries(tmp_path)
     assert {p.name for p in removed} == {".results.json.x1.tmp", ".output.x2.tmp"}
     assert sorted(p.name for p in tmp_path.rglob("*")) == [".lock", "a", "results.json"]
+
+
+def _evaluate_task(ws, task, out):
+    return ["evaluate", "--model.name", ws["model"], "--data.tasks", str(task), "--data.limit", "2", "--model.dtype",
+            "float32", "--model.device", "cpu", "--out", str(out), "--progress", "false"]
+
+
+def test_a_huge_record_in_a_json_list_is_refused_before_any_work(workspace, tmp_path, capsys):
+    import json
+
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps([{"question": "q", "choices": ["a", "b"], "gold": 0},
+                                {"question": "x" * 10_000_000, "choices": ["a", "b"], "gold": 0}]))
+    err = _error(capsys, _evaluate_task(workspace, path, tmp_path / "e"))
+    assert "huge.json record 1: record of 10,000," in err
+
+
+def test_an_adapter_rescaled_beyond_any_training_is_refused(workspace, adapter, tmp_path, capsys):
+    broken = _broken(adapter, tmp_path, lambda t, d: t.update({k: v * 1e4 for k, v in t.items()}))
+    err = _error(capsys, _evaluate(workspace, broken, tmp_path / "eval"))
+    assert "x the layer's own norm" in err and str(broken) in err
+
+
+def test_an_adapter_for_another_base_model_is_scored_with_a_warning(workspace, adapter, tmp_path, capsys):
+    import json
+
+    copy = tmp_path / "other-base"
+    shutil.copytree(adapter, copy)
+    config = json.loads((copy / "adapter_config.json").read_text())
+    (copy / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "HuggingFaceTB/SmolLM2-135M"}))
+    main(_evaluate(workspace, copy, tmp_path / "eval"))
+    err = capsys.readouterr().err
+    assert "warning:" in err and "written for base model 'HuggingFaceTB/SmolLM2-135M'" in err
+    assert (tmp_path / "eval" / "results.json").is_file()
+
+
+def test_a_support_budget_larger_than_the_train_partition_is_refused(workspace, tmp_path, capsys):
+    err = _error(capsys, ["baseline", "no-meta", "--task", workspace["tasks"][0], "--out", str(tmp_path / "b"),
+                          "--setup.model.name", workspace["model"], "--setup.model.device", "cpu",
+                          "--setup.support", "100000", "--progress", "false"])
+    assert "setup.support = 100000 labelled examples asked for" in err
+    assert not (tmp_path / "b").exists()
+
+
+def test_run_settings_are_checked_before_any_work(workspace, tmp_path, capsys):
+    err = _error(capsys, ["run", "--name", "x", "--out", str(tmp_path / "run"), "--evaluation.limit", "-1"])
+    assert "evaluation.limit must be >= 1 or null" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_garbage_results_file_is_named_by_the_report(workspace, tmp_path, capsys):
+    from tests.test_records import _experiment
+
+    run = tmp_path / "run"
+    _experiment(run).save(run / "experiment.yaml")
+    (run / "seed_0" / "targets" / "t" / "base" / "eval").mkdir(parents=True)
+    (run / "seed_0" / "targets" / "t" / "base" / "eval" / "results.json").write_text("{broken")
+    err = _error(capsys, ["report", str(run)])
+    assert "results.json: not an evaluation's results.json" in err
+    (run / "experiment.yaml").write_text("name: x\n")
+    assert "experiment.yaml: " in _error(capsys, ["report", str(run)])
+
+
+@pytest.fixture(scope="module")
+def generator_dir(workspace, tmp_path_factory):
+    root = tmp_path_factory.mktemp("gen")
+    main(["collect", "--tasks", ",".join(workspace["tasks"]), "--out", str(root / "t"), "--model.name",
+          workspace["model"], "--collect.burn_in_steps", "1", "--collect.checkpoints", "2", "--collect.batch_size",
+          "2", "--lora.r", "2", "--lora.alpha", "4", "--model.dtype", "float32", "--model.device", "cpu",
+          "--progress", "false"])
+    main(["train-generator", "--trajectories", str(root / "t"), "--out", str(root / "g"), "--generator.decoder",
+          "cpu-tiny", "--generator.encoder", workspace["encoder"], "--generator.num_prompts", "2",
+          "--generator.prompt_tokens", "8", "--generator.chunk", "16", "--generator.steps", "1", "--progress", "false"])
+    return root
+
+
+def _copied_generator(generator_dir, tmp_path):
+    copy = tmp_path / "gen"
+    shutil.copytree(generator_dir / "g", copy)
+    return copy
+
+
+@pytest.mark.parametrize("case, message", [
+    ("nan bias", "holds NaN or Inf values"),
+    ("truncated", "not readable safetensors"),
+    ("other size", "weights of another generator?"),
+])
+def test_a_broken_generator_is_refused_before_it_writes_an_adapter(workspace, generator_dir, tmp_path, capsys, case,
+                                                                   message):
+    gen = _copied_generator(generator_dir, tmp_path)
+    weights = gen / "decoder.safetensors"
+    if case == "truncated":
+        weights.write_bytes(weights.read_bytes()[:100])
+    else:
+        tensors = load_file(str(weights))
+        name = next(k for k in tensors if k.endswith("bias"))
+        tensors[name] = torch.full_like(tensors[name], float("nan")) if case == "nan bias" else \
+            torch.zeros(*[d + 1 for d in tensors[name].shape])
+        save_file(tensors, str(weights))
+    err = _error(capsys, ["generate", "--generator", str(gen), "--prompts", workspace["tasks"][0],
+                          "--out", str(tmp_path / "adapter")])
+    assert message in err and "decoder.safetensors" in err
+    assert not (tmp_path / "adapter").exists()
+
+
+def test_a_non_utf8_prompts_file_is_named(workspace, generator_dir, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_bytes(b"caf\xe9\n")
+    err = _error(capsys, ["generate", "--generator", str(generator_dir / "g"), "--prompts", str(prompts),
+                          "--out", str(tmp_path / "adapter")])
+    assert f"{prompts}: not UTF-8" in err
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing tensor", "is missing"),
+    ("other rank", "has shape"),
+])
+def test_a_checkpoint_that_does_not_fit_names_the_file(workspace, generator_dir, tmp_path, capsys, case, message):
+    trajectories = tmp_path / "t"
+    shutil.copytree(generator_dir / "t", trajectories)
+    checkpoint = sorted((trajectories / "numbers" / "checkpoints").glob("*.safetensors"))[0]
+    tensors = load_file(str(checkpoint))
+    key = next(iter(tensors))
+    if case == "missing tensor":
+        tensors.pop(key)
+    else:
+        tensors[key] = torch.zeros(4, tensors[key].shape[1]) if "lora_A" in key else torch.zeros(tensors[key].shape[0], 4)
+    save_file(tensors, str(checkpoint))
+    err = _error(capsys, ["train-generator", "--trajectories", str(trajectories), "--out", str(tmp_path / "g"),
+                          "--generator.decoder", "cpu-tiny", "--generator.encoder", workspace["encoder"],
+                          "--generator.num_prompts", "2", "--generator.prompt_tokens", "8", "--generator.chunk", "16",
+                          "--generator.steps", "1", "--progress", "false"])
+    assert message in err and str(checkpoint) in err
+
+
+@pytest.mark.parametrize("case, message", [
+    ("wrong shape", "the delta has shape (7,)"),
+    ("nan", "the delta holds NaN or Inf values"),
+    ("garbage info", "degaml.json: not a readable JSON record"),
+])
+def test_a_broken_latent_output_names_its_file(workspace, adapter, tmp_path, capsys, case, message):
+    copy = tmp_path / "latent"
+    shutil.copytree(adapter, copy)
+    delta = torch.zeros(7) if case == "wrong shape" else torch.full((32,), float("nan"))
+    save_file({"delta": delta}, str(copy / "latent_delta.safetensors"))
+    if case == "garbage info":
+        (copy / "degaml.json").write_text("{not json")
+    err = _error(capsys, _evaluate(workspace, copy, tmp_path / "eval"))
+    assert message in err

@@ -107,3 +107,23 @@ def test_a_recipe_refuses_a_contradicting_field_and_a_foreign_key(tmp_path):
         GeneratorTrainConfig(recipe=str(bad))
     with pytest.raises(ValueError, match="no recipe 'nope'; named recipes: choice-on-union-anchored"):
         GeneratorTrainConfig(recipe="nope")
+
+
+def test_the_objective_registry_matches_the_config_choices_and_builds_each_loss():
+    import typing
+
+    from degaml.generator.card import Objective
+    from degaml.generator.objectives import OBJECTIVES
+
+    assert set(typing.get_args(Objective)) == set(OBJECTIVES)
+
+    class Loss:  # stands in for function_space.AdapterLoss: task loss plus its anchor
+        @staticmethod
+        def loss(terms):
+            return terms["task_loss"] + 0.5 * terms["anchor"]
+
+    terms = {"reconstruction": torch.tensor(2.0), "task_loss": torch.tensor(3.0), "anchor": torch.tensor(4.0)}
+    assert float(OBJECTIVES["reconstruction"].loss(terms, 0.1, None)) == 2.0
+    assert float(OBJECTIVES["task_loss"].loss(terms, 0.1, Loss)) == 5.0
+    assert float(OBJECTIVES["hybrid"].loss(terms, 0.1, Loss)) == pytest.approx(2.5)
+    assert [o.needs_model for o in OBJECTIVES.values()] == [False, True, True]

@@ -117,6 +117,11 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
     assert (report / "in-domain.md").read_text() == tables
     assert "## in-domain" in capsys.readouterr().out
 
+    # The directory resumes only under the settings that made it.
+    with pytest.raises(SystemExit):
+        main(["run", "--config", str(config), "--evaluation.limit", "3"])
+    assert "holds a run made with other settings (evaluation differ" in capsys.readouterr().err
+
 
 def test_report_of_a_directory_that_is_not_a_run(tmp_path, capsys):
     with pytest.raises(SystemExit):
@@ -287,15 +292,18 @@ def test_floors_matched_to_the_generators_budget_and_the_target_finetuned_ceilin
     colors, numbers = workspace["tasks"]
     letters = settings["tasks"]["out_of_domain"][0]
     settings.update(seeds=[0], shared_generator_steps=2, floors=["mean", "union-matched", "target-finetuned"],
-                    tasks={"meta_training": [letters], "train": [colors, numbers], "heldout": [numbers],
+                    prompt_controls=["swapped", "random"],
+                    tasks={"meta_training": [letters], "train": [colors, numbers], "heldout": [colors, numbers],
                            "out_of_domain": []})
     settings["generator"].update({"recipe": "task-loss-on-union", "task_examples": 2, "max_tokens": 32})
+    settings["evaluation"].update({"calibrated": ["base", "generated"], "prior_tasks": ["numbers"]})
     settings["policy"]["actions"] = ["none"]
     settings["baselines"]["methods"] = ["union"]
     config.write_text(yaml.safe_dump(settings))
     main(["run", "--config", str(config)])
     seed0 = seed_run(run, 0)
     assert GeneratorCard.load(seed0.generator("numbers")).heldout_tasks == ["numbers"]
+    assert GeneratorCard.load(seed0.generator("colors")).heldout_tasks == ["colors"]
     assert GeneratorCard.load(seed0.generator("shared")).heldout_tasks == ["colors", "numbers"]
     own = MethodCost.load(seed0.method(numbers, "target-finetuned").cost)
     assert own.ceiling and own.labelled_target_examples > 0
@@ -311,7 +319,78 @@ def test_floors_matched_to_the_generators_budget_and_the_target_finetuned_ceilin
     summary = json.loads((run / "report" / "summary.json").read_text())
     tracks = summary["domains"]["in-domain"]["tracks"]
     assert tracks["ceilings"]["methods"] == ["oracle", "target-finetuned"]
-    assert "union-matched" in tracks["zero labels"]["methods"]
+    zero = tracks["zero labels"]["methods"]
+    assert {"union-matched", "generated-swapped-prompts", "generated-random-prompts", "base-calibrated",
+            "generated-calibrated"} <= set(zero)
+    # The swapped control of `numbers` read `colors`' prompts (the next target), the random one random text.
+    info = json.loads((seed0.method(numbers, "generated-swapped-prompts").output / "degaml.json").read_text())
+    assert info["prompts_from"] == colors
+    config = yaml.safe_load((seed0.method(numbers, "base-calibrated").eval / "config.yaml").read_text())
+    assert config["calibrated"] == "base" and config["calibration"] in ("batch", "pmi", "none")
+    compared = summary["domains"]["in-domain"]["generated_minus"]
+    assert compared[0].startswith("| generated minus | all (2 tasks) | without numbers (1 tasks) |")
+    assert any(line.startswith("| generated-swapped-prompts |") for line in compared)
+    report = (run / "report" / "report.md").read_text()
+    assert "does the generated change point at the target's own adapter?" in report
+
+
+def test_the_scaling_curve_trains_generators_on_the_first_k_meta_training_tasks(workspace, tmp_path):
+    from degaml.generator.card import GeneratorCard
+    from degaml.models import read_lora_state
+    from degaml.pipeline.layout import seed_run
+
+    config, run = _config(workspace, tmp_path)
+    settings = yaml.safe_load(config.read_text())
+    colors, numbers = workspace["tasks"]
+    letters = settings["tasks"]["out_of_domain"][0]
+    settings.update(seeds=[0], shared_generator_steps=2, holdout="all_targets", task_counts=[1],
+                    tasks={"meta_training": [letters, colors], "train": [numbers], "heldout": [numbers],
+                           "out_of_domain": []})
+    settings["generator"].update({"recipe": "task-loss-on-union", "task_examples": 2, "max_tokens": 32})
+    settings["policy"]["actions"] = ["none"]
+    settings["baselines"]["methods"] = ["union"]
+    config.write_text(yaml.safe_dump(settings))
+    main(["run", "--config", str(config)])
+    seed0 = seed_run(run, 0)
+    assert GeneratorCard.load(seed0.generator("shared-1")).train_tasks == ["letters"]
+    assert sorted(GeneratorCard.load(seed0.generator("shared")).train_tasks) == ["colors", "letters"]
+    union_1 = read_lora_state(seed0.method(numbers, "union-1-tasks").output)
+    base_1 = read_lora_state(seed0.residual_base("shared-1"))
+    assert all(torch.equal(union_1[k], base_1[k]) for k in base_1)
+    assert seed0.method(numbers, "generated-1-tasks").results.is_file()
+    report = (run / "report" / "report.md").read_text()
+    assert "scaling curve (in-domain)" in report and (run / "report" / "scaling.png").stat().st_size > 0
+    assert "| 1 | all |" in report and "| 2 | all |" in report
+
+
+def test_reward_tasks_teach_the_policy_and_are_never_trained_on(workspace, tmp_path):
+    from degaml.generator.card import GeneratorCard
+    from degaml.pipeline.layout import seed_run
+
+    config, run = _config(workspace, tmp_path)
+    settings = yaml.safe_load(config.read_text())
+    colors, numbers = workspace["tasks"]
+    letters = settings["tasks"]["out_of_domain"][0]
+    digits = tmp_path / "digits.jsonl"
+    digits.write_text("".join(json.dumps({"question": f"What follows {d}?", "choices": [str(d + 1), str(d + 2)],
+                                          "gold": 0}) + "\n" for d in range(30)))
+    settings.update(seeds=[0], shared_generator_steps=2, holdout="all_targets",
+                    tasks={"meta_training": [letters], "train": [colors, numbers], "heldout": [colors, numbers],
+                           "out_of_domain": [], "reward": [str(digits)]})
+    settings["baselines"]["methods"] = ["union"]
+    config.write_text(yaml.safe_dump(settings))
+    main(["run", "--config", str(config)])
+    seed0 = seed_run(run, 0)
+    assert GeneratorCard.load(seed0.generator("shared")).train_tasks == ["letters"]
+    for target in ("colors", "numbers"):
+        policy = json.loads((seed0.policy(target) / "policy.json").read_text())
+        assert set(policy["generators"]) == {"digits"}
+    rows = (seed0.rewards("shared") / "rewards.jsonl").read_text().splitlines()
+    assert {json.loads(r)["task"] for r in rows} == {"digits"}  # measured once, for both folds
+    settings["tasks"]["reward"] = [colors]
+    config.write_text(yaml.safe_dump(settings))
+    with pytest.raises(SystemExit):
+        main(["run", "--config", str(config)])
 
 
 def test_a_run_refuses_a_floor_it_cannot_build(workspace, tmp_path, capsys):

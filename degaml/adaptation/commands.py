@@ -36,8 +36,9 @@ def adapt(
     seed: int = 0,
     model: ModelConfig | None = None,
 ) -> None:
-    """Generate a task's adapter from its unlabelled prompts, then refine it with one adaptation family,
-    chosen by hand (`--action`) or by a trained policy (`--policy`).
+    """Generate a task's adapter from its unlabelled prompts and refine it with one adaptation family.
+
+    The family and its settings are chosen by hand (`--action`) or by a trained policy (`--policy`).
 
     The generator is only run forward; adaptation never updates it. Writes a directory that
     `degaml evaluate --adapter` scores: a PEFT adapter (none, ttt, mixing), an adapter with a latent delta
@@ -93,9 +94,11 @@ def train_policy(
     model: ModelConfig | None = None,
     progress: bool = True,
 ) -> None:
-    """Train the adaptation policy on meta-training tasks: every action of the default action space is
-    applied to each task's generated adapter and scored on the task's *validation* partition; the reward is
-    the gain over the generated adapter (minus `cost_penalty` x the action's cost).
+    """Train the adaptation policy on the validation rewards of reward tasks.
+
+    Every action of the default action space is applied to each task's generated adapter and scored on the
+    task's *validation* partition; the reward is the gain over the generated adapter (minus `cost_penalty` x
+    the action's cost).
 
     Rewards are appended to `out/rewards.jsonl` as they are measured, so an interrupted run resumes.
 

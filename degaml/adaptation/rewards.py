@@ -37,20 +37,41 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def reward_key(ctx: AdaptationContext, task: str, data: DataConfig, config: EvalConfig, metric: str) -> str:
+    """A digest of everything a reward depends on besides the action: the task and its partition, split and item
+    limit, the scoring settings and metric, the base model and its dtype, the unlabelled prompts, the seed,
+    and the generated adapter itself (so another generator, another prompt sample or changed settings never
+    reuse a row)."""
+    import hashlib
+    from dataclasses import asdict
+
+    digest = hashlib.sha256(json.dumps({
+        "task": task, "split": data.split, "limit": data.limit, "partition": asdict(data.partition),
+        "eval": asdict(config), "metric": metric, "model": ctx.lm.source, "dtype": ctx.lm.precision.dtype,
+        "prompts": list(ctx.prompts), "seed": ctx.seed}, sort_keys=True, default=str).encode())
+    state, _ = ctx.generate(ctx.seed)
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def measure_actions(ctx: AdaptationContext, task: str, actions: Sequence[Action], data: DataConfig,
                     config: EvalConfig, work: Path, loaded: Loaded, metric: str, keep: bool = False,
                     progress: bool = True) -> dict[str, dict[str, Any]]:
     """{action label: row} for `task`, measuring only the actions not yet in `work/rewards.jsonl`.
 
     A row: task, action, split, n, acc, acc_norm, metric, score (= the metric), seconds of adaptation and of
-    evaluation, and whether the family fell back."""
+    evaluation, whether the family fell back, and the `reward_key` it was measured under (a row under another
+    key is measured again)."""
     import time
 
     work.mkdir(parents=True, exist_ok=True)
     path = work / REWARDS_FILE
     rows = read_rows(path)
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))  # drops a row cut short
-    done = {r["action_label"]: r for r in rows if r["task"] == task and r["split"] == data.split}
+    key = reward_key(ctx, task, data, config, metric)
+    done = {r["action_label"]: r for r in rows if r["task"] == task and r.get("key") == key}
     for action in actions:
         if action.label in done:
             continue
@@ -61,7 +82,7 @@ def measure_actions(ctx: AdaptationContext, task: str, actions: Sequence[Action]
         start = time.perf_counter()
         (result,), _ = evaluate_adapted(ctx.lm, out, data, config, progress=progress, loaded=loaded,
                                         item_scorer=per_sample_scorer)
-        row = {"task": task, "split": data.split, "action": action.to_dict(), "action_label": action.label,
+        row = {"task": task, "split": data.split, "key": key, "action": action.to_dict(), "action_label": action.label,
                "n": result.num_items, "acc": result.metrics["acc"], "acc_norm": result.metrics["acc_norm"],
                "metric": metric, "score": result.metrics[metric], "adapt_seconds": info["seconds"],
                "eval_seconds": time.perf_counter() - start, "fell_back": info.get("fell_back", False),

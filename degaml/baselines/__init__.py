@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import abmll, lorahub, maml, mean_finetune, no_meta, union, union_finetune
-from .common import BaselineRun, BaselineSetup, prepare
+from .common import BaselineJob, BaselineSetup, prepare
 
 
 @dataclass(frozen=True)
@@ -61,14 +61,16 @@ class Method:
     @property
     def summary(self) -> str:
         """The module docstring's first sentence, for `--help`."""
-        return " ".join((self.module.__doc__ or self.name).split()).split(". ")[0].rstrip(".") + "."
+        from ..config import first_sentence
+
+        return first_sentence(self.module.__doc__ or self.name)
 
 
 MODULES = (no_meta, union, union_finetune, maml, abmll, mean_finetune, lorahub)
 METHODS = {m.name: m for m in map(Method.of, MODULES)}
 
 
-def run_baseline(method: str, job: BaselineRun, config: Any, out: Path, progress: bool = True) -> dict[str, Any]:
+def run_baseline(method: str, job: BaselineJob, config: Any, out: Path, progress: bool = True) -> dict[str, Any]:
     """Meta-train (if the method does) and finish on the target; `seconds` counts both."""
     spec = METHODS[method]
     started = time.perf_counter()
@@ -77,4 +79,4 @@ def run_baseline(method: str, job: BaselineRun, config: Any, out: Path, progress
     return spec.module.finish(job, config, meta, out, started)
 
 
-__all__ = ["BaselineRun", "BaselineSetup", "METHODS", "Method", "prepare", "run_baseline"]
+__all__ = ["BaselineJob", "BaselineSetup", "METHODS", "Method", "prepare", "run_baseline"]

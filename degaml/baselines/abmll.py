@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from ..memory import peak_memory_mb
 from ..models import peft_model, write_ensemble
 from ..sft import sample_batch
-from .common import BaselineRun, lora_parameters
+from .common import BaselineJob, lora_parameters
 from .maml import model_loss
 
 POSTERIOR_FILE = "posterior.safetensors"
@@ -83,12 +83,12 @@ def mean_kl(q: Gaussian, p: Gaussian, names: list[str]) -> torch.Tensor:
     return total / sum(q[f"mu.{n}"].numel() for n in names)
 
 
-def sample(g: Gaussian, names: list[str], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+def sample(g: Gaussian, names: list[str], rng: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Reparameterized: mu + sigma * eps, differentiable in mu and log sigma."""
     out = {}
     for n in names:
         mu = g[f"mu.{n}"]
-        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
+        eps = torch.randn(mu.shape, generator=rng, dtype=mu.dtype).to(mu.device)
         out[n] = mu + torch.exp(g[f"log_sigma.{n}"]) * eps
     return out
 
@@ -123,7 +123,7 @@ def initial_prior(params: dict[str, torch.Tensor], init_sigma: float) -> Gaussia
     return prior
 
 
-def meta_train(job: BaselineRun, config: AbmllConfig, progress: bool = True) -> Gaussian:
+def meta_train(job: BaselineJob, config: AbmllConfig, progress: bool = True) -> Gaussian:
     """The meta-learned prior (mu and log sigma of every LoRA entry)."""
     s = job.setup
     torch.manual_seed(s.seed)
@@ -161,7 +161,7 @@ def meta_train(job: BaselineRun, config: AbmllConfig, progress: bool = True) -> 
     return {k: v.detach() for k, v in prior.items()}
 
 
-def finish(job: BaselineRun, config: AbmllConfig, meta: dict[str, torch.Tensor], out: Path, started: float
+def finish(job: BaselineJob, config: AbmllConfig, meta: dict[str, torch.Tensor], out: Path, started: float
            ) -> dict[str, Any]:
     """Infer the target's posterior from its support examples and write it with `eval_samples` adapters
     drawn from it, as an ensemble directory that `degaml evaluate` scores by averaging the members' answer

@@ -25,6 +25,13 @@ def _run_baseline(method: str, task: str, out: Path, train_tasks: list[str] | st
     print(f"{method}: {out} ({info['seconds']:.1f} s{memory}; {info['support_examples']} labelled target examples)")
 
 
+def baseline_commands() -> dict[str, Callable[..., None]]:
+    """`degaml baseline <name>` for every registered baseline."""
+    from . import METHODS
+
+    return {name: baseline_command(spec) for name, spec in METHODS.items()}
+
+
 def baseline_command(spec: Method) -> Callable[..., None]:
     """`degaml baseline <name>`: a typed command derived from the registry entry (its flags are the shared
     `--setup.*` and the method's own `--<name>.*`)."""

@@ -71,7 +71,7 @@ def lora_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
 
 
 @dataclass
-class BaselineRun:
+class BaselineJob:
     """A loaded baseline job: the model, the target's support examples and the meta-training examples."""
 
     setup: BaselineSetup
@@ -85,7 +85,7 @@ class BaselineRun:
 
 
 def prepare(setup: BaselineSetup, task: str, train_tasks: Sequence[str], needs_meta: bool,
-            lm: LoadedModel | None = None) -> BaselineRun:
+            lm: LoadedModel | None = None) -> BaselineJob:
     """Load the model (unless given) and the examples a baseline needs."""
     label = task_label(task)
     names = [t for t in train_tasks if t]
@@ -96,21 +96,21 @@ def prepare(setup: BaselineSetup, task: str, train_tasks: Sequence[str], needs_m
     lm = lm or load_model(setup.model)
     support = load_examples(lm, task, setup, setup.support, "setup.support")
     meta = {task_label(t): load_examples(lm, t, setup, setup.meta_examples) for t in names} if needs_meta else {}
-    return BaselineRun(setup, label, [task_label(t) for t in names], lm, support, meta)
+    return BaselineJob(setup, label, [task_label(t) for t in names], lm, support, meta)
 
 
-def write_result(run: BaselineRun, method: str, config: Any, state: LoraState, out: Path, started: float,
+def write_result(job: BaselineJob, method: str, config: Any, state: LoraState, out: Path, started: float,
                  record: dict[str, Any], tensors: dict[str, dict[str, torch.Tensor]] | None = None) -> dict[str, Any]:
-    info = {"baseline": method, "task": run.task, "train_tasks": run.train_tasks, "setup": asdict(run.setup),
-            "config": asdict(config) if config is not None else {}, "support_examples": len(run.support),
-            "seconds": time.perf_counter() - started, **peak_memory_mb(run.lm.device), **run.log, **record,
-            "meta": run_metadata(run.setup.seed, run.lm.compute())}
-    write_adapter(state, run.setup.lora, run.setup.model.name, out, info, tensors=tensors)
+    info = {"baseline": method, "task": job.task, "train_tasks": job.train_tasks, "setup": asdict(job.setup),
+            "config": asdict(config) if config is not None else {}, "support_examples": len(job.support),
+            "seconds": time.perf_counter() - started, **peak_memory_mb(job.lm.device), **job.log, **record,
+            "meta": run_metadata(job.setup.seed, job.lm.compute())}
+    write_adapter(state, job.setup.lora, job.setup.model.name, out, info, tensors=tensors)
     return info
 
 
 
-def finish_by_fine_tuning(job: BaselineRun, method: str, config: Any, init: LoraState | None, out: Path,
+def finish_by_fine_tuning(job: BaselineJob, method: str, config: Any, init: LoraState | None, out: Path,
                           started: float, record: dict[str, Any] | None = None) -> dict[str, Any]:
     """The k-label finish: fine-tune `init` (or PEFT's init) on the target's support examples with the setup's
     budget, and write the result."""

@@ -19,7 +19,7 @@ from ..models import peft_model
 from ..models.mixture import search_mixture
 from ..sft import collate
 from . import mean_finetune
-from .common import BaselineRun, unstack_library, write_result
+from .common import BaselineJob, unstack_library, write_result
 
 NAME = "lorahub"
 META_TRAINS = True
@@ -41,7 +41,7 @@ class LoraHubBaselineConfig(mean_finetune.MeanFinetuneConfig):
 meta_train = mean_finetune.meta_train
 
 
-def finish(job: BaselineRun, config: LoraHubBaselineConfig, meta: dict[str, torch.Tensor], out: Path,
+def finish(job: BaselineJob, config: LoraHubBaselineConfig, meta: dict[str, torch.Tensor], out: Path,
            started: float) -> dict[str, Any]:
     library = unstack_library(meta)
     batch = {k: v.to(job.lm.device) for k, v in collate(job.support, job.lm.tokenizer.pad_token_id).items()}

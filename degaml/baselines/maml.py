@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from ..models import lora_state, peft_model
 from ..sft import sample_batch
-from .common import BaselineRun, lora_parameters, write_result
+from .common import BaselineJob, lora_parameters, write_result
 
 Params = dict[str, torch.Tensor]
 LossFn = Callable[[Params, Any], torch.Tensor]
@@ -144,7 +144,7 @@ def mean_moments(parts: Sequence[SharedMoments], into: SharedMoments) -> None:
     into.t = max(p.t for p in parts)
 
 
-def meta_train(job: BaselineRun, config: MamlConfig, progress: bool = True) -> dict[str, torch.Tensor]:
+def meta_train(job: BaselineJob, config: MamlConfig, progress: bool = True) -> dict[str, torch.Tensor]:
     """The meta-learned LoRA init (parameter names of the live PEFT model) and the shared moments, packed."""
     s = job.setup
     torch.manual_seed(s.seed)
@@ -201,7 +201,7 @@ def unpack(packed: dict[str, torch.Tensor], config: MamlConfig) -> tuple[Params,
     return params, moments
 
 
-def finish(job: BaselineRun, config: MamlConfig, meta: dict[str, torch.Tensor], out: Path, started: float
+def finish(job: BaselineJob, config: MamlConfig, meta: dict[str, torch.Tensor], out: Path, started: float
            ) -> dict[str, Any]:
     """Adapt the meta-learned init on the target's support examples with the inner rule."""
     s = job.setup

@@ -14,7 +14,7 @@ import torch
 
 from ..models import weighted_adapter_sum
 from ..sft import fine_tune
-from .common import BaselineRun, finish_by_fine_tuning, stack_library, unstack_library
+from .common import BaselineJob, finish_by_fine_tuning, stack_library, unstack_library
 
 NAME = "mean-finetune"
 META_TRAINS = True
@@ -29,14 +29,14 @@ class MeanFinetuneConfig:
     lr: float = 1e-3
 
 
-def meta_train(job: BaselineRun, config: MeanFinetuneConfig, progress: bool = True) -> dict[str, torch.Tensor]:
+def meta_train(job: BaselineJob, config: MeanFinetuneConfig, progress: bool = True) -> dict[str, torch.Tensor]:
     """One LoRA per meta-training task, stacked (`common.unstack_library` reads them back)."""
     s = job.setup
     return stack_library({task: fine_tune(job.lm, s.lora, examples, config.task_steps, config.lr, s.batch_size,
                                           s.seed)[0] for task, examples in job.meta.items()})
 
 
-def finish(job: BaselineRun, config: MeanFinetuneConfig, meta: dict[str, torch.Tensor], out: Path, started: float
+def finish(job: BaselineJob, config: MeanFinetuneConfig, meta: dict[str, torch.Tensor], out: Path, started: float
            ) -> dict[str, Any]:
     states = list(unstack_library(meta).values())
     mean = weighted_adapter_sum(states, [1 / len(states)] * len(states))

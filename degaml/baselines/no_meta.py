@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .common import BaselineRun, finish_by_fine_tuning
+from .common import BaselineJob, finish_by_fine_tuning
 
 NAME = "no-meta"
 META_TRAINS = False
@@ -20,11 +20,11 @@ class NoMetaConfig:
     """No settings beyond the shared setup: its budget is the method."""
 
 
-def meta_train(job: BaselineRun, config: NoMetaConfig, progress: bool = True) -> dict[str, torch.Tensor]:
+def meta_train(job: BaselineJob, config: NoMetaConfig, progress: bool = True) -> dict[str, torch.Tensor]:
     return {}  # nothing is learned before the target is known
 
 
-def finish(job: BaselineRun, config: NoMetaConfig, meta: dict[str, torch.Tensor], out: Path, started: float
+def finish(job: BaselineJob, config: NoMetaConfig, meta: dict[str, torch.Tensor], out: Path, started: float
            ) -> dict[str, Any]:
     return finish_by_fine_tuning(job, NAME, config, None, out, started)
 

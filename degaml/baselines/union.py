@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ..sft import fine_tune
-from .common import BaselineRun, write_result
+from .common import BaselineJob, write_result
 
 NAME = "union"
 META_TRAINS = True
@@ -24,7 +24,7 @@ class UnionConfig:
     lr: float = 1e-3
 
 
-def meta_train(job: BaselineRun, config: UnionConfig, progress: bool = True,
+def meta_train(job: BaselineJob, config: UnionConfig, progress: bool = True,
                init: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """The union LoRA (PEFT keys), from PEFT's init or continuing from `init`. Balanced: each task
     contributes the same number of examples."""
@@ -35,7 +35,7 @@ def meta_train(job: BaselineRun, config: UnionConfig, progress: bool = True,
     return state
 
 
-def finish(job: BaselineRun, config: UnionConfig, meta: dict[str, torch.Tensor], out: Path, started: float
+def finish(job: BaselineJob, config: UnionConfig, meta: dict[str, torch.Tensor], out: Path, started: float
            ) -> dict[str, Any]:
     return write_result(job, NAME, config, meta, out, started, {"variant": "union, zero-shot",
                                                                   "support_examples": 0})

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from . import union
-from .common import BaselineRun, finish_by_fine_tuning
+from .common import BaselineJob, finish_by_fine_tuning
 
 NAME = "union-finetune"
 META_TRAINS = True
@@ -26,7 +26,7 @@ class UnionFinetuneConfig(union.UnionConfig):
 meta_train = union.meta_train
 
 
-def finish(job: BaselineRun, config: UnionFinetuneConfig, meta: dict[str, torch.Tensor], out: Path, started: float
+def finish(job: BaselineJob, config: UnionFinetuneConfig, meta: dict[str, torch.Tensor], out: Path, started: float
            ) -> dict[str, Any]:
     return finish_by_fine_tuning(job, NAME, config, meta, out, started, {"variant": "union + target fine-tune"})
 

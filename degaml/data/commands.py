@@ -10,10 +10,11 @@ from .tasks import TASKS, load_task
 
 
 def prepare_data(sdist: Path | None = None) -> None:
-    """Extract BIG-bench's multiple-choice JSON tasks into the data cache as meta-training tasks (once; the
-    install script runs it). Downloads the pinned sdist `bigbench==1.0.0` with `pip download --no-deps` unless
-    given, checks its sha256, and reads only its task.json files; no task may duplicate an in-domain or
-    out-of-domain target (degaml/data/bigbench.py has the rules).
+    """Extract BIG-bench's multiple-choice JSON tasks into the data cache as meta-training tasks.
+
+    Runs once (the install script runs it). Downloads the pinned sdist `bigbench==1.0.0` with `pip download
+    --no-deps` unless given, checks its sha256, and reads only its task.json files; no task may duplicate an
+    in-domain or out-of-domain target (degaml/data/bigbench.py has the rules).
 
     Args:
         sdist: A local copy of bigbench-1.0.0.tar.gz (its sha256 is checked all the same).

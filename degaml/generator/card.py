@@ -14,9 +14,10 @@ from ..data.prompts import PromptFormat
 from ..io import atomic_write_json
 from ..lora_tokens import StatCode
 from .decoder import NAMED_DECODERS, DecoderConfig
+from .objectives import OBJECTIVES
 
 Objective = Literal["reconstruction", "task_loss", "hybrid"]
-OBJECTIVES = ("reconstruction", "task_loss", "hybrid")
+"""The names of `objectives.OBJECTIVES` (a Literal, so that configs and `--help` list them)."""
 CARD_FILE = "config.json"
 
 
@@ -126,12 +127,12 @@ class GeneratorTrainConfig:
         if self.lr < 0 or self.weight_decay < 0:
             raise ValueError(f"generator.lr and generator.weight_decay must be >= 0, got {self.lr} and {self.weight_decay}")
         if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+            raise ValueError(f"generator.objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.diagnostic_draws < 2:
             raise ValueError(f"diagnostic_draws must be >= 2, got {self.diagnostic_draws}")
         if self.task_loss_kind not in ("answer", "choice"):
             raise ValueError(f"task_loss_kind must be answer or choice, got {self.task_loss_kind!r}")
-        if self.anchor < 0 or (self.anchor > 0 and self.objective == "reconstruction"):
+        if self.anchor < 0 or (self.anchor > 0 and not OBJECTIVES[self.objective].needs_model):
             raise ValueError(f"anchor must be >= 0 and needs a task_loss or hybrid objective, got {self.anchor} "
                              f"with {self.objective!r}")
         if self.residual_base and not self.residual:

@@ -14,7 +14,7 @@ The stack runs from the condition (N prompts, L tokens, encoder dim) to the para
 
 With `residual`, the stack predicts a change to a learned base (initialized by the trainer at the tokens
 of the mean training adapter) and its last layer starts near zero: a generator that ignores its
-condition *is* the mean adapter, so anything the task adds shows up as a difference from that floor.
+condition *is* the mean adapter, so anything the task adds shows up as a difference from that adapter.
 """
 
 from __future__ import annotations

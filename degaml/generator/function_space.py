@@ -45,10 +45,10 @@ def choice_example(lm: LoadedModel, item: MultipleChoiceItem, max_tokens: int) -
                          item.gold)
 
 
-def choice_batch(lm: LoadedModel, examples: Sequence[ChoiceExample], size: int, generator: torch.Generator
+def choice_batch(lm: LoadedModel, examples: Sequence[ChoiceExample], size: int, rng: torch.Generator
                  ) -> dict[str, torch.Tensor]:
     """`size` items drawn with replacement, collated by `collate_choices`."""
-    picks = torch.randint(len(examples), (size,), generator=generator).tolist()
+    picks = torch.randint(len(examples), (size,), generator=rng).tolist()
     return collate_choices(lm, [examples[i] for i in picks])
 
 

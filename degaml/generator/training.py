@@ -52,6 +52,7 @@ from .decoder import HyperConvDecoder
 from .diagnostics import task_dependence
 from .encoder import PromptEncoder
 from .function_space import AdapterLoss, ChoiceExample, choice_batch, choice_example
+from .objectives import OBJECTIVES
 
 
 @dataclass
@@ -69,16 +70,16 @@ def encode_tasks(trajectories: list[TaskTrajectory], encoder: PromptEncoder,
     return [Conditioned(t, encoder.encode(t.prompts), (examples or {}).get(t.task, [])) for t in trajectories]
 
 
-def sample_prompts(count: int, n: int, generator: torch.Generator) -> torch.Tensor:
+def sample_prompts(count: int, n: int, rng: torch.Generator) -> torch.Tensor:
     """N distinct prompt indices, or with replacement when the task has fewer than N prompts."""
     if count >= n:
-        return torch.randperm(count, generator=generator)[:n]
-    return torch.randint(count, (n,), generator=generator)
+        return torch.randperm(count, generator=rng)[:n]
+    return torch.randint(count, (n,), generator=rng)
 
 
 def _distances(decoder: HyperConvDecoder, task: Conditioned, mask: torch.Tensor, train_mean: torch.Tensor,
-               n: int, generator: torch.Generator) -> dict[str, float]:
-    condition = task.prompt_states[sample_prompts(len(task.prompt_states), n, generator)][None]
+               n: int, rng: torch.Generator) -> dict[str, float]:
+    condition = task.prompt_states[sample_prompts(len(task.prompt_states), n, rng)][None]
     with torch.no_grad():
         generated = decoder(condition)[0]
     targets = task.trajectory.tokens
@@ -122,7 +123,8 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
     hybrid objectives. Resumes from `out`."""
     if not train:
         raise ValueError("no training tasks: the generator needs at least one task's trajectory")
-    uses_task_loss = config.objective != "reconstruction"
+    objective = OBJECTIVES[config.objective]
+    uses_task_loss = objective.needs_model
     if uses_task_loss and adapter_loss is None:
         raise ValueError(f"objective {config.objective!r} needs the base model (adapter_loss)")
     if uses_task_loss and adapter_loss.anchor != config.anchor:
@@ -189,7 +191,7 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
         with autocast:
             prediction = model(condition[mine].to(device)).float()
         terms: dict[str, torch.Tensor] = {}
-        if config.objective != "task_loss":
+        if objective.needs_targets:
             target = torch.stack(targets)
             target = target + config.target_noise * torch.randn(target.shape, generator=sampler)
             weight = torch.stack(weights)
@@ -201,12 +203,7 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
             shares = [adapter_loss.terms(detokenize(generated, layout), batches[i])
                       for generated, i in zip(prediction, mine)]
             terms.update({name: sum(s[name] for s in shares) / len(picks) * world for name in shares[0]})
-        if config.objective == "reconstruction":
-            loss = terms["reconstruction"]
-        elif config.objective == "task_loss":
-            loss = adapter_loss.loss(terms)
-        else:
-            loss = terms["reconstruction"] + config.task_loss_weight * adapter_loss.loss(terms)
+        loss = objective.loss(terms, config.task_loss_weight, adapter_loss)
         reported = {k: accelerator.reduce(v.detach(), "mean") for k, v in {"loss": loss, **terms}.items()}
         if not torch.isfinite(reported["loss"]):
             raise FloatingPointError(f"non-finite generator loss at step {step + 1}")
@@ -360,7 +357,7 @@ def train_on_trajectories(trajectories: Path, out: Path, holdout: Sequence[str],
         print(f"note: held-out task(s) {sorted(unknown)} have no trajectory; they are simply not trained on")
     process = process_state()  # under `accelerate launch`, each process loads the model on its own device
     device = str(process.device) if process.num_processes > 1 else "auto"
-    if config.objective == "reconstruction":
+    if not OBJECTIVES[config.objective].needs_model:
         lm = None
     elif lm is None:
         lm = load_model(ModelConfig(name=first.model, dtype=config.model_dtype, device=device))

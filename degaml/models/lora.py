@@ -279,10 +279,20 @@ def delta_cosine(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]
     return delta_inner(first, second) / denominator if denominator > 0 else 0.0
 
 
-def delta_relative_error(decoded: dict[str, torch.Tensor], reference: dict[str, torch.Tensor]) -> float:
-    """||dW_decoded - dW_reference|| / ||dW_reference||, from inner products."""
-    squared = delta_inner(decoded, decoded) - 2 * delta_inner(decoded, reference) + delta_inner(reference, reference)
-    return max(squared, 0.0) ** 0.5 / max(delta_norm(reference), 1e-30)
+def delta_change_cosine(moved: dict[str, torch.Tensor], start: dict[str, torch.Tensor],
+                        direction: dict[str, torch.Tensor]) -> float:
+    """cos(dW_moved - dW_start, dW_direction) over all modules, from inner products: whether an adapter moved
+    from `start` toward `direction` (0 when it did not move)."""
+    along = delta_inner(moved, direction) - delta_inner(start, direction)
+    change = delta_inner(moved, moved) - 2 * delta_inner(moved, start) + delta_inner(start, start)
+    denominator = max(change, 0.0) ** 0.5 * delta_norm(direction)
+    return along / denominator if denominator > 0 else 0.0
+
+
+def delta_relative_error(decoded: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> float:
+    """||dW_decoded - dW_target|| / ||dW_target||, from inner products."""
+    squared = delta_inner(decoded, decoded) - 2 * delta_inner(decoded, target) + delta_inner(target, target)
+    return max(squared, 0.0) ** 0.5 / max(delta_norm(target), 1e-30)
 
 
 def weighted_adapter_sum(states: Sequence[LoraState], weights: Sequence[float]) -> LoraState:

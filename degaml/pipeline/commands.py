@@ -26,12 +26,16 @@ def run(
     baselines: BaselineSettings | None = None,
     holdout: Literal["one_task", "all_targets"] = "one_task",
     floors: list[str] | None = None,
+    prompt_controls: list[str] | None = None,
+    task_counts: list[int] | None = None,
     shared_generator_steps: int = 0,
     progress: bool = True,
 ) -> None:
-    """Run the whole experiment: collect trajectories, train generators leave-one-task-out, train the
-    policies, adapt every held-out task, train the baselines, evaluate everything on the test partitions
-    (once, at the end), and write the report. Every stage resumes and skips what is already complete.
+    """Run the whole experiment of a config and write its report.
+
+    Collect trajectories, train the generators, train the policies, adapt every target, train the baselines,
+    evaluate everything on the test partitions (once, at the end), and write the report. Every stage resumes
+    and skips what is already complete.
 
     Usually `degaml run --config configs/offline.yaml` (the offline default; without a config the library
     defaults apply, which are larger); any key can be overridden by a flag, e.g. `--evaluation.limit 20`.
@@ -57,6 +61,9 @@ def run(
             every fold, and so do the floors and the baselines' meta-training).
         floors: Zero-label floors from the generator's training data, and ceilings (default mean, retrieval;
             also union-matched, target-finetuned).
+        prompt_controls: The generated adapter also from another target's prompts (`swapped`) or random text
+            (`random`).
+        task_counts: The scaling curve: more shared generators, each on the first K meta-training tasks.
         shared_generator_steps: If > 0, one generator first trains this many steps on `tasks.meta_training`
             alone (no target among them); with `holdout: one_task` each fold's generator continues from it for
             `generator.steps`.
@@ -71,8 +78,11 @@ def run(
                             tasks=tasks or TaskSets(), collect=collect or CollectConfig(),
                             generator=generator or GeneratorTrainConfig(), policy=policy or PolicySettings(),
                             evaluation=evaluation or EvaluationSettings(), baselines=baselines or BaselineSettings(),
-                            holdout=holdout, floors=floors or ["mean", "retrieval"], shared_generator_steps=shared_generator_steps, progress=progress)
+                            holdout=holdout, floors=floors or ["mean", "retrieval"],
+                            prompt_controls=prompt_controls or [], task_counts=task_counts or [],
+                            shared_generator_steps=shared_generator_steps, progress=progress)
     with exclusive_directory(out):  # a second `degaml run` on the same directory is refused
+        _refuse_other_settings(experiment)
         stale = remove_temporaries(out)
         if stale:
             print(f"removed {len(stale)} unfinished temporary file(s) an interrupted run left in {out}")
@@ -80,6 +90,21 @@ def run(
         report_dir = run_experiment(experiment)
     print((report_dir / "report.md").read_text())
     print(f"report: {report_dir}")
+
+
+def _refuse_other_settings(experiment) -> None:
+    """A run directory resumes only under the settings that made it: its artifacts would otherwise mix two
+    experiments. Names the settings that differ."""
+    from ..config import to_dict
+    from .experiment import SETTINGS_FILE, Experiment
+
+    if not (experiment.out / SETTINGS_FILE).is_file():
+        return
+    saved, new = to_dict(Experiment.load(experiment.out)), to_dict(experiment)
+    changed = sorted(k for k in new if k not in ("out", "progress", "name") and saved.get(k) != new[k])
+    if changed:
+        raise ValueError(f"{experiment.out} holds a run made with other settings ({', '.join(changed)} differ from "
+                         f"its {SETTINGS_FILE}); resume it with the same config, or choose another --out")
 
 
 def report(run_dir: Path) -> None:

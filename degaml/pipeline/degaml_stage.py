@@ -11,7 +11,7 @@ from ..memory import peak_memory_mb, reset_peak_memory
 from ..models import AdaptedOutput, LoadedModel, LoraState, read_lora_state
 from .baseline_stage import baseline_setup
 from .experiment import Experiment, Fold, say
-from .layout import DEGAML, DEGAML_K, GENERATED, ORACLE, SeedRun
+from .layout import DEGAML, DEGAML_K, GENERATED, ORACLE, SeedRun, control_method, scaled_methods
 from .policy_stage import oracle
 from .records import MethodCost
 
@@ -34,7 +34,9 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
     setup = baseline_setup(exp, run)
     b = exp.baselines
     for target in fold.targets:
-        if all(run.method(target, m).cost.is_file() for m in (GENERATED, DEGAML, ORACLE, DEGAML_K)):
+        done = (GENERATED, DEGAML, ORACLE, DEGAML_K, *map(control_method, exp.prompt_controls),
+                *(m for k in exp.task_counts for m in scaled_methods(k)))
+        if all(run.method(target, m).cost.is_file() for m in done):
             continue
         items = task_items(target, "train", exp.partition)[:exp.policy.adaptation_prompts]
         ctx = adaptation_context(gen, lm, task_label(target), items, run.seed)
@@ -48,6 +50,8 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
             MethodCost(seconds=result.info["seconds"], labelled_target_examples=0, action=result.action.label,
                        **peak_memory_mb(lm.device)).save(directory.cost)
             say(exp, f"{target}: {method} = {result.action.label} ({result.info['seconds']:.1f} s)")
+        _prompt_controls(exp, lm, run, gen, target, items)
+        _scaling_curve(exp, run, target, items)
         if not run.method(target, ORACLE).cost.is_file():
             oracle(exp, lm, run, fold, target, gen, ctx)
         directory = run.method(target, DEGAML_K)
@@ -64,6 +68,53 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
             MethodCost(seconds=seconds, labelled_target_examples=len(support), choice=choice.choice,
                        **peak_memory_mb(lm.device)).save(directory.cost)
             say(exp, f"{target}: {DEGAML_K} = {choice.choice} ({seconds:.1f} s)")
+
+
+def _prompt_controls(exp: Experiment, lm: LoadedModel, run: SeedRun, gen, target: str, items: list) -> None:
+    """The generated adapter from prompts that are not the target's (`prompt_controls`): another target's
+    (`swapped`) or random text (`random`), as many as the target's own and in the generator's format."""
+    from ..data.prompts import format_prompt, task_items
+    from ..generator.controls import partner, random_prompts
+    from ..models import write_adapter
+
+    own = [format_prompt(item, gen.prompt_format) for item in items]
+    for control in exp.prompt_controls:
+        directory = run.method(target, control_method(control))
+        if directory.cost.is_file():
+            continue
+        if control == "swapped":
+            source = partner(target, exp.targets)
+            prompts = [format_prompt(item, gen.prompt_format)
+                       for item in task_items(source, "train", exp.partition)[:len(own)]]
+        else:
+            source, prompts = "random text", random_prompts(own, lm.tokenizer, run.seed)
+        state, info = gen.generate_state(prompts, run.seed)
+        write_adapter(state, exp.lora, exp.model.name, directory.output, {**info, "prompts_from": source})
+        MethodCost(seconds=info["generation_seconds"], labelled_target_examples=0).save(directory.cost)
+        say(exp, f"{target}: generated from {source}'s prompts ({control_method(control)})")
+
+
+def _scaling_curve(exp: Experiment, run: SeedRun, target: str, items: list) -> None:
+    """For each K of `task_counts`: the adapter the generator trained on K meta-training tasks makes from the
+    target's prompts, and that generator's union LoRA (its residual base), both zero-label methods."""
+    from ..data.prompts import format_prompt
+    from ..generator.generation import Generator
+    from ..models import read_lora_state, write_adapter
+    from .generator_stage import shared_fold
+
+    for count in exp.task_counts:
+        generated, union = (run.method(target, m) for m in scaled_methods(count))
+        if generated.cost.is_file() and union.cost.is_file():
+            continue
+        fold = shared_fold(exp, count)
+        gen = Generator(run.generator(fold.name))
+        state, info = gen.generate_state([format_prompt(item, gen.prompt_format) for item in items], run.seed)
+        write_adapter(state, exp.lora, exp.model.name, generated.output, {**info, "meta_tasks": list(fold.training)})
+        MethodCost(seconds=info["generation_seconds"], labelled_target_examples=0).save(generated.cost)
+        write_adapter(read_lora_state(run.residual_base(fold.name)), exp.lora, exp.model.name, union.output,
+                      {"union_of": list(fold.training)})
+        MethodCost(seconds=0.0, labelled_target_examples=0).save(union.cost)
+        say(exp, f"{target}: {scaled_methods(count)[0]} and {scaled_methods(count)[1]}")
 
 
 def degaml_k_starts(ctx: AdaptationContext, run: SeedRun, target: str) -> dict[str, LoraState]:

@@ -3,12 +3,23 @@ partitions (once, after everything is trained)."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 from ..config import EvalConfig
 from ..models import AdaptedOutput, LoadedModel
 from .experiment import Experiment, Fold, say, split_data
-from .layout import BASE, DEGAML, DEGAML_K, GENERATED, ORACLE, SeedRun
+from .layout import (
+    BASE,
+    CALIBRATED,
+    DEGAML,
+    DEGAML_K,
+    GENERATED,
+    ORACLE,
+    SeedRun,
+    control_method,
+    scaled_methods,
+)
 from .records import MethodCost
 
 
@@ -25,7 +36,9 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold)
         data = split_data(exp, [target], "test", e.limit)
         loaded = load_partitioned(data)
         scored: dict[str, tuple[str, Any]] = {}  # scoring digest -> (method, its results): one adapter, one pass
-        for method in (BASE, *exp.floors, GENERATED, DEGAML, ORACLE, DEGAML_K, *exp.baselines.methods):
+        for method in (BASE, *exp.floors, GENERATED, *map(control_method, exp.prompt_controls),
+                       *(m for k in exp.task_counts for m in scaled_methods(k)), DEGAML, ORACLE, DEGAML_K,
+                       *exp.baselines.methods):
             directory = run.method(target, method)
             if directory.results.is_file():
                 continue
@@ -44,3 +57,45 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold)
             if method == BASE:
                 MethodCost(seconds=0.0, labelled_target_examples=0).save(directory.cost)
             say(exp, f"{target}: {method} scored ({100 * results[0].metrics['acc']:.1f} acc)")
+        for method in e.calibrated:
+            _calibrated(exp, lm, run, target, method, loaded)
+
+
+def _calibrated(exp: Experiment, lm: LoadedModel, run: SeedRun, target: str, method: str, loaded: dict) -> None:
+    """`method`'s test scores calibrated without labels (`evaluation/calibration.py`), as the method
+    `<method>-calibrated`: its own predictions re-weighed, plus, for free-text options, those options scored
+    after the domain premise under the same adapter."""
+    import time
+
+    from ..evaluation import LoglikelihoodScorer
+    from ..evaluation.calibration import calibrated_result, calibration_kind, premise_items
+    from ..evaluation.harness import read_results, write_evaluation
+    from ..evaluation.output_scoring import applied_adapter
+
+    e = exp.evaluation
+    directory = run.method(target, f"{method}{CALIBRATED}")
+    if directory.results.is_file():
+        return
+    source = run.method(target, method)
+    (raw,) = read_results(source.results)
+    ((items, part),) = loaded.values()
+    selected = part.select(items, "test", e.limit)
+    kind = calibration_kind(selected)
+    started = time.perf_counter()
+    premise = None
+    if kind == "pmi":
+        adapter = None if method == BASE else source.output
+        if adapter is not None and AdaptedOutput.load(adapter).kind != "plain":
+            raise ValueError(f"evaluation.calibrated: {method} wrote {AdaptedOutput.load(adapter).kind!r} output, "
+                             "not a plain adapter; only plain adapters and the base model are calibrated")
+        with applied_adapter(lm, adapter) if adapter is not None else nullcontext():
+            rows = LoglikelihoodScorer(lm, batch_size=e.batch_size).score(premise_items(selected), False, target)
+        premise = [[s.logprob for s in row] for row in rows]
+    result = calibrated_result(raw, kind, premise)
+    record = {"method": f"{method}{CALIBRATED}", "target": target, "calibrated": method, "calibration": kind,
+              "eval": {"protocol": e.protocol, "batch_size": e.batch_size}}
+    header = (f"model: {exp.model.name} ({lm.precision.dtype}) | method: {method}, calibrated ({kind}) | split: test "
+              f"| limit: {e.limit} | partition seed: {exp.partition.seed}")
+    write_evaluation(directory.eval, [result], {task: part for task in loaded}, record, header, exp.partition.seed, lm)
+    MethodCost(seconds=time.perf_counter() - started, labelled_target_examples=0).save(directory.cost)
+    say(exp, f"{target}: {method} calibrated ({kind}: {100 * result.metrics['acc']:.1f} acc)")

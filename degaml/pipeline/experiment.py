@@ -14,8 +14,9 @@ from typing import Literal
 from ..config import DataConfig, LoraSettings, ModelConfig, PartitionConfig, dump_yaml, from_dict
 from ..data import task_label
 from ..generator.card import GeneratorTrainConfig
+from ..generator.controls import CONTROLS
 from ..generator.trajectories import CollectConfig
-from .layout import FLOORS, MEAN, RETRIEVAL, UNION_MATCHED, SeedRun
+from .layout import BASE, DEGAML, FLOORS, GENERATED, MEAN, RETRIEVAL, UNION_MATCHED, SeedRun, control_method
 from .settings import BaselineSettings, EvaluationSettings, PolicySettings, TaskSets
 
 
@@ -45,6 +46,13 @@ class Experiment:
     floors: list[str] = field(default_factory=lambda: [MEAN, RETRIEVAL])
     """Zero-label floors built from the generator's training data, and ceilings, beside the baselines (`FLOORS`
     in layout.py): mean, retrieval, union-matched, target-finetuned."""
+    prompt_controls: list[str] = field(default_factory=list)
+    """The generated adapter also from prompts that are not the target's (`generator/controls.py`): `swapped`
+    (another target's) and `random` (random text), as zero-label methods beside it."""
+    task_counts: list[int] = field(default_factory=list)
+    """The scaling curve: for each K, one more shared generator (and its union LoRA) trained on the first K of
+    `tasks.meta_training` alone, scored as `generated-K-tasks` and `union-K-tasks` on every target (list the
+    meta-training tasks in a shuffled order, so that the first K are a mix). Needs `holdout: all_targets`."""
     shared_generator_steps: int = 0
     """> 0: one generator first trains this many steps on `tasks.meta_training` alone (it never sees a target);
     with `holdout: one_task` every fold's generator continues from it for `generator.steps`."""
@@ -69,6 +77,27 @@ class Experiment:
         if UNION_MATCHED in self.floors and not self.residual_on_union:
             raise ValueError(f"floors: {UNION_MATCHED} matches the budget of a generator residual on union LoRA; "
                              "it needs generator.residual_base: union")
+        unknown = sorted(set(self.prompt_controls) - set(CONTROLS))
+        if unknown:
+            raise ValueError(f"prompt_controls: unknown {unknown}; known: {', '.join(CONTROLS)}")
+        if "swapped" in self.prompt_controls and len(self.targets) < 2:
+            raise ValueError("prompt_controls: swapped needs at least two targets to swap prompts between")
+        known = {BASE, GENERATED, DEGAML, *self.floors, *self.baselines.methods,
+                 *(control_method(c) for c in self.prompt_controls)}
+        unknown = sorted(set(self.evaluation.calibrated) - known)
+        if unknown:
+            raise ValueError(f"evaluation.calibrated: {unknown} are not methods of this run ({', '.join(sorted(known))})")
+        clash = {task_label(t) for t in self.tasks.reward} & {task_label(t) for t in (*self.tasks.meta_training,
+                                                                                   *self.tasks.train, *self.targets)}
+        if clash:
+            raise ValueError(f"tasks.reward {sorted(clash)} are also training tasks or targets: a reward task is "
+                             "never trained on and never a target")
+        if self.task_counts and (self.holdout != "all_targets" or not self.residual_on_union):
+            raise ValueError("task_counts (the scaling curve) needs holdout: all_targets and a generator residual on "
+                             "union LoRA (generator.residual_base: union), whose union LoRA is scored beside it")
+        if any(not 0 < k < len(self.tasks.meta_training) for k in self.task_counts):
+            raise ValueError(f"task_counts {self.task_counts} must each be between 1 and the "
+                             f"{len(self.tasks.meta_training)} meta-training tasks (all of them is the main generator)")
         if self.holdout == "one_task" and self.generator.steps < 1:
             raise ValueError(f"holdout: one_task trains a generator per fold: generator.steps must be >= 1, got "
                              f"{self.generator.steps} (holdout: all_targets shares one generator)")
@@ -114,8 +143,8 @@ class Experiment:
 
     @property
     def all_tasks(self) -> list[str]:
-        """Every task the run names: meta-training, in-domain and out-of-domain."""
-        return list(dict.fromkeys([*self.tasks.meta_training, *self.tasks.train, *self.targets]))
+        """Every task the run names: meta-training, in-domain, out-of-domain and reward tasks."""
+        return list(dict.fromkeys([*self.tasks.meta_training, *self.tasks.train, *self.targets, *self.tasks.reward]))
 
     def trained_on(self, fold: Fold) -> Fold:
         """What `fold`'s generator, zero-label floors and meta-trained baselines learn from: the fold itself, or

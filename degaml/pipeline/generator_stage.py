@@ -27,9 +27,25 @@ def collect_stage(exp: Experiment, lm: LoadedModel, run: SeedRun) -> None:
                   exp.lora, replace(exp.collect, seed=run.seed), exp.progress)
 
 
-def shared_fold(exp: Experiment) -> Fold:
-    """The generator trained on the meta-training tasks alone (`shared_generator_steps`)."""
-    return Fold(SHARED_FOLD, tuple(exp.tasks.meta_training), tuple(exp.targets))
+def shared_fold(exp: Experiment, count: int | None = None) -> Fold:
+    """The generator trained on the meta-training tasks alone (`shared_generator_steps`), or on the first `count`
+    of them (`task_counts`, the scaling curve)."""
+    if count is None:
+        return Fold(SHARED_FOLD, tuple(exp.tasks.meta_training), tuple(exp.targets))
+    return Fold(f"{SHARED_FOLD}-{count}", tuple(exp.tasks.meta_training[:count]), tuple(exp.targets))
+
+
+def scaling_stage(exp: Experiment, lm: LoadedModel, run: SeedRun) -> None:
+    """The scaling curve's generators: each trained like the shared one, on the first K meta-training tasks,
+    residual on union LoRA of those K tasks."""
+    from ..generator.training import train_on_trajectories
+
+    for count in exp.task_counts:
+        fold = shared_fold(exp, count)
+        config = replace(exp.generator, seed=run.seed, steps=exp.shared_generator_steps,
+                         residual_base=_residual_base(exp, lm, run, fold))
+        train_on_trajectories(run.trajectories, run.generator(fold.name), _holdout(exp, fold), config,
+                              exp.partition.source, exp.progress, lm)
 
 
 def residual_source(exp: Experiment, fold: Fold) -> Fold:

@@ -43,6 +43,19 @@ TARGET_FINETUNED = "target-finetuned"
 """A ceiling, not a method: the target's own trajectory's adapter (every saved checkpoint averaged, as a
 training task's adapter is), fine-tuned on the target's labelled train partition."""
 FLOORS = (MEAN, RETRIEVAL, UNION_MATCHED, TARGET_FINETUNED)
+def control_method(control: str) -> str:
+    """The method of a prompt control (`prompt_controls`): `generated-swapped-prompts`, `generated-random-prompts`."""
+    return f"{GENERATED}-{control}-prompts"
+
+
+def scaled_methods(count: int) -> tuple[str, str]:
+    """The methods of the scaling curve's generator trained on `count` meta-training tasks, and its union LoRA."""
+    return f"{GENERATED}-{count}-tasks", f"union-{count}-tasks"
+
+
+CALIBRATED = "-calibrated"
+"""Suffix of a method's label-free calibrated scores (`evaluation.calibrated`): `base-calibrated`,
+`union-calibrated`, ..."""
 """What a run's `floors` setting may name: zero-label floors built from the generator's training data, and
 the target-finetuned ceiling."""
 DEGAML_K = "degaml-k"

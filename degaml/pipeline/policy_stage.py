@@ -28,11 +28,14 @@ def policy_actions(settings: PolicySettings) -> list:
     return [known[label] for label in settings.actions]
 
 
-def policy_tasks(fold: Fold, fold_list: list[Fold]) -> list[tuple[str, str]]:
-    """The reward tasks of a fold's policy, each with the fold whose generator adapts it: the other in-domain
-    folds' targets, each by its own fold's generator, which never trained on it (nested leave-one-out: the
-    policy learns from out-of-sample adapters, as its target's is). With no other in-domain fold, the fold's
-    training tasks by its own generator (in-sample; policy.json says so)."""
+def policy_tasks(exp: Experiment, fold: Fold, fold_list: list[Fold]) -> list[tuple[str, str]]:
+    """The reward tasks of a fold's policy, each with the fold whose generator adapts it: `tasks.reward` by the
+    fold's own generator, when the run names them; else the other in-domain folds' targets, each by its own
+    fold's generator, which never trained on it (nested leave-one-out: the policy learns from out-of-sample
+    adapters, as its target's is). With neither, the fold's training tasks by its own generator (in-sample;
+    policy.json says so)."""
+    if exp.tasks.reward:
+        return [(task, fold.name) for task in exp.tasks.reward]
     others = [(f.targets[0], f.name) for f in fold_list
               if f.name not in (ALL_FOLD, fold.name) and f.targets[0] not in fold.targets]
     return others or [(t, fold.name) for t in fold.training]
@@ -48,8 +51,11 @@ def policy_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, fol
         return out
     p = exp.policy
     config = PolicyConfig(method=p.method, epochs=p.epochs, lr=p.lr, cost_penalty=p.cost_penalty, seed=run.seed)
-    chosen = policy_tasks(fold, fold_list)[:p.max_tasks]
-    rewards = {task_label(task): run.rewards(name) for task, name in chosen}  # shared with that fold's oracle
+    chosen = policy_tasks(exp, fold, fold_list)[:p.max_tasks]
+    # A target's rewards are shared with its fold's oracle; `tasks.reward` rewards are filed under the generator
+    # that adapted them (one shared generator: measured once for every fold).
+    rewards = {task_label(task): run.rewards(exp.generator_dir(run, name).parent.name if exp.tasks.reward else name)
+               for task, name in chosen}
     fit_policy_on_tasks([(task, Generator(exp.generator_dir(run, name))) for task, name in chosen], lm, policy_actions(p),
                         config, out, split_data(exp, [], "validation", p.validation_limit), p.adaptation_prompts,
                         exp.progress, exclude=fold.targets, rewards_dir=lambda task, gen: rewards[task])

@@ -32,6 +32,10 @@ class TaskSets:
     """In-domain targets, each left out of its own generator, policy and baselines (leave-one-task-out)."""
     out_of_domain: list[str] = field(default_factory=lambda: list(OUT_OF_DOMAIN_TASKS))
     """Targets for the generator, policy and baselines trained on every `train` task."""
+    reward: list[str] = field(default_factory=list)
+    """The policy's reward tasks: never a target, never trained on by a generator or a baseline; each adapted by
+    the generator that serves the fold and scored on its validation partition. Empty: every fold's policy learns
+    from the other in-domain folds' targets (nested leave-one-out)."""
 
 
 @dataclass
@@ -63,6 +67,12 @@ class EvaluationSettings:
     """Test items per target (a seeded subset); null for the whole test partition."""
     protocol: Literal["loglikelihood"] = "loglikelihood"
     batch_size: int = 16
+    calibrated: list[str] = field(default_factory=list)
+    """Methods also reported with label-free calibration (`<method>-calibrated`, degaml/evaluation/calibration.py):
+    e.g. [base, union, generated]; each must write a plain adapter (or be the base model)."""
+    prior_tasks: list[str] = field(default_factory=list)
+    """Targets whose score follows an answer prior (e.g. [boolq]): the report's generator comparisons also
+    average without them."""
 
     def __post_init__(self) -> None:
         _at_least("evaluation", self, batch_size=1)

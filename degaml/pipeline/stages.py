@@ -17,7 +17,7 @@ from .degaml_stage import degaml_stage
 from .evaluation_stage import evaluation_stage
 from .experiment import Experiment, folds, say
 from .floors_stage import floors_stage
-from .generator_stage import collect_stage, generator_stage
+from .generator_stage import collect_stage, generator_stage, scaling_stage
 from .layout import seed_run
 from .policy_stage import policy_stage
 from .records import StageTimings
@@ -57,6 +57,8 @@ def run_experiment(exp: Experiment) -> Path:
             say(exp, f"seed {seed}, fold {fold.name}: targets {', '.join(fold.targets)}")
             with timer("generator"):
                 generator_stage(exp, lm, run, fold)
+        with timer("generator"):
+            scaling_stage(exp, lm, run)
         for fold in fold_list:
             with timer("policy"):
                 policy_stage(exp, lm, run, fold, fold_list)

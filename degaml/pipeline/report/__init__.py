@@ -21,6 +21,7 @@ from ...io import atomic_write_text
 from ..experiment import Experiment
 from ..layout import DEGAML, ORACLE, seed_runs
 from ..records import StageTimings
+from .generator import change_cosines, comparisons, scaling, scaling_plot
 from .plots import plots
 from .rows import aggregate, anchor_of, collect_rows, methods_in, track_name, tracks
 from .tables import ABLATION, cost_table, method_table, stage_table
@@ -52,11 +53,12 @@ def build_report(run_dir: Path) -> Path:
     sections = [f"# {settings.name}\n", header + "\n"]
     summary: dict[str, Any] = {"header": header, "domains": {}}
     grouped = tracks(rows)
+    extra_plots: list[str] = []
     for domain, tasks in domains.items():
         majority = majority_rates(run_dir, tasks)
-        floor = ("Majority-class rate of the two-choice tasks: "
-                 + ", ".join(f"{t} {100 * r:.1f}" for t, r in majority.items()) + "\n") if majority else ""
-        sections += [f"## {domain}\n", floor]
+        constant = ("Majority-class rate of the two-choice tasks: "
+                    + ", ".join(f"{t} {100 * r:.1f}" for t, r in majority.items()) + "\n") if majority else ""
+        sections += [f"## {domain}\n", constant]
         tables, table_rows, zero_averages = [], [["track", "method", *tasks, "average"]], {}
         summary["domains"][domain] = {"tasks": tasks, "majority_rates": majority, "tracks": {}}
         for labels, members in grouped.items():
@@ -91,6 +93,23 @@ def build_report(run_dir: Path) -> Path:
             ablation.append(f"| {label} | {100 * zero_averages[stage]:.1f} | {f'{d} ({d.verdict})' if d else '-'} |")
         atomic_write_text(out / f"ablation_{domain}.md", "\n".join(ablation) + "\n")
         sections += [f"### stage ablation ({domain})\n", "\n".join(ablation) + "\n"]
+        curve = scaling(correct, tasks, settings)
+        if curve:
+            sections += [f"### scaling curve ({domain}): generated minus union LoRA of the same meta-training tasks\n",
+                         "\n".join(["| meta-training tasks | scope | generated minus union |", "|---|---|---|"]
+                                   + [f"| {k} | {scope} | {d} ({d.verdict}) |" for k, scope, d in curve]) + "\n"]
+            if domain == "in-domain":
+                extra_plots.append(scaling_plot(curve, out))
+        compared = comparisons(correct, tasks, grouped.get(0, []), ceilings, settings.evaluation.prior_tasks)
+        if compared:
+            sections += [f"### the generated adapter against the other zero-label methods ({domain})\n",
+                         "\n".join(compared) + "\n"]
+            summary["domains"][domain]["generated_minus"] = compared
+    cosines = change_cosines(run_dir, settings)
+    if cosines:
+        sections += ["## does the generated change point at the target's own adapter?\n",
+                     "cos(dW_generated - dW_base, dW_target-finetuned); base: the generator's residual base (union "
+                     "LoRA) or the mean adapter\n", "\n".join(cosines) + "\n"]
     actions = sorted({(r.task, r.action) for r in rows if r.method == DEGAML and r.action})
     oracle = {(r.task, r.seed): r.action for r in rows if r.method == ORACLE}
     if actions:
@@ -105,7 +124,7 @@ def build_report(run_dir: Path) -> Path:
                  "share is in every figure).\n", cost_table(rows, costed) + "\n",
                  "Wall time of each stage, and the process's peak resident memory by the end of it:\n",
                  stage_table(timings) + "\n"]
-    drawn = plots(agg, methods, domains, out)
+    drawn = plots(agg, methods, domains, out) + extra_plots
     sections += ["## plots\n", "\n".join(f"![{p}]({p})" for p in drawn) + "\n"]
     long_csv = io.StringIO()
     writer = csv.DictWriter(long_csv, fieldnames=list(asdict(rows[0])))

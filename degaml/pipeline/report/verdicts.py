@@ -1,5 +1,5 @@
 """Paired comparisons on the same items: per-item correctness over seeds, each difference with its paired
-bootstrap 95% interval and the verdict it supports, and the majority-class floor of two-choice tasks."""
+bootstrap 95% interval and the verdict it supports, and the majority-class rate of two-choice tasks."""
 
 from __future__ import annotations
 
@@ -57,8 +57,8 @@ def verdicts(correct: Correctness, tasks: list[str], seeds: int, anchor: str = D
 
 
 def majority_rates(run_dir: Path, tasks: list[str]) -> dict[str, float]:
-    """Share of the most frequent gold answer on the evaluated items of each two-choice task (the floor a
-    constant answer reaches)."""
+    """Share of the most frequent gold answer on the evaluated items of each two-choice task (what a constant
+    answer scores)."""
     rates = {}
     for run in seed_runs(run_dir)[:1]:
         for method_dir in run.evaluated():
