@@ -61,7 +61,7 @@ def cpu_kind() -> str:
     """One line naming the CPU's vector capability and its native-bf16 flags, printed beside timings."""
     native = sorted(f for f in cpu_flags() if f in NATIVE_BF16_CPU_FLAGS or f.startswith("amx"))
     return (f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}, "
-            + (f"native bf16 ({', '.join(native)})" if native else "no native bf16"))
+            + (f"bf16 flags: {', '.join(native)}" if native else "no bf16 flags"))
 
 
 @dataclass(frozen=True)
