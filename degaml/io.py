@@ -23,6 +23,18 @@ def cache_root() -> Path:
     return Path(os.environ.get("DEGAML_CACHE", Path.home() / ".cache" / "degaml"))
 
 
+def read_json_object(path: str | Path, what: str = "JSON record") -> dict[str, Any]:
+    """The JSON object in `path`, refused in one line naming the file when it is unreadable or not an object."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a readable {what} ({type(e).__name__}: {e})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: a {what} is a JSON object, found {type(record).__name__}")
+    return record
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write `text` to `path` through a temporary sibling, so a reader never sees half a file."""
     path = Path(path)

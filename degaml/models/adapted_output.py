@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..config import LoraSettings
-from ..io import atomic_directory, atomic_write_json
+from ..io import atomic_directory, atomic_write_json, read_json_object
 from .lora import ADAPTER_WEIGHTS, peft_config
 
 INFO_FILE = "degaml.json"
@@ -68,16 +68,6 @@ def write_ensemble(members: Sequence[tuple[dict[str, torch.Tensor], dict]], lora
     return record
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not a readable JSON record ({type(e).__name__}: {e})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{path}: expected a JSON object, found {type(record).__name__}")
-    return record
-
-
 @dataclass(frozen=True)
 class AdaptedOutput:
     """An adapted-output directory as evaluation needs it."""
@@ -91,12 +81,12 @@ class AdaptedOutput:
     def load(cls, directory: Path) -> AdaptedOutput:
         directory = Path(directory)
         if (directory / TTS_FILE).is_file():
-            info = _read_json(directory / TTS_FILE)
+            info = read_json_object(directory / TTS_FILE)
             if not isinstance(info.get("members"), list) or "combine" not in info:
                 raise ValueError(f"{directory / TTS_FILE}: an ensemble record needs 'members' (a list) and 'combine'")
             return cls(directory, "tts", info)
         info_path = directory / INFO_FILE
-        info = _read_json(info_path) if info_path.is_file() else {}
+        info = read_json_object(info_path) if info_path.is_file() else {}
         if (directory / LATENT_FILE).is_file():
             return cls(directory, "latent-task", info)
         if info.get("latent", {}).get("scope") == "sample":

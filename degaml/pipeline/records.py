@@ -3,22 +3,16 @@ that no reader indexes another module's JSON by string keys."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_write_json
+from ..io import atomic_write_json, read_json_object
 
 
 def _read(cls: type, path: Path) -> dict[str, Any]:
     """The JSON object in `path`, refused with the file and the field at fault unless it fits `cls`."""
-    try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not a readable {cls.__name__} record ({type(e).__name__}: {e})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{path}: a {cls.__name__} record is a JSON object, found {type(record).__name__}")
+    record = read_json_object(path, f"{cls.__name__} record")
     known = {f.name for f in fields(cls)}
     unknown = sorted(record.keys() - known)
     if unknown:
