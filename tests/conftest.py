@@ -20,6 +20,14 @@ CORPUS = [
 ] * 20
 
 
+@pytest.fixture(autouse=True)
+def _private_trajectory_cache(request, tmp_path, monkeypatch):
+    """Unit tests collect into their own cache: tiny models of one name differ between tests. Real-model tests
+    (`slow`) keep the user's cache, where the converted weights are."""
+    if request.node.get_closest_marker("slow") is None:
+        monkeypatch.setenv("DEGAML_CACHE", str(tmp_path / "degaml-cache"))
+
+
 @pytest.fixture(scope="session")
 def tokenizer() -> PreTrainedTokenizerFast:
     # Byte-level BPE, like GPT-2 / Llama-3 / Qwen: spaces are part of the following token, which is what

@@ -92,6 +92,29 @@ def test_collection_with_two_seeds_is_pooled_per_task(workspace, tmp_path):
     assert pooled.task == "colors" and len(pooled.tokens) == 6  # 3 checkpoints per seed
 
 
+def test_a_cached_trajectory_trains_once_for_every_output(workspace, tmp_path, monkeypatch):
+    from degaml.config import DataConfig, LoraSettings, ModelConfig
+    from degaml.generator import trajectories as module
+    from degaml.models import load_model
+
+    lm = load_model(ModelConfig(name=workspace["model"], dtype="float32", device="cpu"))
+    data = DataConfig(tasks=[workspace["tasks"][0]], split="train", limit=None)
+    config = module.CollectConfig(burn_in_steps=1, checkpoints=2, batch_size=2)
+    trained = []
+    train = module._train_trajectory
+    monkeypatch.setattr(module, "_train_trajectory", lambda *a, **k: trained.append(a[1]) or train(*a, **k))
+    lora = LoraSettings(r=2, alpha=4)
+    first, = module.collect_tasks(lm, "tiny", data, tmp_path / "a", lora, config, False, cache=tmp_path / "c")
+    second, = module.collect_tasks(lm, "tiny", data, tmp_path / "b", lora, config, False, cache=tmp_path / "c")
+    assert trained == ["colors"]  # the second output is linked from the cache
+    names = sorted(p.relative_to(first).as_posix() for p in first.rglob("*") if p.is_file())
+    assert names == sorted(p.relative_to(second).as_posix() for p in second.rglob("*") if p.is_file())
+    assert module.TrajectoryManifest.load(second).checkpoints == module.TrajectoryManifest.load(first).checkpoints
+    module.collect_tasks(lm, "tiny", data, tmp_path / "d", lora, module.CollectConfig(1, 2, 2, seed=1), False,
+                         cache=tmp_path / "c")
+    assert trained == ["colors", "colors"]  # another seed is another trajectory
+
+
 def test_corrupt_or_missing_checkpoint_is_named(workspace, trajectories, tmp_path, capsys):
     import shutil
 

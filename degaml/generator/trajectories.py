@@ -8,7 +8,10 @@ One task = one folder:
     <out>/<task>/manifest.json                             config, partition, checkpoints, timing; written last
 
 A second trajectory seed of the same task goes to `<out>/<task>-seed<k>/` (its manifest names the task,
-and the generator pools every trajectory of a task). The learning rate is constant: the saved steps are a
+and the generator pools every trajectory of a task). With a `cache` folder (`degaml run` passes
+`<cache_root>/trajectories`), a task trains once into `<cache>/<task>-<key>/`, the key a hash of everything that
+determines the trajectory (task, partition, model, geometry, LoRA, collect settings and seed, dtype), and every
+output that asks for it gets a hard-linked copy: runs that share a task pool share its collection. The learning rate is constant: the saved steps are a
 steady walk of the optimizer, not the tail of a decaying schedule (where consecutive checkpoints would be
 near-duplicates).
 
@@ -19,7 +22,10 @@ masked), i.e. supervised fine-tuning on "context + answer".
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -100,17 +106,50 @@ def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 
 def collect_task(lm: LoadedModel, task: str, train_items: Sequence[MultipleChoiceItem], out: Path,
                  lora: LoraSettings, config: CollectConfig, partition_summary: dict, progress: bool = True,
-                 dir_name: str | None = None) -> Path:
+                 dir_name: str | None = None, cache: Path | None = None) -> Path:
     """Fine-tune one LoRA on `train_items` and save its trajectory under `out/<dir_name or task>`; resume if
     half done. The task's directory is locked while it trains: a second collection of the same task (another
-    `degaml collect` on the same output) is refused instead of interleaving its checkpoints."""
+    `degaml collect` on the same output) is refused instead of interleaving its checkpoints. With `cache`, the
+    trajectory trains (or resumes) in the cache and `out` gets a hard-linked copy."""
     task_dir = out / (dir_name or task)
     if is_complete(task_dir):
         return task_dir
     if not train_items:
         raise ValueError(f"task {task!r}: the train partition is empty")
+    if cache is None:
+        with exclusive_directory(task_dir):
+            return _train_trajectory(lm, task, train_items, task_dir, lora, config, partition_summary, progress)
+    cached = cache / f"{task}-{trajectory_key(task, lora, config, partition_summary, lm)}"
+    if not is_complete(cached):
+        with exclusive_directory(cached):
+            _train_trajectory(lm, task, train_items, cached, lora, config, partition_summary, progress)
     with exclusive_directory(task_dir):
-        return _train_trajectory(lm, task, train_items, task_dir, lora, config, partition_summary, progress)
+        _link_copy(cached, task_dir)
+    return task_dir
+
+
+def trajectory_key(task: str, lora: LoraSettings, config: CollectConfig, partition_summary: dict,
+                   lm: LoadedModel) -> str:
+    """16 hex digits of a hash of everything that determines a trajectory."""
+    record = {"task": task, "lora": asdict(lora), "collect": asdict(config), "partition": partition_summary,
+              "dtype": lm.precision.dtype,
+              "weights": lm.source}
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _link_copy(source: Path, task_dir: Path) -> None:
+    """A finished trajectory's files at `task_dir`, hard-linked (copied across file systems); the manifest last,
+    so that an interrupted copy is not complete."""
+    files = [p for p in sorted(source.rglob("*")) if p.is_file() and not p.name.startswith(".")
+             and p.name != MANIFEST and p.name != "resume.pt"]
+    for path in [*files, source / MANIFEST]:
+        target = task_dir / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
 
 
 def _train_trajectory(lm: LoadedModel, task: str, train_items: Sequence[MultipleChoiceItem], task_dir: Path,
@@ -242,9 +281,10 @@ class TrajectoryManifest:
 
 
 def collect_tasks(lm: LoadedModel, model_name: str, data: DataConfig, out: Path, lora: LoraSettings,
-                  config: CollectConfig, progress: bool = True, seeds: Sequence[int] | None = None) -> list[Path]:
+                  config: CollectConfig, progress: bool = True, seeds: Sequence[int] | None = None,
+                  cache: Path | None = None) -> list[Path]:
     """Collect a trajectory for each of `data.tasks` (train partitions) and each of `seeds` (default: the
-    config's seed), skipping finished ones."""
+    config's seed), skipping finished ones (and, with `cache`, ones another output already trained)."""
     from dataclasses import replace
 
     from ..data.prompts import load_partitioned
@@ -256,5 +296,6 @@ def collect_tasks(lm: LoadedModel, model_name: str, data: DataConfig, out: Path,
         summary = {**part.summary(), "task_source": name, "model": model_name, "geometry": geometry}
         for seed in seeds or [config.seed]:
             done.append(collect_task(lm, task, part.select(items, "train"), out, lora, replace(config, seed=seed),
-                                     summary, progress, trajectory_dir_name(task, seed, (seeds or [config.seed])[0])))
+                                     summary, progress, trajectory_dir_name(task, seed, (seeds or [config.seed])[0]),
+                                     cache))
     return done

@@ -24,7 +24,8 @@ from .records import MethodCost
 
 
 def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
-    """Test scores of every method on every target: the only stage that reads test partitions."""
+    """Scores of every method on every target's `evaluation.split` partition: the only stage that reads test
+    partitions."""
     from ..adaptation.latent import per_sample_scorer
     from ..data.prompts import load_partitioned
     from ..evaluation.harness import write_evaluation
@@ -33,7 +34,7 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold)
     e = exp.evaluation
     config = EvalConfig(protocol=e.protocol, batch_size=e.batch_size)
     for target in fold.targets:
-        data = split_data(exp, [target], "test", e.limit)
+        data = split_data(exp, [target], e.split, e.limit)
         loaded = load_partitioned(data)
         scored: dict[str, tuple[str, Any]] = {}  # scoring digest -> (method, its results): one adapter, one pass
         for method in (BASE, *exp.floors, GENERATED, *map(control_method, exp.prompt_controls),
@@ -52,7 +53,7 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold)
                                                        loaded=loaded, item_scorer=per_sample_scorer)
                 scored[digest] = (method, (results, partitions))
             header = (f"model: {exp.model.name} ({lm.precision.dtype}) | method: {method} | protocol: {e.protocol} | "
-                      f"split: test | limit: {e.limit} | partition seed: {exp.partition.seed}")
+                      f"split: {e.split} | limit: {e.limit} | partition seed: {exp.partition.seed}")
             write_evaluation(directory.eval, results, partitions, record, header, exp.partition.seed, lm)
             if method == BASE:
                 MethodCost(seconds=0.0, labelled_target_examples=0).save(directory.cost)
@@ -62,7 +63,7 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold)
 
 
 def _calibrated(exp: Experiment, lm: LoadedModel, run: SeedRun, target: str, method: str, loaded: dict) -> None:
-    """`method`'s test scores calibrated without labels (`evaluation/calibration.py`), as the method
+    """`method`'s scores calibrated without labels (`evaluation/calibration.py`), as the method
     `<method>-calibrated`: its own predictions re-weighed, plus, for free-text options, those options scored
     after the domain premise under the same adapter."""
     import time
@@ -79,7 +80,7 @@ def _calibrated(exp: Experiment, lm: LoadedModel, run: SeedRun, target: str, met
     source = run.method(target, method)
     (raw,) = read_results(source.results)
     ((items, part),) = loaded.values()
-    selected = part.select(items, "test", e.limit)
+    selected = part.select(items, e.split, e.limit)
     kind = calibration_kind(selected)
     started = time.perf_counter()
     premise = None
@@ -94,7 +95,7 @@ def _calibrated(exp: Experiment, lm: LoadedModel, run: SeedRun, target: str, met
     result = calibrated_result(raw, kind, premise)
     record = {"method": f"{method}{CALIBRATED}", "target": target, "calibrated": method, "calibration": kind,
               "eval": {"protocol": e.protocol, "batch_size": e.batch_size}}
-    header = (f"model: {exp.model.name} ({lm.precision.dtype}) | method: {method}, calibrated ({kind}) | split: test "
+    header = (f"model: {exp.model.name} ({lm.precision.dtype}) | method: {method}, calibrated ({kind}) | split: {e.split} "
               f"| limit: {e.limit} | partition seed: {exp.partition.seed}")
     write_evaluation(directory.eval, [result], {task: part for task in loaded}, record, header, exp.partition.seed, lm)
     MethodCost(seconds=time.perf_counter() - started, labelled_target_examples=0).save(directory.cost)

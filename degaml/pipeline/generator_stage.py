@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..data import task_label
+from ..io import cache_root
 from ..models import LoadedModel, write_adapter
 from ..models.lora import ADAPTER_WEIGHTS
 from .baseline_stage import meta_trained
@@ -24,7 +25,7 @@ def collect_stage(exp: Experiment, lm: LoadedModel, run: SeedRun) -> None:
     if TARGET_FINETUNED in exp.floors:
         tasks += [t for t in exp.targets if t not in tasks]
     collect_tasks(lm, exp.model.name, split_data(exp, tasks, "train", None), run.trajectories,
-                  exp.lora, replace(exp.collect, seed=run.seed), exp.progress)
+                  exp.lora, replace(exp.collect, seed=run.seed), exp.progress, cache=cache_root() / "trajectories")
 
 
 def shared_fold(exp: Experiment, count: int | None = None) -> Fold:

@@ -64,7 +64,10 @@ class PolicySettings:
 @dataclass
 class EvaluationSettings:
     limit: int | None = 50
-    """Test items per target (a seeded subset); null for the whole test partition."""
+    """Items per target (a seeded subset); null for the whole partition."""
+    split: Literal["test", "validation"] = "test"
+    """The targets' partition that is scored: `validation` for runs that choose settings, so that the test
+    partition stays sealed until the verdict."""
     protocol: Literal["loglikelihood"] = "loglikelihood"
     batch_size: int = 16
     calibrated: list[str] = field(default_factory=list)
@@ -78,6 +81,8 @@ class EvaluationSettings:
         _at_least("evaluation", self, batch_size=1)
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"evaluation.limit must be >= 1 or null (every test item), got {self.limit}")
+        if self.split not in ("test", "validation"):
+            raise ValueError(f"evaluation.split must be test or validation, got {self.split!r}")
 
 
 @dataclass

@@ -48,7 +48,8 @@ def build_report(run_dir: Path) -> Path:
     n = sorted({r.n for r in rows})
     correct = item_correctness(run_dir)
     header = (f"model {settings.model.name}, log-likelihood protocol, each task's preferred metric (acc_norm for "
-              f"ARC / HellaSwag / PIQA, acc otherwise), test partition, {'/'.join(map(str, n))} items per task, "
+              f"ARC / HellaSwag / PIQA, acc otherwise), {settings.evaluation.split} partition of partition seed "
+              f"{settings.partition.seed}, {'/'.join(map(str, n))} items per task, "
               f"seeds {seeds} (± is the std over seeds, or the item standard error with one seed)")
     sections = [f"# {settings.name}\n", header + "\n"]
     summary: dict[str, Any] = {"header": header, "domains": {}}

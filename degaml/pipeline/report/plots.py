@@ -25,7 +25,7 @@ def plots(agg: dict[tuple[str, str], Cell], methods: list[str], domains: dict[st
         es = [100 * agg[(m, t)].spread for t in tasks if (m, t) in agg]
         ax.bar(xs, ys, width, yerr=es, capsize=2, label=m)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(tasks))], tasks, rotation=30, ha="right")
-    ax.set_ylabel("test score (%)")
+    ax.set_ylabel("score (%)")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(out / "per_task.png", dpi=120)
@@ -41,7 +41,7 @@ def plots(agg: dict[tuple[str, str], Cell], methods: list[str], domains: dict[st
         for i, v in enumerate(values):
             ax.text(k + i * 0.25, v, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
     ax.set_xticks([k + 0.25 for k in range(len(domains))], list(domains))
-    ax.set_ylabel("average test score (%)")
+    ax.set_ylabel("average score (%)")
     ax.set_title("stage ablation: base / +generalization / +adaptation", fontsize=9)
     fig.tight_layout()
     fig.savefig(out / "ablation.png", dpi=120)
@@ -60,7 +60,7 @@ def plots(agg: dict[tuple[str, str], Cell], methods: list[str], domains: dict[st
     ax.legend(fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("seconds per target (generation + adaptation, or training)")
-    ax.set_ylabel("average test score (%)")
+    ax.set_ylabel("average score (%)")
     fig.tight_layout()
     fig.savefig(out / "accuracy_vs_time.png", dpi=120)
     plt.close(fig)
