@@ -23,6 +23,22 @@ def cache_root() -> Path:
     return Path(os.environ.get("DEGAML_CACHE", Path.home() / ".cache" / "degaml"))
 
 
+def link_copy(source: Path, dest: Path, marker: str) -> None:
+    """The finished files of `source` at `dest`, hard-linked (copied across file systems), the `marker` file
+    (whose presence says the folder is complete) last, so that an interrupted copy is not complete. Hidden
+    temporaries and `resume.pt` stay behind."""
+    files = [p for p in sorted(source.rglob("*"))
+             if p.is_file() and not p.name.startswith(".") and p.name not in (marker, "resume.pt")]
+    for path in [*files, source / marker]:
+        target = dest / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+
+
 def read_json_object(path: str | Path, what: str = "JSON record") -> dict[str, Any]:
     """The JSON object in `path`, refused in one line naming the file when it is unreadable or not an object."""
     path = Path(path)

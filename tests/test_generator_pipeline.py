@@ -1,5 +1,6 @@
 """collect -> train-generator -> generate -> evaluate, through the CLI, on tiny models and local task files."""
 
+import contextlib
 import json
 
 import pytest
@@ -165,6 +166,41 @@ def test_task_loss_objective_trains_the_decoder_through_the_base_model(workspace
     torch.manual_seed(0)
     fresh = type(gen.decoder)(gen.decoder.config, gen.decoder.shapes[0], gen.decoder.shapes[-1], residual=True)
     assert not torch.equal(fresh.layers[0].mix.weight, weights["layers.0.mix.weight"])
+
+
+def test_prompt_contrast_is_logged_and_is_the_margin_for_a_generator_that_ignores_its_prompts(
+        workspace, trajectories, tmp_path, monkeypatch):
+    from degaml.generator import training
+    from degaml.generator.card import GeneratorTrainConfig
+
+    out = tmp_path / "contrast"
+    main(["train-generator", "--trajectories", str(trajectories), "--out", str(out), "--generator.decoder", "cpu-tiny",
+          "--generator.encoder", workspace["encoder"], "--generator.num_prompts", "4", "--generator.prompt_tokens", "8",
+          "--generator.chunk", "16", "--generator.steps", "2", "--generator.batch_size", "2", "--generator.eval_every",
+          "2", "--progress", "false", "--generator.objective", "task_loss", "--generator.task_loss_kind", "choice",
+          "--generator.task_examples", "2", "--generator.residual", "true", "--generator.max_tokens", "32",
+          "--generator.contrast", "1.0", "--generator.contrast_margin", "0.5"])
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert all(0 <= r["train_contrast"] <= 0.5 + 1e-6 and r["train_task_loss"] > 0 for r in records)
+    assert json.loads((out / "config.json").read_text())["train"]["contrast"] == 1.0
+
+    class Constant(torch.nn.Module):  # the same tokens whatever the prompts: every gap is zero
+        def forward(self, condition):
+            return torch.ones(len(condition), 3) * self.scale
+
+        scale = torch.nn.Parameter(torch.ones(()))
+
+    class Loss:
+        def terms(self, state, batch):
+            return {"task_loss": state.sum()}
+
+    config = GeneratorTrainConfig(objective="task_loss", contrast=1.0, contrast_margin=0.25)
+    tasks = [training.Conditioned(None, torch.randn(5, 2, 4)) for _ in range(3)]
+    shares = [{"task_loss": torch.tensor(3.0)}, {"task_loss": torch.tensor(3.0)}]
+    monkeypatch.setattr(training, "detokenize", lambda tokens, layout: tokens)
+    term = training._contrast(Constant(), tasks, tasks[:2], [0, 1], shares, [{}, {}], None, Loss(), config,
+                              torch.Generator().manual_seed(0), torch.device("cpu"), contextlib.nullcontext())
+    assert term.item() == pytest.approx(0.25)
 
 
 def test_anchored_choice_loss_logs_both_terms_and_records_its_settings(workspace, trajectories, tmp_path):

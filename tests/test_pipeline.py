@@ -191,7 +191,7 @@ def test_meta_training_tasks_train_every_fold_from_one_shared_generator(workspac
     assert sorted(union["meta_tasks"]) == sorted([colors, letters])  # the baselines meta-train on them too
 
 
-def test_all_targets_out_folds_share_the_generator_and_meta_training(workspace, tmp_path):
+def test_all_targets_out_folds_share_the_generator_and_meta_training(workspace, tmp_path, monkeypatch):
     """`holdout: all_targets` leaves every target out of one generator trained on the meta-training tasks; the
     zero-label floors and the meta-trained baselines then learn from those tasks alone too, once for all folds.
     With `none` the only action, DeGAML and the oracle write the generated adapter itself, which is scored once."""
@@ -232,6 +232,22 @@ def test_all_targets_out_folds_share_the_generator_and_meta_training(workspace, 
         scores = {m: json.loads(seed0.method(target, m).results.read_text())["results"][0]["predictions"]
                   for m in ("generated", "degaml")}
         assert scores["generated"] == scores["degaml"]
+
+    # Another run of the same task pool collects no trajectory and meta-trains no union LoRA: both come from the
+    # machine's cache (hard links), identical to the first run's.
+    def refuse(*args, **kwargs):
+        raise AssertionError("a cached trajectory or meta-training was computed again")
+
+    for target in ("degaml.generator.trajectories._train_trajectory", "degaml.baselines.union.meta_train"):
+        monkeypatch.setattr(target, refuse)
+    settings.update(out=str(tmp_path / "again"), baselines={**settings["baselines"], "methods": ["union"]})
+    config.write_text(yaml.safe_dump(settings))
+    main(["run", "--config", str(config)])
+    again = seed_run(tmp_path / "again", 0)
+    first = (seed0.trajectories / "letters" / "manifest.json").read_text()
+    assert (again.trajectories / "letters" / "manifest.json").read_text() == first
+    assert (seed0.method(colors, "union").output / "adapter_model.safetensors").read_bytes() == \
+        (again.method(colors, "union").output / "adapter_model.safetensors").read_bytes()
 
 
 @pytest.mark.parametrize("shared", [True, False])

@@ -94,6 +94,14 @@ class GeneratorTrainConfig:
     anchor: float = 0.0
     """task_loss / hybrid: weight of the KL from the base model to the adapted one at the examples' context
     positions (degaml/generator/function_space.py); 0 trains on the answer loss alone."""
+    contrast: float = 0.0
+    """task_loss / hybrid: weight of the prompt-contrast term. Each sample also generates an adapter from another
+    training task's prompts, and pays `max(0, contrast_margin - (its task loss - the own adapter's task loss))`
+    on the sample's examples: the adapter from a task's own prompts must fit that task better than one from
+    other prompts, which a generator that ignores its prompts cannot do. Costs a second generated adapter and
+    task loss per sample."""
+    contrast_margin: float = 0.1
+    """contrast: the loss gap (nats) beyond which the term stops pushing."""
     model_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """task_loss / hybrid: dtype of the frozen base model (the generated adapter stays float32)."""
     residual: bool = False
@@ -135,6 +143,9 @@ class GeneratorTrainConfig:
         if self.anchor < 0 or (self.anchor > 0 and not OBJECTIVES[self.objective].needs_model):
             raise ValueError(f"anchor must be >= 0 and needs a task_loss or hybrid objective, got {self.anchor} "
                              f"with {self.objective!r}")
+        if self.contrast < 0 or self.contrast_margin < 0 or (self.contrast > 0 and not OBJECTIVES[self.objective].needs_model):
+            raise ValueError(f"contrast and contrast_margin must be >= 0, and contrast needs a task_loss or hybrid "
+                             f"objective, got {self.contrast}, {self.contrast_margin} with {self.objective!r}")
         if self.residual_base and not self.residual:
             raise ValueError(f"residual_base {self.residual_base!r} needs residual = true")
         if self.token_weighting not in ("per_task", "averaged"):

@@ -9,6 +9,9 @@ Each sample pairs a random training task with a fresh random draw of N of its pr
   `torch.func.functional_call`, back-propagated through detokenization into the decoder;
 - `hybrid`: reconstruction + task_loss_weight * task_loss.
 
+With `contrast` > 0 the task loss gains a prompt-contrast term: each sample's examples are also scored under an
+adapter generated from another training task's prompts, which must do worse by a margin (`_contrast`).
+
 Gaussian noise on the condition and the target, AdamW with warm-up then cosine, gradient clipping, bf16
 autocast on CUDA. Known failure: collapse to the mean of the training checkpoints, so every evaluation logs
 the distance of generated tokens to their own targets *and* to that mean, the generated-vs-target norms,
@@ -129,6 +132,8 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
         raise ValueError(f"objective {config.objective!r} needs the base model (adapter_loss)")
     if uses_task_loss and adapter_loss.anchor != config.anchor:
         raise ValueError(f"adapter_loss anchors with weight {adapter_loss.anchor}, the config with {config.anchor}")
+    if config.contrast > 0 and len(train) < 2:
+        raise ValueError("generator.contrast compares prompts of two training tasks: it needs at least two")
     if uses_task_loss and not all(t.examples for t in train):
         raise ValueError(f"objective {config.objective!r} needs labelled examples of every training task; none for "
                          f"{[t.trajectory.task for t in train if not t.examples]}")
@@ -203,7 +208,12 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
             shares = [adapter_loss.terms(detokenize(generated, layout), batches[i])
                       for generated, i in zip(prediction, mine)]
             terms.update({name: sum(s[name] for s in shares) / len(picks) * world for name in shares[0]})
+            if config.contrast > 0:
+                terms["contrast"] = _contrast(model, train, picks, mine, shares, batches, layout, adapter_loss, config,
+                                              sampler, device, autocast) * world
         loss = objective.loss(terms, config.task_loss_weight, adapter_loss)
+        if config.contrast > 0:
+            loss = loss + config.contrast * terms["contrast"]
         reported = {k: accelerator.reduce(v.detach(), "mean") for k, v in {"loss": loss, **terms}.items()}
         if not torch.isfinite(reported["loss"]):
             raise FloatingPointError(f"non-finite generator loss at step {step + 1}")
@@ -237,6 +247,28 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
             f.write(json.dumps(record) + "\n")
         bar.set_postfix(loss=f"{record['train_loss']:.4f}")
     return decoder
+
+
+def _contrast(model, train: list[Conditioned], picks: list[Conditioned], mine: list[int], shares: list[dict],
+              batches: list[dict], layout: TokenLayout, adapter_loss: AdapterLoss, config: GeneratorTrainConfig,
+              sampler: torch.Generator, device: torch.device, autocast) -> torch.Tensor:
+    """The prompt-contrast term (`GeneratorTrainConfig.contrast`), summed over this process's samples and divided
+    by the batch size: each sample's examples scored under an adapter generated from another training task's
+    prompts, hinged on its gap to the own adapter's loss. Every process draws every sample's other task."""
+    others = []
+    for task in picks:
+        other = train[int(torch.randint(len(train) - 1, (1,), generator=sampler))]
+        other = train[-1] if other is task else other  # a uniform draw among the other tasks
+        others.append(other.prompt_states[sample_prompts(len(other.prompt_states), config.num_prompts, sampler)])
+    condition = torch.stack(others)
+    condition = condition + config.condition_noise * torch.randn(condition.shape, generator=sampler)
+    with autocast:
+        foreign = model(condition[mine].to(device)).float()
+    total = foreign.new_zeros(())
+    for generated, i, own in zip(foreign, mine, shares):
+        gap = adapter_loss.terms(detokenize(generated, layout), batches[i])["task_loss"] - own["task_loss"]
+        total = total + torch.relu(config.contrast_margin - gap)
+    return total / len(picks)
 
 
 def _base_adapter(adapter_dir: Path, like: LoraState) -> LoraState:

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,7 +37,7 @@ from transformers import get_constant_schedule
 
 from ..config import DataConfig, LoraSettings, PartitionConfig
 from ..data import MultipleChoiceItem
-from ..io import atomic_write_json, exclusive_directory, run_metadata
+from ..io import atomic_write_json, exclusive_directory, link_copy, run_metadata
 from ..models import LoadedModel, attach_lora
 from ..sft import collate, training_example
 
@@ -120,11 +118,11 @@ def collect_task(lm: LoadedModel, task: str, train_items: Sequence[MultipleChoic
         with exclusive_directory(task_dir):
             return _train_trajectory(lm, task, train_items, task_dir, lora, config, partition_summary, progress)
     cached = cache / f"{task}-{trajectory_key(task, lora, config, partition_summary, lm)}"
-    if not is_complete(cached):
-        with exclusive_directory(cached):
+    with exclusive_directory(cached):
+        if not is_complete(cached):  # another process may have finished it meanwhile
             _train_trajectory(lm, task, train_items, cached, lora, config, partition_summary, progress)
     with exclusive_directory(task_dir):
-        _link_copy(cached, task_dir)
+        link_copy(cached, task_dir, MANIFEST)
     return task_dir
 
 
@@ -135,21 +133,6 @@ def trajectory_key(task: str, lora: LoraSettings, config: CollectConfig, partiti
               "dtype": lm.precision.dtype,
               "weights": lm.source}
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _link_copy(source: Path, task_dir: Path) -> None:
-    """A finished trajectory's files at `task_dir`, hard-linked (copied across file systems); the manifest last,
-    so that an interrupted copy is not complete."""
-    files = [p for p in sorted(source.rglob("*")) if p.is_file() and not p.name.startswith(".")
-             and p.name != MANIFEST and p.name != "resume.pt"]
-    for path in [*files, source / MANIFEST]:
-        target = task_dir / path.relative_to(source)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.unlink(missing_ok=True)
-        try:
-            os.link(path, target)
-        except OSError:
-            shutil.copy2(path, target)
 
 
 def _train_trajectory(lm: LoadedModel, task: str, train_items: Sequence[MultipleChoiceItem], task_dir: Path,

@@ -3,13 +3,15 @@ target's finish, with its cost."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_file, save_file
 
-from ..io import atomic_write_json
+from ..io import atomic_write_json, cache_root, exclusive_directory, link_copy
 from ..memory import peak_memory_mb, reset_peak_memory
 from ..models import LoadedModel
 from .experiment import Experiment, Fold, say
@@ -59,16 +61,35 @@ def meta_trained(exp: Experiment, lm: LoadedModel, run: SeedRun, source: Fold, m
     """`method`'s meta-training on `source.training` (for a fold's baselines, `Experiment.trained_on(fold)`),
     from its cache or computed and cached. The cache is named by what determines it (`Method.meta_key`):
     union and union-finetune with the same settings share one, folds that train on the same tasks share it,
-    and so does a generator whose residual base is union LoRA (`generator.residual_base: union`)."""
-    from ..baselines import METHODS, prepare
+    and so does a generator whose residual base is union LoRA (`generator.residual_base: union`). Each is
+    computed once per machine, in `<cache_root>/meta_training/`, and hard-linked into every run that asks for it."""
+    from ..baselines import METHODS
 
     spec = METHODS[method]
     if not spec.meta_trains:
         return {}, {}
     setup, config = baseline_setup(exp, run), _method_config(exp, method)
-    cache = run.baseline_cache(source.name, spec.meta_key(config, setup))
-    if (cache / "meta.json").is_file():
-        return load_file(str(cache / "meta.safetensors")), json.loads((cache / "meta.json").read_text())
+    key = spec.meta_key(config, setup)
+    cache = run.baseline_cache(source.name, key)
+    if not (cache / "meta.json").is_file():
+        # Across runs: the same meta-training on the same tasks, model weights and dtype is computed once.
+        shared = _shared_meta_cache(key, source, lm)
+        with exclusive_directory(shared):
+            if not (shared / "meta.json").is_file():  # another process may have finished it meanwhile
+                _meta_train(exp, lm, spec, setup, config, source, shared)
+        with exclusive_directory(cache):
+            link_copy(shared, cache, "meta.json")
+    return load_file(str(cache / "meta.safetensors")), json.loads((cache / "meta.json").read_text())
+
+
+def _shared_meta_cache(key: str, source: Fold, lm: LoadedModel) -> Path:
+    determining = json.dumps({"tasks": list(source.training), "dtype": lm.precision.dtype, "weights": lm.source})
+    return cache_root() / "meta_training" / f"{key}-{hashlib.sha256(determining.encode()).hexdigest()[:12]}"
+
+
+def _meta_train(exp: Experiment, lm: LoadedModel, spec, setup, config, source: Fold, cache: Path) -> None:
+    from ..baselines import prepare
+
     job = prepare(setup, source.targets[0], list(source.training), needs_meta=True, lm=lm)
     reset_peak_memory(lm.device)
     start = time.perf_counter()
@@ -80,7 +101,6 @@ def meta_trained(exp: Experiment, lm: LoadedModel, run: SeedRun, source: Fold, m
     save_file({k: v.detach().cpu().contiguous() for k, v in meta.items()}, str(tmp))
     tmp.replace(cache / "meta.safetensors")
     atomic_write_json(cache / "meta.json", log)
-    return meta, log
 
 
 def _method_config(exp: Experiment, method: str) -> Any:
