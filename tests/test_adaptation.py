@@ -97,7 +97,7 @@ def test_prompt_batch_masks_padding(tokenizer):
 
 def test_zero_ttt_steps_change_nothing(tokenizer):
     lm, state = _state(tokenizer)
-    result = apply_ttt(lm, state, LORA, PROMPTS, ttt.Config(steps=0))
+    result = apply_ttt(lm, state, LORA, PROMPTS, ttt.TttConfig(steps=0))
     assert not result.fell_back and result.trace == []
     assert all(torch.equal(result.state[k], state[k]) for k in state)
 
@@ -105,7 +105,7 @@ def test_zero_ttt_steps_change_nothing(tokenizer):
 def test_ttt_changes_the_adapter_and_restores_the_base_model(tokenizer):
     lm, state = _state(tokenizer)
     before = {k: v.clone() for k, v in lm.model.state_dict().items()}
-    result = apply_ttt(lm, state, LORA, PROMPTS, ttt.Config(steps=3, lr=1e-2, batch_size=2))
+    result = apply_ttt(lm, state, LORA, PROMPTS, ttt.TttConfig(steps=3, lr=1e-2, batch_size=2))
     assert len(result.trace) == 3
     assert any(not torch.equal(result.state[k], state[k]) for k in state)
     after = lm.model.state_dict()
@@ -116,16 +116,16 @@ def test_ttt_changes_the_adapter_and_restores_the_base_model(tokenizer):
 def test_non_finite_loss_falls_back_to_the_unadapted_adapter(tokenizer):
     lm, state = _state(tokenizer)
     poisoned = {k: torch.full_like(v, float("nan")) for k, v in state.items()}
-    result = apply_ttt(lm, poisoned, LORA, PROMPTS, ttt.Config(steps=2))
+    result = apply_ttt(lm, poisoned, LORA, PROMPTS, ttt.TttConfig(steps=2))
     assert result.fell_back and "non-finite loss at step 1" in result.reason
     assert result.state is poisoned
 
 
 def test_budget_and_range_errors():
     with pytest.raises(BudgetError, match="ttt.steps"):
-        ttt.Config(steps=-1)
+        ttt.TttConfig(steps=-1)
     with pytest.raises(BudgetError, match="ttt.lr"):
-        ttt.Config(lr=5.0)
+        ttt.TttConfig(lr=5.0)
     with pytest.raises(BudgetError, match="max_evaluations"):
         LoraHubConfig(max_evaluations=0)
 
@@ -142,7 +142,7 @@ def test_adaptation_never_touches_the_generator(tokenizer):
     snapshot = {k: v.clone() for k, v in decoder.state_dict().items()}
     with torch.no_grad():
         state = detokenize(decoder(torch.randn(1, 2, 8, 16))[0] * 0.01, layout)
-    apply_ttt(lm, state, LORA, PROMPTS, ttt.Config(steps=2, lr=1e-2, batch_size=2))
+    apply_ttt(lm, state, LORA, PROMPTS, ttt.TttConfig(steps=2, lr=1e-2, batch_size=2))
     assert all(torch.equal(snapshot[k], v) for k, v in decoder.state_dict().items())
     assert all(p.grad is None for p in decoder.parameters())
 

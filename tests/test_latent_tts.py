@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from degaml.adaptation.base import BudgetError
-from degaml.adaptation.latent import Config as SlotConfig
+from degaml.adaptation.latent import LatentConfig as SlotConfig
 from degaml.adaptation.latent import optimize_delta, per_sample_scorer
 from degaml.data import MultipleChoiceItem
 from degaml.evaluation import LoglikelihoodScorer

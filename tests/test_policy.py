@@ -124,16 +124,36 @@ def test_action_dict_and_label_round_trip():
         assert Action.parse(action.label, action.cost) == action
 
 
-def test_every_registered_family_has_the_same_interface():
+def test_every_registered_family_and_baseline_follows_the_plugin_convention():
     import dataclasses
+    import types
 
     from degaml.adaptation.apply import FAMILIES
+    from degaml.baselines import MODULES
+    from degaml.models.adapted_output import Kind
+    from degaml.plugins import capability, registry
 
+    kinds = set(Kind.__args__)
     for name, family in FAMILIES.items():
-        assert name == family.NAME and dataclasses.is_dataclass(family.Config) and callable(family.apply)
-        family.Config()  # the defaults pass the family's own range checks
+        assert name == family.NAME and dataclasses.is_dataclass(family.CONFIG) and callable(family.apply)
+        family.CONFIG()  # the defaults pass the family's own range checks
         for params, cost in family.GRID:
-            assert Action(name, tuple(params.items()), cost).config() == family.Config(**params)
+            action = Action(name, tuple(params.items()), cost)
+            assert action.config() == family.CONFIG(**params)
+            assert capability(family, "OUTPUT", action.config()) in kinds
+    assert {n for n, f in FAMILIES.items() if any(Action(n, tuple(p.items()), c).needs_library for p, c in f.GRID)} \
+        == {"mixing"}  # prompt-perplexity mixing only
+    assert Action("latent", (("scope", "sample"),), 1.0).config().scope == "sample"
+    assert capability(FAMILIES["latent"], "OUTPUT", Action("latent", (("scope", "sample"),), 1.0).config()) \
+        == "latent-sample"
+    for name, module in MODULES.items():
+        assert module.OUTPUT == "plain" and module.NEEDS_LIBRARY is False and callable(module.finish)
+    broken = types.ModuleType("broken")
+    broken.NAME, broken.CONFIG = "broken", object
+    with pytest.raises(TypeError, match="broken lacks OUTPUT, NEEDS_LIBRARY, apply"):
+        registry("adaptation family", [broken], ["apply"])
+    with pytest.raises(TypeError, match="share the name 'ttt'"):
+        registry("adaptation family", [FAMILIES["ttt"], FAMILIES["ttt"]], ["apply"])
 
 
 def test_policy_rejects_states_of_another_size():

@@ -1,5 +1,5 @@
 """Actions: a family and its hyper-parameters, as the policy chooses them and `degaml adapt --action` takes
-them ("ttt steps=5 lr=0.0001"). Valid names, defaults and ranges come from the family's `Config`; the
+them ("ttt steps=5 lr=0.0001"). Valid names, defaults and ranges come from the family's `CONFIG`; the
 discretized action space from the families' `GRID`s."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ..plugins import capability
 from .apply import FAMILIES
 
 
@@ -30,7 +31,7 @@ class Action:
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ValueError(f"unknown family {self.family!r}; valid: {', '.join(FAMILIES)}")
-        valid = [f.name for f in dataclasses.fields(FAMILIES[self.family].Config)]
+        valid = [f.name for f in dataclasses.fields(FAMILIES[self.family].CONFIG)]
         for name, _ in self.params:
             if name not in valid:
                 raise ValueError(f"unknown hyper-parameter {name!r} for family {self.family!r}; "
@@ -39,7 +40,7 @@ class Action:
 
     def config(self) -> Any:
         """The family's Config with these hyper-parameters (defaults for the rest)."""
-        return FAMILIES[self.family].Config(**dict(self.params))
+        return FAMILIES[self.family].CONFIG(**dict(self.params))
 
     @property
     def label(self) -> str:
@@ -55,8 +56,8 @@ class Action:
 
     @property
     def needs_library(self) -> bool:
-        """Whether it mixes in the training tasks' adapters (prompt-perplexity mixing)."""
-        return self.family == "mixing" and self.get("variant", "") == "prompt_perplexity"
+        """Whether its family reads the training tasks' adapters with these parameters (its `NEEDS_LIBRARY`)."""
+        return bool(capability(FAMILIES[self.family], "NEEDS_LIBRARY", self.config()))
 
     def to_dict(self) -> dict[str, Any]:
         return {"family": self.family, "params": [list(p) for p in self.params], "cost": self.cost}

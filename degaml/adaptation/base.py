@@ -1,10 +1,12 @@
 """What every adaptation family shares: the context it works in, what it returns, how it reports an unmet
-budget or a fallback, and the range checks its `Config` runs.
+budget or a fallback, and the range checks its `CONFIG` runs.
 
-A family is one module with the same four names (PEFT style): `NAME`, `Config` (a dataclass: the family's
-hyper-parameters, their defaults and range checks, once), `GRID` (the (parameters, cost) points the
-policy chooses among) and `apply(ctx, config, out, info) -> info` (refine the generated adapter and write
-an adapted output). `apply.py` registers them in `FAMILIES`.
+A family is one module under the plug-in convention of `degaml/plugins.py` (PEFT style): `NAME`, `CONFIG` (a
+dataclass: the family's hyper-parameters, their defaults and range checks, once), `OUTPUT` and
+`NEEDS_LIBRARY` (what it writes and whether it reads the training tasks' adapters, constants or functions of
+its config), `GRID` (the (parameters, cost) points the policy chooses among) and
+`apply(ctx, config, out, info) -> info` (refine the generated adapter and write an adapted output).
+`apply.py` registers them in `FAMILIES`.
 """
 
 from __future__ import annotations

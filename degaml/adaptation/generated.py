@@ -13,14 +13,18 @@ NAME = "none"
 
 
 @dataclass
-class Config:
+class GeneratedConfig:
     """No hyper-parameters."""
 
 
 GRID: list[tuple[dict[str, Any], float]] = [({}, 0.0)]
 
+CONFIG = GeneratedConfig
+OUTPUT = "plain"
+NEEDS_LIBRARY = False
 
-def apply(ctx: AdaptationContext, config: Config, out: Path, info: dict[str, Any]) -> dict[str, Any]:
+
+def apply(ctx: AdaptationContext, config: GeneratedConfig, out: Path, info: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     state, generated = ctx.generate(ctx.seed)
     unchanged = AdaptationResult(NAME, state, {}, 0.0)

@@ -36,7 +36,7 @@ NAME = "latent"
 
 
 @dataclass
-class Config:
+class LatentConfig:
     steps: int = 5
     lr: float = 0.1
     max_tokens: int = 256
@@ -53,8 +53,17 @@ class Config:
 GRID: list[tuple[dict[str, Any], float]] = [({"steps": 5, "lr": 0.1, "scope": "task"}, 15.0),
                                              ({"steps": 3, "lr": 0.1, "scope": "sample"}, 30.0)]
 
+CONFIG = LatentConfig
 
-def optimize_delta(lm: LoadedModel, prompts: Sequence[str], config: Config) -> tuple[torch.Tensor, list[float], float]:
+
+def OUTPUT(config: LatentConfig) -> str:  # noqa: N802 (a capability of the plug-in convention)
+    return f"latent-{config.scope}"
+
+
+NEEDS_LIBRARY = False
+
+
+def optimize_delta(lm: LoadedModel, prompts: Sequence[str], config: LatentConfig) -> tuple[torch.Tensor, list[float], float]:
     """(delta, per-step loss, seconds). Only delta receives gradients; the model's weights are untouched."""
     if not prompts:
         raise BudgetError("latent adaptation needs at least one prompt")
@@ -87,7 +96,7 @@ def per_sample_scorer(lm: LoadedModel, settings: dict, batch_size: int, fallback
     """SLOT per sample, as `evaluate_adapted`'s item scorer: a fresh delta fitted on each item's own context,
     then that item scored with it. An item whose latent loss turns non-finite is scored without a delta; its
     id goes to `fallbacks`. `settings`: steps, lr, max_tokens (an adapted output's SLOT settings)."""
-    config = Config(**settings)
+    config = LatentConfig(**settings)
     scorer = LoglikelihoodScorer(lm, batch_size=batch_size)
 
     def score(items: Sequence[MultipleChoiceItem], progress: bool, desc: str) -> list[list[ChoiceScore]]:
@@ -107,7 +116,7 @@ def per_sample_scorer(lm: LoadedModel, settings: dict, batch_size: int, fallback
     return score
 
 
-def apply(ctx: AdaptationContext, config: Config, out: Path, info: dict[str, Any]) -> dict[str, Any]:
+def apply(ctx: AdaptationContext, config: LatentConfig, out: Path, info: dict[str, Any]) -> dict[str, Any]:
     """Task scope: fit one delta on top of the generated adapter and save it beside the adapter. Sample scope:
     save the settings; evaluation fits a delta per item (`per_sample_scorer`)."""
     started = time.perf_counter()

@@ -43,7 +43,7 @@ SEARCH_PROMPTS = 8
 
 
 @dataclass
-class Config:
+class MixingConfig:
     variant: str = "rank_half"
     lam: float = 0.5
     """rank_half: the mixing weight; 1 is the identity."""
@@ -63,6 +63,14 @@ GRID: list[tuple[dict[str, Any], float]] = [
     *(({"variant": "rank_half", "lam": lam}, 0.1) for lam in (0.5, 0.75)),
     ({"variant": "prompt_perplexity", "evaluations": 40}, 40.0),
 ]
+
+CONFIG = MixingConfig
+OUTPUT = "plain"
+
+
+def NEEDS_LIBRARY(config: MixingConfig) -> bool:  # noqa: N802 (a capability of the plug-in convention)
+    """Prompt-perplexity mixing mixes in the training tasks' adapters."""
+    return config.variant == "prompt_perplexity"
 
 
 def rank_half_mix(state: LoraState, lam: float) -> LoraState:
@@ -122,7 +130,7 @@ def lorahub_search(states: Sequence[LoraState], objective: Callable[[LoraState],
                             reason="no finite objective" if found.fell_back else "", trace=found.trace)
 
 
-def apply(ctx: AdaptationContext, config: Config, out: Path, info: dict[str, Any]) -> dict[str, Any]:
+def apply(ctx: AdaptationContext, config: MixingConfig, out: Path, info: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     state, generated = ctx.generate(ctx.seed)
     if config.variant == "rank_half":

@@ -15,7 +15,7 @@ NAME = "tts"
 
 
 @dataclass
-class Config:
+class TtsConfig:
     k: int = 3
     combine: str = "vote"
 
@@ -26,8 +26,12 @@ class Config:
 
 GRID: list[tuple[dict[str, Any], float]] = [({"k": 3, "combine": c}, 3.0) for c in ("vote", "confidence")]
 
+CONFIG = TtsConfig
+OUTPUT = "tts"
+NEEDS_LIBRARY = False
 
-def apply(ctx: AdaptationContext, config: Config, out: Path, info: dict[str, Any]) -> dict[str, Any]:
+
+def apply(ctx: AdaptationContext, config: TtsConfig, out: Path, info: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     members = [ctx.generate(ctx.seed + i) for i in range(config.k)]  # a different prompt sample per member
     record = {**info, "seeds": list(range(ctx.seed, ctx.seed + config.k)), "seconds": time.perf_counter() - started,

@@ -20,7 +20,7 @@ NAME = "ttt"
 
 
 @dataclass
-class Config:
+class TttConfig:
     steps: int = 5
     lr: float = 1e-5
     batch_size: int = 4
@@ -36,6 +36,10 @@ class Config:
 GRID: list[tuple[dict[str, Any], float]] = [({"steps": 5, "lr": lr}, 15.0) for lr in (1e-5, 1e-4)]
 """Costs are rough multiples of one forward pass over the adaptation prompts (an optimizer step counts 3)."""
 
+CONFIG = TttConfig
+OUTPUT = "plain"
+NEEDS_LIBRARY = False
+
 
 def prompt_batch(lm: LoadedModel, prompts: Sequence[str], max_tokens: int) -> dict[str, torch.Tensor]:
     encoded = [lm.encode(p)[-max_tokens:] for p in prompts]
@@ -49,7 +53,7 @@ def prompt_batch(lm: LoadedModel, prompts: Sequence[str], max_tokens: int) -> di
 
 
 def apply_ttt(lm: LoadedModel, state: LoraState, lora: LoraSettings, prompts: Sequence[str],
-              config: Config, seed: int = 0) -> AdaptationResult:
+              config: TttConfig, seed: int = 0) -> AdaptationResult:
     """Refine `state` on `prompts`. The base model is left as it was found (the LoRA layers are removed)."""
     if not prompts:
         raise BudgetError("test-time training needs at least one unlabelled prompt")
@@ -70,7 +74,7 @@ def apply_ttt(lm: LoadedModel, state: LoraState, lora: LoraSettings, prompts: Se
     return AdaptationResult("ttt", adapted, asdict(config), time.perf_counter() - start, trace=trace)
 
 
-def apply(ctx: AdaptationContext, config: Config, out: Path, info: dict[str, Any]) -> dict[str, Any]:
+def apply(ctx: AdaptationContext, config: TttConfig, out: Path, info: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     state, generated = ctx.generate(ctx.seed)
     result = apply_ttt(ctx.lm, state, ctx.lora, ctx.prompts, config, ctx.seed)

@@ -1,5 +1,6 @@
-"""The baselines DeGAML is compared with, one module per method with the same interface: `NAME`,
-`META_TRAINS`, a typed `CONFIG` dataclass (its defaults are the method's defaults everywhere),
+"""The baselines DeGAML is compared with, one module per method under the plug-in convention of
+`degaml/plugins.py`: `NAME`, `OUTPUT` (all write plain adapters), `NEEDS_LIBRARY` (none reads the generator's
+training adapters), `META_TRAINS`, a typed `CONFIG` dataclass (its defaults are the method's defaults everywhere),
 `meta_train(job, config, progress) -> tensors` (what is learned before the target is known, cacheable per
 set of meta-training tasks) and `finish(job, config, tensors, out, started) -> info` (target adaptation and
 the output `degaml evaluate` scores). `job` (`common.prepare`) holds the base model, the target's support
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..plugins import registry
 from . import abmll, lorahub, maml, mean_finetune, no_meta, union, union_finetune
 from .common import BaselineJob, BaselineSetup, prepare
 
@@ -66,8 +68,9 @@ class Method:
         return first_sentence(self.module.__doc__ or self.name)
 
 
-MODULES = (no_meta, union, union_finetune, maml, abmll, mean_finetune, lorahub)
-METHODS = {m.name: m for m in map(Method.of, MODULES)}
+MODULES = registry("baseline", (no_meta, union, union_finetune, maml, abmll, mean_finetune, lorahub),
+                   ("META_TRAINS", "meta_train", "finish"))
+METHODS = {name: Method.of(module) for name, module in MODULES.items()}
 
 
 def run_baseline(method: str, job: BaselineJob, config: Any, out: Path, progress: bool = True) -> dict[str, Any]:

@@ -48,6 +48,8 @@ Gaussian = dict[str, torch.Tensor]
 
 NAME = "abmll"
 META_TRAINS = True
+OUTPUT = "plain"
+NEEDS_LIBRARY = False
 
 
 @dataclass

@@ -23,6 +23,8 @@ from .common import BaselineJob, unstack_library, write_result
 
 NAME = "lorahub"
 META_TRAINS = True
+OUTPUT = "plain"
+NEEDS_LIBRARY = False
 META_FROM = mean_finetune.META_FROM
 META_CONFIG = mean_finetune.CONFIG
 """Only these settings determine its meta-training, so it shares mean-finetune's when they agree."""

@@ -41,6 +41,8 @@ LossFn = Callable[[Params, Any], torch.Tensor]
 
 NAME = "maml"
 META_TRAINS = True
+OUTPUT = "plain"
+NEEDS_LIBRARY = False
 
 
 @dataclass

@@ -18,6 +18,8 @@ from .common import BaselineJob, finish_by_fine_tuning, stack_library, unstack_l
 
 NAME = "mean-finetune"
 META_TRAINS = True
+OUTPUT = "plain"
+NEEDS_LIBRARY = False
 META_FROM = "task-loras"
 """Its meta-training is a library of per-task LoRAs, shared with `lorahub` when their settings agree."""
 

@@ -13,6 +13,8 @@ from .common import BaselineJob, finish_by_fine_tuning
 
 NAME = "no-meta"
 META_TRAINS = False
+OUTPUT = "plain"
+NEEDS_LIBRARY = False
 
 
 @dataclass

@@ -15,6 +15,8 @@ from .common import BaselineJob, write_result
 
 NAME = "union"
 META_TRAINS = True
+OUTPUT = "plain"
+NEEDS_LIBRARY = False
 
 
 @dataclass

@@ -14,6 +14,8 @@ from .common import BaselineJob, finish_by_fine_tuning
 
 NAME = "union-finetune"
 META_TRAINS = True
+OUTPUT = "plain"
+NEEDS_LIBRARY = False
 META_FROM = union.NAME
 """Its meta-training is union's: a run trains it once for both when their settings agree."""
 
