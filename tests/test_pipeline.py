@@ -248,6 +248,13 @@ def test_all_targets_out_folds_share_the_generator_and_meta_training(workspace, 
     assert (again.trajectories / "letters" / "manifest.json").read_text() == first
     assert (seed0.method(colors, "union").output / "adapter_model.safetensors").read_bytes() == \
         (again.method(colors, "union").output / "adapter_model.safetensors").read_bytes()
+    # and the floors it shares with the first run are not scored again: their scores come from the machine's cache.
+    for method in ("base", "union", "mean"):
+        record = yaml.safe_load((again.method(colors, method).eval / "config.yaml").read_text())
+        assert "scores_from" in record and "scores_from" not in yaml.safe_load(
+            (seed0.method(colors, method).eval / "config.yaml").read_text())
+        assert json.loads(again.method(colors, method).results.read_text())["results"] == \
+            json.loads(seed0.method(colors, method).results.read_text())["results"]
 
 
 @pytest.mark.parametrize("shared", [True, False])

@@ -1,12 +1,19 @@
 """The evaluation stage: every method's test scores on every target, the only stage that reads test
-partitions (once, after everything is trained)."""
+partitions (once, after everything is trained). Scores are kept per machine (`score_cache`), so the floors
+that several runs share are scored once."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from ..config import EvalConfig
+from ..evaluation.harness import read_results
+from ..io import atomic_write_json, cache_root
 from ..models import AdaptedOutput, LoadedModel
 from .experiment import Experiment, Fold, say, split_data
 from .layout import (
@@ -49,8 +56,14 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold)
             if digest in scored:  # e.g. DeGAML's policy chose `none`: the generated adapter's very scores
                 record["scores_of"], (results, partitions) = scored[digest]
             else:
-                results, partitions = evaluate_adapted(lm, adapter, data, config, progress=exp.progress,
-                                                       loaded=loaded, item_scorer=per_sample_scorer)
+                cache = score_cache(lm, digest, data, config)
+                if cache.is_file():  # another run scored these very weights on these very items
+                    results, partitions = read_results(cache), {t: part for t, (_, part) in loaded.items()}
+                    record["scores_from"] = str(cache)
+                else:
+                    results, partitions = evaluate_adapted(lm, adapter, data, config, progress=exp.progress,
+                                                           loaded=loaded, item_scorer=per_sample_scorer)
+                    atomic_write_json(cache, {"results": [r.to_dict() for r in results]})
                 scored[digest] = (method, (results, partitions))
             header = (f"model: {exp.model.name} ({lm.precision.dtype}) | method: {method} | protocol: {e.protocol} | "
                       f"split: {e.split} | limit: {e.limit} | partition seed: {exp.partition.seed}")
@@ -62,6 +75,18 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold)
             _calibrated(exp, lm, run, target, method, loaded)
 
 
+def score_cache(lm: LoadedModel, digest: str, data: Any, config: EvalConfig) -> Path:
+    """Where the scores of an adapted output (by its `scoring_digest`) on `data` are kept across runs: runs that
+    share floors (the base model, union LoRA, the pool's mean adapter) score them once per machine. Keyed by the
+    weights, dtype, items (tasks, split, limit, partition) and scoring settings, and degaml's version."""
+    from .. import __version__
+
+    determining = {"digest": digest, "data": asdict(data), "eval": asdict(config), "weights": lm.source,
+                   "dtype": lm.precision.dtype, "degaml": __version__}
+    key = hashlib.sha256(json.dumps(determining, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return cache_root() / "scores" / f"{key}.json"
+
+
 def _calibrated(exp: Experiment, lm: LoadedModel, run: SeedRun, target: str, method: str, loaded: dict) -> None:
     """`method`'s scores calibrated without labels (`evaluation/calibration.py`), as the method
     `<method>-calibrated`: its own predictions re-weighed, plus, for free-text options, those options scored
@@ -70,7 +95,7 @@ def _calibrated(exp: Experiment, lm: LoadedModel, run: SeedRun, target: str, met
 
     from ..evaluation import LoglikelihoodScorer
     from ..evaluation.calibration import calibrated_result, calibration_kind, premise_items
-    from ..evaluation.harness import read_results, write_evaluation
+    from ..evaluation.harness import write_evaluation
     from ..evaluation.output_scoring import applied_adapter
 
     e = exp.evaluation
