@@ -39,16 +39,18 @@ def collate(examples: Sequence[Example], pad: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
-def train_lora(model: torch.nn.Module, next_batch: Callable[[], dict[str, torch.Tensor]], steps: int, lr: float
+def train_lora(model: torch.nn.Module, next_batch: Callable[[], dict[str, torch.Tensor]], steps: int, lr: float,
+               loss_fn: Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor] | None = None
                ) -> list[float]:
     """`steps` AdamW steps (constant lr) on the trainable parameters of `model` (its LoRA), one batch from
-    `next_batch()` each; returns the losses. A non-finite loss raises FloatingPointError naming the step,
-    before that step updates anything."""
+    `next_batch()` each, minimizing `loss_fn(model, batch)` (default: the model's causal-LM loss); returns the
+    losses. A non-finite loss raises FloatingPointError naming the step, before that step updates anything."""
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     losses = []
     for step in range(steps):
-        loss = model(**next_batch()).loss
+        batch = next_batch()
+        loss = loss_fn(model, batch) if loss_fn is not None else model(**batch).loss
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss at step {step + 1}")
         optimizer.zero_grad(set_to_none=True)

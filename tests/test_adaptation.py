@@ -113,6 +113,61 @@ def test_ttt_changes_the_adapter_and_restores_the_base_model(tokenizer):
     assert not any("lora" in name for name, _ in lm.model.named_modules())
 
 
+def _items(golds):
+    from degaml.adaptation.base import blind
+    from degaml.data import MultipleChoiceItem
+
+    questions = [("Which gas do plants absorb?", ["oxygen", "carbon dioxide"]), ("Is 4 * 8 = 32?", ["yes", "no"]),
+                 ("A man is on a roof. He", ["pulls up shingles", "swims"]), ("Sky color?", ["blue", "green"])]
+    return [blind(MultipleChoiceItem.cloze(f"q{i}", q, f"Question: {q}\nAnswer:", c, g))
+            for i, ((q, c), g) in enumerate(zip(questions, golds))]
+
+
+@pytest.mark.parametrize("objective", ["pseudo_label", "infomax"])
+def test_choice_level_ttt_trains_on_the_options_and_never_reads_answers(tokenizer, objective):
+    from degaml.data import MultipleChoiceItem
+
+    lm, state = _state(tokenizer)
+    config = ttt.TttConfig(steps=3, lr=1e-2, batch_size=2, objective=objective)
+    result = apply_ttt(lm, state, LORA, PROMPTS, config, items=_items([0, 1, 0, 1]))
+    assert not result.fell_back and len(result.trace) == 3
+    assert any(not torch.equal(result.state[k], state[k]) for k in state)
+    # The same items with other answers give the very same adapter: the answers are never read (and `blind`
+    # has removed them anyway).
+    unblinded = [MultipleChoiceItem.cloze(it.id, it.question, it.contexts[0], it.choices, 1) for it in _items([0] * 4)]
+    other = apply_ttt(lm, state, LORA, PROMPTS, config, items=unblinded)
+    assert all(torch.equal(result.state[k], other.state[k]) for k in state)
+    if objective == "pseudo_label":
+        assert result.details["unlabelled_items"] == 4 and 1 <= result.details["pseudo_labels"] <= 4
+    with pytest.raises(BudgetError, match="needs at least one unlabelled item with its options"):
+        apply_ttt(lm, state, LORA, PROMPTS, config)
+
+
+def test_pseudo_labels_are_the_models_confident_answers_balanced_over_positions(tokenizer):
+    from degaml.adaptation.ttt import pseudo_labels
+    from degaml.choice import choice_example, collate_choices, option_log_probs, option_scores
+    from degaml.models import peft_model
+
+    lm, state = _state(tokenizer)
+    items = _items([0, 0, 0, 0])
+    examples = [choice_example(lm, it, 64) for it in items]
+    with peft_model(lm, LORA, state) as model, torch.no_grad():
+        batch = collate_choices(lm, examples)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        probs = option_log_probs(option_scores(logits, batch["labels"]), batch["option_item"]).exp()
+        kept, details = pseudo_labels(model, lm, examples, ttt.TttConfig(objective="pseudo_label", balance=False))
+        assert [e.gold for e in kept] == probs.argmax(1).tolist()  # every item, labelled with its own answer
+        balanced, _ = pseudo_labels(model, lm, examples, ttt.TttConfig(objective="pseudo_label"))
+        assert max(details["pseudo_label_positions"].values()) >= max(
+            sum(e.gold == p for e in balanced) for p in (0, 1))
+        assert all(sum(e.gold == p for e in balanced) <= 2 for p in (0, 1))  # ceil(4 kept / 2 options)
+        top = float(probs.max(1).values.max())
+        none, _ = pseudo_labels(model, lm, examples, ttt.TttConfig(objective="pseudo_label", confidence=min(1, top + 1e-4)))
+        assert none == []
+    fell = apply_ttt(lm, state, LORA, PROMPTS, ttt.TttConfig(objective="pseudo_label", confidence=1.0), items=items)
+    assert fell.fell_back and "confidence 1.0" in fell.reason and fell.state is state
+
+
 def test_non_finite_loss_falls_back_to_the_unadapted_adapter(tokenizer):
     lm, state = _state(tokenizer)
     poisoned = {k: torch.full_like(v, float("nan")) for k, v in state.items()}

@@ -6,16 +6,10 @@ import math
 import pytest
 import torch
 
+from degaml.choice import choice_batch, choice_example, choice_loss, infomax_loss, option_log_probs
 from degaml.config import LoraSettings
 from degaml.data import MultipleChoiceItem
-from degaml.generator.function_space import (
-    AdapterLoss,
-    anchor_kl,
-    choice_batch,
-    choice_example,
-    choice_loss,
-    context_positions,
-)
+from degaml.generator.function_space import AdapterLoss, anchor_kl, context_positions
 from degaml.models import lora_state, peft_model
 from degaml.sft import collate, training_example
 from tests.conftest import QUESTIONS, make_tiny
@@ -105,6 +99,25 @@ def test_choice_loss_is_the_cross_entropy_over_each_items_options():
         expected += -scores[gold] + math.log(sum(math.exp(scores[r]) for r in rows))
     got = choice_loss(logits, torch.tensor(labels), option_item, gold_row)
     assert float(got) == pytest.approx(expected / 2, rel=1e-5)
+
+
+def test_option_log_probs_and_infomax_match_hand_computed_values():
+    per_row = torch.tensor([0.0, -1.0, -2.0, -0.5, -0.5])  # item 0: rows 0-1; item 1: rows 2-4
+    lp = option_log_probs(per_row, torch.tensor([0, 0, 1, 1, 1]))
+    assert lp.shape == (2, 3) and torch.isinf(lp[0, 2])
+    first = [0.0 - math.log(1 + math.exp(-1.0)), -1.0 - math.log(1 + math.exp(-1.0))]
+    assert lp[0, :2].tolist() == pytest.approx(first, rel=1e-5)
+    z = math.log(math.exp(-2.0) + 2 * math.exp(-0.5))
+    assert lp[1].tolist() == pytest.approx([-2.0 - z, -0.5 - z, -0.5 - z], rel=1e-5)
+    probs = [[math.exp(v) for v in first] + [0.0], [math.exp(v) for v in lp[1].tolist()]]
+    entropy = sum(-sum(p * math.log(p) for p in row if p > 0) for row in probs) / 2
+    marginal = [(a + b) / 2 for a, b in zip(*probs)]
+    expected = entropy + sum(m * math.log(m) for m in marginal)
+    scores = per_row.clone().requires_grad_(True)
+    loss = infomax_loss(option_log_probs(scores, torch.tensor([0, 0, 1, 1, 1])))
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    assert torch.isfinite(scores.grad).all()  # the absent third option of item 0 adds no NaN
 
 
 def test_choice_batch_rows_are_every_option_and_the_loss_matches_the_base_model(tokenizer):

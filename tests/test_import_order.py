@@ -14,7 +14,7 @@ import degaml
 
 PACKAGE = Path(degaml.__file__).parent
 LAYERS = [("config", "io", "memory", "plugins"), ("data",), ("models",), ("evaluation",), ("lora_tokens", "sft"),
-          ("generator",), ("adaptation", "baselines"), ("pipeline", "api"), ("cli",)]
+          ("choice",), ("generator",), ("adaptation", "baselines"), ("pipeline", "api"), ("cli",)]
 LAYER = {part: i for i, parts in enumerate(LAYERS) for part in parts}
 
 

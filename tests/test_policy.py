@@ -146,7 +146,7 @@ def test_every_registered_family_and_baseline_follows_the_plugin_convention():
     assert Action("latent", (("scope", "sample"),), 1.0).config().scope == "sample"
     assert capability(FAMILIES["latent"], "OUTPUT", Action("latent", (("scope", "sample"),), 1.0).config()) \
         == "latent-sample"
-    for name, module in MODULES.items():
+    for module in MODULES.values():
         assert module.OUTPUT == "plain" and module.NEEDS_LIBRARY is False and callable(module.finish)
     broken = types.ModuleType("broken")
     broken.NAME, broken.CONFIG = "broken", object

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..config import LoraSettings
+from ..data import MultipleChoiceItem
 from ..models import LoadedModel, LoraState, write_adapter
 
 
@@ -37,6 +38,9 @@ class AdaptationContext:
     """Prompt-sample seed -> (generated LoRA state, generation info). Only ever run forward."""
     prompts: Sequence[str]
     """The task's unlabelled adaptation prompts."""
+    items: Sequence[MultipleChoiceItem] = ()
+    """The same prompts as items with their options, answers removed (`blind`): what choice-level objectives
+    read. Empty when the caller has bare prompt strings."""
     library: Sequence[LoraState] = field(default_factory=list)
     """Adapters LoraHub may mix with the generated one (never the target task's own)."""
     seed: int = 0
@@ -54,6 +58,8 @@ class AdaptationResult:
     """Why the family fell back to the unadapted adapter (e.g. a non-finite loss)."""
     trace: list[float] = field(default_factory=list)
     """Per-step objective (loss), for inspection."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """What else the family reports (e.g. how many pseudo-labels it kept)."""
 
 
 def check_range(where: str, value: Any, low: float, high: float, integer: bool = False,
@@ -81,4 +87,9 @@ def write_refined(ctx: AdaptationContext, out: Path, state: LoraState, info: dic
 def outcome(result: AdaptationResult, started: float) -> dict[str, Any]:
     """What an output's record says about the refinement: its time, whether it fell back and why, its trace."""
     return {"adaptation_seconds": result.seconds, "seconds": time.perf_counter() - started,
-            "fell_back": result.fell_back, "reason": result.reason, "trace": result.trace}
+            "fell_back": result.fell_back, "reason": result.reason, "trace": result.trace, **result.details}
+
+
+def blind(item: MultipleChoiceItem) -> MultipleChoiceItem:
+    """`item` with its answer removed (gold 0 for every item), for the label-free families."""
+    return replace(item, gold=0)

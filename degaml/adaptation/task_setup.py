@@ -5,7 +5,7 @@ policy's state features."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from ..generator.trajectories import checkpoint_paths, load_checkpoint
 from ..models import LoadedModel, LoraState
 from .actions import Action
 from .apply import apply_action
-from .base import AdaptationContext
+from .base import AdaptationContext, blind
 from .policy import LinearPolicy, StateFeatures, adapter_statistics, confidence_and_entropy
 from .ttt import prompt_batch
 
@@ -52,8 +52,9 @@ def adaptation_context(generator: Generator, lm: LoadedModel, task: str, items: 
                        seed: int = 0, with_library: bool = True) -> AdaptationContext:
     """`items`: the task's unlabelled items (answers never read). The generator sees them in its own prompt
     format; the families (TTT, SLOT, the policy's features) see the bare prompts the model is scored on."""
-    return context_from_prompts(generator, lm, task, [item.prompt for item in items],
-                                [format_prompt(item, generator.prompt_format) for item in items], seed, with_library)
+    ctx = context_from_prompts(generator, lm, task, [item.prompt for item in items],
+                               [format_prompt(item, generator.prompt_format) for item in items], seed, with_library)
+    return replace(ctx, items=[blind(item) for item in items])
 
 
 def context_from_prompts(generator: Generator, lm: LoadedModel, task: str, prompts: Sequence[str],

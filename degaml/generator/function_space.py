@@ -18,69 +18,13 @@ of; the anchor charges for those changes and leaves the answer positions free.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from ..choice import choice_loss
 from ..config import LoraSettings
-from ..data import MultipleChoiceItem
 from ..models import LoadedModel, attach_lora
-from ..sft import Example, collate, training_example
-
-
-@dataclass(frozen=True)
-class ChoiceExample:
-    """Every option of one labelled item, each as (input ids, labels) after its own context, and the gold
-    option's index."""
-
-    options: tuple[Example, ...]
-    gold: int
-
-
-def choice_example(lm: LoadedModel, item: MultipleChoiceItem, max_tokens: int) -> ChoiceExample:
-    return ChoiceExample(tuple(training_example(lm, item, max_tokens, i) for i in range(len(item.choices))),
-                         item.gold)
-
-
-def choice_batch(lm: LoadedModel, examples: Sequence[ChoiceExample], size: int, rng: torch.Generator
-                 ) -> dict[str, torch.Tensor]:
-    """`size` items drawn with replacement, collated by `collate_choices`."""
-    picks = torch.randint(len(examples), (size,), generator=rng).tolist()
-    return collate_choices(lm, [examples[i] for i in picks])
-
-
-def collate_choices(lm: LoadedModel, examples: Sequence[ChoiceExample]) -> dict[str, torch.Tensor]:
-    """One row per option of each item: the collated rows, `option_item` (each row's item) and `gold_row`
-    (each item's gold row), on the model's device."""
-    rows: list[Example] = []
-    owner, gold = [], []
-    for n, example in enumerate(examples):
-        gold.append(len(rows) + example.gold)
-        rows.extend(example.options)
-        owner.extend([n] * len(example.options))
-    batch = collate(rows, lm.tokenizer.pad_token_id)
-    batch["option_item"], batch["gold_row"] = torch.tensor(owner), torch.tensor(gold)
-    return {k: v.to(lm.device) for k, v in batch.items()}
-
-
-def choice_loss(logits: torch.Tensor, labels: torch.Tensor, option_item: torch.Tensor, gold_row: torch.Tensor
-                ) -> torch.Tensor:
-    """Mean over items of the cross-entropy of the gold option against the item's options, each option
-    scored by the mean log-likelihood of its answer tokens (labels other than -100)."""
-    answer = labels[:, 1:] != -100
-    log_probs = F.log_softmax(logits[:, :-1][answer].float(), dim=-1)
-    token_ll = log_probs.gather(1, labels[:, 1:][answer][:, None])[:, 0]
-    row_of_token = answer.nonzero()[:, 0]
-    per_row = torch.zeros(len(labels), device=logits.device).index_add(0, row_of_token, token_ll)
-    per_row = per_row / answer.sum(1).clamp(min=1)
-    items = int(option_item.max()) + 1
-    top = torch.full((items,), float("-inf"), device=logits.device).scatter_reduce(
-        0, option_item, per_row.detach(), "amax")
-    normalizer = torch.zeros(items, device=logits.device).index_add(0, option_item, (per_row - top[option_item]).exp())
-    return (normalizer.log() + top - per_row[gold_row]).mean()
 
 
 def context_positions(labels: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -45,6 +45,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from ..choice import ChoiceExample, choice_batch, choice_example
 from ..lora_tokens import TokenLayout, detokenize, tokenize
 from ..models import LoadedModel, LoraState, process_state, read_lora_state
 from ..models.lora import ADAPTER_WEIGHTS
@@ -54,7 +55,7 @@ from .dataset import TaskTrajectory, average_states, weighted_masked_mse
 from .decoder import HyperConvDecoder
 from .diagnostics import task_dependence
 from .encoder import PromptEncoder
-from .function_space import AdapterLoss, ChoiceExample, choice_batch, choice_example
+from .function_space import AdapterLoss
 from .objectives import OBJECTIVES
 
 
