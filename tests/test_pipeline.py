@@ -433,3 +433,33 @@ def test_a_meta_training_task_is_never_a_target(workspace):
     colors, numbers = workspace["tasks"]
     with pytest.raises(ValueError, match=r"tasks.meta_training \['numbers'\] are also in-domain tasks or targets"):
         folds(TaskSets(meta_training=[numbers], train=[colors, numbers], heldout=[numbers], out_of_domain=[]))
+
+
+def test_single_actions_score_each_action_alone_and_a_random_one(workspace, tmp_path):
+    from degaml.pipeline.layout import seed_run
+    from degaml.pipeline.records import MethodCost
+
+    config, run = _config(workspace, tmp_path)
+    settings = yaml.safe_load(config.read_text())
+    colors, numbers = workspace["tasks"]
+    letters = settings["tasks"]["out_of_domain"][0]
+    settings.update(seeds=[0], shared_generator_steps=2, holdout="all_targets",
+                    tasks={"meta_training": [letters], "train": [colors, numbers], "heldout": [colors, numbers],
+                           "out_of_domain": []})
+    settings["policy"]["single_actions"] = True
+    settings["baselines"]["methods"] = ["union"]
+    config.write_text(yaml.safe_dump(settings))
+    main(["run", "--config", str(config)])
+    seed0 = seed_run(run, 0)
+    labels = ["none", "mixing variant=rank_half lam=0.5"]
+    for target in (colors, numbers):
+        for label in labels:
+            method = "action-" + label.replace(" ", "_")
+            assert MethodCost.load(seed0.method(target, method).cost).action == label
+            assert seed0.method(target, method).results.is_file()
+        drawn = MethodCost.load(seed0.method(target, "random-action").cost).action
+        assert drawn in labels
+        # `none` alone is the generated adapter: scored once.
+        record = yaml.safe_load((seed0.method(target, "action-none").eval / "config.yaml").read_text())
+        assert record["scores_of"] == "generated"
+    assert "random-action" in (run / "report" / "scores.csv").read_text()

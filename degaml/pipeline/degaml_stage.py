@@ -11,7 +11,17 @@ from ..memory import peak_memory_mb, reset_peak_memory
 from ..models import AdaptedOutput, LoadedModel, LoraState, read_lora_state
 from .baseline_stage import baseline_setup
 from .experiment import Experiment, Fold, say
-from .layout import DEGAML, DEGAML_K, GENERATED, ORACLE, SeedRun, control_method, scaled_methods
+from .layout import (
+    DEGAML,
+    DEGAML_K,
+    GENERATED,
+    ORACLE,
+    RANDOM_ACTION,
+    SeedRun,
+    action_method,
+    control_method,
+    scaled_methods,
+)
 from .policy_stage import oracle
 from .records import MethodCost
 
@@ -34,7 +44,7 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
     setup = baseline_setup(exp, run)
     b = exp.baselines
     for target in fold.targets:
-        done = (GENERATED, DEGAML, ORACLE, DEGAML_K, *map(control_method, exp.prompt_controls),
+        done = (GENERATED, DEGAML, ORACLE, DEGAML_K, *map(control_method, exp.prompt_controls), *single_methods(exp),
                 *(m for k in exp.task_counts for m in scaled_methods(k)))
         if all(run.method(target, m).cost.is_file() for m in done):
             continue
@@ -50,6 +60,7 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
             MethodCost(seconds=result.info["seconds"], labelled_target_examples=0, action=result.action.label,
                        **peak_memory_mb(lm.device)).save(directory.cost)
             say(exp, f"{target}: {method} = {result.action.label} ({result.info['seconds']:.1f} s)")
+        _single_actions(exp, lm, run, gen, target, ctx)
         _prompt_controls(exp, lm, run, gen, target, items)
         _scaling_curve(exp, run, target, items)
         if not run.method(target, ORACLE).cost.is_file():
@@ -68,6 +79,39 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
             MethodCost(seconds=seconds, labelled_target_examples=len(support), choice=choice.choice,
                        **peak_memory_mb(lm.device)).save(directory.cost)
             say(exp, f"{target}: {DEGAML_K} = {choice.choice} ({seconds:.1f} s)")
+
+
+def single_methods(exp: Experiment) -> list[str]:
+    """The methods of `policy.single_actions`: each action alone, then the random action."""
+    from .policy_stage import policy_actions
+
+    if not exp.policy.single_actions:
+        return []
+    return [*(action_method(a.label) for a in policy_actions(exp.policy)), RANDOM_ACTION]
+
+
+def _single_actions(exp: Experiment, lm: LoadedModel, run: SeedRun, gen, target: str, ctx: AdaptationContext
+                    ) -> None:
+    """Each action alone on the target, and one drawn uniformly (seeded by the run's seed and the target); an
+    action the policy chose is written again, and scored once (evaluation shares equal outputs)."""
+    import random
+
+    from ..adaptation.task_setup import adapt_task
+    from .policy_stage import policy_actions
+
+    if not exp.policy.single_actions:
+        return
+    actions = policy_actions(exp.policy)
+    drawn = actions[random.Random(f"{run.seed}:{task_label(target)}").randrange(len(actions))]
+    for method, action in [*((action_method(a.label), a) for a in actions), (RANDOM_ACTION, drawn)]:
+        directory = run.method(target, method)
+        if directory.cost.is_file():
+            continue
+        reset_peak_memory(lm.device)
+        result = adapt_task(gen, ctx, directory.output, action=action)
+        MethodCost(seconds=result.info["seconds"], labelled_target_examples=0, action=action.label,
+                   **peak_memory_mb(lm.device)).save(directory.cost)
+        say(exp, f"{target}: {method} ({result.info['seconds']:.1f} s)")
 
 
 def _prompt_controls(exp: Experiment, lm: LoadedModel, run: SeedRun, gen, target: str, items: list) -> None:

@@ -15,6 +15,7 @@ from ..config import EvalConfig
 from ..evaluation.harness import read_results
 from ..io import atomic_write_json, cache_root
 from ..models import AdaptedOutput, LoadedModel
+from .degaml_stage import single_methods
 from .experiment import Experiment, Fold, say, split_data
 from .layout import (
     BASE,
@@ -45,7 +46,8 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold)
         loaded = load_partitioned(data)
         scored: dict[str, tuple[str, Any]] = {}  # scoring digest -> (method, its results): one adapter, one pass
         for method in (BASE, *exp.floors, GENERATED, *map(control_method, exp.prompt_controls),
-                       *(m for k in exp.task_counts for m in scaled_methods(k)), DEGAML, ORACLE, DEGAML_K,
+                       *(m for k in exp.task_counts for m in scaled_methods(k)), DEGAML, *single_methods(exp), ORACLE,
+                       DEGAML_K,
                        *exp.baselines.methods):
             directory = run.method(target, method)
             if directory.results.is_file():

@@ -43,6 +43,18 @@ TARGET_FINETUNED = "target-finetuned"
 """A ceiling, not a method: the target's own trajectory's adapter (every saved checkpoint averaged, as a
 training task's adapter is), fine-tuned on the target's labelled train partition."""
 FLOORS = (MEAN, RETRIEVAL, UNION_MATCHED, TARGET_FINETUNED)
+"""What a run's `floors` setting may name: zero-label floors built from the generator's training data, and
+the target-finetuned ceiling."""
+RANDOM_ACTION = "random-action"
+"""The generated adapter refined by an action drawn uniformly from the policy's actions (per target and seed,
+`policy.single_actions`): what a policy must beat to have learnt anything."""
+
+
+def action_method(label: str) -> str:
+    """The method of one action applied to every target (`policy.single_actions`): `action-ttt_steps=5_lr=1e-05`."""
+    return "action-" + label.replace(" ", "_")
+
+
 def control_method(control: str) -> str:
     """The method of a prompt control (`prompt_controls`): `generated-swapped-prompts`, `generated-random-prompts`."""
     return f"{GENERATED}-{control}-prompts"
@@ -56,8 +68,6 @@ def scaled_methods(count: int) -> tuple[str, str]:
 CALIBRATED = "-calibrated"
 """Suffix of a method's label-free calibrated scores (`evaluation.calibrated`): `base-calibrated`,
 `union-calibrated`, ..."""
-"""What a run's `floors` setting may name: zero-label floors built from the generator's training data, and
-the target-finetuned ceiling."""
 DEGAML_K = "degaml-k"
 """The k-label track's DeGAML: of the generated adapter and DeGAML's label-free adaptation of it, each as it is
 or fine-tuned on k - `policy.select_examples` of the k labelled support examples, the one with the lowest loss

@@ -54,6 +54,9 @@ class PolicySettings:
     select_examples: int = 4
     """DeGAML-k: of the k support examples, how many are held out to choose between its candidates (the
     generated adapter and the label-free adaptation, each as it is or fine-tuned on the rest)."""
+    single_actions: bool = False
+    """Also apply each of the actions alone to every target (methods `action-<label>`) and one drawn uniformly
+    per target (`random-action`): the policy's comparisons, the best single family and a random choice."""
 
     def __post_init__(self) -> None:
         _at_least("policy", self, max_tasks=1, validation_limit=1, epochs=1, adaptation_prompts=1, select_examples=1)
