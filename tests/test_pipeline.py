@@ -233,12 +233,13 @@ def test_all_targets_out_folds_share_the_generator_and_meta_training(workspace, 
                   for m in ("generated", "degaml")}
         assert scores["generated"] == scores["degaml"]
 
-    # Another run of the same task pool collects no trajectory and meta-trains no union LoRA: both come from the
-    # machine's cache (hard links), identical to the first run's.
+    # Another run of the same task pool collects no trajectory, meta-trains no union LoRA and trains no generator:
+    # all come from the machine's cache (hard links), identical to the first run's.
     def refuse(*args, **kwargs):
         raise AssertionError("a cached trajectory or meta-training was computed again")
 
-    for target in ("degaml.generator.trajectories._train_trajectory", "degaml.baselines.union.meta_train"):
+    for target in ("degaml.generator.trajectories._train_trajectory", "degaml.baselines.union.meta_train",
+                   "degaml.generator.training.train_generator"):
         monkeypatch.setattr(target, refuse)
     settings.update(out=str(tmp_path / "again"), baselines={**settings["baselines"], "methods": ["union"]})
     config.write_text(yaml.safe_dump(settings))
@@ -246,6 +247,8 @@ def test_all_targets_out_folds_share_the_generator_and_meta_training(workspace, 
     again = seed_run(tmp_path / "again", 0)
     first = (seed0.trajectories / "letters" / "manifest.json").read_text()
     assert (again.trajectories / "letters" / "manifest.json").read_text() == first
+    assert (again.generator("shared") / "decoder.safetensors").read_bytes() == \
+        (seed0.generator("shared") / "decoder.safetensors").read_bytes()
     assert (seed0.method(colors, "union").output / "adapter_model.safetensors").read_bytes() == \
         (again.method(colors, "union").output / "adapter_model.safetensors").read_bytes()
     # and the floors it shares with the first run are not scored again: their scores come from the machine's cache.

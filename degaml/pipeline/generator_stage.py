@@ -4,11 +4,14 @@ base adapter."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import hashlib
+import json
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..data import task_label
-from ..io import cache_root
+from ..generator.trajectories import MANIFEST
+from ..io import atomic_write_json, cache_root, exclusive_directory, link_copy
 from ..models import LoadedModel, write_adapter
 from ..models.lora import ADAPTER_WEIGHTS
 from .baseline_stage import meta_trained
@@ -39,14 +42,11 @@ def shared_fold(exp: Experiment, count: int | None = None) -> Fold:
 def scaling_stage(exp: Experiment, lm: LoadedModel, run: SeedRun) -> None:
     """The scaling curve's generators: each trained like the shared one, on the first K meta-training tasks,
     residual on union LoRA of those K tasks."""
-    from ..generator.training import train_on_trajectories
-
     for count in exp.task_counts:
         fold = shared_fold(exp, count)
         config = replace(exp.generator, seed=run.seed, steps=exp.shared_generator_steps,
                          residual_base=_residual_base(exp, lm, run, fold))
-        train_on_trajectories(run.trajectories, run.generator(fold.name), _holdout(exp, fold), config,
-                              exp.partition.source, exp.progress, lm)
+        _train(exp, lm, run, fold, config)
 
 
 def residual_source(exp: Experiment, fold: Fold) -> Fold:
@@ -56,23 +56,54 @@ def residual_source(exp: Experiment, fold: Fold) -> Fold:
 
 
 def generator_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> Path:
-    from ..generator.training import train_on_trajectories
-
     config = replace(exp.generator, seed=run.seed)
     if exp.shared_generator_steps:  # trained once, on no target: every fold may start from it
         shared = shared_fold(exp)
-        out = train_on_trajectories(run.trajectories, run.generator(SHARED_FOLD), _holdout(exp, shared),
-                                    replace(config, steps=exp.shared_generator_steps,
-                                            residual_base=_residual_base(exp, lm, run, shared)),
-                                    exp.partition.source, exp.progress, lm)
+        out = _train(exp, lm, run, shared, replace(config, steps=exp.shared_generator_steps,
+                                                   residual_base=_residual_base(exp, lm, run, shared)))
         if exp.all_targets_out:
             return out
         config = replace(config, init_from=str(out), residual_base="")  # its residual base comes with it
     else:
         config = replace(config, residual_base=_residual_base(exp, lm, run, fold))
-    # Training resumes, and returns at once when finished.
-    return train_on_trajectories(run.trajectories, run.generator(fold.name), _holdout(exp, fold), config,
-                                 exp.partition.source, exp.progress, lm)
+    return _train(exp, lm, run, fold, config)
+
+
+def _train(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, config) -> Path:
+    """`fold`'s generator at `run.generator(fold.name)`: trained (or resumed) once per machine in
+    `<cache_root>/generators/`, keyed by everything that determines it (the training settings, the residual
+    base's and starting generator's weights, every trajectory's manifest, the held-out tasks, the model
+    weights and dtype), and hard-linked into the run. A finished one returns at once."""
+    from ..generator.training import saved_step, train_on_trajectories
+
+    out = run.generator(fold.name)
+    if saved_step(out) >= config.steps:
+        return out
+    holdout = _holdout(exp, fold)
+    cached = cache_root() / "generators" / f"{fold.name}-{_generator_key(lm, run, config, holdout)}"
+    with exclusive_directory(cached):
+        if not (cached / GENERATOR_COMPLETE).is_file():  # training resumes, and returns at once when finished
+            train_on_trajectories(run.trajectories, cached, holdout, config, exp.partition.source, exp.progress, lm)
+            atomic_write_json(cached / GENERATOR_COMPLETE, {"fold": fold.name, "steps": config.steps})
+    with exclusive_directory(out):
+        link_copy(cached, out, GENERATOR_COMPLETE)
+    return out
+
+
+GENERATOR_COMPLETE = "complete.json"
+
+
+def _generator_key(lm: LoadedModel, run: SeedRun, config, holdout: list[str]) -> str:
+    def digest(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+    inputs = {"config": asdict(config), "holdout": holdout, "dtype": lm.precision.dtype, "weights": lm.source,
+              "residual_base": digest(Path(config.residual_base) / ADAPTER_WEIGHTS) if config.residual_base else "",
+              "init_from": digest(Path(config.init_from) / "decoder.safetensors") if config.init_from else "",
+              "trajectories": {d.name: digest(d / MANIFEST) for d in sorted(run.trajectories.iterdir()) if d.is_dir()}}
+    for path in ("residual_base", "init_from"):  # a run's own path: the weights' digest stands for it
+        inputs["config"][path] = ""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _holdout(exp: Experiment, fold: Fold) -> list[str]:
