@@ -43,6 +43,22 @@ def test_latent_steps_lower_the_prompt_loss_and_leave_weights_untouched(tokenize
 def test_latent_budget_errors():
     with pytest.raises(BudgetError, match="latent.steps"):
         SlotConfig(steps=-2)
+    with pytest.raises(BudgetError, match="needs scope task"):
+        SlotConfig(objective="infomax", scope="sample")
+    with pytest.raises(BudgetError, match="needs at least one unlabelled item with its options"):
+        optimize_delta(None, PROMPTS, SlotConfig(objective="infomax"))
+
+
+def test_latent_infomax_lowers_its_objective_over_the_items_options(tokenizer):
+    lm = make_tiny("llama", tokenizer)
+    items = [ITEM, MultipleChoiceItem.cloze("y", "q", "Is 4 * 8 = 32?", ["yes", "no"], 0),
+             MultipleChoiceItem.cloze("z", "q", "A man is on a roof. He", ["pulls up shingles", "swims"], 0)]
+    delta, trace, _ = optimize_delta(lm, [], SlotConfig(steps=8, lr=0.5, objective="infomax"), items)
+    assert len(trace) == 8 and trace[-1] < trace[0] and torch.count_nonzero(delta) > 0
+    # The answers are never read: other golds, the same delta.
+    flipped = [MultipleChoiceItem.cloze(it.id, it.question, it.contexts[0], it.choices, 1) for it in items]
+    again, _, _ = optimize_delta(lm, [], SlotConfig(steps=8, lr=0.5, objective="infomax"), flipped)
+    assert torch.equal(delta, again)
 
 
 def test_tts_vote_and_confidence_hand_computed():

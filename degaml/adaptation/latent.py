@@ -1,9 +1,14 @@
 """The family `latent`, latent-space adaptation (SLOT): one vector delta added to the final hidden state,
-right before the LM head, optimized for a few AdamW steps on the prompts' next-token loss while every
-weight stays frozen.
+right before the LM head, optimized for a few AdamW steps while every weight stays frozen.
 
 - shared per task (as the reference does): one delta from all of the task's unlabelled prompts;
 - per sample (as the SLOT paper does): a fresh delta per item, optimized on that item's own context.
+
+Before a linear LM head a task-scope delta is a constant bias on every token's logit: a token prior. Its
+objective (`objective`) decides what that prior is for: `prompt_lm`, the prompts' next-token loss (the
+reference; it makes the question text likelier, not one option over another), or `infomax` (task scope),
+confident option distributions per unlabelled item whose average stays spread over the option positions,
+i.e. a label-free calibration of the options' tokens.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..choice import choice_example, collate_choices, infomax_loss, option_log_probs, option_scores
 from ..data import MultipleChoiceItem
 from ..evaluation.harness import ScoreFn
 from ..evaluation.loglikelihood import ChoiceScore, LoglikelihoodScorer
@@ -42,16 +48,22 @@ class LatentConfig:
     max_tokens: int = 256
     scope: str = "task"
     """`task`: one delta fitted on all the task's prompts; `sample`: a fresh delta per evaluated item."""
+    objective: str = "prompt_lm"
+    """prompt_lm | infomax (task scope only: it needs several items); the module's docstring."""
 
     def __post_init__(self) -> None:
         check_range("latent.steps", self.steps, 0, 1000, integer=True)
         check_range("latent.lr", self.lr, 0, 10, open_low=True)
         check_range("latent.max_tokens", self.max_tokens, 1, 1_000_000, integer=True)
         check_choice("latent.scope", self.scope, ("task", "sample"))
+        check_choice("latent.objective", self.objective, ("prompt_lm", "infomax"))
+        if self.objective == "infomax" and self.scope != "task":
+            raise BudgetError("latent.objective = 'infomax' needs scope task (the option average is over items)")
 
 
 GRID: list[tuple[dict[str, Any], float]] = [({"steps": 5, "lr": 0.1, "scope": "task"}, 15.0),
-                                             ({"steps": 3, "lr": 0.1, "scope": "sample"}, 30.0)]
+                                             ({"steps": 3, "lr": 0.1, "scope": "sample"}, 30.0),
+                                             ({"steps": 10, "lr": 0.1, "objective": "infomax"}, 30.0)]
 
 CONFIG = LatentConfig
 
@@ -63,15 +75,30 @@ def OUTPUT(config: LatentConfig) -> str:  # noqa: N802 (a capability of the plug
 NEEDS_LIBRARY = False
 
 
-def optimize_delta(lm: LoadedModel, prompts: Sequence[str], config: LatentConfig) -> tuple[torch.Tensor, list[float], float]:
-    """(delta, per-step loss, seconds). Only delta receives gradients; the model's weights are untouched."""
-    if not prompts:
-        raise BudgetError("latent adaptation needs at least one prompt")
+def optimize_delta(lm: LoadedModel, prompts: Sequence[str], config: LatentConfig,
+                   items: Sequence[MultipleChoiceItem] = ()) -> tuple[torch.Tensor, list[float], float]:
+    """(delta, per-step loss, seconds): on `prompts` (`prompt_lm`) or on `items`, the same prompts with their
+    options and no answers (`infomax`). Only delta receives gradients; the model's weights are untouched."""
+    infomax = config.objective == "infomax"
+    if not (items if infomax else prompts):
+        raise BudgetError(f"latent adaptation ({config.objective}) needs at least one "
+                          f"{'unlabelled item with its options' if infomax else 'prompt'}")
     start = time.perf_counter()
     hidden = lm.model.get_output_embeddings().in_features
     delta = torch.zeros(hidden, device=lm.device, requires_grad=True)
     optimizer = torch.optim.AdamW([delta], lr=config.lr)
-    batch = prompt_batch(lm, list(prompts), config.max_tokens)
+    if infomax:
+        batch = collate_choices(lm, [choice_example(lm, item, config.max_tokens) for item in items])
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+        def objective() -> torch.Tensor:
+            scores = option_scores(lm.model(**inputs).logits, batch["labels"])
+            return infomax_loss(option_log_probs(scores, batch["option_item"]))
+    else:
+        batch = prompt_batch(lm, list(prompts), config.max_tokens)
+
+        def objective() -> torch.Tensor:
+            return lm.model(**batch).loss
     requires = [p.requires_grad for p in lm.model.parameters()]
     for p in lm.model.parameters():
         p.requires_grad_(False)
@@ -79,7 +106,7 @@ def optimize_delta(lm: LoadedModel, prompts: Sequence[str], config: LatentConfig
     try:
         with latent_delta(lm, delta):
             for _ in range(config.steps):
-                loss = lm.model(**batch).loss
+                loss = objective()
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite latent loss at step {len(trace) + 1}")
                 optimizer.zero_grad()
@@ -126,7 +153,7 @@ def apply(ctx: AdaptationContext, config: LatentConfig, out: Path, info: dict[st
         with peft_model(ctx.lm, ctx.lora, state) as model:
             model.eval()
             try:
-                delta, trace, seconds = optimize_delta(ctx.lm, ctx.prompts, config)
+                delta, trace, seconds = optimize_delta(ctx.lm, ctx.prompts, config, ctx.items)
                 delta = delta.float().cpu()
                 result = AdaptationResult(NAME, state, asdict(config), seconds, trace=trace)
             except FloatingPointError as e:  # non-finite loss: keep the generated adapter alone
