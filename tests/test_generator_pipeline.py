@@ -482,6 +482,22 @@ def test_tts_ensemble_is_written_and_scored_by_combining_members(workspace, gene
               "--evaluation.protocol", "generative", "--out", str(tmp_path / "g"), "--progress", "false"])
 
 
+def test_tts_disjoint_members_draw_from_disjoint_prompt_parts(workspace, generator, tmp_path, monkeypatch):
+    from degaml.generator.generation import Generator
+
+    seen = []
+    generate_state = Generator.generate_state
+    monkeypatch.setattr(Generator, "generate_state",
+                        lambda self, prompts, *a, **k: seen.append(list(prompts)) or generate_state(self, prompts, *a, **k))
+    out = tmp_path / "tts"
+    main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][0], "--out", str(out),
+          "--action", "tts k=3 combine=confidence members=disjoint", "--model.device", "cpu",
+          "--adaptation_prompts", "12"])
+    assert json.loads((out / "tts.json").read_text())["member_prompts"] == "disjoint"
+    assert len(seen) == 3 and sorted(len(p) for p in seen) == [4, 4, 4]
+    assert len({p for part in seen for p in part}) == 12  # no prompt in two members
+
+
 def test_prompt_perplexity_mixing_mixes_in_the_training_trajectories(workspace, generator, tmp_path):
     out = tmp_path / "hub"
     main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][1], "--out", str(out),

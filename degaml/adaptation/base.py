@@ -34,8 +34,9 @@ class AdaptationContext:
     """The base model, with no adapter attached; families attach and remove their own."""
     lora: LoraSettings
     base_model: str
-    generate: Callable[[int], tuple[LoraState, dict]]
-    """Prompt-sample seed -> (generated LoRA state, generation info). Only ever run forward."""
+    generate: Callable[..., tuple[LoraState, dict]]
+    """(prompt-sample seed, optional indices of the prompts to draw from) -> (generated LoRA state, generation
+    info). Only ever run forward."""
     prompts: Sequence[str]
     """The task's unlabelled adaptation prompts."""
     items: Sequence[MultipleChoiceItem] = ()

@@ -68,8 +68,9 @@ def context_from_prompts(generator: Generator, lm: LoadedModel, task: str, promp
     target = LoraGeometry.from_model(lm.model, generator.lora)
     generator_prompts = list(generator_prompts)
 
-    def generate(sample_seed: int) -> tuple[LoraState, dict]:
-        return generator.generate_state(generator_prompts, sample_seed, target)
+    def generate(sample_seed: int, indices: Sequence[int] | None = None) -> tuple[LoraState, dict]:
+        chosen = generator_prompts if indices is None else [generator_prompts[i] for i in indices]
+        return generator.generate_state(chosen, sample_seed, target)
 
     library = lorahub_library(generator, task) if with_library else []
     return AdaptationContext(lm=lm, lora=generator.lora, base_model=generator.card.model, generate=generate,

@@ -1,5 +1,7 @@
-"""The family `tts`, test-time scaling: K adapters generated from K different prompt samples, written as an
-ensemble whose answers evaluation combines per item (`degaml.evaluation.ensemble`: vote or confidence)."""
+"""The family `tts`, test-time scaling: K generated adapters written as an ensemble whose answers evaluation
+combines per item (`degaml.evaluation.ensemble`: vote or confidence). The members (`members`) come from K
+prompt samples of the whole pool (`samples`; with 16 of 32 prompts each they overlap and barely differ) or
+from K disjoint parts of it (`disjoint`: no prompt in two members)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..models import write_ensemble
-from .base import AdaptationContext, check_choice, check_range
+from .base import AdaptationContext, BudgetError, check_choice, check_range
 
 NAME = "tts"
 
@@ -18,13 +22,19 @@ NAME = "tts"
 class TtsConfig:
     k: int = 3
     combine: str = "vote"
+    members: str = "samples"
+    """samples | disjoint (the module's docstring)."""
 
     def __post_init__(self) -> None:
         check_range("tts.k", self.k, 1, 64, integer=True)
         check_choice("tts.combine", self.combine, ("vote", "confidence"))
+        check_choice("tts.members", self.members, ("samples", "disjoint"))
 
 
-GRID: list[tuple[dict[str, Any], float]] = [({"k": 3, "combine": c}, 3.0) for c in ("vote", "confidence")]
+GRID: list[tuple[dict[str, Any], float]] = [
+    *(({"k": 3, "combine": c}, 3.0) for c in ("vote", "confidence")),
+    ({"k": 3, "combine": "confidence", "members": "disjoint"}, 3.0),
+]
 
 CONFIG = TtsConfig
 OUTPUT = "tts"
@@ -33,7 +43,15 @@ NEEDS_LIBRARY = False
 
 def apply(ctx: AdaptationContext, config: TtsConfig, out: Path, info: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
-    members = [ctx.generate(ctx.seed + i) for i in range(config.k)]  # a different prompt sample per member
-    record = {**info, "seeds": list(range(ctx.seed, ctx.seed + config.k)), "seconds": time.perf_counter() - started,
+    seeds = list(range(ctx.seed, ctx.seed + config.k))
+    if config.members == "disjoint":
+        if len(ctx.prompts) < config.k:
+            raise BudgetError(f"tts with {config.k} disjoint members needs at least {config.k} prompts, "
+                              f"got {len(ctx.prompts)}")
+        order = torch.randperm(len(ctx.prompts), generator=torch.Generator().manual_seed(ctx.seed)).tolist()
+        members = [ctx.generate(seed, order[i::config.k]) for i, seed in enumerate(seeds)]
+    else:
+        members = [ctx.generate(seed) for seed in seeds]  # a different prompt sample per member
+    record = {**info, "seeds": seeds, "member_prompts": config.members, "seconds": time.perf_counter() - started,
               "fell_back": False, "reason": ""}
     return write_ensemble(members, ctx.lora, ctx.base_model, out, config.combine, record)
