@@ -498,10 +498,11 @@ def test_tts_disjoint_members_draw_from_disjoint_prompt_parts(workspace, generat
     assert len({p for part in seen for p in part}) == 12  # no prompt in two members
 
 
-def test_prompt_perplexity_mixing_mixes_in_the_training_trajectories(workspace, generator, tmp_path):
+@pytest.mark.parametrize("variant", ["prompt_perplexity", "infomax"])
+def test_searched_mixing_mixes_in_the_training_trajectories(workspace, generator, tmp_path, variant):
     out = tmp_path / "hub"
     main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][1], "--out", str(out),
-          "--action", "mixing variant=prompt_perplexity evaluations=6", "--model.device", "cpu"])
+          "--action", f"mixing variant={variant} evaluations=6", "--model.device", "cpu"])
     info = json.loads((out / "degaml.json").read_text())
     # The generator was trained on "colors" only: the library is its last checkpoint (never the target's own).
     assert info["library_size"] == 1 and len(info["weights"]) == 2

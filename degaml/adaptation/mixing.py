@@ -1,4 +1,4 @@
-"""The family `mixing`: LoRA mixing, two precisely named variants.
+"""The family `mixing`: LoRA mixing, three precisely named variants.
 
 - `rank_half_mix` (the reference's): split one adapter's lora_A into its two rank halves [A1; A2] and mix
   them with a weight lambda: A1' = lam A1 + (1 - lam) A2, A2' = lam A2 + (1 - lam) A1; lora_B unchanged.
@@ -10,6 +10,13 @@
   `degaml baseline lorahub`); this variant reads no label, hence its name. With one adapter and w = 1 it is
   the identity. The search starts from w = (1, 0, ..., 0), the generated adapter alone, so it can only
   improve on it by the objective's measure.
+- `infomax`: the same combination and search with a choice-level label-free objective, InfoMax over the
+  unlabelled items' options (`degaml/choice.py`). The prompts' perplexity rewards adapters that make the
+  question text likely, which moves every option together; InfoMax rewards confident answers that do not
+  all fall on one option position.
+
+Rank-half mixing has no objective: a LoRA's rank components are exchangeable, so lam only mixes two arbitrary
+halves. It stays as the reference's variant, for comparison; the policy's default grid still offers it.
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ from typing import Any
 import torch
 from peft import set_peft_model_state_dict
 
+from ..choice import choice_example, collate_choices, infomax_loss, option_log_probs, option_scores
 from ..config import LoraSettings
+from ..data import MultipleChoiceItem
 from ..models import LoadedModel, LoraState, attach_lora
 from ..models.mixture import search_mixture
 from .base import (
@@ -53,7 +62,7 @@ class MixingConfig:
     """prompt_perplexity: L1 penalty on the weights."""
 
     def __post_init__(self) -> None:
-        check_choice("mixing.variant", self.variant, ("rank_half", "prompt_perplexity"))
+        check_choice("mixing.variant", self.variant, ("rank_half", "prompt_perplexity", "infomax"))
         check_range("mixing.lam", self.lam, 0, 1)
         check_range("mixing.evaluations", self.evaluations, 1, 10_000, integer=True)
         check_range("mixing.l1", self.l1, 0, 10)
@@ -62,6 +71,7 @@ class MixingConfig:
 GRID: list[tuple[dict[str, Any], float]] = [
     *(({"variant": "rank_half", "lam": lam}, 0.1) for lam in (0.5, 0.75)),
     ({"variant": "prompt_perplexity", "evaluations": 40}, 40.0),
+    ({"variant": "infomax", "evaluations": 40}, 60.0),
 ]
 
 CONFIG = MixingConfig
@@ -69,8 +79,8 @@ OUTPUT = "plain"
 
 
 def NEEDS_LIBRARY(config: MixingConfig) -> bool:  # noqa: N802 (a capability of the plug-in convention)
-    """Prompt-perplexity mixing mixes in the training tasks' adapters."""
-    return config.variant == "prompt_perplexity"
+    """The searched mixtures (prompt perplexity, InfoMax) mix in the training tasks' adapters."""
+    return config.variant != "rank_half"
 
 
 def rank_half_mix(state: LoraState, lam: float) -> LoraState:
@@ -120,6 +130,27 @@ def prompt_loss_objective(lm: LoadedModel, lora: LoraSettings, prompts: Sequence
     return objective, close
 
 
+def infomax_objective(lm: LoadedModel, lora: LoraSettings, items: Sequence[MultipleChoiceItem], max_tokens: int = 256
+                      ) -> tuple[Callable[[LoraState], float], Callable[[], None]]:
+    """InfoMax over the unlabelled items' options under an adapter (`degaml/choice.py`: confident answers that
+    do not all fall on one option position), and a function that detaches the LoRA."""
+    model = attach_lora(lm.model, lora)
+    model.eval()
+    batch = collate_choices(lm, [choice_example(lm, item, max_tokens) for item in items])
+
+    def objective(state: LoraState) -> float:
+        set_peft_model_state_dict(model, state)
+        with torch.no_grad():
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            return float(infomax_loss(option_log_probs(option_scores(logits, batch["labels"]), batch["option_item"])))
+
+    def close() -> None:
+        model.unload()
+        lm.model.eval()
+
+    return objective, close
+
+
 def lorahub_search(states: Sequence[LoraState], objective: Callable[[LoraState], float], config: LoraHubConfig
                    ) -> AdaptationResult:
     """`models.mixture.search_mixture` from the first adapter alone (the generated one), as an adaptation result."""
@@ -137,7 +168,12 @@ def apply(ctx: AdaptationContext, config: MixingConfig, out: Path, info: dict[st
         t0 = time.perf_counter()
         result = AdaptationResult(NAME, rank_half_mix(state, config.lam), asdict(config), time.perf_counter() - t0)
         return write_refined(ctx, out, result.state, {**generated, **info, **outcome(result, started)})
-    objective, close = prompt_loss_objective(ctx.lm, ctx.lora, ctx.prompts[:SEARCH_PROMPTS])
+    if config.variant == "infomax":
+        if not ctx.items:
+            raise BudgetError("mixing variant=infomax needs the task's unlabelled items with their options")
+        objective, close = infomax_objective(ctx.lm, ctx.lora, ctx.items[:SEARCH_PROMPTS])
+    else:
+        objective, close = prompt_loss_objective(ctx.lm, ctx.lora, ctx.prompts[:SEARCH_PROMPTS])
     try:
         result = lorahub_search([state, *ctx.library], objective,
                                 LoraHubConfig(max_evaluations=config.evaluations, l1=config.l1))
