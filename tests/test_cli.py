@@ -105,4 +105,4 @@ def test_nested_help_describes_each_setting(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--evaluation.help", "EvaluationSettings"])
     out = capsys.readouterr().out
-    assert "Test items per target" in out and "--evaluation.limit" in out
+    assert "Items per target" in out and "--evaluation.limit" in out and "stays sealed" in out

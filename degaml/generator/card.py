@@ -24,7 +24,7 @@ CARD_FILE = "config.json"
 RECIPES = Path(__file__).resolve().parents[1] / "configs" / "generator"
 """Named generator recipes, one YAML file each (`configs/generator/<name>.yaml`)."""
 RECIPE_FIELDS = ("objective", "task_loss_weight", "task_examples", "task_loss_kind", "anchor", "residual",
-                 "residual_base", "stat_code", "token_weighting", "prompt_format")
+                 "residual_base", "stat_code", "token_weighting", "prompt_format", "contrast", "contrast_margin")
 """What a recipe fixes: how the generator learns, never how long (steps, batch, learning rate stay the caller's)."""
 
 

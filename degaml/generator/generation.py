@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -107,6 +108,7 @@ class Generator:
                              f"{len(broken)} of {len(state)} tensors (first {broken[0]}); nothing was written")
         t2 = time.perf_counter()
         info = {"generator": str(self.directory), "prompts_given": len(prompts), "prompts_used": len(selected),
+                "prompts_sha256": hashlib.sha256("\n".join(prompts).encode()).hexdigest(),
                 "sampled_with_replacement": with_replacement, "seed": seed,
                 "encode_seconds": t1 - t0, "decode_seconds": t2 - t1, "generation_seconds": t2 - t0}
         return state, info

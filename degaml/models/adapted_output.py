@@ -24,7 +24,9 @@ from safetensors.torch import load_file, save_file
 
 from ..config import LoraSettings
 from ..io import atomic_directory, atomic_write_json, read_json_object
+from .cards import CARD_FILE, adapter_card
 from .lora import ADAPTER_WEIGHTS, peft_config
+from .registry import base_model_reference
 
 INFO_FILE = "degaml.json"
 """How the output was made (action, generation, seconds, fallbacks); SLOT settings for latent-sample."""
@@ -39,15 +41,19 @@ def write_adapter(state_dict: dict[str, torch.Tensor], lora: LoraSettings, base_
     """A PEFT adapter directory from a LoRA state dict (PEFT keys), written atomically; `info` goes to
     degaml.json, `latent_delta` makes it a latent-task output, `tensors` ({file name: tensors}) are further
     safetensors files a method keeps beside its adapter."""
+    reference, note = base_model_reference(base_model)
+    record = {**(info or {}), "base_model": base_model, "base_model_name_or_path": reference}
+    kind = "latent-task" if latent_delta is not None else \
+        "latent-sample" if (info or {}).get("latent", {}).get("scope") == "sample" else "plain"
     with atomic_directory(out) as tmp:
         config = peft_config(lora)
-        config.base_model_name_or_path = base_model
+        config.base_model_name_or_path = reference
         config.save_pretrained(str(tmp))
         save_file({k: v.contiguous() for k, v in state_dict.items()}, str(tmp / ADAPTER_WEIGHTS))
-        if info is not None:
-            atomic_write_json(tmp / INFO_FILE, info)
+        atomic_write_json(tmp / INFO_FILE, record)
         if latent_delta is not None:
             save_file({"delta": latent_delta.float().cpu().contiguous()}, str(tmp / LATENT_FILE))
+        (tmp / CARD_FILE).write_text(adapter_card(kind, reference, note, _licence(base_model), record))
         for name, group in (tensors or {}).items():
             save_file({k: v.contiguous() for k, v in group.items()}, str(tmp / name))
     return Path(out)
@@ -65,7 +71,17 @@ def write_ensemble(members: Sequence[tuple[dict[str, torch.Tensor], dict]], lora
         for name, group in (tensors or {}).items():
             save_file({k: v.contiguous() for k, v in group.items()}, str(tmp / name))
         atomic_write_json(tmp / TTS_FILE, record)
+        reference, note = base_model_reference(base_model)
+        (tmp / CARD_FILE).write_text(adapter_card("tts", reference, note, _licence(base_model), record))
     return record
+
+
+def _licence(base_model: str) -> str:
+    """The adapter's licence: Apache-2.0 (degaml's) unless the base model's terms say otherwise."""
+    from .registry import OFFLINE_MODELS
+
+    offline = OFFLINE_MODELS.get(base_model)
+    return "apache-2.0" if offline is None or offline.licence == "Apache-2.0" else "other"
 
 
 @dataclass(frozen=True)
@@ -100,7 +116,11 @@ class AdaptedOutput:
 
     @property
     def base_model(self) -> str:
-        """The base model the adapter (an ensemble's first member) was written for."""
+        """The base model the adapter (an ensemble's first member) was written for, as degaml names it (an
+        offline default's short name; adapter_config.json names the hub model its weights came from)."""
+        member = read_json_object(self.members[0] / INFO_FILE) if (self.members[0] / INFO_FILE).is_file() else {}
+        if member.get("base_model"):
+            return member["base_model"]
         config = self.members[0] / "adapter_config.json"
         try:
             return json.loads(config.read_text())["base_model_name_or_path"]

@@ -240,12 +240,14 @@ def _warn_on_other_base(config: dict, config_path: Path, model: nn.Module) -> No
     be meant: a base model's adapter on its instruct sibling), naming both."""
     import sys
 
+    from .registry import base_model_reference
+
     named = str(config.get("base_model_name_or_path") or "")
     loaded = str(getattr(model.config, "_name_or_path", "") or "")
     if not named or not loaded:
         return
-    # An offline default is loaded from its cache directory, named after it (models/registry.py).
-    if Path(loaded).name != Path(named).name and Path(loaded).resolve() != Path(named).expanduser().resolve():
+    # An offline default is loaded from its cache directory and named by the hub id its weights came from.
+    if base_model_reference(loaded)[0] != base_model_reference(named)[0] and Path(loaded).name != Path(named).name:
         print(f"degaml: warning: {config_path} was written for base model {named!r}, and is applied to "
               f"{loaded!r}", file=sys.stderr)
 

