@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import types
 
 import pytest
 import torch
@@ -598,3 +599,33 @@ def test_generator_card_round_trips_and_names_a_bad_file(generator, tmp_path):
     (tmp_path / "config.json").write_text('{"train": {"no_such_option": 1}}')
     with pytest.raises(ValueError, match=r"config.json: not a generator card"):
         GeneratorCard.load(tmp_path)
+
+
+def test_a_generator_is_pushed_and_loaded_by_hub_repo_id_up_to_the_network_call(generator, monkeypatch, capsys):
+    """The Hub is unreachable here: every call up to the network is real, the network calls are recorded."""
+    import huggingface_hub
+    from huggingface_hub import ModelCard
+
+    from degaml.generator.generation import Generator
+
+    card = ModelCard.load(generator / "README.md")
+    assert card.data.base_model and "lora-generator" in card.data.tags and "degaml generate" in card.text
+    calls = []
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, **k: calls.append(("create", k)))
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder",
+                        lambda self, **k: calls.append(("upload", k)) or types.SimpleNamespace(commit_url="url"))
+    main(["push", "--generator", str(generator), "--repo", "someone/my-generator"])
+    assert calls[0] == ("create", {"repo_id": "someone/my-generator", "private": False, "exist_ok": True,
+                                   "repo_type": "model"})
+    upload = calls[1][1]
+    assert upload["folder_path"] == str(generator) and "state.pt" not in upload["allow_patterns"]
+    assert {"config.json", "decoder.safetensors", "README.md"} <= set(upload["allow_patterns"])
+    with pytest.raises(SystemExit):
+        main(["push", "--generator", str(generator), "--repo", "no-slash"])
+    assert "not a Hub repository id" in capsys.readouterr().err
+
+    downloads = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda **k: downloads.append(k) or str(generator))
+    loaded = Generator("someone/my-generator")
+    assert downloads[0]["repo_id"] == "someone/my-generator" and loaded.directory == generator

@@ -194,6 +194,7 @@ class GeneratorCard:
     def save(self, directory: Path) -> Path:
         record = asdict(self)
         atomic_write_json(Path(directory) / CARD_FILE, record)
+        write_readme(Path(directory), self)
         return Path(directory) / CARD_FILE
 
     @classmethod
@@ -211,3 +212,37 @@ class GeneratorCard:
             return cls(**record)
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{path}: not a generator card ({type(e).__name__}: {e})") from None
+
+
+def write_readme(directory: Path, card: GeneratorCard) -> None:
+    """The generator's Hub model card (README.md): what it makes adapters for, how it was trained, how to use it."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from .. import __version__
+    from ..models.registry import base_model_reference
+
+    base, note = base_model_reference(card.model)
+    t = card.train
+    data = ModelCardData(base_model=base, license="apache-2.0", tags=["degaml", "lora-generator", "hypernetwork"])
+    tasks = ", ".join(card.train_tasks[:20]) + (f" and {len(card.train_tasks) - 20} more" if len(card.train_tasks) > 20
+                                                 else "")
+    body = f"""# degaml generator
+
+A DeGAML-LLM generalization module: from a few unlabelled prompts of a new task it generates a rank-{card.lora.r}
+LoRA for `{base}`{f" ({note})" if note else ""} in one forward pass.
+
+- Trained with degaml {__version__}, recipe `{t.applied_recipe or "custom"}` (objective `{t.objective}`), {t.steps} steps,
+  seed {t.seed}; {card.parameters:,} decoder parameters; prompt encoder `{t.encoder}`, {t.num_prompts} prompts per
+  condition in the `{t.prompt_format}` format.
+- Trained on {len(card.train_tasks)} tasks: {tasks}.
+- Held out: {", ".join(card.heldout_tasks) or "none"}.
+
+Use it (degaml loads a repository id like a local directory):
+
+```bash
+degaml generate --generator <this repository or directory> --prompts my_task.jsonl --out my_adapter
+```
+
+Everything about its training is in `config.json`; the training log in `log.jsonl`.
+"""
+    (Path(directory) / "README.md").write_text(str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")))

@@ -16,6 +16,7 @@ from ..models.lora import AdapterMismatchError, LoraGeometry
 from .card import GeneratorCard
 from .decoder import DecoderConfig, HyperConvDecoder
 from .encoder import PromptEncoder
+from .hub import resolve_generator
 
 
 def check_same_geometry(expected: LoraGeometry, actual: LoraGeometry, what: str) -> None:
@@ -64,8 +65,9 @@ def read_decoder_weights(directory: Path, decoder: HyperConvDecoder) -> dict[str
 class Generator:
     """A trained generator directory, loaded for inference."""
 
-    def __init__(self, directory: Path, device: str = "cpu") -> None:
-        self.directory = Path(directory)
+    def __init__(self, directory: Path | str, device: str = "cpu") -> None:
+        """`directory`: a trained generator directory, or a Hub repository id holding one (`degaml push`)."""
+        self.directory = resolve_generator(directory)
         if not (self.directory / "decoder.safetensors").is_file():
             raise FileNotFoundError(f"{self.directory} is not a trained generator (decoder.safetensors is missing)")
         self.card = GeneratorCard.load(self.directory)
