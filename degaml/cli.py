@@ -18,6 +18,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                  "Score a model (optionally with a PEFT LoRA adapter) on tasks and print a table of accuracies."),
     "collect": ("degaml.generator.commands", "collect",
                 "Fine-tune a LoRA per task on its train partition and save the LoRA after every trajectory step."),
+    "export-lm-eval": ("degaml.evaluation.lm_eval_export", "export_lm_eval",
+                       "Write a degaml partition as lm-evaluation-harness tasks (YAML plus JSONL, for "
+                       "`--include_path`)."),
     "train-generator": ("degaml.generator.commands", "train_generator",
                         "Train the prompt-to-LoRA generator on collected trajectories, leaving the `holdout` tasks "
                         "out."),

@@ -4,6 +4,7 @@ import pytest
 
 from degaml.config import DataConfig, EvalConfig, ModelConfig
 from degaml.data import TASKS, load_task, partition
+from degaml.data.tasks import IN_DOMAIN_TASKS
 
 pytestmark = pytest.mark.slow
 
@@ -74,8 +75,8 @@ def real_adapters(tmp_path_factory):
     return {"generated": root / "generated", "no-meta": root / "no_meta"}
 
 
-@pytest.mark.parametrize("which", ["generated", "no-meta"])
-def test_lm_eval_harness_loads_the_adapter_and_agrees_with_degaml(real_adapters, which, tmp_path, capsys):
+@pytest.mark.parametrize(("which", "task"), [*(("generated", t) for t in IN_DOMAIN_TASKS), ("no-meta", "arc_easy")])
+def test_lm_eval_harness_loads_the_adapter_and_agrees_with_degaml(real_adapters, which, task, tmp_path, capsys):
     """lm-evaluation-harness's own HFLM(pretrained=..., peft=...) on the same requests: same predictions."""
     import json
 
@@ -95,12 +96,12 @@ def test_lm_eval_harness_loads_the_adapter_and_agrees_with_degaml(real_adapters,
     model_dir = resolve_model("smollm2-135m-instruct")
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), str(adapter))  # PEFT itself
     assert vllm_problems(adapter) == []
-    main(["evaluate", "--adapter", str(adapter), "--data.tasks", "arc_easy", "--data.limit", str(limit), "--model.dtype", "float32",
+    main(["evaluate", "--adapter", str(adapter), "--data.tasks", task, "--data.limit", str(limit), "--model.dtype", "float32",
           "--model.device", "cpu", "--out", str(tmp_path / "eval"), "--progress", "false"])
     ours = json.loads((tmp_path / "eval" / "results.json").read_text())["results"][0]["predictions"]
 
     harness = HFLM(pretrained=model_dir, peft=str(adapter), dtype="float32", batch_size=16, device="cpu")
-    data = DataConfig(tasks=["arc_easy"], split="test", limit=limit)
+    data = DataConfig(tasks=[task], split="test", limit=limit)
     (items, part), = load_partitioned(data).values()
     items = part.select(items, "test", limit)
     requests = [Instance("loglikelihood", doc={}, arguments=(c, x), idx=k)
@@ -112,7 +113,7 @@ def test_lm_eval_harness_loads_the_adapter_and_agrees_with_degaml(real_adapters,
                     for p, it in zip(ours, items))
     delta = max(abs(a - b) for p in ours for a, b in zip(p["logprobs"], theirs[p["id"]]))
     with capsys.disabled():
-        print(f"\n{which}: {len(ours)} items, same acc predictions {same_acc}/{len(ours)}, same acc_norm "
+        print(f"\n{which} on {task}: {len(ours)} items, same acc predictions {same_acc}/{len(ours)}, same acc_norm "
               f"{same_norm}/{len(ours)}, max |delta loglik| {delta:.2e}")
     assert [p["id"] for p in ours] == [it.id for it in items]
     assert same_acc == same_norm == len(ours) and delta < 1e-3
