@@ -2,9 +2,8 @@
 
 import pytest
 
-from degaml.config import DataConfig, EvalConfig, ModelConfig
+from degaml.config import IN_DOMAIN_TASKS, DataConfig, EvalConfig, ModelConfig
 from degaml.data import TASKS, load_task, partition
-from degaml.data.tasks import IN_DOMAIN_TASKS
 
 pytestmark = pytest.mark.slow
 
