@@ -82,6 +82,19 @@ def parse_error_line(message: str, args: list[str]) -> str:
     return (f"{key.group(1)}: " if key else "") + "; ".join(dict.fromkeys(causes)) + where
 
 
+def packaged_config(value: str) -> str:
+    """`--config offline` names a config shipped in the package (degaml/configs/offline.yaml); a path is kept."""
+    from pathlib import Path
+
+    if Path(value).exists() or "/" in value or value.endswith((".yaml", ".yml", ".json")):
+        return value
+    shipped = Path(__file__).parent / "configs" / f"{value}.yaml"
+    if shipped.is_file():
+        return str(shipped)
+    names = sorted(p.stem for p in shipped.parent.glob("*.yaml"))
+    raise ValueError(f"--config {value!r} is neither a file nor a shipped config ({', '.join(names)})")
+
+
 def main(argv: list[str] | None = None) -> None:
     from jsonargparse import ArgumentError, auto_cli, set_parsing_settings
 
@@ -97,6 +110,11 @@ def main(argv: list[str] | None = None) -> None:
     if args[0] not in COMMANDS:
         print(f"degaml: error: unknown command {args[0]!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         raise SystemExit(2)
+    try:
+        args = [packaged_config(a) if i and args[i - 1] == "--config" else a for i, a in enumerate(args)]
+    except ValueError as e:
+        print(f"degaml: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     if len(args) >= 2 and args[0] == "report" and not args[1].startswith("-"):
         args.insert(1, "--run_dir")  # `degaml report runs/x`: the one positional argument of the CLI
     try:

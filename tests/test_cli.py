@@ -106,3 +106,14 @@ def test_nested_help_describes_each_setting(capsys):
         main(["run", "--evaluation.help", "EvaluationSettings"])
     out = capsys.readouterr().out
     assert "Items per target" in out and "--evaluation.limit" in out and "stays sealed" in out
+
+
+def test_a_shipped_config_is_named_without_its_path(capsys, monkeypatch, tmp_path):
+    from degaml.cli import packaged_config
+
+    monkeypatch.chdir(tmp_path)  # no configs/ directory here, as for an installed wheel
+    assert packaged_config("offline").endswith("degaml/configs/offline.yaml")
+    assert packaged_config("mine.yaml") == "mine.yaml"
+    with pytest.raises(SystemExit):
+        main(["run", "--config", "nonesuch"])
+    assert "neither a file nor a shipped config (generator-loo, generator-pool, offline" in capsys.readouterr().err
