@@ -1,4 +1,5 @@
-"""DeGAML-k's supervised choice (`adaptation.supervised`) and the held-out answer loss it selects by."""
+"""DeGAML-k's supervised choice (`adaptation.supervised`), the held-out choice loss it selects by, and the
+answer-token loss the fitting minimizes."""
 
 import pytest
 import torch
@@ -13,9 +14,13 @@ from tests.conftest import QUESTIONS, make_tiny
 LORA = LoraSettings(r=2, alpha=4)
 
 
-def _examples(lm, task: str) -> list:
-    return [training_example(lm, MultipleChoiceItem.cloze(f"{task}{i}", q, f"Question: {q}\nAnswer:", c, g), 64)
+def _items(task: str) -> list:
+    return [MultipleChoiceItem.cloze(f"{task}{i}", q, f"Question: {q}\nAnswer:", c, g)
             for i, (q, c, g) in enumerate(QUESTIONS[task])]
+
+
+def _examples(lm, task: str) -> list:
+    return [training_example(lm, item, 64) for item in _items(task)]
 
 
 def test_examples_loss_is_the_answer_token_mean_whatever_the_batching(tokenizer):
@@ -41,27 +46,39 @@ def test_the_support_split_is_seeded_disjoint_and_refuses_an_empty_side():
             split_support(support, select, seed=0)
 
 
-def test_the_choice_is_the_candidate_with_the_lowest_held_out_loss(tokenizer):
-    """Without steps, a start trained on the target's own task beats one trained on another task; with steps,
-    every start also competes fine-tuned, each scored on examples none of them trained on."""
+def test_the_choice_is_the_candidate_with_the_lowest_held_out_choice_loss(tokenizer):
+    """Without steps the starts compete as they are; with steps every start also competes fine-tuned, each
+    scored on items none of them trained on, by the choice loss."""
+    from degaml.adaptation.supervised import choice_set_loss
+    from degaml.choice import choice_example, choice_loss, collate_choices
+
     lm = make_tiny("llama", tokenizer)
     numbers, colors = _examples(lm, "numbers"), _examples(lm, "colors")
     starts = {"own": fine_tune(lm, LORA, numbers[:12], 12, 1e-2, 4, 0)[0],
               "other": fine_tune(lm, LORA, colors[:12], 12, 1e-2, 4, 0)[0]}
-    support = numbers[12:24]
+    support = _items("numbers")[12:24]
 
     kept = choose_supervised(lm, LORA, starts, support, select=4, steps=0, lr=1e-2, batch_size=4, seed=0)
     assert set(kept.selection_losses) == {"own", "other"} and kept.support_losses == {}
-    assert kept.choice == "own" and kept.state is starts["own"]
+    assert kept.choice == min(kept.selection_losses, key=kept.selection_losses.get) and kept.target_steps == 0
+    assert kept.state is starts[kept.choice]
 
     tuned = choose_supervised(lm, LORA, starts, support, select=4, steps=6, lr=1e-2, batch_size=4, seed=0)
     assert set(tuned.selection_losses) == {"own", "other", "own" + FINE_TUNED, "other" + FINE_TUNED}
     assert tuned.choice == min(tuned.selection_losses, key=tuned.selection_losses.get)
-    assert (tuned.fit_examples, tuned.selection_examples) == (8, 4)
+    assert (tuned.fit_examples, tuned.selection_examples, tuned.target_steps) == (8, 4, 12)  # 6 steps x 2 starts
     fit, held = split_support(support, 4, seed=0)
-    assert examples_loss(lm, LORA, tuned.state, held) == pytest.approx(tuned.selection_losses[tuned.choice], rel=1e-5)
-    # Fine-tuning on the fitting part lowers the held-out loss of the start that knew nothing of the task.
-    assert tuned.selection_losses["other" + FINE_TUNED] < tuned.selection_losses["other"]
+    chosen = tuned.selection_losses[tuned.choice]
+    held_examples = [choice_example(lm, item, 256) for item in held]
+    assert choice_set_loss(lm, LORA, tuned.state, held_examples) == pytest.approx(chosen, rel=1e-5)
+    with peft_model(lm, LORA, tuned.state) as model, torch.no_grad():  # all four items in one batch, by hand
+        batch = collate_choices(lm, held_examples)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        assert float(choice_loss(logits, batch["labels"], batch["option_item"], batch["gold_row"])) == \
+            pytest.approx(chosen, rel=1e-5)
+    # The fitting part is trained on (its answer-token loss falls); the held-out choice losses then differ.
+    trace = tuned.support_losses["other" + FINE_TUNED]
+    assert trace[-1] < trace[0] and tuned.selection_losses["other" + FINE_TUNED] != tuned.selection_losses["other"]
     assert all(len(trace) == 6 for trace in tuned.support_losses.values())
     again = choose_supervised(lm, LORA, starts, support, select=4, steps=6, lr=1e-2, batch_size=4, seed=0)
     assert again.choice == tuned.choice

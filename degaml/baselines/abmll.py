@@ -178,7 +178,7 @@ def finish(job: BaselineJob, config: AbmllConfig, meta: dict[str, torch.Tensor],
         posterior = infer_posterior(loss_fn, prior, names, batches, config) if batches else prior
     draws = torch.Generator().manual_seed(s.seed + 2)
     info = {"baseline": "abmll", "task": job.task, "train_tasks": job.train_tasks, "setup": asdict(s),
-            "config": asdict(config), "support_examples": len(job.support), **job.log}
+            "config": asdict(config), "support_examples": len(job.support), "target_steps": len(batches), **job.log}
     members = []
     for i in range(config.eval_samples):
         drawn = sample(posterior, names, draws)

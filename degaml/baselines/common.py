@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..config import DataConfig, LoraSettings, ModelConfig, PartitionConfig
-from ..data import task_label
+from ..data import MultipleChoiceItem, task_label
 from ..io import run_metadata
 from ..memory import peak_memory_mb
 from ..models import LoadedModel, LoraState, load_model, write_adapter
@@ -53,6 +53,11 @@ class BaselineSetup:
 def load_examples(lm: LoadedModel, task: str, setup: BaselineSetup, limit: int, budget: str = "") -> list[Example]:
     """Up to `limit` supervised examples from the task's train partition (never validation or test); exactly
     `limit` when they are a track's label `budget` (its setting's name), or an error."""
+    return [training_example(lm, item, setup.max_tokens) for item in load_items(task, setup, limit, budget)]
+
+
+def load_items(task: str, setup: BaselineSetup, limit: int, budget: str = "") -> list[MultipleChoiceItem]:
+    """`load_examples`' labelled items, as items (for choice-level losses)."""
     from ..data.prompts import load_partitioned
 
     data = DataConfig(tasks=[task], split="train", limit=limit, partition=setup.partition)
@@ -63,7 +68,7 @@ def load_examples(lm: LoadedModel, task: str, setup: BaselineSetup, limit: int, 
     if budget and len(selected) < limit:  # a track's label budget never shrinks silently
         raise ValueError(f"task {task!r}: {budget} = {limit} labelled examples asked for, its train partition has "
                          f"{len(selected)}; lower {budget} (every method of the track gets the same budget)")
-    return [training_example(lm, item, setup.max_tokens) for item in selected]
+    return selected
 
 
 def lora_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
@@ -103,6 +108,7 @@ def write_result(job: BaselineJob, method: str, config: Any, state: LoraState, o
                  record: dict[str, Any], tensors: dict[str, dict[str, torch.Tensor]] | None = None) -> dict[str, Any]:
     info = {"baseline": method, "task": job.task, "train_tasks": job.train_tasks, "setup": asdict(job.setup),
             "config": asdict(config) if config is not None else {}, "support_examples": len(job.support),
+            "target_steps": 0,
             "seconds": time.perf_counter() - started, **peak_memory_mb(job.lm.device), **job.log, **record,
             "meta": run_metadata(job.setup.seed, job.lm.compute())}
     write_adapter(state, job.setup.lora, job.setup.model.name, out, info, tensors=tensors)
@@ -116,7 +122,8 @@ def finish_by_fine_tuning(job: BaselineJob, method: str, config: Any, init: Lora
     budget, and write the result."""
     s = job.setup
     state, losses = fine_tune(job.lm, s.lora, job.support, s.steps, s.lr, s.batch_size, s.seed, init=init)
-    return write_result(job, method, config, state, out, started, {**(record or {}), "support_losses": losses})
+    return write_result(job, method, config, state, out, started,
+                        {**(record or {}), "support_losses": losses, "target_steps": s.steps})
 
 
 def stack_library(states: dict[str, LoraState]) -> dict[str, torch.Tensor]:

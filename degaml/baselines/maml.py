@@ -220,7 +220,7 @@ def finish(job: BaselineJob, config: MamlConfig, meta: dict[str, torch.Tensor], 
                 p.copy_(adapted[name].detach())
         state = lora_state(model)
     return write_result(job, "maml", config, state, out, started,
-                        {"test_time_steps": s.steps, "test_time_lr": config.inner_lr})
+                        {"target_steps": s.steps, "test_time_lr": config.inner_lr})
 
 
 CONFIG = MamlConfig

@@ -52,6 +52,7 @@ def baseline_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -
             peak = peak_memory_mb(lm.device)  # the larger of meta-training's and this target's
             peak["peak_rss_mb"] = max(peak["peak_rss_mb"], log.get("meta_peak_rss_mb", 0.0))
             MethodCost(seconds=seconds, labelled_target_examples=info["support_examples"],
+                       target_steps=info.get("target_steps", 0),
                        meta_train_seconds=log.get("meta_train_seconds", 0.0), **peak).save(directory.cost)
             say(exp, f"{target}: {method} ({seconds:.1f} s with meta-training)")
 

@@ -34,7 +34,7 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
     from ..adaptation.policy import load_policy
     from ..adaptation.supervised import choose_supervised
     from ..adaptation.task_setup import adapt_task, adaptation_context
-    from ..baselines.common import load_examples
+    from ..baselines.common import load_items
     from ..data.prompts import task_items
     from ..generator.generation import Generator
     from ..models import write_adapter
@@ -69,14 +69,15 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
         if not directory.cost.is_file():
             reset_peak_memory(lm.device)
             started = time.perf_counter()
-            support = load_examples(lm, target, setup, setup.support, "baselines.support")  # the k-label baselines' very examples
+            support = load_items(target, setup, setup.support, "baselines.support")  # the k-label baselines' very items
             choice = choose_supervised(lm, exp.lora, degaml_k_starts(ctx, run, target), support,
-                                       exp.policy.select_examples, b.steps, b.lr, b.batch_size, run.seed)
+                                       exp.policy.select_examples, b.steps, b.lr, b.batch_size, run.seed, b.max_tokens)
             seconds = time.perf_counter() - started
             write_adapter(choice.state, exp.lora, exp.model.name, directory.output,
                           info={"variant": f"supervised choice: {choice.choice}", **choice.record(),
                                 "seconds": seconds})
             MethodCost(seconds=seconds, labelled_target_examples=len(support), choice=choice.choice,
+                       target_steps=choice.target_steps,
                        **peak_memory_mb(lm.device)).save(directory.cost)
             say(exp, f"{target}: {DEGAML_K} = {choice.choice} ({seconds:.1f} s)")
 

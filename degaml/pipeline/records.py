@@ -36,6 +36,9 @@ class MethodCost:
     """The adaptation applied (generated, DeGAML, oracle)."""
     choice: str = ""
     """DeGAML-k's supervised choice."""
+    target_steps: int = 0
+    """Optimizer steps taken on the target's labelled examples (the k-label track's budget; DeGAML-k counts every
+    fine-tuned candidate's)."""
     meta_train_seconds: float = 0.0
     """The part of `seconds` spent on meta-training (baselines)."""
     validation_scores: dict[str, float] = field(default_factory=dict)

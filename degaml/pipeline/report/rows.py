@@ -36,6 +36,7 @@ class ScoreRow:
     peak_rss_mb: float | None
     ceiling: bool
     action: str
+    target_steps: int = 0
 
 
 def collect_rows(run_dir: Path) -> list[ScoreRow]:
@@ -54,7 +55,7 @@ def collect_rows(run_dir: Path) -> list[ScoreRow]:
                 seconds=cost.seconds if cost else None,
                 labelled_target_examples=cost.labelled_target_examples if cost else None,
                 peak_rss_mb=cost.peak_rss_mb if cost else None, ceiling=bool(cost and cost.ceiling),
-                action=cost.action if cost else ""))
+                action=cost.action if cost else "", target_steps=cost.target_steps if cost else 0))
     return rows
 
 

@@ -32,14 +32,15 @@ def method_table(agg: dict[tuple[str, str], Cell], methods: list[str], tasks: li
 
 
 def cost_table(rows: list[ScoreRow], methods: list[str]) -> str:
-    lines = ["| method | seconds per target | peak RSS MB | labelled target examples |", "|---|---|---|---|"]
+    lines = ["| method | seconds per target | peak RSS MB | labelled target examples | target optimizer steps |",
+             "|---|---|---|---|---|"]
     for m in methods:
         group = [r for r in rows if r.method == m and r.seconds is not None]
         if group:
             peaks = [r.peak_rss_mb for r in group if r.peak_rss_mb]
             peak = f"{max(peaks):.0f}" if peaks else "-"
             lines.append(f"| {m} | {statistics.fmean(r.seconds for r in group):.2f} | {peak} | "  # type: ignore[misc]
-                         f"{group[0].labelled_target_examples} |")
+                         f"{group[0].labelled_target_examples} | {max(r.target_steps for r in group)} |")
     return "\n".join(lines)
 
 
