@@ -41,7 +41,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                    "for."),
     "prepare-data": ("degaml.data.commands", "prepare_data",
                      "Extract BIG-bench's multiple-choice JSON tasks into the data cache as meta-training tasks."),
-    "push": ("degaml.generator.hub", "push",
+    "push": ("degaml.generator.commands", "push",
              "Upload a trained generator to the Hugging Face Hub, creating the repository if needed."),
     "list-models": ("degaml.models.registry", "list_models",
                     "List the offline default models (usable without a hub); any hub id or local directory also "

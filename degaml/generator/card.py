@@ -218,7 +218,7 @@ def write_readme(directory: Path, card: GeneratorCard) -> None:
     """The generator's Hub model card (README.md): what it makes adapters for, how it was trained, how to use it."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    from .. import __version__
+    from ..io import package_versions
     from ..models.registry import base_model_reference
 
     base, note = base_model_reference(card.model)
@@ -231,7 +231,7 @@ def write_readme(directory: Path, card: GeneratorCard) -> None:
 A DeGAML-LLM generalization module: from a few unlabelled prompts of a new task it generates a rank-{card.lora.r}
 LoRA for `{base}`{f" ({note})" if note else ""} in one forward pass.
 
-- Trained with degaml {__version__}, recipe `{t.applied_recipe or "custom"}` (objective `{t.objective}`), {t.steps} steps,
+- Trained with degaml {package_versions()["degaml"]}, recipe `{t.applied_recipe or "custom"}` (objective `{t.objective}`), {t.steps} steps,
   seed {t.seed}; {card.parameters:,} decoder parameters; prompt encoder `{t.encoder}`, {t.num_prompts} prompts per
   condition in the `{t.prompt_format}` format.
 - Trained on {len(card.train_tasks)} tasks: {tasks}.

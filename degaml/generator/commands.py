@@ -144,3 +144,32 @@ def generate(
     print(f"adapter: {out}\ngenerated in {info['generation_seconds']:.3f} s (prompt encoding "
           f"{info['encode_seconds']:.3f} s, decoder {info['decode_seconds']:.3f} s) from "
           f"{info['prompts_used']} of {info['prompts_given']} prompts{note}")
+
+
+def push(generator: Path, repo: str, private: bool = False, token: str | None = None) -> None:
+    """Upload a trained generator to the Hugging Face Hub, creating the repository if needed.
+
+    It uploads the config, decoder weights, model card and training log, never the optimizer state. Load it
+    back with `degaml generate --generator <repo>` or `Generator("<repo>")`.
+
+    Args:
+        generator: A trained generator directory (`degaml train-generator` or a run's `folds/<fold>/generator`).
+        repo: The Hub repository id, `<user or organization>/<name>`.
+        private: Create the repository as private.
+        token: A Hub token (default: the one `huggingface-cli login` stored, or `HF_TOKEN`).
+    """
+    from huggingface_hub import HfApi
+
+    from .card import write_readme
+    from .generation import Generator
+    from .hub import SHARED_FILES
+
+    if repo.count("/") != 1 or repo.startswith((".", "/", "~")):
+        raise ValueError(f"--repo {repo!r} is not a Hub repository id of the form <user or organization>/<name>")
+    loaded = Generator(Path(generator))  # refuses anything that is not a complete, loadable generator
+    write_readme(loaded.directory, loaded.card)
+    api = HfApi(token=token)
+    api.create_repo(repo_id=repo, private=private, exist_ok=True, repo_type="model")
+    info = api.upload_folder(folder_path=str(loaded.directory), repo_id=repo, repo_type="model",
+                             allow_patterns=SHARED_FILES, commit_message="Upload a degaml generator")
+    print(f"pushed {loaded.directory} to {getattr(info, 'commit_url', repo)}")

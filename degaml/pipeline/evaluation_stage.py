@@ -81,10 +81,10 @@ def score_cache(lm: LoadedModel, digest: str, data: Any, config: EvalConfig) -> 
     """Where the scores of an adapted output (by its `scoring_digest`) on `data` are kept across runs: runs that
     share floors (the base model, union LoRA, the pool's mean adapter) score them once per machine. Keyed by the
     weights, dtype, items (tasks, split, limit, partition) and scoring settings, and degaml's version."""
-    from .. import __version__
+    from ..io import package_versions
 
     determining = {"digest": digest, "data": asdict(data), "eval": asdict(config), "weights": lm.source,
-                   "dtype": lm.precision.dtype, "degaml": __version__}
+                   "dtype": lm.precision.dtype, "degaml": package_versions()["degaml"]}
     key = hashlib.sha256(json.dumps(determining, sort_keys=True, default=str).encode()).hexdigest()[:24]
     return cache_root() / "scores" / f"{key}.json"
 
