@@ -130,7 +130,7 @@ def train_policy(
     gen, lm = _load_for_adaptation(generator, model)
     data = DataConfig(tasks=[], limit=limit, partition=partition or PartitionConfig())
     with exclusive_output(out):  # rewards.jsonl grows as rewards are measured: one writer
-        _, table, choices = fit_policy_on_tasks([(t, gen) for t in task_names(tasks)], lm, actions, config,
+        _, table, choices = fit_policy_on_tasks([(t, gen.directory) for t in task_names(tasks)], lm, actions, config,
                                                 Path(out), data, adaptation_prompts, progress)
     print(format_reward_table(table, actions))
     for task, choice in choices.items():

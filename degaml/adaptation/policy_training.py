@@ -27,13 +27,14 @@ def preferred_metric(task: str) -> str:
     return TASKS[label].preferred_metric if label in TASKS else "acc"
 
 
-def fit_policy_on_tasks(tasks: Sequence[tuple[str, Generator]], lm: LoadedModel, actions: Sequence[Action],
+def fit_policy_on_tasks(tasks: Sequence[tuple[str, Path]], lm: LoadedModel, actions: Sequence[Action],
                         config: PolicyConfig, out: Path, data: DataConfig, adaptation_prompts: int = 32,
                         progress: bool = True, exclude: Sequence[str] = (),
                         rewards_dir: Callable[[str, Generator], Path] | None = None
                         ) -> tuple[LinearPolicy, dict[str, dict[str, dict[str, Any]]], dict[str, str]]:
     """(policy, reward table {task: {action: row}}, the policy's choice per training task). `tasks`: each
-    reward task with the generator whose adapter it gets. A generator that did not train on its task (held
+    reward task with the directory of the generator whose adapter it gets; one generator is in memory at a
+    time, on the model's device. A generator that did not train on its task (held
     out, or never among its tasks) gives the out-of-sample adapter a target will get; one that did gives an
     in-sample adapter, recorded in policy.json. `exclude`: the targets the policy will serve, refused here.
     `data` gives the partition settings and the validation limit (its tasks and split are replaced).
@@ -44,7 +45,12 @@ def fit_policy_on_tasks(tasks: Sequence[tuple[str, Generator]], lm: LoadedModel,
         raise ValueError(f"policy tasks include its target(s) {sorted(refused)}: a policy never sees the labels "
                          "of the tasks it serves")
     table, states, in_sample = {}, [], []
-    for name, gen in tasks:
+    loaded: tuple[Path, Generator] | None = None
+    for name, directory in tasks:
+        if loaded is None or loaded[0] != Path(directory):
+            loaded = None  # the previous decoder is released before the next loads
+            loaded = (Path(directory), Generator(directory, str(lm.device)))
+        gen = loaded[1]
         label = task_label(name)
         if label in {task_label(t) for t in gen.card.train_tasks}:
             in_sample.append(label)
@@ -67,7 +73,7 @@ def fit_policy_on_tasks(tasks: Sequence[tuple[str, Generator]], lm: LoadedModel,
 
     policy, history = train_policy(torch.stack(states), reward, actions, config)
     choices = {t: policy.choose(s).label for t, s in zip(labels, states)}
-    save_policy(policy, config, out, extra={"generators": {task_label(t): str(g.directory) for t, g in tasks},
+    save_policy(policy, config, out, extra={"generators": {task_label(t): str(d) for t, d in tasks},
                                             "tasks": labels, "in_sample_tasks": in_sample,
                                             "choices_on_training_tasks": choices, "reward_history": history,
                                             "limit": data.limit})

@@ -85,7 +85,7 @@ def _distances(decoder: HyperConvDecoder, task: Conditioned, mask: torch.Tensor,
                n: int, rng: torch.Generator) -> dict[str, float]:
     condition = task.prompt_states[sample_prompts(len(task.prompt_states), n, rng)][None]
     with torch.no_grad():
-        generated = decoder(condition)[0]
+        generated = decoder(condition.to(_device(decoder)))[0].float().cpu()
     targets = task.trajectory.tokens
 
     def mse(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -102,6 +102,10 @@ def _distances(decoder: HyperConvDecoder, task: Conditioned, mask: torch.Tensor,
     }
 
 
+def _device(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
 def _diagnostics(decoder: HyperConvDecoder, train: list[Conditioned], heldout: list[Conditioned],
                  layout: TokenLayout, mask: torch.Tensor, mean_state: LoraState, config: GeneratorTrainConfig
                  ) -> dict[str, float]:
@@ -113,7 +117,7 @@ def _diagnostics(decoder: HyperConvDecoder, train: list[Conditioned], heldout: l
         with torch.no_grad():
             samples = torch.stack([
                 decoder(torch.stack([t.prompt_states[sample_prompts(len(t.prompt_states), config.num_prompts, probe)]
-                                     for _ in range(config.diagnostic_draws)])).float()
+                                     for _ in range(config.diagnostic_draws)]).to(_device(decoder))).float().cpu()
                 for t in tasks])
         record.update(task_dependence(samples, [t.trajectory.task for t in tasks], layout, mask,
                                       [t.trajectory.adapter or None for t in tasks], mean_state, group))
@@ -232,7 +236,7 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
                 accelerator.wait_for_everyone()  # the main process evaluates and saves
             continue
         if done % config.eval_every == 0 or done == config.steps:
-            evaluated = copy.deepcopy(decoder).cpu().eval()  # evaluation works on CPU tensors
+            evaluated = copy.deepcopy(decoder).eval()  # on the training device; results come back to the CPU
             probe = torch.Generator().manual_seed(config.seed + 1)  # the same prompts at every evaluation
             for group, tasks in (("train", train), ("heldout", heldout)):
                 for task in tasks:

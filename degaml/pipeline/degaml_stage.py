@@ -39,7 +39,7 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
     from ..generator.generation import Generator
     from ..models import write_adapter
 
-    gen = Generator(exp.generator_dir(run, fold.name))
+    gen = Generator(exp.generator_dir(run, fold.name), str(lm.device))
     policy = load_policy(run.policy(fold.name))
     setup = baseline_setup(exp, run)
     b = exp.baselines

@@ -44,7 +44,6 @@ def policy_tasks(exp: Experiment, fold: Fold, fold_list: list[Fold]) -> list[tup
 def policy_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, fold_list: list[Fold]) -> Path:
     from ..adaptation.policy import PolicyConfig
     from ..adaptation.policy_training import fit_policy_on_tasks
-    from ..generator.generation import Generator
 
     out = run.policy(fold.name)
     if (out / "policy.json").is_file():
@@ -56,7 +55,7 @@ def policy_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, fol
     # that adapted them (one shared generator: measured once for every fold).
     rewards = {task_label(task): run.rewards(exp.generator_dir(run, name).parent.name if exp.tasks.reward else name)
                for task, name in chosen}
-    fit_policy_on_tasks([(task, Generator(exp.generator_dir(run, name))) for task, name in chosen], lm, policy_actions(p),
+    fit_policy_on_tasks([(task, exp.generator_dir(run, name)) for task, name in chosen], lm, policy_actions(p),
                         config, out, split_data(exp, [], "validation", p.validation_limit), p.adaptation_prompts,
                         exp.progress, exclude=fold.targets, rewards_dir=lambda task, gen: rewards[task])
     return out
