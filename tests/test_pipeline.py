@@ -466,3 +466,41 @@ def test_single_actions_score_each_action_alone_and_a_random_one(workspace, tmp_
         record = yaml.safe_load((seed0.method(target, "action-none").eval / "config.yaml").read_text())
         assert record["scores_of"] == "generated"
     assert "random-action" in (run / "report" / "scores.csv").read_text()
+
+
+@pytest.mark.parametrize("protocol", ["both", "generative"])
+def test_a_run_scores_both_protocols_and_the_report_sets_them_side_by_side(workspace, tmp_path, protocol):
+    from degaml.pipeline.layout import seed_run
+
+    config, run = _config(workspace, tmp_path)
+    settings = yaml.safe_load(config.read_text())
+    colors, numbers = workspace["tasks"]
+    letters = settings["tasks"]["out_of_domain"][0]
+    settings.update(seeds=[0], shared_generator_steps=2, holdout="all_targets",
+                    tasks={"meta_training": [letters], "train": [colors, numbers], "heldout": [colors, numbers],
+                           "out_of_domain": []})
+    settings["policy"]["actions"] = ["none", "tts k=3 combine=vote"]
+    settings["baselines"]["methods"] = ["union"]
+    settings["evaluation"]["protocol"] = protocol
+    config.write_text(yaml.safe_dump(settings))
+    main(["run", "--config", str(config)])
+    seed0 = seed_run(run, 0)
+    for method in ("base", "generated", "union", "mean"):
+        generative = json.loads(seed0.method(colors, method).results_for("generative").read_text())
+        assert generative["results"][0]["protocol"] == "generative"
+        assert seed0.method(colors, method).results.is_file() == (protocol == "both")
+    text = (run / "report" / "report.md").read_text()
+    if protocol == "both":
+        assert "## log-likelihood against the generative protocol" in text
+        gain = next(line for line in text.splitlines() if line.startswith("| generalization: generated minus base |"))
+        assert gain.count("[") == 2 and gain.count("items)") == 2  # an interval in each protocol
+    else:
+        assert "generative protocol, acc of the letter named" in text and "against the generative protocol" not in text
+
+
+def test_calibration_needs_log_likelihood_scores(workspace, tmp_path, capsys):
+    config, _ = _config(workspace, tmp_path)
+    with pytest.raises(SystemExit):
+        main(["run", "--config", str(config), "--evaluation.protocol", "generative", "--evaluation.calibrated",
+              "[base]"])
+    assert "evaluation.calibrated re-weighs log-likelihood scores" in capsys.readouterr().err

@@ -23,6 +23,7 @@ from .layout import (
     DEGAML,
     DEGAML_K,
     GENERATED,
+    LOGLIKELIHOOD,
     ORACLE,
     SeedRun,
     control_method,
@@ -40,39 +41,46 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold)
     from ..evaluation.output_scoring import evaluate_adapted
 
     e = exp.evaluation
-    config = EvalConfig(protocol=e.protocol, batch_size=e.batch_size)
+    methods = (BASE, *exp.floors, GENERATED, *map(control_method, exp.prompt_controls),
+               *(m for k in exp.task_counts for m in scaled_methods(k)), DEGAML, *single_methods(exp), ORACLE, DEGAML_K,
+               *exp.baselines.methods)
     for target in fold.targets:
         data = split_data(exp, [target], e.split, e.limit)
         loaded = load_partitioned(data)
-        scored: dict[str, tuple[str, Any]] = {}  # scoring digest -> (method, its results): one adapter, one pass
-        for method in (BASE, *exp.floors, GENERATED, *map(control_method, exp.prompt_controls),
-                       *(m for k in exp.task_counts for m in scaled_methods(k)), DEGAML, *single_methods(exp), ORACLE,
-                       DEGAML_K,
-                       *exp.baselines.methods):
-            directory = run.method(target, method)
-            if directory.results.is_file():
-                continue
-            adapter = None if method == BASE else directory.output
-            digest = "base model" if adapter is None else AdaptedOutput.load(adapter).scoring_digest()
-            record = {"method": method, "target": target, "data": data, "eval": config}
-            if digest in scored:  # e.g. DeGAML's policy chose `none`: the generated adapter's very scores
-                record["scores_of"], (results, partitions) = scored[digest]
-            else:
-                cache = score_cache(lm, digest, data, config)
-                if cache.is_file():  # another run scored these very weights on these very items
-                    results, partitions = read_results(cache), {t: part for t, (_, part) in loaded.items()}
-                    record["scores_from"] = str(cache)
+        for protocol in e.protocols:
+            config = EvalConfig(protocol=protocol, batch_size=e.batch_size)
+            scored: dict[str, tuple[str, Any]] = {}  # scoring digest -> (method, its results): one adapter, one pass
+            for method in methods:
+                directory = run.method(target, method)
+                if directory.results_for(protocol).is_file():
+                    continue
+                adapter = None if method == BASE else directory.output
+                output = AdaptedOutput.load(adapter) if adapter is not None else None
+                if protocol != LOGLIKELIHOOD and output is not None and output.kind in ("tts", "latent-sample"):
+                    say(exp, f"{target}: {method} is a {output.kind} output, scored in the log-likelihood protocol only")
+                    continue
+                digest = "base model" if output is None else output.scoring_digest()
+                record = {"method": method, "target": target, "data": data, "eval": config}
+                if digest in scored:  # e.g. DeGAML's policy chose `none`: the generated adapter's very scores
+                    record["scores_of"], (results, partitions) = scored[digest]
                 else:
-                    results, partitions = evaluate_adapted(lm, adapter, data, config, progress=exp.progress,
-                                                           loaded=loaded, item_scorer=per_sample_scorer)
-                    atomic_write_json(cache, {"results": [r.to_dict() for r in results]})
-                scored[digest] = (method, (results, partitions))
-            header = (f"model: {exp.model.name} ({lm.precision.dtype}) | method: {method} | protocol: {e.protocol} | "
-                      f"split: {e.split} | limit: {e.limit} | partition seed: {exp.partition.seed}")
-            write_evaluation(directory.eval, results, partitions, record, header, exp.partition.seed, lm)
-            if method == BASE:
-                MethodCost(seconds=0.0, labelled_target_examples=0).save(directory.cost)
-            say(exp, f"{target}: {method} scored ({100 * results[0].metrics['acc']:.1f} acc)")
+                    cache = score_cache(lm, digest, data, config)
+                    if cache.is_file():  # another run scored these very weights on these very items
+                        results, partitions = read_results(cache), {t: part for t, (_, part) in loaded.items()}
+                        record["scores_from"] = str(cache)
+                    else:
+                        results, partitions = evaluate_adapted(lm, adapter, data, config, progress=exp.progress,
+                                                               loaded=loaded, item_scorer=per_sample_scorer)
+                        atomic_write_json(cache, {"results": [r.to_dict() for r in results]})
+                    scored[digest] = (method, (results, partitions))
+                header = (f"model: {exp.model.name} ({lm.precision.dtype}) | method: {method} | protocol: {protocol} | "
+                          f"split: {e.split} | limit: {e.limit} | partition seed: {exp.partition.seed}")
+                write_evaluation(directory.eval_for(protocol), results, partitions, record, header, exp.partition.seed,
+                                 lm)
+                if method == BASE and not directory.cost.is_file():
+                    MethodCost(seconds=0.0, labelled_target_examples=0).save(directory.cost)
+                say(exp, f"{target}: {method} scored in the {protocol} protocol "
+                         f"({100 * results[0].metrics['acc']:.1f} acc)")
         for method in e.calibrated:
             _calibrated(exp, lm, run, target, method, loaded)
 

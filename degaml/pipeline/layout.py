@@ -15,7 +15,9 @@ The seven stages run in this order (`stages.run_experiment`):
     <out>/seed_<s>/targets/<task>/<method>/output/         4-6 degaml, floors, baselines: what is scored
     <out>/seed_<s>/targets/<task>/<method>/cost.json       seconds and labelled target examples used
     <out>/seed_<s>/folds/<fold>/baselines/<method>/        6 baselines: meta-training, cached per fold
-    <out>/seed_<s>/targets/<task>/<method>/eval/           7 evaluation: test scores (the test partition, once)
+    <out>/seed_<s>/targets/<task>/<method>/eval/           7 evaluation: scores (the test partition, once), in the
+                                                             log-likelihood protocol; `eval-generative/` in the
+                                                             generative one (`evaluation.protocol`)
     <out>/seed_<s>/timings.json                            wall time and peak memory of each stage
 """
 
@@ -27,6 +29,8 @@ from pathlib import Path
 
 from ..data import task_label
 
+LOGLIKELIHOOD = "loglikelihood"
+"""The primary protocol: its evaluation is a method's `eval/`."""
 BASE, GENERATED, DEGAML = "base", "generated", "degaml"
 """Method names of the base model, the generalization module alone, and generalization + adaptation."""
 MEAN, RETRIEVAL = "mean", "retrieval"
@@ -90,11 +94,18 @@ class MethodDir:
 
     @property
     def eval(self) -> Path:
-        return self.path / "eval"
+        return self.eval_for(LOGLIKELIHOOD)
 
     @property
     def results(self) -> Path:
-        return self.eval / "results.json"
+        return self.results_for(LOGLIKELIHOOD)
+
+    def eval_for(self, protocol: str) -> Path:
+        """The evaluation of one protocol: `eval/` (log-likelihood) or `eval-generative/`."""
+        return self.path / ("eval" if protocol == LOGLIKELIHOOD else f"eval-{protocol}")
+
+    def results_for(self, protocol: str) -> Path:
+        return self.eval_for(protocol) / "results.json"
 
     @property
     def task(self) -> str:
@@ -147,9 +158,10 @@ class SeedRun:
     def method(self, target: str, method: str) -> MethodDir:
         return MethodDir(self.root / "targets" / task_label(target) / method)
 
-    def evaluated(self) -> Iterator[MethodDir]:
-        """Every (target, method) with a finished evaluation, in a stable order."""
-        for results in sorted(self.root.glob("targets/*/*/eval/results.json")):
+    def evaluated(self, protocol: str = "loglikelihood") -> Iterator[MethodDir]:
+        """Every (target, method) with a finished evaluation in `protocol`, in a stable order."""
+        name = MethodDir(Path()).eval_for(protocol).name
+        for results in sorted(self.root.glob(f"targets/*/*/{name}/results.json")):
             yield MethodDir(results.parent.parent)
 
 

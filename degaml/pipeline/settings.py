@@ -71,7 +71,9 @@ class EvaluationSettings:
     split: Literal["test", "validation"] = "test"
     """The targets' partition that is scored: `validation` for runs that choose settings, so that the test
     partition stays sealed until the verdict."""
-    protocol: Literal["loglikelihood"] = "loglikelihood"
+    protocol: Literal["loglikelihood", "generative", "both"] = "loglikelihood"
+    """How answers are scored: lm-evaluation-harness's log-likelihood, the paper's generative protocol (lettered
+    options, greedy decoding, the first letter named), or both side by side (the report compares them)."""
     batch_size: int = 16
     calibrated: list[str] = field(default_factory=list)
     """Methods also reported with label-free calibration (`<method>-calibrated`, degaml/evaluation/calibration.py):
@@ -86,6 +88,16 @@ class EvaluationSettings:
             raise ValueError(f"evaluation.limit must be >= 1 or null (every test item), got {self.limit}")
         if self.split not in ("test", "validation"):
             raise ValueError(f"evaluation.split must be test or validation, got {self.split!r}")
+        if self.protocol not in ("loglikelihood", "generative", "both"):
+            raise ValueError(f"evaluation.protocol must be loglikelihood, generative or both, got {self.protocol!r}")
+        if self.calibrated and "loglikelihood" not in self.protocols:
+            raise ValueError("evaluation.calibrated re-weighs log-likelihood scores: it needs protocol loglikelihood "
+                             "or both")
+
+    @property
+    def protocols(self) -> list[str]:
+        """The protocols scored, the report's primary one first."""
+        return ["loglikelihood", "generative"] if self.protocol == "both" else [self.protocol]
 
 
 @dataclass

@@ -23,6 +23,7 @@ from ..layout import DEGAML, ORACLE, seed_runs
 from ..records import StageTimings
 from .generator import change_cosines, comparisons, scaling, scaling_plot
 from .plots import plots
+from .protocols import protocol_section
 from .rows import aggregate, anchor_of, collect_rows, methods_in, track_name, tracks
 from .tables import ABLATION, cost_table, method_table, stage_table
 from .verdicts import item_correctness, majority_rates, paired_difference, verdicts
@@ -33,7 +34,8 @@ __all__ = ["build_report"]
 def build_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     settings = Experiment.load(run_dir)
-    rows = collect_rows(run_dir)
+    protocols = settings.evaluation.protocols
+    rows = collect_rows(run_dir, protocols[0])
     if not rows:
         raise FileNotFoundError(f"{run_dir}: no finished evaluations to report yet")
     out = run_dir / "report"
@@ -46,9 +48,10 @@ def build_report(run_dir: Path) -> Path:
     domains = {name: ts for name, ts in (("in-domain", heldout), ("out-of-domain", ood)) if ts}
     seeds = sorted({r.seed for r in rows})
     n = sorted({r.n for r in rows})
-    correct = item_correctness(run_dir)
-    header = (f"model {settings.model.name}, log-likelihood protocol, each task's preferred metric (acc_norm for "
-              f"ARC / HellaSwag / PIQA, acc otherwise), {settings.evaluation.split} partition of partition seed "
+    correct = item_correctness(run_dir, protocols[0])
+    scoring = ("log-likelihood protocol, each task's preferred metric (acc_norm for ARC / HellaSwag / PIQA, acc "
+               "otherwise)" if protocols[0] == "loglikelihood" else "generative protocol, acc of the letter named")
+    header = (f"model {settings.model.name}, {scoring}, {settings.evaluation.split} partition of partition seed "
               f"{settings.partition.seed}, {'/'.join(map(str, n))} items per task, "
               f"seeds {seeds} (± is the std over seeds, or the item standard error with one seed)")
     sections = [f"# {settings.name}\n", header + "\n"]
@@ -106,6 +109,7 @@ def build_report(run_dir: Path) -> Path:
             sections += [f"### the generated adapter against the other zero-label methods ({domain})\n",
                          "\n".join(compared) + "\n"]
             summary["domains"][domain]["generated_minus"] = compared
+    sections += protocol_section(run_dir, protocols, domains)
     cosines = change_cosines(run_dir, settings)
     if cosines:
         sections += ["## does the generated change point at the target's own adapter?\n",

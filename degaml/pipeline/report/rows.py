@@ -14,7 +14,11 @@ from ..layout import BASE, DEGAML, DEGAML_K, GENERATED, MEAN, ORACLE, RETRIEVAL,
 from ..records import MethodCost
 
 
-def metric_of(task: str) -> str:
+def metric_of(task: str, protocol: str = "loglikelihood") -> str:
+    """The metric a task is reported in: its preferred one (acc_norm for ARC, HellaSwag, PIQA) under
+    log-likelihood scoring; acc (the letter named) under the generative protocol."""
+    if protocol != "loglikelihood":
+        return "acc"
     return TASKS[task].preferred_metric if task in TASKS else "acc"
 
 
@@ -39,14 +43,14 @@ class ScoreRow:
     target_steps: int = 0
 
 
-def collect_rows(run_dir: Path) -> list[ScoreRow]:
-    """One row per (seed, target, method) with a finished evaluation."""
+def collect_rows(run_dir: Path, protocol: str = "loglikelihood") -> list[ScoreRow]:
+    """One row per (seed, target, method) with a finished evaluation in `protocol`."""
     rows = []
     for run in seed_runs(run_dir):
-        for method_dir in run.evaluated():
+        for method_dir in run.evaluated(protocol):
             task = method_dir.task
-            result = read_results(method_dir.results)[0]
-            metric = metric_of(task)
+            result = read_results(method_dir.results_for(protocol))[0]
+            metric = metric_of(task, protocol)
             cost = MethodCost.load(method_dir.cost) if method_dir.cost.is_file() else None
             rows.append(ScoreRow(
                 seed=run.seed, task=task, method=method_dir.method, metric=metric, score=result.metrics[metric],

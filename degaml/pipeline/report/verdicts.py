@@ -15,12 +15,13 @@ Correctness = dict[str, dict[str, dict[str, float]]]
 """{method: {task: {item id: correctness under the task's preferred metric, averaged over seeds}}}."""
 
 
-def item_correctness(run_dir: Path) -> Correctness:
+def item_correctness(run_dir: Path, protocol: str = "loglikelihood") -> Correctness:
     sums: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(dict))
     for run in seed_runs(run_dir):
-        for method_dir in run.evaluated():
+        for method_dir in run.evaluated(protocol):
             task, method = method_dir.task, method_dir.method
-            for item, correct in read_results(method_dir.results)[0].correctness(metric_of(task)).items():
+            result = read_results(method_dir.results_for(protocol))[0]
+            for item, correct in result.correctness(metric_of(task, protocol)).items():
                 sums[method][task].setdefault(item, []).append(correct)
     return {m: {t: {i: statistics.fmean(v) for i, v in items.items()} for t, items in tasks.items()}
             for m, tasks in sums.items()}
