@@ -127,3 +127,32 @@ def test_the_objective_registry_matches_the_config_choices_and_builds_each_loss(
     assert float(OBJECTIVES["task_loss"].loss(terms, 0.1, Loss)) == 5.0
     assert float(OBJECTIVES["hybrid"].loss(terms, 0.1, Loss)) == pytest.approx(2.5)
     assert [o.needs_model for o in OBJECTIVES.values()] == [False, True, True]
+
+
+def test_the_diagnostics_sample_a_bounded_seeded_set_of_training_tasks(monkeypatch):
+    from degaml.generator import training
+    from degaml.generator.card import GeneratorTrainConfig
+
+    seen = []
+    monkeypatch.setattr(training, "task_dependence",
+                        lambda samples, names, *a: seen.append((len(samples), list(names))) or {})
+
+    class Decoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, condition):
+            return torch.zeros(len(condition), 2, 1, 1)
+
+    def task(name):
+        trajectory = type("T", (), {"task": name, "adapter": None})()
+        return training.Conditioned(trajectory, torch.randn(5, 2, 4))
+
+    train = [task(f"t{i}") for i in range(40)]
+    config = GeneratorTrainConfig(diagnostic_tasks=6)
+    for _ in range(2):
+        training._diagnostics(Decoder(), train, [task("held")], None, torch.ones(2, 1, 1), {}, config)
+    assert [n for n, _ in seen] == [6, 1, 6, 1] and seen[0][1] == seen[2][1]  # the same sample each time
+    with pytest.raises(ValueError, match="diagnostic_tasks must be >= 2"):
+        GeneratorTrainConfig(diagnostic_tasks=1)

@@ -119,6 +119,9 @@ class GeneratorTrainConfig:
     """Reconstruction weights per token: each task's own, or averaged over the training tasks (reference)."""
     prompt_format: PromptFormat = "question"
     """Conditioning prompts: the question alone, or with its options as "A: ..." lines."""
+    diagnostic_tasks: int = 16
+    """Training tasks (a seeded sample) whose generated adapters the task-dependence diagnostics hold in memory at
+    once; held-out tasks are all diagnosed. Unbounded, 152 tasks took 24 GB."""
     diagnostic_draws: int = 3
     """Prompt draws per task for the task-dependence diagnostics (>= 2)."""
     init_from: str = ""
@@ -136,6 +139,8 @@ class GeneratorTrainConfig:
             raise ValueError(f"generator.lr and generator.weight_decay must be >= 0, got {self.lr} and {self.weight_decay}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"generator.objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.diagnostic_tasks < 2:
+            raise ValueError(f"diagnostic_tasks must be >= 2, got {self.diagnostic_tasks}")
         if self.diagnostic_draws < 2:
             raise ValueError(f"diagnostic_draws must be >= 2, got {self.diagnostic_draws}")
         if self.task_loss_kind not in ("answer", "choice"):

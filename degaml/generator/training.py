@@ -111,6 +111,9 @@ def _diagnostics(decoder: HyperConvDecoder, train: list[Conditioned], heldout: l
                  ) -> dict[str, float]:
     record: dict[str, float] = {}
     probe = torch.Generator().manual_seed(config.seed + 2)  # the same prompt draws at every evaluation
+    if len(train) > config.diagnostic_tasks:  # the same seeded sample at every evaluation
+        picks = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.seed + 3))
+        train = [train[i] for i in sorted(picks[:config.diagnostic_tasks].tolist())]
     for group, tasks in (("train", train), ("heldout", heldout)):
         if not tasks:
             continue
@@ -236,6 +239,7 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
                 accelerator.wait_for_everyone()  # the main process evaluates and saves
             continue
         if done % config.eval_every == 0 or done == config.steps:
+            _save(decoder, optimizer, scheduler, sampler, done, out)  # before the evaluation, which may fail
             evaluated = copy.deepcopy(decoder).eval()  # on the training device; results come back to the CPU
             probe = torch.Generator().manual_seed(config.seed + 1)  # the same prompts at every evaluation
             for group, tasks in (("train", train), ("heldout", heldout)):
@@ -245,7 +249,6 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
                         record[f"{group}/{task.trajectory.task}/{key}"] = value
             record.update(_diagnostics(evaluated, train, heldout, layout, mask.cpu(), mean_state, config))
             record["processes"] = world
-            _save(decoder, optimizer, scheduler, sampler, done, out)
             bar.write(_summary(record))
             accelerator.wait_for_everyone()
         with (out / "log.jsonl").open("a") as f:
