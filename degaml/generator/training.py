@@ -339,11 +339,18 @@ def _resume(decoder: HyperConvDecoder, optimizer, scheduler, sampler: torch.Gene
 
 
 def _summary(record: dict) -> str:
+    """One line per evaluation: the losses, each group's task-dependence figures and its mean distance to the
+    training mean (per task: log.jsonl)."""
     parts = [f"step {record['step']}", f"train loss {record['train_loss']:.4f}"]
     for key, value in record.items():
-        if key.endswith(("_loss", "/mse_to_training_mean", "/variance_ratio", "/centroid_accuracy")) \
+        if key.endswith(("_loss", "/variance_ratio", "/centroid_accuracy")) and key.count("/") <= 1 \
                 and not math.isnan(value) and key != "train_loss":
             parts.append(f"{key} {value:.4f}")
+    for group in ("train", "heldout"):
+        distances = [v for k, v in record.items() if k.startswith(f"{group}/") and k.endswith("/mse_to_training_mean")]
+        if distances:
+            parts.append(f"{group} mean mse_to_training_mean {sum(distances) / len(distances):.4f} "
+                         f"({len(distances)} tasks)")
     return " | ".join(parts)
 
 
