@@ -45,6 +45,7 @@ def fit_policy_on_tasks(tasks: Sequence[tuple[str, Path]], lm: LoadedModel, acti
         raise ValueError(f"policy tasks include its target(s) {sorted(refused)}: a policy never sees the labels "
                          "of the tasks it serves")
     table, states, in_sample = {}, [], []
+    library = any(a.needs_library for a in actions)  # loading every training task's adapter is slow at 150 tasks
     loaded: tuple[Path, Generator] | None = None
     for name, directory in tasks:
         if loaded is None or loaded[0] != Path(directory):
@@ -56,7 +57,7 @@ def fit_policy_on_tasks(tasks: Sequence[tuple[str, Path]], lm: LoadedModel, acti
             in_sample.append(label)
         validation = replace(data, tasks=[name], split="validation")
         items = task_items(name, "train", data.partition)[:adaptation_prompts]
-        ctx = adaptation_context(gen, lm, label, items, config.seed)
+        ctx = adaptation_context(gen, lm, label, items, config.seed, with_library=library)
         metric = preferred_metric(name)
         if progress:
             sample = "in-sample" if label in in_sample else "out-of-sample"

@@ -22,7 +22,7 @@ from .layout import (
     control_method,
     scaled_methods,
 )
-from .policy_stage import oracle
+from .policy_stage import oracle, policy_actions
 from .records import MethodCost
 
 
@@ -43,13 +43,15 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
     policy = load_policy(run.policy(fold.name))
     setup = baseline_setup(exp, run)
     b = exp.baselines
+    # Every training task's adapter is loaded only when an action mixes them in (slow at 150 tasks).
+    library = any(a.needs_library for a in policy_actions(exp.policy))
     for target in fold.targets:
         done = (GENERATED, DEGAML, ORACLE, DEGAML_K, *map(control_method, exp.prompt_controls), *single_methods(exp),
                 *(m for k in exp.task_counts for m in scaled_methods(k)))
         if all(run.method(target, m).cost.is_file() for m in done):
             continue
         items = task_items(target, "train", exp.partition)[:exp.policy.adaptation_prompts]
-        ctx = adaptation_context(gen, lm, task_label(target), items, run.seed)
+        ctx = adaptation_context(gen, lm, task_label(target), items, run.seed, with_library=library)
         for method in (GENERATED, DEGAML):
             directory = run.method(target, method)
             if directory.cost.is_file():
@@ -84,8 +86,6 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
 
 def single_methods(exp: Experiment) -> list[str]:
     """The methods of `policy.single_actions`: each action alone, then the random action."""
-    from .policy_stage import policy_actions
-
     if not exp.policy.single_actions:
         return []
     return [*(action_method(a.label) for a in policy_actions(exp.policy)), RANDOM_ACTION]
@@ -98,7 +98,6 @@ def _single_actions(exp: Experiment, lm: LoadedModel, run: SeedRun, gen, target:
     import random
 
     from ..adaptation.task_setup import adapt_task
-    from .policy_stage import policy_actions
 
     if not exp.policy.single_actions:
         return
