@@ -239,7 +239,6 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
                 accelerator.wait_for_everyone()  # the main process evaluates and saves
             continue
         if done % config.eval_every == 0 or done == config.steps:
-            _save(decoder, optimizer, scheduler, sampler, done, out)  # before the evaluation, which may fail
             evaluated = copy.deepcopy(decoder).eval()  # on the training device; results come back to the CPU
             probe = torch.Generator().manual_seed(config.seed + 1)  # the same prompts at every evaluation
             for group, tasks in (("train", train), ("heldout", heldout)):
@@ -249,6 +248,7 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
                         record[f"{group}/{task.trajectory.task}/{key}"] = value
             record.update(_diagnostics(evaluated, train, heldout, layout, mask.cpu(), mean_state, config))
             record["processes"] = world
+            _save(decoder, optimizer, scheduler, sampler, done, out)  # with its log line: one consistent state
             bar.write(_summary(record))
             accelerator.wait_for_everyone()
         with (out / "log.jsonl").open("a") as f:
