@@ -5,6 +5,7 @@ docstring)."""
 from __future__ import annotations
 
 import errno
+import os
 import re
 import sys
 
@@ -130,6 +131,9 @@ def main(argv: list[str] | None = None) -> None:
         message = parse_error_line(str(e), args) if "\n" in str(e) else str(e)
         print(f"degaml: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
+    except BrokenPipeError:  # `degaml list-tasks | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(0) from None
     except OSError as e:
         if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC):
             raise  # a bug or a broken machine: the traceback is the useful part

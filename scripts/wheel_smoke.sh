@@ -20,7 +20,8 @@ $PIP install "torch==$TORCH_VERSION"
 $PIP install "$WORK"/dist/degaml-*.whl
 cd "$WORK"
 "$WORK/venv/bin/degaml" --version
-"$WORK/venv/bin/degaml" list-tasks | head -3
+"$WORK/venv/bin/degaml" list-tasks > tasks.txt
+head -3 tasks.txt
 "$WORK/venv/bin/python" - <<'PY'
 import json
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders

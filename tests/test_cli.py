@@ -117,3 +117,17 @@ def test_a_shipped_config_is_named_without_its_path(capsys, monkeypatch, tmp_pat
     with pytest.raises(SystemExit):
         main(["run", "--config", "nonesuch"])
     assert "neither a file nor a shipped config (generator-loo, generator-pool, offline" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_ends_a_listing_quietly(monkeypatch, capsys):
+    """`degaml list-tasks | head`: once the reader has gone, the command stops with exit 0, no traceback."""
+    import io
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone: every write now fails with EPIPE
+    stdout = io.TextIOWrapper(os.fdopen(write, "wb"), line_buffering=True)
+    monkeypatch.setattr("sys.stdout", stdout)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["list-models"])
+    assert exit_info.value.code == 0
