@@ -438,17 +438,24 @@ def test_a_meta_training_task_is_never_a_target(workspace):
         folds(TaskSets(meta_training=[numbers], train=[colors, numbers], heldout=[numbers], out_of_domain=[]))
 
 
-def test_single_actions_score_each_action_alone_and_a_random_one(workspace, tmp_path):
-    from degaml.pipeline.layout import seed_run
-    from degaml.pipeline.records import MethodCost
-
-    config, run = _config(workspace, tmp_path)
+def _all_targets(ws, tmp_path):
+    """One seed, both local tasks as targets of one shared generator trained on `letters` alone."""
+    config, run = _config(ws, tmp_path)
     settings = yaml.safe_load(config.read_text())
-    colors, numbers = workspace["tasks"]
+    colors, numbers = ws["tasks"]
     letters = settings["tasks"]["out_of_domain"][0]
     settings.update(seeds=[0], shared_generator_steps=2, holdout="all_targets",
                     tasks={"meta_training": [letters], "train": [colors, numbers], "heldout": [colors, numbers],
                            "out_of_domain": []})
+    return config, run, settings
+
+
+def test_single_actions_score_each_action_alone_and_a_random_one(workspace, tmp_path):
+    from degaml.pipeline.layout import seed_run
+    from degaml.pipeline.records import MethodCost
+
+    config, run, settings = _all_targets(workspace, tmp_path)
+    colors, numbers = workspace["tasks"]
     settings["policy"]["single_actions"] = True
     settings["baselines"]["methods"] = ["union"]
     config.write_text(yaml.safe_dump(settings))
@@ -472,13 +479,8 @@ def test_single_actions_score_each_action_alone_and_a_random_one(workspace, tmp_
 def test_a_run_scores_both_protocols_and_the_report_sets_them_side_by_side(workspace, tmp_path, protocol):
     from degaml.pipeline.layout import seed_run
 
-    config, run = _config(workspace, tmp_path)
-    settings = yaml.safe_load(config.read_text())
+    config, run, settings = _all_targets(workspace, tmp_path)
     colors, numbers = workspace["tasks"]
-    letters = settings["tasks"]["out_of_domain"][0]
-    settings.update(seeds=[0], shared_generator_steps=2, holdout="all_targets",
-                    tasks={"meta_training": [letters], "train": [colors, numbers], "heldout": [colors, numbers],
-                           "out_of_domain": []})
     settings["policy"]["actions"] = ["none", "tts k=3 combine=vote"]
     settings["baselines"]["methods"] = ["union"]
     settings["evaluation"]["protocol"] = protocol
