@@ -1,7 +1,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test test-slow demo main-job quick lint bench
+.PHONY: install test test-slow zero-shot demo main-job quick lint bench
 
 install:
 	bash scripts/install.sh
@@ -18,8 +18,13 @@ lint: install
 	$(VENV)/bin/ruff check degaml tests benchmarks
 
 # Zero-shot SmolLM2-135M-Instruct on the six in-domain tasks (a couple of minutes).
+zero-shot: install
+	$(VENV)/bin/degaml evaluate --model.name smollm2-135m-instruct --data.limit 200 --out runs/zero-shot
+
+# The web demo (http://127.0.0.1:7860) on a trained generator, by default the main job's.
+GENERATOR ?= runs/offline-default/seed_0/folds/shared/generator
 demo: install
-	$(VENV)/bin/degaml evaluate --model.name smollm2-135m-instruct --data.limit 200 --out runs/demo
+	$(VENV)/bin/degaml demo --generator $(GENERATOR)
 
 # The main job: both label tracks on all six in-domain folds, 100 items each (56 min in float32 on 2 AVX2 cores,
 # measured; docs/results.md has the stage profile).

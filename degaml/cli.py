@@ -42,6 +42,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                    "for."),
     "prepare-data": ("degaml.data.commands", "prepare_data",
                      "Extract BIG-bench's multiple-choice JSON tasks into the data cache as meta-training tasks."),
+    "demo": ("degaml.demo", "demo",
+             "Serve a web page where you paste a task's prompts and compare base and adapted answers side by side."),
     "push": ("degaml.generator.commands", "push",
              "Upload a trained generator to the Hugging Face Hub, creating the repository if needed."),
     "list-models": ("degaml.models.registry", "list_models",

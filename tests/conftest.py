@@ -99,3 +99,23 @@ def workspace(tmp_path_factory, tokenizer, tiny_sentence_transformer):
     return {"root": root, "model": str(root / "model"), "tasks": tasks, "encoder": str(tiny_sentence_transformer)}
 
 
+
+
+@pytest.fixture(scope="session")
+def generator_dir(workspace, tmp_path_factory):
+    """A tiny trained generator (`<root>/g`) over the workspace tasks' trajectories (`<root>/t`), made once; its
+    trajectory cache is private, like every unit test's."""
+    from degaml.cli import main
+
+    root = tmp_path_factory.mktemp("gen")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DEGAML_CACHE", str(root / "degaml-cache"))
+        main(["collect", "--tasks", ",".join(workspace["tasks"]), "--out", str(root / "t"), "--model.name",
+              workspace["model"], "--collect.burn_in_steps", "1", "--collect.checkpoints", "2",
+              "--collect.batch_size", "2", "--lora.r", "2", "--lora.alpha", "4", "--model.dtype", "float32",
+              "--model.device", "cpu", "--progress", "false"])
+        main(["train-generator", "--trajectories", str(root / "t"), "--out", str(root / "g"),
+              "--generator.decoder", "cpu-tiny", "--generator.encoder", workspace["encoder"],
+              "--generator.num_prompts", "2", "--generator.prompt_tokens", "8", "--generator.chunk", "16",
+              "--generator.steps", "1", "--progress", "false"])
+    return root

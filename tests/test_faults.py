@@ -351,19 +351,6 @@ def test_a_garbage_results_file_is_named_by_the_report(workspace, tmp_path, caps
     assert "experiment.yaml: " in _error(capsys, ["report", str(run)])
 
 
-@pytest.fixture(scope="module")
-def generator_dir(workspace, tmp_path_factory):
-    root = tmp_path_factory.mktemp("gen")
-    main(["collect", "--tasks", ",".join(workspace["tasks"]), "--out", str(root / "t"), "--model.name",
-          workspace["model"], "--collect.burn_in_steps", "1", "--collect.checkpoints", "2", "--collect.batch_size",
-          "2", "--lora.r", "2", "--lora.alpha", "4", "--model.dtype", "float32", "--model.device", "cpu",
-          "--progress", "false"])
-    main(["train-generator", "--trajectories", str(root / "t"), "--out", str(root / "g"), "--generator.decoder",
-          "cpu-tiny", "--generator.encoder", workspace["encoder"], "--generator.num_prompts", "2",
-          "--generator.prompt_tokens", "8", "--generator.chunk", "16", "--generator.steps", "1", "--progress", "false"])
-    return root
-
-
 def _copied_generator(generator_dir, tmp_path):
     copy = tmp_path / "gen"
     shutil.copytree(generator_dir / "g", copy)

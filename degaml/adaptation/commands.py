@@ -11,8 +11,9 @@ from ..data.tasks import task_label
 from ..io import check_output_path, exclusive_output
 
 
-def _load_for_adaptation(generator: Path, model: ModelConfig | None):
-    """The generator and its base model (the one its card names, unless `model` names another)."""
+def load_for_adaptation(generator: Path, model: ModelConfig | None):
+    """The generator and its base model (the one its card names, unless `model` names another), both on the
+    model's device."""
     from dataclasses import replace
 
     from ..generator.generation import Generator
@@ -21,6 +22,7 @@ def _load_for_adaptation(generator: Path, model: ModelConfig | None):
     gen = Generator(generator)
     model = model or ModelConfig()
     lm = load_model(replace(model, name=gen.card.model) if model.name == ModelConfig().name else model)
+    gen.decoder.to(lm.device)
     return gen, lm
 
 
@@ -65,7 +67,7 @@ def adapt(
 
     chosen = None if policy else Action.parse(action)
     check_output_path(out)
-    gen, lm = _load_for_adaptation(generator, model)
+    gen, lm = load_for_adaptation(generator, model)
     items = task_items(task, prompt_split, partition or PartitionConfig())[:adaptation_prompts]
     ctx = adaptation_context(gen, lm, task_label(task), items, seed, with_library=uses_library(chosen))
     with exclusive_output(out):
@@ -127,7 +129,7 @@ def train_policy(
     config = PolicyConfig(method=method, epochs=epochs, lr=lr, cost_penalty=cost_penalty, seed=seed)
     actions = default_actions()
     check_output_path(out)
-    gen, lm = _load_for_adaptation(generator, model)
+    gen, lm = load_for_adaptation(generator, model)
     data = DataConfig(tasks=[], limit=limit, partition=partition or PartitionConfig())
     with exclusive_output(out):  # rewards.jsonl grows as rewards are measured: one writer
         _, table, choices = fit_policy_on_tasks([(t, gen.directory) for t in task_names(tasks)], lm, actions, config,

@@ -38,34 +38,46 @@ def extract_answer(text: str, num_choices: int) -> int | None:
     return ord(standalone.group(1)) - ord("A") if standalone else None
 
 
-def build_prompt(lm: LoadedModel, item: MultipleChoiceItem) -> str:
+def chat_prompt(lm: LoadedModel, user: str, system: str | None = None) -> str:
+    """`user` (after `system`, if given) in the model's chat template, ready for its reply; plain text for a
+    model without one."""
     tok = lm.tokenizer
     if tok.chat_template:
-        messages = [{"role": "system", "content": SYSTEM_INSTRUCTION},
-                    {"role": "user", "content": format_question(item)}]
+        messages = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": user})
         return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return f"{SYSTEM_INSTRUCTION}\n\n{format_question(item)}\nAnswer:"
+    return f"{system}\n\n{user}\nAnswer:" if system else f"{user}\nAnswer:"
+
+
+def build_prompt(lm: LoadedModel, item: MultipleChoiceItem) -> str:
+    return chat_prompt(lm, format_question(item), SYSTEM_INSTRUCTION)
+
+
+def greedy_completions(lm: LoadedModel, prompts: Sequence[str], batch_size: int = 8, max_new_tokens: int = 8,
+                       progress: bool = True, desc: str = "generating") -> list[str]:
+    """The model's greedy continuation of each prompt (already templated), decoded without special tokens."""
+    tok = lm.tokenizer
+    texts: list[str] = []
+    # Chat templates already contain the special tokens, so nothing more is added for them.
+    add_special = lm.add_special_tokens and not tok.chat_template
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress, leave=False):
+            chunk = list(prompts[start:start + batch_size])
+            padding_side, tok.padding_side = tok.padding_side, "left"
+            try:
+                enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=add_special).to(lm.device)
+            finally:
+                tok.padding_side = padding_side
+            generated = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                          pad_token_id=tok.pad_token_id)
+            texts.extend(tok.batch_decode(generated[:, enc["input_ids"].shape[1]:], skip_special_tokens=True))
+    return texts
 
 
 def generate_answers(lm: LoadedModel, items: Sequence[MultipleChoiceItem], batch_size: int = 8,
                      max_new_tokens: int = 8, progress: bool = True, desc: str = "generating"
                      ) -> list[tuple[str, int | None]]:
     """(generated text, parsed answer index or None) per item, greedy."""
-    tok = lm.tokenizer
-    outputs: list[tuple[str, int | None]] = []
-    # Chat templates already contain the special tokens, so nothing more is added for them.
-    add_special = lm.add_special_tokens and not tok.chat_template
-    with torch.inference_mode():
-        for start in tqdm(range(0, len(items), batch_size), desc=desc, disable=not progress, leave=False):
-            chunk = items[start:start + batch_size]
-            prompts = [build_prompt(lm, item) for item in chunk]
-            padding_side, tok.padding_side = tok.padding_side, "left"
-            try:
-                enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=add_special).to(lm.device)
-            finally:
-                tok.padding_side = padding_side
-            generated = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                          pad_token_id=tok.pad_token_id)
-            texts = tok.batch_decode(generated[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            outputs.extend((text, extract_answer(text, len(item.choices))) for text, item in zip(texts, chunk))
-    return outputs
+    texts = greedy_completions(lm, [build_prompt(lm, item) for item in items], batch_size, max_new_tokens,
+                               progress, desc)
+    return [(text, extract_answer(text, len(item.choices))) for text, item in zip(texts, items)]
