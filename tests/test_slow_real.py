@@ -63,13 +63,13 @@ def real_adapters(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("clients")
     main(["collect", "--tasks", "sciq,openbookqa", "--out", str(root / "traj"), "--collect.burn_in_steps", "2",
-          "--collect.checkpoints", "2", "--collect.batch_size", "2", "--max_tokens", "64", "--model.dtype", "float32", "--model.device", "cpu",
+          "--collect.checkpoints", "2", "--collect.batch_size", "2", "--collect.max_tokens", "64", "--model.dtype", "float32", "--model.device", "cpu",
           "--progress", "false"])
     main(["train-generator", "--trajectories", str(root / "traj"), "--out", str(root / "gen"), "--generator.decoder", "cpu-tiny",
           "--generator.steps", "2", "--generator.batch_size", "2", "--generator.eval_every", "2", "--generator.max_prompts", "32", "--progress", "false"])
     main(["generate", "--generator", str(root / "gen"), "--prompts", "arc_easy", "--out", str(root / "generated")])
     main(["baseline", "no-meta", "--task", "arc_easy", "--out", str(root / "no_meta"), "--setup.steps", "2",
-          "--setup.support", "8", "--setup.batch_size", "4", "--setup.dtype", "float32", "--setup.model.device", "cpu",
+          "--setup.support", "8", "--setup.batch_size", "4", "--setup.model.dtype", "float32", "--setup.model.device", "cpu",
           "--progress", "false"])
     return {"generated": root / "generated", "no-meta": root / "no_meta"}
 
