@@ -7,6 +7,7 @@ the item's options compete in a softmax. Shared by the generator's choice loss
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,9 +28,15 @@ class ChoiceExample:
     gold: int
 
 
-def choice_example(lm: LoadedModel, item: MultipleChoiceItem, max_tokens: int) -> ChoiceExample:
-    return ChoiceExample(tuple(training_example(lm, item, max_tokens, i) for i in range(len(item.choices))),
-                         item.gold)
+def choice_example(lm: LoadedModel, item: MultipleChoiceItem, max_tokens: int, keep: int = 0, seed: int = 0
+                   ) -> ChoiceExample:
+    """The item's options as rows; with 0 < `keep` < its options, only the gold one and `keep - 1` others, drawn by
+    a draw seeded with `seed` and the item's id (the same rows in every run and process)."""
+    chosen = list(range(len(item.choices)))
+    if 0 < keep < len(chosen):
+        others = random.Random(f"{seed}:{item.id}").sample([i for i in chosen if i != item.gold], keep - 1)
+        chosen = sorted([item.gold, *others])
+    return ChoiceExample(tuple(training_example(lm, item, max_tokens, i) for i in chosen), chosen.index(item.gold))
 
 
 def choice_batch(lm: LoadedModel, examples: Sequence[ChoiceExample], size: int, rng: torch.Generator

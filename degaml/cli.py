@@ -86,16 +86,20 @@ def parse_error_line(message: str, args: list[str]) -> str:
 
 
 def packaged_config(value: str) -> str:
-    """`--config offline` names a config shipped in the package (degaml/configs/offline.yaml); a path is kept."""
+    """`--config offline` names a run config shipped in the package (degaml/configs/offline.yaml), `--config
+    pool-best` an overlay given after one (degaml/configs/overlays/); a path is kept."""
     from pathlib import Path
 
     if Path(value).exists() or "/" in value or value.endswith((".yaml", ".yml", ".json")):
         return value
-    shipped = Path(__file__).parent / "configs" / f"{value}.yaml"
-    if shipped.is_file():
-        return str(shipped)
-    names = sorted(p.stem for p in shipped.parent.glob("*.yaml"))
-    raise ValueError(f"--config {value!r} is neither a file nor a shipped config ({', '.join(names)})")
+    configs = Path(__file__).parent / "configs"
+    for folder in (configs, configs / "overlays"):
+        if (folder / f"{value}.yaml").is_file():
+            return str(folder / f"{value}.yaml")
+    names = sorted(p.stem for p in configs.glob("*.yaml"))
+    overlays = sorted(p.stem for p in (configs / "overlays").glob("*.yaml"))
+    raise ValueError(f"--config {value!r} is neither a file nor a shipped config ({', '.join(names)}) or overlay "
+                     f"({', '.join(overlays)})")
 
 
 def main(argv: list[str] | None = None) -> None:

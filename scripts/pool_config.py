@@ -1,11 +1,11 @@
-"""Write the task pool of `configs/pool.yaml`: every meta-training task that loads offline (BIG-bench's JSON
+"""Write the task pool of `configs/tasks/pool.yaml`: every meta-training task that loads offline (BIG-bench's JSON
 tasks once `degaml prepare-data` has run, MMLU's 57 subjects, CommonsenseQA, OpenBookQA, SciQ, three basic-skills
 tasks), split by a seeded draw into policy-reward tasks (`--rewards` of those with at least `--reward_items`
 labelled items, so that their validation partition holds 64 or more) and generator-training tasks (the rest, in a
 seeded shuffled order, so that the first K of them, the scaling curve's, are a mix of sources). The MMLU
 subject groups are left out: they hold the same questions as the subjects.
 
-    python scripts/pool_config.py > pool-tasks.yaml
+    python scripts/pool_config.py > configs/tasks/pool.yaml  (then restore the header comment)
 """
 
 from __future__ import annotations

@@ -120,6 +120,19 @@ def test_option_log_probs_and_infomax_match_hand_computed_values():
     assert torch.isfinite(scores.grad).all()  # the absent third option of item 0 adds no NaN
 
 
+def test_a_choice_example_keeps_the_gold_option_and_a_seeded_sample_of_the_others(tokenizer):
+    lm = make_tiny("llama", tokenizer)
+    item = MultipleChoiceItem.cloze("q7", "Pick", "Question: Pick\nAnswer:", ("a", "b", "c", "d", "e"), 3)
+    kept = choice_example(lm, item, 64, keep=3, seed=1)
+    rows = [training_example(lm, item, 64, i) for i in range(5)]
+    chosen = [rows.index(r) for r in kept.options]
+    assert len(chosen) == 3 and 3 in chosen and chosen == sorted(chosen) and chosen[kept.gold] == 3
+    assert choice_example(lm, item, 64, keep=3, seed=1) == kept  # the same rows every time
+    assert len(choice_example(lm, item, 64, keep=0).options) == len(choice_example(lm, item, 64, keep=9).options) == 5
+    draws = {tuple(rows.index(r) for r in choice_example(lm, item, 64, keep=2, seed=s).options) for s in range(20)}
+    assert len(draws) > 1  # the distractor depends on the seed
+
+
 def test_choice_batch_rows_are_every_option_and_the_loss_matches_the_base_model(tokenizer):
     lm = make_tiny("llama", tokenizer)
     items = [MultipleChoiceItem.cloze(f"c{i}", q, f"Question: {q}\nAnswer:", c, g)

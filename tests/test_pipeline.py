@@ -152,6 +152,21 @@ def test_shipped_configs_parse(config, capsys):
     assert printed["name"] == {"offline": "offline-default"}.get(config, config)
 
 
+@pytest.mark.parametrize(("base", "overlay", "expected"), [
+    ("paper-qwen2.5-0.5b", "pool-best", {"holdout": "all_targets", "recipe": "task-loss-on-union", "tasks": 152}),
+    ("offline", "qwen0.5b-cpu", {"model": "qwen2.5-coder-0.5b-instruct", "protocol": "both", "limit": 200}),
+])
+def test_shipped_overlays_apply_by_name(base, overlay, expected, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--config", base, "--config", overlay, "--print_config"])
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    seen = {"holdout": printed["holdout"], "recipe": printed["generator"]["recipe"],
+            "tasks": len(printed["tasks"]["meta_training"]), "model": printed["model"]["name"],
+            "protocol": printed["evaluation"]["protocol"], "limit": printed["evaluation"]["limit"]}
+    assert {k: seen[k] for k in expected} == expected
+
+
 def test_run_with_the_function_space_generator(workspace, tmp_path):
     """The generator options the offline default uses (task loss, residual, relative code, prompts with their
     options) run through every stage of `degaml run`."""

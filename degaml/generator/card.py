@@ -23,8 +23,8 @@ CARD_FILE = "config.json"
 
 RECIPES = Path(__file__).resolve().parents[1] / "configs" / "generator"
 """Named generator recipes, one YAML file each (`configs/generator/<name>.yaml`)."""
-RECIPE_FIELDS = ("objective", "task_loss_weight", "task_examples", "task_loss_kind", "anchor", "residual",
-                 "residual_base", "stat_code", "token_weighting", "prompt_format", "contrast", "contrast_margin")
+RECIPE_FIELDS = ("objective", "task_loss_weight", "task_examples", "task_loss_kind", "choice_options", "anchor",
+                 "residual", "residual_base", "stat_code", "token_weighting", "prompt_format", "contrast", "contrast_margin")
 """What a recipe fixes: how the generator learns, never how long (steps, batch, learning rate stay the caller's)."""
 
 
@@ -91,6 +91,10 @@ class GeneratorTrainConfig:
     task_loss_kind: Literal["answer", "choice"] = "answer"
     """task_loss / hybrid: `answer` (the gold answer's token cross-entropy) or `choice` (cross-entropy over
     each item's options, scored by mean answer-token log-likelihood); degaml/generator/function_space.py."""
+    choice_options: int = 0
+    """task_loss_kind choice: options per item in the loss, the gold one and `choice_options - 1` others drawn once
+    per item (seeded by the item's id), a sampled softmax; 0 keeps every option. Bounds the rows (and the logits'
+    memory) per item where meta-training tasks have tens of options."""
     anchor: float = 0.0
     """task_loss / hybrid: weight of the KL from the base model to the adapted one at the examples' context
     positions (degaml/generator/function_space.py); 0 trains on the answer loss alone."""
@@ -132,7 +136,8 @@ class GeneratorTrainConfig:
         if self.recipe:
             self._apply_recipe()
         for name, minimum in (("num_prompts", 1), ("prompt_tokens", 1), ("max_prompts", 1), ("chunk", 1), ("steps", 0),
-                              ("batch_size", 1), ("eval_every", 1), ("task_examples", 1), ("max_tokens", 1)):
+                              ("batch_size", 1), ("eval_every", 1), ("task_examples", 1), ("max_tokens", 1),
+                              ("choice_options", 0)):
             if getattr(self, name) < minimum:
                 raise ValueError(f"generator.{name} must be >= {minimum}, got {getattr(self, name)}")
         if self.lr < 0 or self.weight_decay < 0:
