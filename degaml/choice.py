@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .config import AnswerFormat
 from .data import MultipleChoiceItem
 from .models import LoadedModel
 from .sft import Example, collate, training_example
@@ -28,15 +29,17 @@ class ChoiceExample:
     gold: int
 
 
-def choice_example(lm: LoadedModel, item: MultipleChoiceItem, max_tokens: int, keep: int = 0, seed: int = 0
-                   ) -> ChoiceExample:
-    """The item's options as rows; with 0 < `keep` < its options, only the gold one and `keep - 1` others, drawn by
-    a draw seeded with `seed` and the item's id (the same rows in every run and process)."""
+def choice_example(lm: LoadedModel, item: MultipleChoiceItem, max_tokens: int, keep: int = 0, seed: int = 0,
+                   answer_format: AnswerFormat = "loglikelihood") -> ChoiceExample:
+    """The item's options as rows (`sft.training_example`'s, in `answer_format`); with 0 < `keep` < its options,
+    only the gold one and `keep - 1` others, drawn by a draw seeded with `seed` and the item's id (the same rows
+    in every run and process)."""
     chosen = list(range(len(item.choices)))
     if 0 < keep < len(chosen):
         others = random.Random(f"{seed}:{item.id}").sample([i for i in chosen if i != item.gold], keep - 1)
         chosen = sorted([item.gold, *others])
-    return ChoiceExample(tuple(training_example(lm, item, max_tokens, i) for i in chosen), chosen.index(item.gold))
+    return ChoiceExample(tuple(training_example(lm, item, max_tokens, i, answer_format) for i in chosen),
+                         chosen.index(item.gold))
 
 
 def choice_batch(lm: LoadedModel, examples: Sequence[ChoiceExample], size: int, rng: torch.Generator

@@ -23,6 +23,18 @@ def cache_root() -> Path:
     return Path(os.environ.get("DEGAML_CACHE", Path.home() / ".cache" / "degaml"))
 
 
+KEY_NEUTRAL = {"answer_format": "loglikelihood"}
+"""Settings added after caches were keyed, at the value that does what was done before they existed."""
+
+
+def key_fields(config: Any) -> dict[str, Any]:
+    """`asdict(config)` for a cache key, without the settings of `KEY_NEUTRAL` at their neutral value: adding
+    such a setting leaves every cache made before it valid, and any other value keys apart."""
+    from dataclasses import asdict
+
+    return {k: v for k, v in asdict(config).items() if KEY_NEUTRAL.get(k, ...) != v}
+
+
 def link_copy(source: Path, dest: Path, marker: str) -> None:
     """The finished files of `source` at `dest`, hard-linked (copied across file systems), the `marker` file
     (whose presence says the folder is complete) last, so that an interrupted copy is not complete. Hidden

@@ -9,8 +9,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .config import LoraSettings
+from .config import AnswerFormat, LoraSettings
 from .data import MultipleChoiceItem
+from .evaluation.generative import adds_special_tokens, answer_text, build_prompt
 from .evaluation.loglikelihood import encode_request
 from .models import LoadedModel, LoraState, lora_state, peft_model
 
@@ -18,11 +19,16 @@ Example = tuple[list[int], list[int]]
 """(input ids, labels); labels are -100 on the context."""
 
 
-def training_example(lm: LoadedModel, item: MultipleChoiceItem, max_tokens: int, option: int | None = None
-                     ) -> Example:
+def training_example(lm: LoadedModel, item: MultipleChoiceItem, max_tokens: int, option: int | None = None,
+                     answer_format: AnswerFormat = "loglikelihood") -> Example:
     """(input ids, labels) for an answer (the gold one unless `option` says which) after its context,
-    tokenized exactly as it is scored."""
+    tokenized exactly as `answer_format`'s protocol reads it; left-truncated to `max_tokens`."""
     option = item.gold if option is None else option
+    if answer_format == "generative":
+        context = lm.tokenizer(build_prompt(lm, item), add_special_tokens=adds_special_tokens(lm)).input_ids
+        answer = lm.tokenizer(answer_text(option, len(item.choices)), add_special_tokens=False).input_ids
+        tokens = (context + answer)[-max_tokens:]
+        return tokens, [-100] * (len(tokens) - len(answer)) + answer
     request = encode_request(lm, item.contexts[option], item.continuations[option], max_tokens - 1)
     tokens = list(request.tokens)
     labels = [-100] * request.context_length + tokens[request.context_length:]

@@ -513,6 +513,12 @@ def test_a_run_scores_both_protocols_and_the_report_sets_them_side_by_side(works
         assert gain.count("[") == 2 and gain.count("items)") == 2  # an interval in each protocol
     else:
         assert "generative protocol, acc of the letter named" in text and "against the generative protocol" not in text
+    # Every LoRA trains in the format it is scored in: `both` keeps log-likelihood's, generative alone its own.
+    expected = "generative" if protocol == "generative" else "loglikelihood"
+    manifests = [json.loads(p.read_text()) for p in seed0.trajectories.glob("*/manifest.json")]
+    assert manifests and {m["config"]["answer_format"] for m in manifests} == {expected}
+    card = json.loads((seed0.generator("shared") / "config.json").read_text())
+    assert card["train"]["answer_format"] == expected
 
 
 def test_calibration_needs_log_likelihood_scores(workspace, tmp_path, capsys):

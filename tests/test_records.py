@@ -54,6 +54,28 @@ def test_the_experiment_record_round_trips_with_typed_sections(tmp_path):
     assert loaded.partition.seed == 3
 
 
+def test_a_run_trains_in_the_answer_format_of_the_protocol_it_scores_in(tmp_path):
+    from dataclasses import replace
+
+    base = _experiment(tmp_path)
+    assert base.collect.answer_format == base.generator.answer_format == "loglikelihood"
+    for protocol, expected in (("generative", "generative"), ("both", "loglikelihood")):
+        run = replace(base, evaluation=EvaluationSettings(limit=7, protocol=protocol))
+        assert run.answer_format == run.collect.answer_format == run.generator.answer_format == expected
+    with pytest.raises(ValueError, match="collect.answer_format: generative disagrees with evaluation.protocol"):
+        replace(base, collect=CollectConfig(answer_format="generative"))
+
+
+def test_settings_added_at_their_neutral_value_leave_cache_keys_as_they_were():
+    from dataclasses import asdict
+
+    from degaml.io import key_fields
+
+    old = {k: v for k, v in asdict(CollectConfig()).items() if k != "answer_format"}  # before the setting existed
+    assert key_fields(CollectConfig()) == old
+    assert key_fields(CollectConfig(answer_format="generative")) == {**old, "answer_format": "generative"}
+
+
 def test_a_damaged_experiment_record_names_the_file_and_key(tmp_path):
     _experiment(tmp_path).save(tmp_path / "experiment.yaml")
     text = (tmp_path / "experiment.yaml").read_text().replace("floors:", "flors:")

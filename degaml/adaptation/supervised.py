@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..choice import ChoiceExample, choice_example, choice_loss, collate_choices
-from ..config import LoraSettings
+from ..config import AnswerFormat, LoraSettings
 from ..data import MultipleChoiceItem
 from ..models import LoadedModel, LoraState, peft_model
 from ..sft import fine_tune, training_example
@@ -62,14 +62,15 @@ def split_support(support: Sequence[MultipleChoiceItem], select: int, seed: int
 
 def choose_supervised(lm: LoadedModel, lora: LoraSettings, starts: Mapping[str, LoraState],
                       support: Sequence[MultipleChoiceItem], select: int, steps: int, lr: float, batch_size: int,
-                      seed: int, max_tokens: int = 256) -> SupervisedChoice:
+                      seed: int, max_tokens: int = 256, answer_format: AnswerFormat = "loglikelihood"
+                      ) -> SupervisedChoice:
     """The candidate (each of `starts`, as it is and fine-tuned on the fitting part) with the lowest choice
     loss on the `select` held-out support items."""
     if not starts:
         raise ValueError("choose_supervised needs at least one starting adapter")
     fit_items, held_items = split_support(support, select, seed)
-    fit = [training_example(lm, item, max_tokens) for item in fit_items]
-    held = [choice_example(lm, item, max_tokens) for item in held_items]
+    fit = [training_example(lm, item, max_tokens, answer_format=answer_format) for item in fit_items]
+    held = [choice_example(lm, item, max_tokens, answer_format=answer_format) for item in held_items]
     candidates: dict[str, LoraState] = {}
     traces: dict[str, list[float]] = {}
     for name, start in starts.items():

@@ -16,10 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..io import key_fields
 from ..plugins import registry
 from . import abmll, lorahub, maml, mean_finetune, no_meta, union, union_finetune
 from .common import BaselineJob, BaselineSetup, prepare
@@ -47,7 +48,7 @@ class Method:
         `mean-finetune`, `lorahub`) share its cache, and changed settings never reuse a stale one."""
         determining = {f.name: getattr(config, f.name) for f in fields(self.meta_config)}
         if setup is not None:
-            determining["setup"] = {k: v for k, v in asdict(setup).items() if k not in ("support", "steps")}
+            determining["setup"] = {k: v for k, v in key_fields(setup).items() if k not in ("support", "steps")}
         settings = json.dumps(determining, sort_keys=True, default=str)
         return f"{self.meta_from}-{hashlib.sha256(settings.encode()).hexdigest()[:10]}"
 

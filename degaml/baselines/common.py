@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..config import DataConfig, LoraSettings, ModelConfig, PartitionConfig
+from ..config import AnswerFormat, DataConfig, LoraSettings, ModelConfig, PartitionConfig
 from ..data import MultipleChoiceItem, task_label
 from ..io import run_metadata
 from ..memory import peak_memory_mb
@@ -41,6 +41,9 @@ class BaselineSetup:
     max_tokens: int = 256
     seed: int = 0
     partition: PartitionConfig = field(default_factory=PartitionConfig)
+    answer_format: AnswerFormat = "loglikelihood"
+    """What every baseline's LoRA learns to produce: the answer text (log-likelihood's format) or the generative
+    protocol's "[B]" after the lettered prompt (`degaml run` follows `evaluation.protocol`)."""
 
     def __post_init__(self) -> None:
         for name in ("support", "batch_size", "meta_examples", "max_tokens"):
@@ -53,7 +56,8 @@ class BaselineSetup:
 def load_examples(lm: LoadedModel, task: str, setup: BaselineSetup, limit: int, budget: str = "") -> list[Example]:
     """Up to `limit` supervised examples from the task's train partition (never validation or test); exactly
     `limit` when they are a track's label `budget` (its setting's name), or an error."""
-    return [training_example(lm, item, setup.max_tokens) for item in load_items(task, setup, limit, budget)]
+    return [training_example(lm, item, setup.max_tokens, answer_format=setup.answer_format)
+            for item in load_items(task, setup, limit, budget)]
 
 
 def load_items(task: str, setup: BaselineSetup, limit: int, budget: str = "") -> list[MultipleChoiceItem]:

@@ -38,6 +38,16 @@ def extract_answer(text: str, num_choices: int) -> int | None:
     return ord(standalone.group(1)) - ord("A") if standalone else None
 
 
+def answer_text(option: int, num_choices: int) -> str:
+    """What a right answer naming `option` looks like: its letter in square brackets."""
+    return f"[{letters(num_choices)[option]}]"
+
+
+def adds_special_tokens(lm: LoadedModel) -> bool:
+    """Whether a prompt is tokenized with the tokenizer's special tokens: chat templates already hold them."""
+    return lm.add_special_tokens and not lm.tokenizer.chat_template
+
+
 def chat_prompt(lm: LoadedModel, user: str, system: str | None = None) -> str:
     """`user` (after `system`, if given) in the model's chat template, ready for its reply; plain text for a
     model without one."""
@@ -58,8 +68,7 @@ def greedy_completions(lm: LoadedModel, prompts: Sequence[str], batch_size: int 
     """The model's greedy continuation of each prompt (already templated), decoded without special tokens."""
     tok = lm.tokenizer
     texts: list[str] = []
-    # Chat templates already contain the special tokens, so nothing more is added for them.
-    add_special = lm.add_special_tokens and not tok.chat_template
+    add_special = adds_special_tokens(lm)
     with torch.inference_mode():
         for start in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress, leave=False):
             chunk = list(prompts[start:start + batch_size])

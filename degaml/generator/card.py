@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
-from ..config import LoraSettings
+from ..config import AnswerFormat, LoraSettings
 from ..data.prompts import PromptFormat
 from ..io import atomic_write_json
 from ..lora_tokens import StatCode
@@ -91,6 +91,9 @@ class GeneratorTrainConfig:
     task_loss_kind: Literal["answer", "choice"] = "answer"
     """task_loss / hybrid: `answer` (the gold answer's token cross-entropy) or `choice` (cross-entropy over
     each item's options, scored by mean answer-token log-likelihood); degaml/generator/function_space.py."""
+    answer_format: AnswerFormat = "loglikelihood"
+    """task_loss / hybrid: the format of the labelled examples, as the trajectories were collected in
+    (`CollectConfig.answer_format`; `degaml run` follows `evaluation.protocol`)."""
     choice_options: int = 0
     """task_loss_kind choice: options per item in the loss, the gold one and `choice_options - 1` others drawn once
     per item (seeded by the item's id), a sampled softmax; 0 keeps every option. Bounds the rows (and the logits'

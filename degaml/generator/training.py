@@ -416,9 +416,10 @@ def train_on_trajectories(trajectories: Path, out: Path, holdout: Sequence[str],
         trajectory = load_trajectory(dirs, layout, [format_prompt(it, config.prompt_format) for it in items])
         (heldout if task in held else train).append(trajectory)
         if lm is not None and task not in held:
-            examples[task] = [choice_example(lm, it, config.max_tokens, config.choice_options, config.seed)
-                              if config.task_loss_kind == "choice" else training_example(lm, it, config.max_tokens)
-                              for it in items]
+            examples[task] = [
+                choice_example(lm, it, config.max_tokens, config.choice_options, config.seed, config.answer_format)
+                if config.task_loss_kind == "choice" else
+                training_example(lm, it, config.max_tokens, answer_format=config.answer_format) for it in items]
     meta = {"model": first.model, "lora": first.lora, "geometry": first.geometry,
             "trajectories": str(Path(trajectories).resolve())} | ({"compute": lm.compute()} if lm is not None else {})
     adapter_loss = AdapterLoss(lm, first.lora, config.anchor) if lm is not None else None

@@ -35,9 +35,9 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_constant_schedule
 
-from ..config import DataConfig, LoraSettings, PartitionConfig
+from ..config import AnswerFormat, DataConfig, LoraSettings, PartitionConfig
 from ..data import MultipleChoiceItem
-from ..io import atomic_write_json, exclusive_directory, link_copy, run_metadata
+from ..io import atomic_write_json, exclusive_directory, key_fields, link_copy, run_metadata
 from ..models import LoadedModel, attach_lora
 from ..sft import collate, training_example
 
@@ -57,6 +57,9 @@ class CollectConfig:
     """Constant AdamW learning rate."""
     max_tokens: int = 256
     seed: int = 0
+    answer_format: AnswerFormat = "loglikelihood"
+    """What the LoRA learns to produce: the answer text after its context (as log-likelihood scores it) or the
+    generative protocol's "[B]" after the lettered prompt (`degaml run` follows `evaluation.protocol`)."""
 
     def __post_init__(self) -> None:
         for name, minimum in (("burn_in_steps", 0), ("checkpoints", 1), ("batch_size", 1),
@@ -129,7 +132,7 @@ def collect_task(lm: LoadedModel, task: str, train_items: Sequence[MultipleChoic
 def trajectory_key(task: str, lora: LoraSettings, config: CollectConfig, partition_summary: dict,
                    lm: LoadedModel) -> str:
     """16 hex digits of a hash of everything that determines a trajectory."""
-    record = {"task": task, "lora": asdict(lora), "collect": asdict(config), "partition": partition_summary,
+    record = {"task": task, "lora": asdict(lora), "collect": key_fields(config), "partition": partition_summary,
               "dtype": lm.precision.dtype,
               "weights": lm.source}
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -138,7 +141,7 @@ def trajectory_key(task: str, lora: LoraSettings, config: CollectConfig, partiti
 def _train_trajectory(lm: LoadedModel, task: str, train_items: Sequence[MultipleChoiceItem], task_dir: Path,
                       lora: LoraSettings, config: CollectConfig, partition_summary: dict, progress: bool) -> Path:
     (task_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    examples = [training_example(lm, it, config.max_tokens) for it in train_items]
+    examples = [training_example(lm, it, config.max_tokens, answer_format=config.answer_format) for it in train_items]
 
     torch.manual_seed(config.seed)  # the LoRA init
     model = attach_lora(lm.model, lora)

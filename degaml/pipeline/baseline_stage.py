@@ -25,7 +25,7 @@ def baseline_setup(exp: Experiment, run: SeedRun):
     b = exp.baselines
     return BaselineSetup(model=exp.model, lora=exp.lora, support=b.support, steps=b.steps, lr=b.lr,
                          batch_size=b.batch_size, meta_examples=b.meta_examples, max_tokens=b.max_tokens, seed=run.seed,
-                         partition=exp.partition)
+                         partition=exp.partition, answer_format=exp.answer_format)
 
 
 def baseline_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:

@@ -73,7 +73,8 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
             started = time.perf_counter()
             support = load_items(target, setup, setup.support, "baselines.support")  # the k-label baselines' very items
             choice = choose_supervised(lm, exp.lora, degaml_k_starts(ctx, run, target), support,
-                                       exp.policy.select_examples, b.steps, b.lr, b.batch_size, run.seed, b.max_tokens)
+                                       exp.policy.select_examples, b.steps, b.lr, b.batch_size, run.seed, b.max_tokens,
+                                       exp.answer_format)
             seconds = time.perf_counter() - started
             write_adapter(choice.state, exp.lora, exp.model.name, directory.output,
                           info={"variant": f"supervised choice: {choice.choice}", **choice.record(),

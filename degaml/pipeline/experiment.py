@@ -7,7 +7,7 @@ or `all` (trained on all of them) whose targets are the out-of-domain tasks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -101,10 +101,23 @@ class Experiment:
         if self.holdout == "one_task" and self.generator.steps < 1:
             raise ValueError(f"holdout: one_task trains a generator per fold: generator.steps must be >= 1, got "
                              f"{self.generator.steps} (holdout: all_targets shares one generator)")
+        for name, config in (("collect", self.collect), ("generator", self.generator)):
+            if config.answer_format not in ("loglikelihood", self.answer_format):
+                raise ValueError(f"{name}.answer_format: {config.answer_format} disagrees with evaluation.protocol "
+                                 f"{self.evaluation.protocol}: a run trains in the format it scores in")
+        self.collect = replace(self.collect, answer_format=self.answer_format)
+        self.generator = replace(self.generator, answer_format=self.answer_format)
         if not 0 < self.policy.select_examples < self.baselines.support:
             raise ValueError(f"policy.select_examples = {self.policy.select_examples}: DeGAML-k must keep at least "
                              f"one of the baselines.support = {self.baselines.support} examples on each side of "
                              "its selection split")
+
+    @property
+    def answer_format(self) -> str:
+        """What every LoRA the run trains (trajectories, union and the baselines, the generator's task loss,
+        DeGAML-k) learns to produce: the generative protocol's "[B]" when that is the protocol scored, else the
+        answer text log-likelihood scores (`both` included)."""
+        return "generative" if self.evaluation.protocol == "generative" else "loglikelihood"
 
     def save(self, path: Path) -> Path:
         """The resolved settings (all but where the run is and whether it shows progress), as YAML."""

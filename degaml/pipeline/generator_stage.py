@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 from ..data import task_label
 from ..generator.trajectories import MANIFEST
-from ..io import atomic_write_json, cache_root, exclusive_directory, link_copy
+from ..io import atomic_write_json, cache_root, exclusive_directory, key_fields, link_copy
 from ..models import LoadedModel, write_adapter
 from ..models.lora import ADAPTER_WEIGHTS
 from .baseline_stage import meta_trained
@@ -97,7 +97,7 @@ def _generator_key(lm: LoadedModel, run: SeedRun, config, holdout: list[str]) ->
     def digest(path: Path) -> str:
         return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
 
-    inputs = {"config": asdict(config), "holdout": holdout, "dtype": lm.precision.dtype, "weights": lm.source,
+    inputs = {"config": key_fields(config), "holdout": holdout, "dtype": lm.precision.dtype, "weights": lm.source,
               "residual_base": digest(Path(config.residual_base) / ADAPTER_WEIGHTS) if config.residual_base else "",
               "init_from": digest(Path(config.init_from) / "decoder.safetensors") if config.init_from else "",
               "trajectories": {d.name: digest(d / MANIFEST) for d in sorted(run.trajectories.iterdir()) if d.is_dir()}}
