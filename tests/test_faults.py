@@ -424,3 +424,20 @@ def test_a_broken_latent_output_names_its_file(workspace, adapter, tmp_path, cap
         (copy / "degaml.json").write_text("{not json")
     err = _error(capsys, _evaluate(workspace, copy, tmp_path / "eval"))
     assert message in err
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ("name: x\nlorra: {r: 4}\n", "does not accept option 'lorra.r'"),
+    ("name: x\nevaluation: {limit: many}\n", "evaluation: Expected a <class 'int'>"),
+    ("name: x\nseeds: zero\n", "seeds: Expected a <class 'list'>"),
+])
+def test_an_unknown_config_key_or_a_wrong_type_is_one_line_naming_the_setting_and_the_file(tmp_path, capsys, content,
+                                                                                          expected):
+    config = tmp_path / "bad.yaml"
+    config.write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--config", str(config), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert expected in err and f"(in {config})" in err
+    assert not (tmp_path / "run").exists()
