@@ -62,9 +62,10 @@ class DemoSession:
         state, info = self.generator.generate_state(prompts)
         digest = info["prompts_sha256"][:12]
         out = self.workdir / f"adapter-{digest}"
-        if not out.is_dir():
+        archive = out.with_suffix(".zip")
+        if not archive.is_file():  # the same prompts give the same adapter: written and zipped once
             write_adapter(state, self.generator.lora, self.generator.card.model, out, info)
-        archive = Path(shutil.make_archive(str(out), "zip", out))
+            shutil.make_archive(str(out), "zip", out)
         asked = [chat_prompt(self.lm, p) for p in prompts[:self.shown]]
         base = greedy_completions(self.lm, asked, max_new_tokens=self.max_new_tokens, progress=False)
         with peft_model(self.lm, self.generator.lora, state):

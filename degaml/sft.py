@@ -28,7 +28,8 @@ def training_example(lm: LoadedModel, item: MultipleChoiceItem, max_tokens: int,
         context = lm.tokenizer(build_prompt(lm, item), add_special_tokens=adds_special_tokens(lm)).input_ids
         answer = lm.tokenizer(answer_text(option, len(item.choices)), add_special_tokens=False).input_ids
         tokens = (context + answer)[-max_tokens:]
-        return tokens, [-100] * (len(tokens) - len(answer)) + answer
+        scored = min(len(answer), len(tokens))
+        return tokens, [-100] * (len(tokens) - scored) + tokens[len(tokens) - scored:]
     request = encode_request(lm, item.contexts[option], item.continuations[option], max_tokens - 1)
     tokens = list(request.tokens)
     labels = [-100] * request.context_length + tokens[request.context_length:]

@@ -1,0 +1,53 @@
+"""The swap ceiling of docs/results.md: each in-domain target scored under its own fine-tuned adapter, the next
+target's (the `swapped` control's pairing), union LoRA and the base model, with paired bootstrap intervals.
+It reads `degaml evaluate` output directories under DIR, named `<target>-<what>` for what in own, partner, union
+and base, each made by
+
+    degaml evaluate [--adapter ADAPTER] --data.tasks <target> --data.split validation --data.limit 150 \\
+        --data.partition.seed 1 --out DIR/<target>-<what>
+
+and prints each target's accuracy (its preferred metric) and the paired differences over six and five
+(without BoolQ) targets.
+
+    python scripts/swap_ceiling.py DIR
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from degaml.config import IN_DOMAIN_TASKS
+from degaml.data.tasks import TASKS
+from degaml.evaluation.harness import read_results
+from degaml.evaluation.statistics import paired_bootstrap
+
+KINDS = ("base", "union", "own", "partner")
+
+
+def correct(directory: Path, task: str) -> dict[str, float]:
+    (result,) = read_results(directory / "results.json")
+    return result.correctness(TASKS[task].preferred_metric)
+
+
+def main(root: Path) -> None:
+    rows: dict[str, dict[str, list[float]]] = {kind: {} for kind in KINDS}
+    for task in IN_DOMAIN_TASKS:
+        scored = {kind: correct(root / f"{task}-{kind}", task) for kind in KINDS}
+        ids = sorted(scored["own"])
+        for kind, items in scored.items():
+            if sorted(items) != ids:
+                raise ValueError(f"{root / f'{task}-{kind}'}: other items than {root / f'{task}-own'}")
+            rows[kind][task] = [items[i] for i in ids]
+        accuracies = " | ".join(f"{100 * sum(rows[k][task]) / len(ids):.1f}" for k in KINDS)
+        print(f"| {task} | {len(ids)} | {accuracies} | {paired_bootstrap({task: rows['own'][task]}, {task: rows['partner'][task]})} |")
+    for name, tasks in (("six tasks", IN_DOMAIN_TASKS), ("five without BoolQ", [t for t in IN_DOMAIN_TASKS if t != "boolq"])):
+        pick = {kind: {t: rows[kind][t] for t in tasks} for kind in KINDS}
+        print(f"{name}: own - partner {paired_bootstrap(pick['own'], pick['partner'])}; own - union "
+              f"{paired_bootstrap(pick['own'], pick['union'])}; union - base {paired_bootstrap(pick['union'], pick['base'])}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    main(Path(sys.argv[1]))
