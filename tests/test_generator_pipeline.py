@@ -117,6 +117,34 @@ def test_a_cached_trajectory_trains_once_for_every_output(workspace, tmp_path, m
     assert trained == ["colors", "colors"]  # another seed is another trajectory
 
 
+def test_a_trajectory_starts_from_the_given_adapter_and_is_keyed_by_its_weights(workspace, trajectories, tmp_path):
+    from degaml.config import DataConfig, LoraSettings, ModelConfig
+    from degaml.generator import trajectories as module
+    from degaml.models import delta_relative_error, load_model, read_lora_state, write_adapter
+
+    lm = load_model(ModelConfig(name=workspace["model"], dtype="float32", device="cpu"))
+    manifest = module.TrajectoryManifest.load(trajectories / "numbers")
+    start = module.load_checkpoint(manifest.checkpoint_paths(trajectories / "numbers")[-1])
+    base = tmp_path / "start"
+    write_adapter(start, manifest.lora, manifest.model, base)
+    data = DataConfig(tasks=[workspace["tasks"][0]], split="train", limit=None)
+    lora = LoraSettings(r=2, alpha=4)
+    config = module.CollectConfig(burn_in_steps=0, checkpoints=1, batch_size=2, lr=1e-6, start=str(base))
+    moved, = module.collect_tasks(lm, "tiny", data, tmp_path / "a", lora, config, False, cache=tmp_path / "c")
+    first = module.load_checkpoint(module.checkpoint_paths(moved)[0])
+    assert delta_relative_error(first, start) < 0.05  # one tiny step from the start (from B = 0 it would be ~1)
+    assert any(v.abs().max() > 0 for k, v in first.items() if "lora_B" in k)
+    summary = module.TrajectoryManifest.load(moved).partition
+    keys = {module.trajectory_key("colors", lora, c, summary, lm) for c in (config, module.CollectConfig(0, 1, 2, lr=1e-6))}
+    assert len(keys) == 2
+    # The key follows the start's weights, not its path: another adapter at the same path is another trajectory.
+    write_adapter({k: v * 2 for k, v in read_lora_state(base).items()}, manifest.lora, manifest.model, base)
+    assert module.trajectory_key("colors", lora, config, summary, lm) not in keys
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        module.collect_tasks(lm, "tiny", data, tmp_path / "b", lora,
+                             module.CollectConfig(0, 1, 2, start=str(tmp_path / "nowhere")), False)
+
+
 def test_corrupt_or_missing_checkpoint_is_named(workspace, trajectories, tmp_path, capsys):
     import shutil
 

@@ -318,6 +318,39 @@ def test_a_generator_residual_on_union_starts_at_the_union_baseline_of_its_own_t
             assert all(torch.equal(scored[k], union[k]) for k in union)
 
 
+def test_trajectories_start_from_union_lora_of_the_meta_training_tasks(workspace, tmp_path, capsys):
+    """`collect.start: union`: union LoRA of the meta-training tasks is trained first, and every trajectory (the
+    meta-training tasks' and the targets' own, for the ceiling) starts there, so its checkpoints are union plus
+    the task's change; the generator is residual on the same adapter."""
+    from degaml.generator.generation import Generator
+    from degaml.generator.trajectories import TrajectoryManifest, checkpoint_paths, load_checkpoint
+    from degaml.models import delta_relative_error, read_lora_state
+    from degaml.pipeline.layout import seed_run
+
+    config, run, settings = _all_targets(workspace, tmp_path)
+    settings["collect"].update(start="union", lr=1e-6)
+    settings["floors"] = ["target-finetuned"]
+    settings["generator"].update({"residual": True, "residual_base": "union", "stat_code": "relative"})
+    settings["policy"]["actions"] = ["none"]
+    settings["baselines"]["methods"] = ["union"]
+    config.write_text(yaml.safe_dump(settings))
+    main(["run", "--config", str(config)])
+    seed0 = seed_run(run, 0)
+    base = seed0.residual_base("shared")
+    union = read_lora_state(base)
+    assert Generator(seed0.generator("shared")).card.train.residual_base == str(base)
+    for task in ("letters", "colors", "numbers"):
+        assert TrajectoryManifest.load(seed0.trajectories / task).config.start == str(base)
+        first = load_checkpoint(checkpoint_paths(seed0.trajectories / task)[0])
+        assert delta_relative_error(first, union) < 0.05
+
+    settings.update(holdout="one_task", shared_generator_steps=0)
+    config.write_text(yaml.safe_dump(settings))
+    with pytest.raises(SystemExit):
+        main(["run", "--config", str(config)])
+    assert "collect.start: union starts every trajectory from union LoRA" in capsys.readouterr().err
+
+
 def test_floors_matched_to_the_generators_budget_and_the_target_finetuned_ceiling(workspace, tmp_path):
     """`floors`: union-matched continues the generator's residual base (union LoRA) for the generator's own
     optimizer steps and examples per step on the fold's tasks; target-finetuned is the target's own trajectory

@@ -38,7 +38,8 @@ from transformers import get_constant_schedule
 from ..config import AnswerFormat, DataConfig, LoraSettings, PartitionConfig
 from ..data import MultipleChoiceItem
 from ..io import atomic_write_json, exclusive_directory, key_fields, link_copy, run_metadata
-from ..models import LoadedModel, attach_lora
+from ..models import LoadedModel, attach_lora, check_adapter_fits, read_lora_state
+from ..models.lora import ADAPTER_WEIGHTS
 from ..sft import collate, training_example
 
 MANIFEST = "manifest.json"
@@ -60,6 +61,10 @@ class CollectConfig:
     answer_format: AnswerFormat = "loglikelihood"
     """What the LoRA learns to produce: the answer text after its context (as log-likelihood scores it) or the
     generative protocol's "[B]" after the lettered prompt (`degaml run` follows `evaluation.protocol`)."""
+    start: str = ""
+    """A PEFT adapter directory every trajectory starts from (its A and B), so that the checkpoints are that
+    adapter plus the task's own change; empty: PEFT's init (B = 0). In a `degaml run`, `union` is union LoRA of
+    the meta-training tasks (the shared generator's residual base), which the run trains first."""
 
     def __post_init__(self) -> None:
         for name, minimum in (("burn_in_steps", 0), ("checkpoints", 1), ("batch_size", 1),
@@ -117,6 +122,8 @@ def collect_task(lm: LoadedModel, task: str, train_items: Sequence[MultipleChoic
         return task_dir
     if not train_items:
         raise ValueError(f"task {task!r}: the train partition is empty")
+    if config.start:
+        check_adapter_fits(config.start, lm.model)
     if cache is None:
         with exclusive_directory(task_dir):
             return _train_trajectory(lm, task, train_items, task_dir, lora, config, partition_summary, progress)
@@ -132,7 +139,10 @@ def collect_task(lm: LoadedModel, task: str, train_items: Sequence[MultipleChoic
 def trajectory_key(task: str, lora: LoraSettings, config: CollectConfig, partition_summary: dict,
                    lm: LoadedModel) -> str:
     """16 hex digits of a hash of everything that determines a trajectory."""
-    record = {"task": task, "lora": asdict(lora), "collect": key_fields(config), "partition": partition_summary,
+    collect = key_fields(config)
+    if config.start:  # the weights, not where a run keeps them
+        collect["start"] = hashlib.sha256((Path(config.start) / ADAPTER_WEIGHTS).read_bytes()).hexdigest()
+    record = {"task": task, "lora": asdict(lora), "collect": collect, "partition": partition_summary,
               "dtype": lm.precision.dtype,
               "weights": lm.source}
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -145,6 +155,8 @@ def _train_trajectory(lm: LoadedModel, task: str, train_items: Sequence[Multiple
 
     torch.manual_seed(config.seed)  # the LoRA init
     model = attach_lora(lm.model, lora)
+    if config.start:
+        set_peft_model_state_dict(model, read_lora_state(config.start))
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     scheduler = get_constant_schedule(optimizer)

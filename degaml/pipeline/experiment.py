@@ -69,6 +69,12 @@ class Experiment:
         if self.holdout == "all_targets" and not self.shared_generator_steps:
             raise ValueError("holdout: all_targets trains one generator on the meta-training tasks alone: set "
                              "shared_generator_steps > 0 and tasks.meta_training")
+        if self.collect.start == UNION_RESIDUAL_BASE and not self.shared_generator_steps:
+            raise ValueError("collect.start: union starts every trajectory from union LoRA of tasks.meta_training "
+                             "(the shared generator's residual base): set shared_generator_steps > 0")
+        if self.collect.start == UNION_RESIDUAL_BASE and self.task_counts:
+            raise ValueError("collect.start: union and task_counts: the scaling curve's generators would learn "
+                             "changes from a union LoRA of tasks they never train on")
         if self.residual_on_union and not self.generator.residual:
             raise ValueError("generator.residual_base: union needs generator.residual: true")
         unknown = sorted(set(self.floors) - set(FLOORS))
@@ -150,6 +156,12 @@ class Experiment:
         return self.generator.residual_base == UNION_RESIDUAL_BASE
 
     @property
+    def starts_from_union(self) -> bool:
+        """`collect.start: union` in a run's config: every trajectory starts from union LoRA of the meta-training
+        tasks, which the run trains first, so that its checkpoints are union plus the task's own change."""
+        return self.collect.start == UNION_RESIDUAL_BASE
+
+    @property
     def targets(self) -> list[str]:
         """Every target: in-domain held-out tasks, then out-of-domain ones."""
         return list(dict.fromkeys([*self.tasks.heldout, *self.tasks.out_of_domain]))
@@ -175,8 +187,8 @@ SETTINGS_FILE = "experiment.yaml"
 ALL_FOLD = "all"
 """The fold trained on every `train` task, whose targets are the out-of-domain ones."""
 UNION_RESIDUAL_BASE = "union"
-"""`generator.residual_base` in a run's config: union LoRA of the generator's training tasks (the union
-baseline's meta-training, with `baselines.union`'s settings), made by the run itself."""
+"""`generator.residual_base` and `collect.start` in a run's config: union LoRA of the generator's training tasks
+(the union baseline's meta-training, with `baselines.union`'s settings), made by the run itself."""
 SHARED_FOLD = "shared"
 """Where the generator trained on the meta-training tasks alone lives (`shared_generator_steps`)."""
 

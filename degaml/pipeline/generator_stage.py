@@ -27,8 +27,11 @@ def collect_stage(exp: Experiment, lm: LoadedModel, run: SeedRun) -> None:
     tasks = list(exp.tasks.meta_training) + ([] if exp.all_targets_out else list(exp.tasks.train))
     if TARGET_FINETUNED in exp.floors:
         tasks += [t for t in exp.targets if t not in tasks]
+    config = replace(exp.collect, seed=run.seed)
+    if exp.starts_from_union:
+        config = replace(config, start=union_lora(exp, lm, run, shared_fold(exp)))
     collect_tasks(lm, exp.model.name, split_data(exp, tasks, "train", None), run.trajectories,
-                  exp.lora, replace(exp.collect, seed=run.seed), exp.progress, cache=cache_root() / "trajectories")
+                  exp.lora, config, exp.progress, cache=cache_root() / "trajectories")
 
 
 def shared_fold(exp: Experiment, count: int | None = None) -> Fold:
@@ -115,11 +118,13 @@ def _holdout(exp: Experiment, fold: Fold) -> list[str]:
 
 def _residual_base(exp: Experiment, lm: LoadedModel, run: SeedRun, source: Fold) -> str:
     """The residual base as generator training takes it: an adapter directory, or empty for the mean training
-    adapter. With `Experiment.residual_on_union` it is union LoRA of the generator's own training tasks: the
-    union baseline's meta-training (its cache, so that baseline then scores this very adapter), written as a
-    PEFT adapter."""
-    if not exp.residual_on_union:
-        return exp.generator.residual_base
+    adapter. With `Experiment.residual_on_union` it is union LoRA of the generator's own training tasks."""
+    return union_lora(exp, lm, run, source) if exp.residual_on_union else exp.generator.residual_base
+
+
+def union_lora(exp: Experiment, lm: LoadedModel, run: SeedRun, source: Fold) -> str:
+    """Union LoRA of `source`'s training tasks as a PEFT adapter directory: the union baseline's meta-training
+    (its cache, so that baseline then scores this very adapter), written once per run and fold."""
     out = run.residual_base(source.name)
     if not (out / ADAPTER_WEIGHTS).is_file():
         say(exp, f"fold {source.name}: union LoRA of {len(source.training)} tasks as the generator's residual base")
