@@ -71,9 +71,11 @@ def test_settings_added_at_their_neutral_value_leave_cache_keys_as_they_were():
 
     from degaml.io import key_fields
 
-    old = {k: v for k, v in asdict(CollectConfig()).items() if k != "answer_format"}  # before the setting existed
+    added = ("answer_format", "start")
+    old = {k: v for k, v in asdict(CollectConfig()).items() if k not in added}  # before the settings existed
     assert key_fields(CollectConfig()) == old
     assert key_fields(CollectConfig(answer_format="generative")) == {**old, "answer_format": "generative"}
+    assert key_fields(CollectConfig(start="adapter")) == {**old, "start": "adapter"}
 
 
 def test_a_damaged_experiment_record_names_the_file_and_key(tmp_path):
