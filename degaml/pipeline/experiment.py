@@ -69,10 +69,10 @@ class Experiment:
         if self.holdout == "all_targets" and not self.shared_generator_steps:
             raise ValueError("holdout: all_targets trains one generator on the meta-training tasks alone: set "
                              "shared_generator_steps > 0 and tasks.meta_training")
-        if self.collect.start == UNION_RESIDUAL_BASE and not self.shared_generator_steps:
+        if self.starts_from_union and not self.shared_generator_steps:
             raise ValueError("collect.start: union starts every trajectory from union LoRA of tasks.meta_training "
                              "(the shared generator's residual base): set shared_generator_steps > 0")
-        if self.collect.start == UNION_RESIDUAL_BASE and self.task_counts:
+        if self.starts_from_union and self.task_counts:
             raise ValueError("collect.start: union and task_counts: the scaling curve's generators would learn "
                              "changes from a union LoRA of tasks they never train on")
         if self.residual_on_union and not self.generator.residual:
