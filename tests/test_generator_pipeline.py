@@ -557,6 +557,42 @@ def test_per_sample_latent_is_fitted_at_evaluation(workspace, generator, tmp_pat
     assert scores["slot"] != scores["plain"]
 
 
+def test_calibrate_scores_the_generated_adapter_calibrated_without_labels(workspace, generator, tmp_path):
+    import math
+
+    colors, numbers = workspace["tasks"]
+    out = tmp_path / "calibrated"
+    main(["adapt", "--generator", str(generator), "--task", colors, "--out", str(out),
+          "--action", "latent objective=calibrate steps=0", "--model.device", "cpu"])
+    assert not (out / "latent_delta.safetensors").exists()
+    assert json.loads((out / "degaml.json").read_text())["latent"]["objective"] == "calibrate"
+    generated = tmp_path / "generated"
+    main(["generate", "--generator", str(generator), "--prompts", colors, "--out", str(generated)])
+
+    def predictions(adapter, task, name):
+        main(["evaluate", "--model.name", workspace["model"], "--adapter", str(adapter), "--data.tasks", task,
+              "--data.limit", "6", "--model.dtype", "float32", "--out", str(tmp_path / name), "--progress", "false"])
+        return json.loads((tmp_path / name / "results.json").read_text())["results"][0]["predictions"]
+
+    # colors: every item offers red / blue / green, so batch calibration: log p(option) - log mean_items p(option).
+    plain, calibrated = predictions(generated, colors, "plain"), predictions(out, colors, "cal")
+    probs = [[math.exp(v) for v in row] for row in
+             ([v - math.log(sum(math.exp(u) for u in p["logprobs"])) for v in p["logprobs"]] for p in plain)]
+    prior = [sum(row[k] for row in probs) / len(probs) for k in range(3)]
+    for p, c, row in zip(plain, calibrated, probs):
+        assert c["raw_logprobs"] == pytest.approx(p["logprobs"], abs=1e-4)
+        assert c["logprobs"] == pytest.approx([math.log(row[k] / prior[k]) for k in range(3)], abs=1e-4)
+        assert c["pred"] == max(range(3), key=c["logprobs"].__getitem__)
+    # numbers: free-text options, so PMI: the options scored again after the domain premise, under the adapter.
+    plain, calibrated = predictions(generated, numbers, "plain-n"), predictions(out, numbers, "cal-n")
+    for p, c in zip(plain, calibrated):
+        assert c["raw_logprobs"] == pytest.approx(p["logprobs"], abs=1e-4)
+        assert c["logprobs"] != pytest.approx(c["raw_logprobs"], abs=1e-3)
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--model.name", workspace["model"], "--adapter", str(out), "--data.tasks", colors,
+              "--eval.protocol", "generative", "--out", str(tmp_path / "gen"), "--progress", "false"])
+
+
 def test_train_policy_measures_validation_rewards_and_adapt_follows_it(workspace, generator, tmp_path, monkeypatch,
                                                                        capsys):
     from degaml.adaptation import apply as apply_module

@@ -9,6 +9,11 @@ objective (`objective`) decides what that prior is for: `prompt_lm`, the prompts
 reference; it makes the question text likelier, not one option over another), or `infomax` (task scope),
 confident option distributions per unlabelled item whose average stays spread over the option positions,
 i.e. a label-free calibration of the options' tokens.
+
+`calibrate` fits nothing: it calibrates the options' scores themselves at scoring time, without labels (batch
+calibration for a fixed label set such as yes / no, domain-conditional PMI for free-text options;
+`degaml/evaluation/calibration.py`), on top of the generated adapter. Where `infomax` learns one token prior,
+it removes the prior each option carries whatever the input.
 """
 
 from __future__ import annotations
@@ -49,27 +54,29 @@ class LatentConfig:
     scope: str = "task"
     """`task`: one delta fitted on all the task's prompts; `sample`: a fresh delta per evaluated item."""
     objective: str = "prompt_lm"
-    """prompt_lm | infomax (task scope only: it needs several items); the module's docstring."""
+    """prompt_lm | infomax | calibrate (task scope only for the last two: they need several items); the module's
+    docstring."""
 
     def __post_init__(self) -> None:
         check_range("latent.steps", self.steps, 0, 1000, integer=True)
         check_range("latent.lr", self.lr, 0, 10, open_low=True)
         check_range("latent.max_tokens", self.max_tokens, 1, 1_000_000, integer=True)
         check_choice("latent.scope", self.scope, ("task", "sample"))
-        check_choice("latent.objective", self.objective, ("prompt_lm", "infomax"))
-        if self.objective == "infomax" and self.scope != "task":
-            raise BudgetError("latent.objective = 'infomax' needs scope task (the option average is over items)")
+        check_choice("latent.objective", self.objective, ("prompt_lm", "infomax", "calibrate"))
+        if self.objective in ("infomax", "calibrate") and self.scope != "task":
+            raise BudgetError(f"latent.objective = {self.objective!r} needs scope task (its average is over items)")
 
 
 GRID: list[tuple[dict[str, Any], float]] = [({"steps": 5, "lr": 0.1, "scope": "task"}, 15.0),
                                              ({"steps": 3, "lr": 0.1, "scope": "sample"}, 30.0),
-                                             ({"steps": 10, "lr": 0.1, "objective": "infomax"}, 30.0)]
+                                             ({"steps": 10, "lr": 0.1, "objective": "infomax"}, 30.0),
+                                             ({"objective": "calibrate", "steps": 0}, 2.0)]
 
 CONFIG = LatentConfig
 
 
 def OUTPUT(config: LatentConfig) -> str:  # noqa: N802 (a capability of the plug-in convention)
-    return f"latent-{config.scope}"
+    return "calibrated" if config.objective == "calibrate" else f"latent-{config.scope}"
 
 
 NEEDS_LIBRARY = False
@@ -145,11 +152,12 @@ def per_sample_scorer(lm: LoadedModel, settings: dict, batch_size: int, fallback
 
 def apply(ctx: AdaptationContext, config: LatentConfig, out: Path, info: dict[str, Any]) -> dict[str, Any]:
     """Task scope: fit one delta on top of the generated adapter and save it beside the adapter. Sample scope:
-    save the settings; evaluation fits a delta per item (`per_sample_scorer`)."""
+    save the settings; evaluation fits a delta per item (`per_sample_scorer`). Calibrate: save the generated
+    adapter with the setting; evaluation calibrates its scores."""
     started = time.perf_counter()
     state, generated = ctx.generate(ctx.seed)
     delta, result = None, AdaptationResult(NAME, state, asdict(config), 0.0)
-    if config.scope == "task":
+    if config.scope == "task" and config.objective != "calibrate":
         with peft_model(ctx.lm, ctx.lora, state) as model:
             model.eval()
             try:

@@ -22,7 +22,9 @@ import math
 from collections.abc import Sequence
 
 from ..data import MultipleChoiceItem
+from ..models import LoadedModel
 from .harness import TaskResult
+from .loglikelihood import LoglikelihoodScorer
 from .metrics import mean_and_stderr
 
 DOMAIN_PREMISE = "Answer:"
@@ -76,3 +78,15 @@ def calibrated_result(result: TaskResult, kind: Kind, premise_logprobs: Sequence
     metrics = {"acc": acc, "acc_stderr": se, "acc_norm": acc, "acc_norm_stderr": se}
     return TaskResult(result.task, result.protocol, result.split, result.num_items, metrics, result.seconds,
                       predictions)
+
+
+def calibrate(lm: LoadedModel, result: TaskResult, items: Sequence[MultipleChoiceItem], batch_size: int
+              ) -> tuple[TaskResult, Kind]:
+    """`result` (the log-likelihood scores of `items` under the model as it is now, adapter applied) calibrated,
+    and the calibration its items got; PMI scores the options after the domain premise under that same model."""
+    kind = calibration_kind(items)
+    premise = None
+    if kind == "pmi":
+        rows = LoglikelihoodScorer(lm, batch_size=batch_size).score(premise_items(items), False, result.task)
+        premise = [[s.logprob for s in row] for row in rows]
+    return calibrated_result(result, kind, premise), kind

@@ -1,6 +1,6 @@
 """Evaluate whatever an adaptation family or a baseline wrote (`degaml.models.adapted_output` owns the format): a
-PEFT adapter, an adapter with a task-level latent delta, an adapter with per-sample SLOT settings, or an
-ensemble. The model is left as it was found, so one loaded model can score many outputs in turn.
+PEFT adapter, an adapter with a task-level latent delta, an adapter with per-sample SLOT settings, an adapter
+whose scores are calibrated without labels, or an ensemble. The model is left as it was found, so one loaded model can score many outputs in turn.
 
 Per-sample SLOT fits a delta to each item before scoring it: that is adaptation's work, so the caller
 hands it in as `item_scorer` (`degaml.adaptation.latent.per_sample_scorer`); evaluation imports nothing
@@ -22,6 +22,7 @@ from ..data import MultipleChoiceItem
 from ..data.prompts import load_partitioned
 from ..data.splits import Partition
 from ..models import AdaptedOutput, LoadedModel, latent_delta, load_adapter
+from .calibration import calibrate
 from .ensemble import ensemble_results
 from .harness import ScoreFn, TaskResult, evaluate_tasks
 
@@ -59,9 +60,9 @@ def evaluate_adapted(lm: LoadedModel, adapter: Path | None, data: DataConfig, co
     if adapter is None:
         return evaluate_tasks(lm, data, config, progress, loaded)
     output = AdaptedOutput.load(adapter)
+    if output.kind in ("tts", "calibrated") and config.protocol != "loglikelihood":
+        raise ValueError(f"{adapter} is a {output.kind} output: score it with --protocol loglikelihood")
     if output.kind == "tts":
-        if config.protocol != "loglikelihood":
-            raise ValueError(f"{adapter} is an ensemble of adapters: score it with --protocol loglikelihood")
         member_results = []
         for member in output.members:
             with applied_adapter(lm, member):
@@ -80,6 +81,13 @@ def evaluate_adapted(lm: LoadedModel, adapter: Path | None, data: DataConfig, co
             for result in results:  # recorded: items scored without their delta (non-finite latent loss)
                 result.metrics["latent_fallbacks"] = float(sum(p["id"] in set(fallbacks) for p in result.predictions))
             return results, partitions
+        if output.kind == "calibrated":
+            results, partitions = evaluate_tasks(lm, data, config, progress, loaded)
+            calibrated = []
+            for result in results:
+                items, part = loaded[result.task]
+                calibrated.append(calibrate(lm, result, part.select(items, data.split, data.limit), config.batch_size)[0])
+            return calibrated, partitions
         delta = latent_delta(lm, output.latent_delta(lm.model.config.hidden_size).to(lm.device)) \
             if output.kind == "latent-task" else nullcontext()
         with delta:

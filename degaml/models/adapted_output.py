@@ -4,6 +4,8 @@
     plain          a PEFT adapter directory (adapter_config.json, adapter_model.safetensors) + degaml.json
     latent-task    + latent_delta.safetensors: one vector added before the LM head for every item
     latent-sample  + degaml.json["latent"] with scope "sample": SLOT settings, a fresh delta fitted per item
+    calibrated     + degaml.json["latent"] with objective "calibrate": the adapter's option scores calibrated
+                   without labels at scoring time (degaml/evaluation/calibration.py)
     tts            tts.json {"combine": vote | confidence | mean, "members": [relative dirs], ...} and one
                    plain adapter directory per member
 
@@ -32,7 +34,17 @@ INFO_FILE = "degaml.json"
 """How the output was made (action, generation, seconds, fallbacks); SLOT settings for latent-sample."""
 LATENT_FILE = "latent_delta.safetensors"
 TTS_FILE = "tts.json"
-Kind = Literal["plain", "latent-task", "latent-sample", "tts"]
+Kind = Literal["plain", "latent-task", "latent-sample", "calibrated", "tts"]
+
+
+def _kind(info: dict, has_latent_delta: bool) -> Kind:
+    """The kind of a non-ensemble output from its degaml.json and whether it holds a latent delta."""
+    latent = info.get("latent", {})
+    if has_latent_delta:
+        return "latent-task"
+    if latent.get("objective") == "calibrate":
+        return "calibrated"
+    return "latent-sample" if latent.get("scope") == "sample" else "plain"
 
 
 def write_adapter(state_dict: dict[str, torch.Tensor], lora: LoraSettings, base_model: str, out: Path,
@@ -43,8 +55,7 @@ def write_adapter(state_dict: dict[str, torch.Tensor], lora: LoraSettings, base_
     safetensors files a method keeps beside its adapter."""
     reference, note = base_model_reference(base_model)
     record = {**(info or {}), "base_model": base_model, "base_model_name_or_path": reference}
-    kind = "latent-task" if latent_delta is not None else \
-        "latent-sample" if (info or {}).get("latent", {}).get("scope") == "sample" else "plain"
+    kind = _kind(info or {}, latent_delta is not None)
     with atomic_directory(out) as tmp:
         config = peft_config(lora)
         config.base_model_name_or_path = reference
@@ -103,11 +114,7 @@ class AdaptedOutput:
             return cls(directory, "tts", info)
         info_path = directory / INFO_FILE
         info = read_json_object(info_path) if info_path.is_file() else {}
-        if (directory / LATENT_FILE).is_file():
-            return cls(directory, "latent-task", info)
-        if info.get("latent", {}).get("scope") == "sample":
-            return cls(directory, "latent-sample", info)
-        return cls(directory, "plain", info)
+        return cls(directory, _kind(info, (directory / LATENT_FILE).is_file()), info)
 
     @property
     def members(self) -> list[Path]:

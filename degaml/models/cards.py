@@ -16,6 +16,9 @@ KIND_WARNINGS = {
     "latent-sample": ("**Not a plain LoRA.** This output fits a fresh latent vector per evaluated item (SLOT, "
                       "settings in `degaml.json`). PEFT, vLLM and the Hub load only the LoRA and skip that step; "
                       "score it with `degaml evaluate --adapter <this directory>`."),
+    "calibrated": ("**A LoRA whose scores are calibrated.** Its option scores are calibrated without labels at "
+                   "scoring time (settings in `degaml.json`): PEFT, vLLM and the Hub load the LoRA alone, without "
+                   "the calibration; score it with `degaml evaluate --adapter <this directory>`."),
     "tts": ("**Not a LoRA: an ensemble.** The members under `members/` are LoRAs whose answers are combined per "
             "item (`tts.json`); no single PEFT load reproduces it. Score it with `degaml evaluate --adapter "
             "<this directory>`."),

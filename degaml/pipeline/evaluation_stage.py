@@ -103,8 +103,7 @@ def _calibrated(exp: Experiment, lm: LoadedModel, run: SeedRun, target: str, met
     after the domain premise under the same adapter."""
     import time
 
-    from ..evaluation import LoglikelihoodScorer
-    from ..evaluation.calibration import calibrated_result, calibration_kind, premise_items
+    from ..evaluation.calibration import calibrate, calibration_kind
     from ..evaluation.harness import write_evaluation
     from ..evaluation.output_scoring import applied_adapter
 
@@ -116,18 +115,14 @@ def _calibrated(exp: Experiment, lm: LoadedModel, run: SeedRun, target: str, met
     (raw,) = read_results(source.results)
     ((items, part),) = loaded.values()
     selected = part.select(items, e.split, e.limit)
-    kind = calibration_kind(selected)
     started = time.perf_counter()
-    premise = None
-    if kind == "pmi":
-        adapter = None if method == BASE else source.output
-        if adapter is not None and AdaptedOutput.load(adapter).kind != "plain":
-            raise ValueError(f"evaluation.calibrated: {method} wrote {AdaptedOutput.load(adapter).kind!r} output, "
-                             "not a plain adapter; only plain adapters and the base model are calibrated")
-        with applied_adapter(lm, adapter) if adapter is not None else nullcontext():
-            rows = LoglikelihoodScorer(lm, batch_size=e.batch_size).score(premise_items(selected), False, target)
-        premise = [[s.logprob for s in row] for row in rows]
-    result = calibrated_result(raw, kind, premise)
+    # Only PMI scores again (the options after the domain premise), under the method's own adapter.
+    adapter = None if method == BASE or calibration_kind(selected) != "pmi" else source.output
+    if adapter is not None and AdaptedOutput.load(adapter).kind != "plain":
+        raise ValueError(f"evaluation.calibrated: {method} wrote {AdaptedOutput.load(adapter).kind!r} output, "
+                         "not a plain adapter; only plain adapters and the base model are calibrated")
+    with applied_adapter(lm, adapter) if adapter is not None else nullcontext():
+        result, kind = calibrate(lm, raw, selected, e.batch_size)
     record = {"method": f"{method}{CALIBRATED}", "target": target, "calibrated": method, "calibration": kind,
               "eval": {"protocol": e.protocol, "batch_size": e.batch_size}}
     header = (f"model: {exp.model.name} ({lm.precision.dtype}) | method: {method}, calibrated ({kind}) | split: {e.split} "
