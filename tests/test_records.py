@@ -69,6 +69,7 @@ def test_a_run_trains_in_the_answer_format_of_the_protocol_it_scores_in(tmp_path
 def test_settings_added_at_their_neutral_value_leave_cache_keys_as_they_were():
     from dataclasses import asdict
 
+    from degaml.generator.card import GeneratorTrainConfig
     from degaml.io import key_fields
 
     added = ("answer_format", "start")
@@ -76,6 +77,9 @@ def test_settings_added_at_their_neutral_value_leave_cache_keys_as_they_were():
     assert key_fields(CollectConfig()) == old
     assert key_fields(CollectConfig(answer_format="generative")) == {**old, "answer_format": "generative"}
     assert key_fields(CollectConfig(start="adapter")) == {**old, "start": "adapter"}
+    recipe = {k: v for k, v in asdict(GeneratorTrainConfig()).items() if k not in ("answer_format", "choice_options")}
+    assert key_fields(GeneratorTrainConfig()) == recipe
+    assert key_fields(GeneratorTrainConfig(choice_options=4)) == {**recipe, "choice_options": 4}
 
 
 def test_a_damaged_experiment_record_names_the_file_and_key(tmp_path):
