@@ -99,7 +99,7 @@ def test_confidence_and_entropy_hand_computed():
 def test_state_features_vector_concatenates_in_order():
     from degaml.adaptation.policy import StateFeatures
 
-    features = StateFeatures(torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0, 5.0, 6.0]), 0.7, 1.5, extra=[9.0])
+    features = StateFeatures(torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0, 5.0, 6.0]), 0.7, 1.5, choice=[9.0])
     torch.testing.assert_close(features.vector(), torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 0.7, 1.5, 9.0]))
 
 
@@ -161,3 +161,32 @@ def test_policy_rejects_states_of_another_size():
 
     with pytest.raises(ValueError, match="policy expects 3 state features, got 5"):
         LinearPolicy(3, ACTIONS)(torch.zeros(1, 5))
+
+
+def test_choice_features_read_the_option_probabilities_of_the_unlabelled_items(tokenizer):
+    from degaml.adaptation.base import AdaptationContext
+    from degaml.adaptation.task_setup import choice_features
+    from degaml.config import LoraSettings
+    from degaml.data import MultipleChoiceItem
+    from degaml.evaluation import LoglikelihoodScorer
+    from degaml.models import lora_state, peft_model
+    from tests.conftest import make_tiny
+
+    lm, lora = make_tiny("llama", tokenizer), LoraSettings(r=2, alpha=4)
+    with peft_model(lm, lora) as model:  # PEFT's init: lora_B is zero, so the adapter changes no score
+        state = lora_state(model)
+    items = [MultipleChoiceItem.cloze(f"q{i}", "t", f"Is {i} even?\nAnswer:", ["yes", "no"], 0) for i in range(3)]
+    items.append(MultipleChoiceItem.cloze("q3", "t", "Pick one:", ["red", "blue", "green"], 0))
+    ctx = AdaptationContext(lm=lm, lora=lora, base_model="tiny", generate=lambda seed: (state, {}),
+                            prompts=[item.prompt for item in items], items=items)
+    rows = [torch.softmax(torch.tensor([s.logprob for s in row], dtype=torch.float64), 0)
+            for row in LoglikelihoodScorer(lm).score(items, progress=False)]
+    marginal = torch.zeros(3, dtype=torch.float64)
+    for probs in rows:
+        marginal[:len(probs)] += probs / 4
+    confidence, balance, shared, options = choice_features(ctx, state)
+    assert confidence == pytest.approx(float(sum(p.max() for p in rows) / 4), abs=1e-4)
+    assert balance == pytest.approx(float(-(marginal * marginal.log()).sum() / math.log(3)), abs=1e-4)
+    assert shared == 0.75 and options == pytest.approx(math.log(9 / 4))
+    assert choice_features(AdaptationContext(lm=lm, lora=lora, base_model="tiny", generate=ctx.generate,
+                                             prompts=ctx.prompts), state) == [0.0, 0.0, 0.0, 0.0]

@@ -149,11 +149,12 @@ class StateFeatures:
     """Base model's mean max-probability of the next token over the prompts."""
     entropy: float
     """Base model's mean next-token entropy over the prompts."""
-    extra: list[float] = field(default_factory=list)
+    choice: list[float] = field(default_factory=list)
+    """How the generated adapter ranks the unlabelled items' options (`task_setup.choice_features`)."""
 
     def vector(self) -> torch.Tensor:
         return torch.cat([self.task_embedding.float(), self.adapter_stats.float(),
-                          torch.tensor([self.confidence, self.entropy, *self.extra])])
+                          torch.tensor([self.confidence, self.entropy, *self.choice])])
 
 
 def adapter_statistics(state: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -79,7 +79,8 @@ def context_from_prompts(generator: Generator, lm: LoadedModel, task: str, promp
 
 @torch.no_grad()
 def task_features(generator: Generator, ctx: AdaptationContext) -> StateFeatures:
-    """Label-free state: mean prompt embedding, generated-adapter norms, base model confidence / entropy."""
+    """Label-free state: mean prompt embedding, generated-adapter norms, base model confidence / entropy, and
+    how the generated adapter ranks the unlabelled items' options (`choice_features`)."""
     hidden = generator.encoder.encode(list(ctx.prompts[:generator.num_prompts]))  # (N, T, D), zero-padded
     real = hidden.abs().sum(-1) > 0
     embedding = (hidden * real[..., None]).sum((0, 1)) / real.sum().clamp(min=1)
@@ -87,7 +88,40 @@ def task_features(generator: Generator, ctx: AdaptationContext) -> StateFeatures
     batch = prompt_batch(ctx.lm, list(ctx.prompts[:FEATURE_PROMPTS]), max_tokens=256)
     logits = ctx.lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     confidence, entropy = confidence_and_entropy(logits, batch["attention_mask"])
-    return StateFeatures(embedding.float().cpu(), adapter_statistics(state), confidence, entropy)
+    return StateFeatures(embedding.float().cpu(), adapter_statistics(state), confidence, entropy,
+                         choice=choice_features(ctx, state))
+
+
+CHOICE_FEATURES = 4
+
+
+@torch.no_grad()
+def choice_features(ctx: AdaptationContext, state: LoraState) -> list[float]:
+    """What decides whether a choice-level family can help, read from the generated adapter's option
+    probabilities over (up to `FEATURE_PROMPTS`) unlabelled items: their mean maximum (confidence), the entropy
+    of their average over option positions over its maximum (1: no answer prior; low: one position or label
+    favoured, which calibration removes), the share of items offering the first item's options (1 for a fixed
+    label set such as yes / no: batch calibration applies), and the log of the mean number of options. Zeros
+    without items."""
+    import math
+
+    from ..evaluation import LoglikelihoodScorer
+    from ..models import peft_model
+
+    items = list(ctx.items[:FEATURE_PROMPTS])
+    if not items:
+        return [0.0] * CHOICE_FEATURES
+    with peft_model(ctx.lm, ctx.lora, state):
+        rows = LoglikelihoodScorer(ctx.lm).score(items, progress=False)
+    width = max(len(row) for row in rows)
+    marginal, top = torch.zeros(width), []
+    for row in rows:
+        probs = torch.softmax(torch.tensor([s.logprob for s in row], dtype=torch.float64), 0)
+        marginal[:len(row)] += probs.float() / len(rows)
+        top.append(float(probs.max()))
+    balance = float(-(marginal * marginal.clamp(min=1e-12).log()).sum()) / math.log(width) if width > 1 else 1.0
+    shared = sum(item.choices == items[0].choices for item in items) / len(items)
+    return [sum(top) / len(top), balance, shared, math.log(sum(len(row) for row in rows) / len(rows))]
 
 
 @dataclass
