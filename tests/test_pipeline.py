@@ -499,6 +499,7 @@ def _all_targets(ws, tmp_path):
 
 
 def test_single_actions_score_each_action_alone_and_a_random_one(workspace, tmp_path):
+    from degaml.models import AdaptedOutput
     from degaml.pipeline.layout import seed_run
     from degaml.pipeline.records import MethodCost
 
@@ -520,6 +521,11 @@ def test_single_actions_score_each_action_alone_and_a_random_one(workspace, tmp_
         # `none` alone is the generated adapter: scored once.
         record = yaml.safe_load((seed0.method(target, "action-none").eval / "config.yaml").read_text())
         assert record["scores_of"] == "generated"
+        # The oracle scored the actions' own outputs and kept the best one's.
+        best = MethodCost.load(seed0.method(target, "oracle").cost).action
+        chosen = seed0.method(target, "action-" + best.replace(" ", "_")).output
+        assert AdaptedOutput.load(seed0.method(target, "oracle").output).scoring_digest() == \
+            AdaptedOutput.load(chosen).scoring_digest()
     assert "random-action" in (run / "report" / "scores.csv").read_text()
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..config import DataConfig, EvalConfig
 from ..evaluation.output_scoring import Loaded, evaluate_adapted
 from ..io import atomic_write_text
+from ..models import AdaptedOutput
 from .actions import Action
 from .apply import apply_action
 from .base import AdaptationContext
@@ -58,8 +59,10 @@ def reward_key(ctx: AdaptationContext, task: str, data: DataConfig, config: Eval
 
 def measure_actions(ctx: AdaptationContext, task: str, actions: Sequence[Action], data: DataConfig,
                     config: EvalConfig, work: Path, loaded: Loaded, metric: str, keep: bool = False,
-                    progress: bool = True) -> dict[str, dict[str, Any]]:
-    """{action label: row} for `task`, measuring only the actions not yet in `work/rewards.jsonl`.
+                    progress: bool = True, adapted: Mapping[str, Path] | None = None) -> dict[str, dict[str, Any]]:
+    """{action label: row} for `task`, measuring only the actions not yet in `work/rewards.jsonl`. `adapted`:
+    outputs the caller already has ({action label: directory}, made from this very context), scored as they are
+    instead of adapting again.
 
     A row: task, action, split, n, acc, acc_norm, metric, score (= the metric), seconds of adaptation and of
     evaluation, whether the family fell back, and the `reward_key` it was measured under (a row under another
@@ -75,22 +78,26 @@ def measure_actions(ctx: AdaptationContext, task: str, actions: Sequence[Action]
     for action in actions:
         if action.label in done:
             continue
-        out = work / "adapted" / task / action.slug
-        if out.exists():  # a complete directory from an interrupted run whose row was not written
-            shutil.rmtree(out)
-        info = apply_action(action, ctx, out)
+        given = (adapted or {}).get(action.label)
+        out = given or work / "adapted" / task / action.slug
+        if given is not None:
+            info = AdaptedOutput.load(given).info
+        else:
+            if out.exists():  # a complete directory from an interrupted run whose row was not written
+                shutil.rmtree(out)
+            info = apply_action(action, ctx, out)
         start = time.perf_counter()
         (result,), _ = evaluate_adapted(ctx.lm, out, data, config, progress=progress, loaded=loaded,
                                         item_scorer=per_sample_scorer)
         row = {"task": task, "split": data.split, "key": key, "action": action.to_dict(), "action_label": action.label,
                "n": result.num_items, "acc": result.metrics["acc"], "acc_norm": result.metrics["acc_norm"],
-               "metric": metric, "score": result.metrics[metric], "adapt_seconds": info["seconds"],
+               "metric": metric, "score": result.metrics[metric], "adapt_seconds": info.get("seconds", 0.0),
                "eval_seconds": time.perf_counter() - start, "fell_back": info.get("fell_back", False),
                "reason": info.get("reason", "")}
         with path.open("a") as f:
             f.write(json.dumps(row) + "\n")
         done[action.label] = row
-        if not keep:
+        if not keep and given is None:
             shutil.rmtree(out)
         if progress:
             print(f"  {task:14s} {action.label:44s} {metric} {100 * row['score']:5.1f}  "

@@ -8,9 +8,10 @@ from typing import Any
 
 from ..config import EvalConfig
 from ..data import task_label
+from ..io import atomic_directory
 from ..models import LoadedModel
 from .experiment import ALL_FOLD, Experiment, Fold, say, split_data
-from .layout import ORACLE, SeedRun
+from .layout import ORACLE, SeedRun, action_method
 from .records import MethodCost
 from .settings import PolicySettings
 
@@ -63,7 +64,10 @@ def policy_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, fol
 
 def oracle(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, target: str, gen: Any, ctx: Any) -> None:
     """Every policy action measured on the target's validation items; the best one (the first on ties: `none`
-    leads the list) is applied, and recorded with the validation labels it read."""
+    leads the list) is applied, and recorded with the validation labels it read. With `policy.single_actions` the
+    actions' outputs on this target exist already: they are scored, not made again."""
+    import shutil
+
     from ..adaptation.actions import Action
     from ..adaptation.policy_training import preferred_metric
     from ..adaptation.rewards import measure_actions
@@ -71,13 +75,19 @@ def oracle(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, target: s
     from ..data.prompts import load_partitioned
 
     actions = policy_actions(exp.policy)
+    made = {a.label: run.method(target, action_method(a.label)) for a in actions} if exp.policy.single_actions else {}
+    adapted = {label: d.output for label, d in made.items() if d.cost.is_file()}
     validation = split_data(exp, [target], "validation", exp.policy.validation_limit)
     started = time.perf_counter()
     table = measure_actions(ctx, task_label(target), actions, validation, EvalConfig(), run.rewards(fold.name),
-                            load_partitioned(validation), preferred_metric(target), progress=False)
+                            load_partitioned(validation), preferred_metric(target), progress=False, adapted=adapted)
     best = max(sorted(actions, key=lambda a: a != Action("none")), key=lambda a: table[a.label]["score"])
     directory = run.method(target, ORACLE)
-    adapt_task(gen, ctx, directory.output, action=best)
+    if best.label in adapted:
+        with atomic_directory(directory.output) as tmp:
+            shutil.copytree(adapted[best.label], tmp, dirs_exist_ok=True)
+    else:
+        adapt_task(gen, ctx, directory.output, action=best)
     MethodCost(seconds=time.perf_counter() - started, ceiling=True, labelled_target_examples=table[best.label]["n"],
                action=best.label, validation_scores={a: r["score"] for a, r in table.items()}).save(directory.cost)
     say(exp, f"{target}: {ORACLE} = {best.label} (validation {100 * table[best.label]['score']:.1f})")
