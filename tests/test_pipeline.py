@@ -506,6 +506,7 @@ def test_single_actions_score_each_action_alone_and_a_random_one(workspace, tmp_
     config, run, settings = _all_targets(workspace, tmp_path)
     colors, numbers = workspace["tasks"]
     settings["policy"]["single_actions"] = True
+    settings["policy"]["compare"] = ["rest_em"]
     settings["baselines"]["methods"] = ["union"]
     config.write_text(yaml.safe_dump(settings))
     main(["run", "--config", str(config)])
@@ -526,7 +527,16 @@ def test_single_actions_score_each_action_alone_and_a_random_one(workspace, tmp_
         chosen = seed0.method(target, "action-" + best.replace(" ", "_")).output
         assert AdaptedOutput.load(seed0.method(target, "oracle").output).scoring_digest() == \
             AdaptedOutput.load(chosen).scoring_digest()
-    assert "random-action" in (run / "report" / "scores.csv").read_text()
+        # The ReST^EM policy, fitted on the same rewards, is applied as its own method: its choice's output.
+        choice = MethodCost.load(seed0.method(target, "degaml-rest_em").cost).action
+        assert choice in labels and seed0.method(target, "degaml-rest_em").results.is_file()
+        assert AdaptedOutput.load(seed0.method(target, "degaml-rest_em").output).scoring_digest() == \
+            AdaptedOutput.load(seed0.method(target, "action-" + choice.replace(" ", "_")).output).scoring_digest()
+    for policy in seed0.root.glob("folds/*/policy-rest_em/policy.json"):  # one per fold, beside its REINFORCE one
+        assert json.loads(policy.read_text())["config"]["method"] == "rest_em"
+        assert json.loads((policy.parent.parent / "policy" / "policy.json").read_text())["config"]["method"] == "reinforce"
+    scores = (run / "report" / "scores.csv").read_text()
+    assert "random-action" in scores and "degaml-rest_em" in scores
 
 
 @pytest.mark.parametrize("protocol", ["both", "generative"])

@@ -106,3 +106,9 @@ def test_results_are_read_through_their_owner(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"results": [{"task": "t"}]}))
     with pytest.raises(ValueError, match="bad.json: not an evaluation's results.json"):
         read_results(tmp_path / "bad.json")
+
+
+def test_a_compared_policy_method_is_not_the_policy_method_itself():
+    assert PolicySettings(method="reinforce", compare=["rest_em"]).compare == ["rest_em"]
+    with pytest.raises(ValueError, match=r"policy.compare: rest_em is policy.method already"):
+        PolicySettings(method="rest_em", compare=["rest_em"])

@@ -1,6 +1,6 @@
 """Base models (offline defaults or any HF causal LM) and LoRA adapters on them."""
 
-from .adapted_output import AdaptedOutput, write_adapter, write_ensemble
+from .adapted_output import AdaptedOutput, copy_output, write_adapter, write_ensemble
 from .hidden_delta import latent_delta
 from .loading import LoadedModel, load_model, process_state
 from .lora import (
@@ -25,6 +25,7 @@ from .registry import OFFLINE_MODELS, cache_root, resolve_model
 
 __all__ = [
     "AdaptedOutput",
+    "copy_output",
     "latent_delta",
     "write_adapter",
     "write_ensemble",

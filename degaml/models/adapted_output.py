@@ -87,6 +87,15 @@ def write_ensemble(members: Sequence[tuple[dict[str, torch.Tensor], dict]], lora
     return record
 
 
+def copy_output(source: Path, out: Path) -> Path:
+    """An adapted output copied whole to `out`, atomically (a method that reuses another's very output)."""
+    import shutil
+
+    with atomic_directory(out) as tmp:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+    return Path(out)
+
+
 def _licence(base_model: str) -> str:
     """The adapter's licence: Apache-2.0 (degaml's) unless the base model's terms say otherwise."""
     from .registry import OFFLINE_MODELS

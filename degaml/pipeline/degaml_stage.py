@@ -8,7 +8,7 @@ import time
 from ..adaptation.base import AdaptationContext
 from ..data import task_label
 from ..memory import peak_memory_mb, reset_peak_memory
-from ..models import AdaptedOutput, LoadedModel, LoraState, read_lora_state
+from ..models import AdaptedOutput, LoadedModel, LoraState, copy_output, read_lora_state
 from .baseline_stage import baseline_setup
 from .experiment import Experiment, Fold, say
 from .layout import (
@@ -20,6 +20,7 @@ from .layout import (
     SeedRun,
     action_method,
     control_method,
+    policy_method,
     scaled_methods,
 )
 from .policy_stage import oracle, policy_actions
@@ -47,6 +48,7 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
     library = any(a.needs_library for a in policy_actions(exp.policy))
     for target in fold.targets:
         done = (GENERATED, DEGAML, ORACLE, DEGAML_K, *map(control_method, exp.prompt_controls), *single_methods(exp),
+                *map(policy_method, exp.policy.compare),
                 *(m for k in exp.task_counts for m in scaled_methods(k)))
         if all(run.method(target, m).cost.is_file() for m in done):
             continue
@@ -63,6 +65,7 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
                        **peak_memory_mb(lm.device)).save(directory.cost)
             say(exp, f"{target}: {method} = {result.action.label} ({result.info['seconds']:.1f} s)")
         _single_actions(exp, lm, run, gen, target, ctx)
+        _compared_policies(exp, run, fold, gen, target, ctx)
         _prompt_controls(exp, lm, run, gen, target, items)
         _scaling_curve(exp, run, target, items)
         if not run.method(target, ORACLE).cost.is_file():
@@ -113,6 +116,29 @@ def _single_actions(exp: Experiment, lm: LoadedModel, run: SeedRun, gen, target:
         MethodCost(seconds=result.info["seconds"], labelled_target_examples=0, action=action.label,
                    **peak_memory_mb(lm.device)).save(directory.cost)
         say(exp, f"{target}: {method} ({result.info['seconds']:.1f} s)")
+
+
+def _compared_policies(exp: Experiment, run: SeedRun, fold: Fold, gen, target: str, ctx: AdaptationContext) -> None:
+    """DeGAML with the policy of each `policy.compare` method: the output of the action it chooses, copied from
+    that action's own method when the run has it (`policy.single_actions`), else adapted."""
+    from ..adaptation.policy import load_policy
+    from ..adaptation.task_setup import adapt_task, task_features
+
+    for training in exp.policy.compare:
+        directory = run.method(target, policy_method(training))
+        if directory.cost.is_file():
+            continue
+        started = time.perf_counter()
+        action = load_policy(run.policy(fold.name, training)).choose(task_features(gen, ctx).vector())
+        single = run.method(target, action_method(action.label))
+        if single.cost.is_file():
+            copy_output(single.output, directory.output)
+            seconds = MethodCost.load(single.cost).seconds + time.perf_counter() - started
+        else:
+            adapt_task(gen, ctx, directory.output, action=action)
+            seconds = time.perf_counter() - started
+        MethodCost(seconds=seconds, labelled_target_examples=0, action=action.label).save(directory.cost)
+        say(exp, f"{target}: {policy_method(training)} = {action.label}")
 
 
 def _prompt_controls(exp: Experiment, lm: LoadedModel, run: SeedRun, gen, target: str, items: list) -> None:

@@ -27,6 +27,7 @@ from .layout import (
     ORACLE,
     SeedRun,
     control_method,
+    policy_method,
     scaled_methods,
 )
 from .records import MethodCost
@@ -42,7 +43,8 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold)
 
     e = exp.evaluation
     methods = (BASE, *exp.floors, GENERATED, *map(control_method, exp.prompt_controls),
-               *(m for k in exp.task_counts for m in scaled_methods(k)), DEGAML, *single_methods(exp), ORACLE, DEGAML_K,
+               *(m for k in exp.task_counts for m in scaled_methods(k)), DEGAML, *map(policy_method, exp.policy.compare),
+               *single_methods(exp), ORACLE, DEGAML_K,
                *exp.baselines.methods)
     for target in fold.targets:
         data = split_data(exp, [target], e.split, e.limit)

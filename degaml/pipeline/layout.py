@@ -11,7 +11,8 @@ The seven stages run in this order (`stages.run_experiment`):
     <out>/seed_<s>/folds/<fold>/rewards/                   3 policy: validation rewards of every action on the
                                                              fold's target, read by the other folds' policies
     <out>/seed_<s>/folds/<fold>/policy/                    3 policy: learnt from the other folds' targets
-                                                             (nested leave-one-out)
+                                                             (nested leave-one-out); `policy-<method>/` for
+                                                             each of `policy.compare`
     <out>/seed_<s>/targets/<task>/<method>/output/         4-6 degaml, floors, baselines: what is scored
     <out>/seed_<s>/targets/<task>/<method>/cost.json       seconds and labelled target examples used
     <out>/seed_<s>/folds/<fold>/baselines/<method>/        6 baselines: meta-training, cached per fold
@@ -57,6 +58,11 @@ RANDOM_ACTION = "random-action"
 def action_method(label: str) -> str:
     """The method of one action applied to every target (`policy.single_actions`): `action-ttt_steps=5_lr=1e-05`."""
     return "action-" + label.replace(" ", "_")
+
+
+def policy_method(training: str) -> str:
+    """DeGAML with its policy trained by `training` (`policy.compare`): `degaml-rest_em`."""
+    return f"{DEGAML}-{training}"
 
 
 def control_method(control: str) -> str:
@@ -144,8 +150,9 @@ class SeedRun:
         """The adapter the fold's generator is residual on, when the run makes one (`residual_base: union`)."""
         return self.fold(fold) / "residual_base"
 
-    def policy(self, fold: str) -> Path:
-        return self.fold(fold) / "policy"
+    def policy(self, fold: str, training: str = "") -> Path:
+        """The fold's policy; `training`: the one of a `policy.compare` method."""
+        return self.fold(fold) / ("policy" if not training else f"policy-{training}")
 
     def rewards(self, fold: str) -> Path:
         """Validation rewards of every action for the fold's target, adapted by the fold's generator: read

@@ -8,8 +8,7 @@ from typing import Any
 
 from ..config import EvalConfig
 from ..data import task_label
-from ..io import atomic_directory
-from ..models import LoadedModel
+from ..models import LoadedModel, copy_output
 from .experiment import ALL_FOLD, Experiment, Fold, say, split_data
 from .layout import ORACLE, SeedRun, action_method
 from .records import MethodCost
@@ -43,31 +42,31 @@ def policy_tasks(exp: Experiment, fold: Fold, fold_list: list[Fold]) -> list[tup
 
 
 def policy_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, fold_list: list[Fold]) -> Path:
+    """The fold's policy, and one per `policy.compare` method, fitted on the same measured rewards."""
     from ..adaptation.policy import PolicyConfig
     from ..adaptation.policy_training import fit_policy_on_tasks
 
-    out = run.policy(fold.name)
-    if (out / "policy.json").is_file():
-        return out
     p = exp.policy
-    config = PolicyConfig(method=p.method, epochs=p.epochs, lr=p.lr, cost_penalty=p.cost_penalty, seed=run.seed)
     chosen = policy_tasks(exp, fold, fold_list)[:p.max_tasks]
     # A target's rewards are shared with its fold's oracle; `tasks.reward` rewards are filed under the generator
     # that adapted them (one shared generator: measured once for every fold).
     rewards = {task_label(task): run.rewards(exp.generator_dir(run, name).parent.name if exp.tasks.reward else name)
                for task, name in chosen}
-    fit_policy_on_tasks([(task, exp.generator_dir(run, name)) for task, name in chosen], lm, policy_actions(p),
-                        config, out, split_data(exp, [], "validation", p.validation_limit), p.adaptation_prompts,
-                        exp.progress, exclude=fold.targets, rewards_dir=lambda task, gen: rewards[task])
-    return out
+    for training, out in [(p.method, run.policy(fold.name)),
+                          *((m, run.policy(fold.name, m)) for m in p.compare)]:
+        if (out / "policy.json").is_file():
+            continue
+        config = PolicyConfig(method=training, epochs=p.epochs, lr=p.lr, cost_penalty=p.cost_penalty, seed=run.seed)
+        fit_policy_on_tasks([(task, exp.generator_dir(run, name)) for task, name in chosen], lm, policy_actions(p),
+                            config, out, split_data(exp, [], "validation", p.validation_limit), p.adaptation_prompts,
+                            exp.progress, exclude=fold.targets, rewards_dir=lambda task, gen: rewards[task])
+    return run.policy(fold.name)
 
 
 def oracle(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, target: str, gen: Any, ctx: Any) -> None:
     """Every policy action measured on the target's validation items; the best one (the first on ties: `none`
     leads the list) is applied, and recorded with the validation labels it read. With `policy.single_actions` the
     actions' outputs on this target exist already: they are scored, not made again."""
-    import shutil
-
     from ..adaptation.actions import Action
     from ..adaptation.policy_training import preferred_metric
     from ..adaptation.rewards import measure_actions
@@ -84,8 +83,7 @@ def oracle(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, target: s
     best = max(sorted(actions, key=lambda a: a != Action("none")), key=lambda a: table[a.label]["score"])
     directory = run.method(target, ORACLE)
     if best.label in adapted:
-        with atomic_directory(directory.output) as tmp:
-            shutil.copytree(adapted[best.label], tmp, dirs_exist_ok=True)
+        copy_output(adapted[best.label], directory.output)
     else:
         adapt_task(gen, ctx, directory.output, action=best)
     MethodCost(seconds=time.perf_counter() - started, ceiling=True, labelled_target_examples=table[best.label]["n"],
