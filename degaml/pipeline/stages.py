@@ -68,7 +68,8 @@ def run_experiment(exp: Experiment) -> Path:
                 floors_stage(exp, lm, run, fold)
             with timer("baselines"):
                 baseline_stage(exp, lm, run, fold)
-        for fold in fold_list:  # test partitions are touched once, after everything is trained
+            # A fold's targets are scored once, after every one of their methods is trained (no later stage reads
+            # a score), so a long run can be reported (`degaml report`) one fold at a time.
             with timer("evaluation"):
                 evaluation_stage(exp, lm, run, fold)
     return build_report(exp.out)
