@@ -546,11 +546,17 @@ def test_a_run_scores_both_protocols_and_the_report_sets_them_side_by_side(works
     config, run, settings = _all_targets(workspace, tmp_path)
     colors, numbers = workspace["tasks"]
     settings["policy"]["actions"] = ["none", "tts k=3 combine=vote"]
+    if protocol == "both":  # every action alone, the calibrated output among them: scored in log-likelihood only
+        settings["policy"]["actions"].append("latent objective=calibrate steps=0")
+        settings["policy"]["single_actions"] = True
     settings["baselines"]["methods"] = ["union"]
     settings["evaluation"]["protocol"] = protocol
     config.write_text(yaml.safe_dump(settings))
     main(["run", "--config", str(config)])
     seed0 = seed_run(run, 0)
+    if protocol == "both":
+        calibrated = seed0.method(colors, "action-latent_objective=calibrate_steps=0")
+        assert calibrated.results.is_file() and not calibrated.results_for("generative").is_file()
     for method in ("base", "generated", "union", "mean"):
         generative = json.loads(seed0.method(colors, method).results_for("generative").read_text())
         assert generative["results"][0]["protocol"] == "generative"

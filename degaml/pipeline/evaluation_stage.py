@@ -15,6 +15,7 @@ from ..config import EvalConfig
 from ..evaluation.harness import read_results
 from ..io import atomic_write_json, cache_root
 from ..models import AdaptedOutput, LoadedModel
+from ..models.adapted_output import LOGLIKELIHOOD_ONLY
 from .degaml_stage import single_methods
 from .experiment import Experiment, Fold, say, split_data
 from .layout import (
@@ -58,7 +59,7 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold)
                     continue
                 adapter = None if method == BASE else directory.output
                 output = AdaptedOutput.load(adapter) if adapter is not None else None
-                if protocol != LOGLIKELIHOOD and output is not None and output.kind in ("tts", "latent-sample"):
+                if protocol != LOGLIKELIHOOD and output is not None and output.kind in LOGLIKELIHOOD_ONLY:
                     say(exp, f"{target}: {method} is a {output.kind} output, scored in the log-likelihood protocol only")
                     continue
                 digest = "base model" if output is None else output.scoring_digest()
