@@ -156,3 +156,25 @@ def test_the_diagnostics_sample_a_bounded_seeded_set_of_training_tasks(monkeypat
     assert [n for n, _ in seen] == [6, 1, 6, 1] and seen[0][1] == seen[2][1]  # the same sample each time
     with pytest.raises(ValueError, match="diagnostic_tasks must be >= 2"):
         GeneratorTrainConfig(diagnostic_tasks=1)
+
+
+def test_the_retrieval_library_weights_tasks_by_prompt_similarity_and_mixes_their_adapters():
+    from degaml.generator.retrieval import RetrievalLibrary
+
+    class Encoder:  # one token per prompt, its state a fixed 2-d vector
+        vectors = {"x": [3.0, 0.0], "y": [0.0, 2.0], "q": [1.0, 0.0]}
+
+        def encode(self, prompts):
+            return torch.tensor([[self.vectors[p]] for p in prompts])
+
+    a = {"m.lora_A.weight": torch.ones(2, 3), "m.lora_B.weight": torch.zeros(3, 2)}
+    b = {"m.lora_A.weight": torch.zeros(2, 3), "m.lora_B.weight": torch.ones(3, 2)}
+    library = RetrievalLibrary({"a": (["x"], a), "b": (["y"], b)}, Encoder())
+    mixed, weights = library.mixture(["q"], temperature=0.5)
+    # cos(q, x) = 1, cos(q, y) = 0: softmax([1, 0] / 0.5)
+    w_a = torch.exp(torch.tensor(2.0)) / (torch.exp(torch.tensor(2.0)) + 1)
+    assert weights["a"] == pytest.approx(float(w_a), rel=1e-5) and weights["b"] == pytest.approx(float(1 - w_a), rel=1e-5)
+    assert torch.allclose(mixed["m.lora_A.weight"], torch.full((2, 3), float(w_a)))
+    assert torch.allclose(mixed["m.lora_B.weight"], torch.full((3, 2), float(1 - w_a)))
+    with pytest.raises(ValueError, match="at least one training task"):
+        RetrievalLibrary({}, Encoder())

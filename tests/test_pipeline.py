@@ -365,8 +365,8 @@ def test_floors_matched_to_the_generators_budget_and_the_target_finetuned_ceilin
     settings = yaml.safe_load(config.read_text())
     colors, numbers = workspace["tasks"]
     letters = settings["tasks"]["out_of_domain"][0]
-    settings.update(seeds=[0], shared_generator_steps=2, floors=["mean", "union-matched", "target-finetuned"],
-                    prompt_controls=["swapped", "random"],
+    settings.update(seeds=[0], shared_generator_steps=2,
+                    floors=["mean", "retrieval", "union-matched", "target-finetuned"], prompt_controls=["swapped", "random"],
                     tasks={"meta_training": [letters], "train": [colors, numbers], "heldout": [colors, numbers],
                            "out_of_domain": []})
     settings["generator"].update({"recipe": "task-loss-on-union", "task_examples": 2, "max_tokens": 32})
@@ -399,11 +399,22 @@ def test_floors_matched_to_the_generators_budget_and_the_target_finetuned_ceilin
     # The swapped control of `numbers` read `colors`' prompts (the next target), the random one random text.
     info = json.loads((seed0.method(numbers, "generated-swapped-prompts").output / "degaml.json").read_text())
     assert info["prompts_from"] == colors
+    # So did the retrieval floor's (tests/test_generator_modules.py checks the weights themselves).
+    looked_up = {m: json.loads((seed0.method(numbers, m).output / "degaml.json").read_text())
+                 for m in ("retrieval", "retrieval-swapped-prompts", "retrieval-random-prompts")}
+    assert looked_up["retrieval-swapped-prompts"]["prompts_from"] == colors
+    assert looked_up["retrieval-random-prompts"]["prompts_from"] == "random text"
+    assert all(sorted(info["weights"]) == ["colors", "letters"] and sum(info["weights"].values()) == pytest.approx(1)
+               for info in looked_up.values())
     config = yaml.safe_load((seed0.method(numbers, "base-calibrated").eval / "config.yaml").read_text())
     assert config["calibrated"] == "base" and config["calibration"] in ("batch", "pmi", "none")
     compared = summary["domains"]["in-domain"]["generated_minus"]
     assert compared[0].startswith("| generated minus | all (2 tasks) | without numbers (1 tasks) |")
     assert any(line.startswith("| generated-swapped-prompts |") for line in compared)
+    assert not any(line.startswith("| retrieval-swapped-prompts |") for line in compared)
+    retrieval = summary["domains"]["in-domain"]["retrieval_minus"]
+    assert retrieval[0].startswith("| retrieval minus |")
+    assert [line.split(" |")[0] for line in retrieval[2:]] == ["| retrieval-swapped-prompts", "| retrieval-random-prompts"]
     report = (run / "report" / "report.md").read_text()
     assert "does the generated change point at the target's own adapter?" in report
 

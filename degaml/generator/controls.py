@@ -5,7 +5,7 @@ one adapter whatever it reads."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -32,3 +32,17 @@ def random_prompts(prompts: Sequence[str], tokenizer, seed: int) -> list[str]:
         ids = vocabulary[torch.randint(len(vocabulary), (length,), generator=rng)]
         out.append(tokenizer.decode(ids.tolist()))
     return out
+
+
+def control_prompts(control: str, target: str, targets: Sequence[str], prompts_of: Callable[[str], list[str]],
+                    tokenizer, seed: int) -> tuple[str, list[str]]:
+    """(where they came from, the prompts) that stand in for `target`'s own under `control`: its partner's
+    (`swapped`, as many as the target's own) or random text of the own prompts' lengths (`random`).
+    `prompts_of(task)`: a task's unlabelled prompts, in the form the method reads them."""
+    own = prompts_of(target)
+    if control == "swapped":
+        source = partner(target, targets)
+        return source, prompts_of(source)[:len(own)]
+    if control == "random":
+        return "random text", random_prompts(own, tokenizer, seed)
+    raise ValueError(f"unknown prompt control {control!r}; known: {', '.join(CONTROLS)}")

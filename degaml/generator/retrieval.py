@@ -33,14 +33,20 @@ def retrieval_weights(target: torch.Tensor, library: torch.Tensor, temperature: 
     return torch.softmax(F.normalize(library, dim=-1) @ F.normalize(target, dim=0) / temperature, 0)
 
 
-def retrieval_mixture(target_prompts: Sequence[str], library: dict[str, tuple[Sequence[str], LoraState]],
-                      encoder: PromptEncoder, temperature: float = 0.05) -> tuple[LoraState, dict[str, float]]:
-    """(mixed adapter, weight per library task) for a new task from its unlabelled prompts; `library` maps
-    each training task to (its prompts, its adapter)."""
-    if not library:
-        raise ValueError("the retrieval mixture needs at least one training task's adapter")
-    names = list(library)
-    embeddings = torch.stack([prompt_embedding(encoder, library[n][0]) for n in names])
-    weights = retrieval_weights(prompt_embedding(encoder, target_prompts), embeddings, temperature)
-    mixed = weighted_adapter_sum([library[n][1] for n in names], weights.tolist())
-    return mixed, dict(zip(names, weights.tolist()))
+class RetrievalLibrary:
+    """The training tasks' adapters, each with its mean prompt embedding, embedded once: a mixture for any new
+    task's unlabelled prompts (its own, or a prompt control's) costs one embedding and one weighted sum."""
+
+    def __init__(self, library: dict[str, tuple[Sequence[str], LoraState]], encoder: PromptEncoder) -> None:
+        """`library` maps each training task to (its prompts, its adapter)."""
+        if not library:
+            raise ValueError("the retrieval mixture needs at least one training task's adapter")
+        self.encoder = encoder
+        self.names = list(library)
+        self.adapters = [library[n][1] for n in self.names]
+        self.embeddings = torch.stack([prompt_embedding(encoder, library[n][0]) for n in self.names])
+
+    def mixture(self, prompts: Sequence[str], temperature: float = 0.05) -> tuple[LoraState, dict[str, float]]:
+        """(mixed adapter, weight per library task) for a new task from its unlabelled prompts."""
+        weights = retrieval_weights(prompt_embedding(self.encoder, prompts), self.embeddings, temperature)
+        return weighted_adapter_sum(self.adapters, weights.tolist()), dict(zip(self.names, weights.tolist()))

@@ -145,20 +145,18 @@ def _prompt_controls(exp: Experiment, lm: LoadedModel, run: SeedRun, gen, target
     """The generated adapter from prompts that are not the target's (`prompt_controls`): another target's
     (`swapped`) or random text (`random`), as many as the target's own and in the generator's format."""
     from ..data.prompts import format_prompt, task_items
-    from ..generator.controls import partner, random_prompts
+    from ..generator.controls import control_prompts
     from ..models import write_adapter
 
-    own = [format_prompt(item, gen.prompt_format) for item in items]
+    def prompts_of(task: str) -> list[str]:
+        chosen = items if task == target else task_items(task, "train", exp.partition)[:len(items)]
+        return [format_prompt(item, gen.prompt_format) for item in chosen]
+
     for control in exp.prompt_controls:
         directory = run.method(target, control_method(control))
         if directory.cost.is_file():
             continue
-        if control == "swapped":
-            source = partner(target, exp.targets)
-            prompts = [format_prompt(item, gen.prompt_format)
-                       for item in task_items(source, "train", exp.partition)[:len(own)]]
-        else:
-            source, prompts = "random text", random_prompts(own, lm.tokenizer, run.seed)
+        source, prompts = control_prompts(control, target, exp.targets, prompts_of, lm.tokenizer, run.seed)
         state, info = gen.generate_state(prompts, run.seed)
         write_adapter(state, exp.lora, exp.model.name, directory.output, {**info, "prompts_from": source})
         MethodCost(seconds=info["generation_seconds"], labelled_target_examples=0).save(directory.cost)

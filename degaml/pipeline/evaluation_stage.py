@@ -27,7 +27,6 @@ from .layout import (
     LOGLIKELIHOOD,
     ORACLE,
     SeedRun,
-    control_method,
     policy_method,
     scaled_methods,
 )
@@ -43,7 +42,7 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold)
     from ..evaluation.output_scoring import evaluate_adapted
 
     e = exp.evaluation
-    methods = (BASE, *exp.floors, GENERATED, *map(control_method, exp.prompt_controls),
+    methods = (BASE, *exp.floors, GENERATED, *exp.control_methods,
                *(m for k in exp.task_counts for m in scaled_methods(k)), DEGAML, *map(policy_method, exp.policy.compare),
                *single_methods(exp), ORACLE, DEGAML_K,
                *exp.baselines.methods)

@@ -48,7 +48,8 @@ class Experiment:
     in layout.py): mean, retrieval, union-matched, target-finetuned."""
     prompt_controls: list[str] = field(default_factory=list)
     """The generated adapter also from prompts that are not the target's (`generator/controls.py`): `swapped`
-    (another target's) and `random` (random text), as zero-label methods beside it."""
+    (another target's) and `random` (random text), as zero-label methods beside it; so is the retrieval floor
+    when the run has it (a lookup's prompt effect, beside the generator's)."""
     task_counts: list[int] = field(default_factory=list)
     """The scaling curve: for each K, one more shared generator (and its union LoRA) trained on the first K of
     `tasks.meta_training` alone, scored as `generated-K-tasks` and `union-K-tasks` on every target (list the
@@ -88,8 +89,7 @@ class Experiment:
             raise ValueError(f"prompt_controls: unknown {unknown}; known: {', '.join(CONTROLS)}")
         if "swapped" in self.prompt_controls and len(self.targets) < 2:
             raise ValueError("prompt_controls: swapped needs at least two targets to swap prompts between")
-        known = {BASE, GENERATED, DEGAML, *self.floors, *self.baselines.methods,
-                 *(control_method(c) for c in self.prompt_controls)}
+        known = {BASE, GENERATED, DEGAML, *self.floors, *self.baselines.methods, *self.control_methods}
         unknown = sorted(set(self.evaluation.calibrated) - known)
         if unknown:
             raise ValueError(f"evaluation.calibrated: {unknown} are not methods of this run ({', '.join(sorted(known))})")
@@ -144,6 +144,12 @@ class Experiment:
         except (UnicodeDecodeError, yaml.YAMLError) as e:
             raise ValueError(f"{path}: not readable YAML ({type(e).__name__})") from None
         return from_dict(cls, {**(record or {}), "out": Path(run_dir), "progress": False}, str(path))
+
+    @property
+    def control_methods(self) -> list[str]:
+        """The methods of `prompt_controls`: the generated adapter's, then the retrieval floor's."""
+        subjects = [GENERATED] + ([RETRIEVAL] if RETRIEVAL in self.floors else [])
+        return [control_method(c, of) for of in subjects for c in self.prompt_controls]
 
     @property
     def all_targets_out(self) -> bool:

@@ -1,6 +1,6 @@
 """Per target, the zero-label floors from the generator's training data (the run's `floors`): the mean of its
-training tasks' adapters, their retrieval mixture for the target's unlabelled prompts (the ones DeGAML sees),
-union LoRA matched to the generator's training budget; and the target-finetuned ceiling."""
+training tasks' adapters, their retrieval mixture for the target's unlabelled prompts (the ones DeGAML sees)
+and for its prompt controls' prompts, union LoRA matched to the generator's training budget; and the target-finetuned ceiling."""
 
 from __future__ import annotations
 
@@ -12,16 +12,18 @@ from dataclasses import asdict, replace
 from ..data import task_label
 from ..models import LoadedModel, LoraState, write_adapter
 from .experiment import Experiment, Fold, say
-from .layout import MEAN, RETRIEVAL, TARGET_FINETUNED, UNION_MATCHED, SeedRun
+from .layout import MEAN, RETRIEVAL, TARGET_FINETUNED, UNION_MATCHED, SeedRun, control_method
 from .records import MethodCost
 
 
 def floors_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
-    pending = {m: [t for t in fold.targets if not run.method(t, m).cost.is_file()] for m in exp.floors}
+    lookups = [m for m in (MEAN, RETRIEVAL) if m in exp.floors] + _retrieval_controls(exp)
+    pending = {m: [t for t in fold.targets if not run.method(t, m).cost.is_file()]
+               for m in (*exp.floors, *lookups)}
     if not any(pending.values()):
         return
-    if pending.get(MEAN) or pending.get(RETRIEVAL):
-        _mean_and_retrieval(exp, run, fold, sorted(set(pending.get(MEAN, []) + pending.get(RETRIEVAL, []))))
+    if any(pending[m] for m in lookups):
+        _mean_and_retrieval(exp, lm, run, fold, {m: pending[m] for m in lookups})
     if pending.get(UNION_MATCHED):
         state, seconds, steps = _union_matched(exp, lm, run, fold)
         for target in pending[UNION_MATCHED]:
@@ -39,36 +41,55 @@ def _write(exp: Experiment, run: SeedRun, target: str, method: str, state: LoraS
     cost.save(directory.cost)
 
 
-def _mean_and_retrieval(exp: Experiment, run: SeedRun, fold: Fold, targets: list[str]) -> None:
+def _retrieval_controls(exp: Experiment) -> list[str]:
+    return [control_method(c, RETRIEVAL) for c in exp.prompt_controls] if RETRIEVAL in exp.floors else []
+
+
+def _mean_and_retrieval(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold,
+                        pending: dict[str, list[str]]) -> None:
+    """The mean adapter, the retrieval mixture and its prompt controls for the targets each is `pending` for."""
     from ..data.prompts import task_items
+    from ..generator.controls import control_prompts
     from ..generator.dataset import average_states
     from ..generator.encoder import PromptEncoder
     from ..generator.floors import task_adapters
-    from ..generator.retrieval import retrieval_mixture
+    from ..generator.retrieval import RetrievalLibrary
 
     started = time.perf_counter()
     sources = exp.trained_on(fold).training
     training = [task_label(t) for t in sources]
     adapters = task_adapters(run.trajectories, training)
-    mean = average_states(list(adapters.values()))
-    mean_seconds = time.perf_counter() - started
+    if pending.get(MEAN):
+        mean = average_states(list(adapters.values()))
+        cost = MethodCost(seconds=time.perf_counter() - started, labelled_target_examples=0)
+        for target in pending[MEAN]:
+            _write(exp, run, target, MEAN, mean, cost, {"tasks": training})
+        say(exp, f"fold {fold.name}: {MEAN} adapter of {len(training)} tasks")
+    mixtures = [(m, c) for m, c in [(RETRIEVAL, None), *((control_method(c, RETRIEVAL), c) for c in exp.prompt_controls)]
+                if pending.get(m)]
+    if not mixtures:
+        return
     g = exp.generator
-    encoder = PromptEncoder.with_default_cache(g.encoder, g.prompt_tokens)
 
     def prompts(task: str, limit: int) -> list[str]:
         return [it.prompt for it in task_items(task, "train", exp.partition)[:limit]]
 
-    library = {task_label(t): (prompts(t, g.max_prompts), adapters[task_label(t)]) for t in sources}
-    for target in targets:
-        if MEAN in exp.floors:
-            _write(exp, run, target, MEAN, mean, MethodCost(seconds=mean_seconds, labelled_target_examples=0),
-                   {"tasks": training})
-        if RETRIEVAL in exp.floors:
+    library = RetrievalLibrary({task_label(t): (prompts(t, g.max_prompts), adapters[task_label(t)]) for t in sources},
+                               PromptEncoder.with_default_cache(g.encoder, g.prompt_tokens))
+
+    def adaptation_prompts(task: str) -> list[str]:  # what DeGAML reads of a task
+        return prompts(task, exp.policy.adaptation_prompts)
+
+    for method, control in mixtures:
+        for target in pending[method]:
             started = time.perf_counter()
-            mixed, weights = retrieval_mixture(prompts(target, exp.policy.adaptation_prompts), library, encoder)
-            _write(exp, run, target, RETRIEVAL, mixed,
-                   MethodCost(seconds=time.perf_counter() - started, labelled_target_examples=0), {"weights": weights})
-        say(exp, f"{target}: {' and '.join(m for m in (MEAN, RETRIEVAL) if m in exp.floors)} adapters")
+            source, read = (target, adaptation_prompts(target)) if control is None else control_prompts(
+                control, target, exp.targets, adaptation_prompts, lm.tokenizer, run.seed)
+            mixed, weights = library.mixture(read)
+            _write(exp, run, target, method, mixed,
+                   MethodCost(seconds=time.perf_counter() - started, labelled_target_examples=0),
+                   {"weights": weights, "prompts_from": source})
+            say(exp, f"{target}: {method} adapter ({source}'s prompts)")
 
 
 def _union_matched(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> tuple[LoraState, float, int]:

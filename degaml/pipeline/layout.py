@@ -65,9 +65,10 @@ def policy_method(training: str) -> str:
     return f"{DEGAML}-{training}"
 
 
-def control_method(control: str) -> str:
-    """The method of a prompt control (`prompt_controls`): `generated-swapped-prompts`, `generated-random-prompts`."""
-    return f"{GENERATED}-{control}-prompts"
+def control_method(control: str, of: str = GENERATED) -> str:
+    """The method of a prompt control (`prompt_controls`) of the generated adapter or the retrieval floor:
+    `generated-swapped-prompts`, `retrieval-random-prompts`."""
+    return f"{of}-{control}-prompts"
 
 
 def scaled_methods(count: int) -> tuple[str, str]:

@@ -19,7 +19,7 @@ from typing import Any
 from ...data import task_label
 from ...io import atomic_write_text
 from ..experiment import Experiment
-from ..layout import DEGAML, ORACLE, seed_runs
+from ..layout import DEGAML, ORACLE, RETRIEVAL, control_method, seed_runs
 from ..records import StageTimings
 from .generator import change_cosines, comparisons, scaling, scaling_plot
 from .plots import plots
@@ -104,11 +104,19 @@ def build_report(run_dir: Path) -> Path:
                                    + [f"| {k} | {scope} | {d} ({d.verdict}) |" for k, scope, d in curve]) + "\n"]
             if domain == "in-domain":
                 extra_plots.append(scaling_plot(curve, out))
-        compared = comparisons(correct, tasks, grouped.get(0, []), ceilings, settings.evaluation.prior_tasks)
+        retrieval_controls = [control_method(c, RETRIEVAL) for c in settings.prompt_controls]
+        compared = comparisons(correct, tasks, [m for m in grouped.get(0, []) + ceilings if m not in retrieval_controls],
+                               settings.evaluation.prior_tasks)
         if compared:
             sections += [f"### the generated adapter against the other zero-label methods ({domain})\n",
                          "\n".join(compared) + "\n"]
             summary["domains"][domain]["generated_minus"] = compared
+        looked_up = comparisons(correct, tasks, [m for m in retrieval_controls if m in methods],
+                                settings.evaluation.prior_tasks, subject=RETRIEVAL) if RETRIEVAL in methods else []
+        if looked_up:
+            sections += [f"### the retrieval floor against its prompt controls ({domain}): what a lookup reads in "
+                         "the prompts\n", "\n".join(looked_up) + "\n"]
+            summary["domains"][domain]["retrieval_minus"] = looked_up
     sections += protocol_section(run_dir, protocols, domains)
     cosines = change_cosines(run_dir, settings)
     if cosines:

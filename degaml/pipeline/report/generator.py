@@ -13,19 +13,18 @@ from ..layout import DEGAML, GENERATED, MEAN, TARGET_FINETUNED, control_method, 
 from .verdicts import Correctness, paired_difference
 
 
-def comparisons(correct: Correctness, tasks: list[str], zero_label: list[str], ceilings: list[str],
-                prior_tasks: list[str]) -> list[str]:
-    """Markdown rows: generated minus each other zero-label method and ceiling, on `tasks` and without the
-    prior tasks among them."""
+def comparisons(correct: Correctness, tasks: list[str], others: list[str], prior_tasks: list[str],
+                subject: str = GENERATED) -> list[str]:
+    """Markdown rows: `subject` minus each of `others`, on `tasks` and without the prior tasks among them."""
     rest = [t for t in tasks if t not in prior_tasks]
     scopes = [("all", tasks)] + ([(f"without {', '.join(t for t in tasks if t in prior_tasks)}", rest)]
                                  if rest and rest != tasks else [])
-    lines = ["| generated minus | " + " | ".join(f"{name} ({len(ts)} tasks)" for name, ts in scopes) + " |",
+    lines = [f"| {subject} minus | " + " | ".join(f"{name} ({len(ts)} tasks)" for name, ts in scopes) + " |",
              "|---|" + "---|" * len(scopes)]
-    for other in [m for m in zero_label + ceilings if m not in (GENERATED, DEGAML)]:
+    for other in [m for m in others if m not in (subject, DEGAML)]:
         cells = []
         for _, scope in scopes:
-            d = paired_difference(correct, GENERATED, other, scope)
+            d = paired_difference(correct, subject, other, scope)
             cells.append(f"{d} ({d.verdict}, {d.items} items)" if d else "-")
         lines.append(f"| {other} | " + " | ".join(cells) + " |")
     return lines if len(lines) > 2 else []
