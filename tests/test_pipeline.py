@@ -562,13 +562,17 @@ def test_a_run_scores_both_protocols_and_the_report_sets_them_side_by_side(works
         settings["policy"]["single_actions"] = True
     settings["baselines"]["methods"] = ["union"]
     settings["evaluation"]["protocol"] = protocol
+    if protocol == "both":  # generation is the costly pass: only the protocols' comparison methods take it
+        settings["evaluation"]["generative_methods"] = ["base", "generated", "union", "degaml"]
     config.write_text(yaml.safe_dump(settings))
     main(["run", "--config", str(config)])
     seed0 = seed_run(run, 0)
     if protocol == "both":
         calibrated = seed0.method(colors, "action-latent_objective=calibrate_steps=0")
         assert calibrated.results.is_file() and not calibrated.results_for("generative").is_file()
-    for method in ("base", "generated", "union", "mean"):
+        mean = seed0.method(colors, "mean")
+        assert mean.results.is_file() and not mean.results_for("generative").is_file()
+    for method in ("base", "generated", "union", *(["mean"] if protocol == "generative" else [])):
         generative = json.loads(seed0.method(colors, method).results_for("generative").read_text())
         assert generative["results"][0]["protocol"] == "generative"
         assert seed0.method(colors, method).results.is_file() == (protocol == "both")
@@ -585,6 +589,27 @@ def test_a_run_scores_both_protocols_and_the_report_sets_them_side_by_side(works
     assert manifests and {m["config"]["answer_format"] for m in manifests} == {expected}
     card = json.loads((seed0.generator("shared") / "config.json").read_text())
     assert card["train"]["answer_format"] == expected
+
+
+def test_generative_methods_pick_what_a_both_protocols_run_generates_for():
+    from degaml.pipeline.settings import EvaluationSettings
+
+    picked = EvaluationSettings(protocol="both", generative_methods=["base", "degaml"])
+    assert picked.scores("mean", "loglikelihood") and picked.scores("degaml", "generative")
+    assert not picked.scores("mean", "generative")
+    every = EvaluationSettings(protocol="both")
+    assert every.scores("mean", "generative") and every.scores("mean", "loglikelihood")
+    assert not EvaluationSettings(protocol="generative").scores("mean", "loglikelihood")
+    with pytest.raises(ValueError, match="generative_methods .* needs protocol both"):
+        EvaluationSettings(protocol="loglikelihood", generative_methods=["base"])
+
+
+def test_generative_methods_must_be_methods_of_the_run(workspace, tmp_path, capsys):
+    config, _ = _config(workspace, tmp_path)
+    with pytest.raises(SystemExit):
+        main(["run", "--config", str(config), "--evaluation.protocol", "both", "--evaluation.generative_methods",
+              "[base, lorahubb]"])
+    assert "evaluation.generative_methods: ['lorahubb'] are not methods of this run" in capsys.readouterr().err
 
 
 def test_calibration_needs_log_likelihood_scores(workspace, tmp_path, capsys):

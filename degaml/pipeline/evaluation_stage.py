@@ -54,7 +54,7 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold)
             scored: dict[str, tuple[str, Any]] = {}  # scoring digest -> (method, its results): one adapter, one pass
             for method in methods:
                 directory = run.method(target, method)
-                if directory.results_for(protocol).is_file():
+                if directory.results_for(protocol).is_file() or not e.scores(method, protocol):
                     continue
                 adapter = None if method == BASE else directory.output
                 output = AdaptedOutput.load(adapter) if adapter is not None else None

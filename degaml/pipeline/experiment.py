@@ -16,7 +16,20 @@ from ..data import task_label
 from ..generator.card import GeneratorTrainConfig
 from ..generator.controls import CONTROLS
 from ..generator.trajectories import CollectConfig
-from .layout import BASE, DEGAML, FLOORS, GENERATED, MEAN, RETRIEVAL, UNION_MATCHED, SeedRun, control_method
+from .layout import (
+    BASE,
+    DEGAML,
+    DEGAML_K,
+    FLOORS,
+    GENERATED,
+    MEAN,
+    ORACLE,
+    RETRIEVAL,
+    UNION_MATCHED,
+    SeedRun,
+    control_method,
+    policy_method,
+)
 from .settings import BaselineSettings, EvaluationSettings, PolicySettings, TaskSets
 
 
@@ -93,6 +106,11 @@ class Experiment:
         unknown = sorted(set(self.evaluation.calibrated) - known)
         if unknown:
             raise ValueError(f"evaluation.calibrated: {unknown} are not methods of this run ({', '.join(sorted(known))})")
+        known |= {ORACLE, DEGAML_K, *map(policy_method, self.policy.compare)}
+        unknown = sorted(set(self.evaluation.generative_methods or []) - known)
+        if unknown:
+            raise ValueError(f"evaluation.generative_methods: {unknown} are not methods of this run "
+                             f"({', '.join(sorted(known))})")
         clash = {task_label(t) for t in self.tasks.reward} & {task_label(t) for t in (*self.tasks.meta_training,
                                                                                    *self.tasks.train, *self.targets)}
         if clash:

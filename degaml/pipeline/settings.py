@@ -83,6 +83,10 @@ class EvaluationSettings:
     calibrated: list[str] = field(default_factory=list)
     """Methods also reported with label-free calibration (`<method>-calibrated`, degaml/evaluation/calibration.py):
     e.g. [base, union, generated]; each must write a plain adapter (or be the base model)."""
+    generative_methods: list[str] | None = None
+    """With protocol `both`: the methods also scored in the generative protocol (null: every method). Greedy
+    generation costs several log-likelihood passes on a CPU; the protocols' comparison reads base, union,
+    generated and DeGAML."""
     prior_tasks: list[str] = field(default_factory=list)
     """Targets whose score follows an answer prior (e.g. [boolq]): the report's generator comparisons also
     average without them."""
@@ -95,6 +99,9 @@ class EvaluationSettings:
             raise ValueError(f"evaluation.split must be test or validation, got {self.split!r}")
         if self.protocol not in ("loglikelihood", "generative", "both"):
             raise ValueError(f"evaluation.protocol must be loglikelihood, generative or both, got {self.protocol!r}")
+        if self.generative_methods is not None and self.protocol != "both":
+            raise ValueError(f"evaluation.generative_methods picks the methods scored in both protocols: it needs "
+                             f"protocol both, got {self.protocol!r}")
         if self.calibrated and "loglikelihood" not in self.protocols:
             raise ValueError("evaluation.calibrated re-weighs log-likelihood scores: it needs protocol loglikelihood "
                              "or both")
@@ -103,6 +110,12 @@ class EvaluationSettings:
     def protocols(self) -> list[str]:
         """The protocols scored, the report's primary one first."""
         return ["loglikelihood", "generative"] if self.protocol == "both" else [self.protocol]
+
+    def scores(self, method: str, protocol: str) -> bool:
+        """Whether `method` is scored in `protocol`: with `both`, the generative one takes `generative_methods`."""
+        return (protocol in self.protocols and not (self.protocol == "both" and protocol == "generative"
+                                                    and self.generative_methods is not None
+                                                    and method not in self.generative_methods))
 
 
 @dataclass
