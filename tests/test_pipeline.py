@@ -579,6 +579,7 @@ def test_a_run_scores_both_protocols_and_the_report_sets_them_side_by_side(works
     text = (run / "report" / "report.md").read_text()
     if protocol == "both":
         assert "## log-likelihood against the generative protocol" in text
+        assert "Every LoRA of this run learned the log-likelihood protocol's answer format" in text
         gain = next(line for line in text.splitlines() if line.startswith("| generalization: generated minus base |"))
         assert gain.count("[") == 2 and gain.count("items)") == 2  # an interval in each protocol
     else:

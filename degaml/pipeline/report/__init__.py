@@ -117,7 +117,7 @@ def build_report(run_dir: Path) -> Path:
             sections += [f"### the retrieval floor against its prompt controls ({domain}): what a lookup reads in "
                          "the prompts\n", "\n".join(looked_up) + "\n"]
             summary["domains"][domain]["retrieval_minus"] = looked_up
-    sections += protocol_section(run_dir, protocols, domains)
+    sections += protocol_section(run_dir, protocols, domains, settings.answer_format)
     cosines = change_cosines(run_dir, settings)
     if cosines:
         sections += ["## does the generated change point at the target's own adapter?\n",

@@ -13,14 +13,18 @@ from ..layout import BASE, DEGAML, GENERATED
 from .rows import collect_rows
 from .verdicts import item_correctness, paired_difference
 
+FORMATS = {"loglikelihood": "log-likelihood protocol's answer format (the answer text after the question)",
+           "generative": "generative protocol's answer format (the bracketed letter after the lettered options)"}
 GAINS = ((GENERATED, BASE, "generalization: generated minus base"),
          (DEGAML, GENERATED, "adaptation: DeGAML minus generated"),
          (DEGAML, BASE, "both: DeGAML minus base"),
          (GENERATED, "union", "the generator over union LoRA"))
 
 
-def protocol_section(run_dir: Path, protocols: list[str], domains: dict[str, list[str]]) -> list[str]:
-    """Markdown lines (empty unless the run scored more than one protocol)."""
+def protocol_section(run_dir: Path, protocols: list[str], domains: dict[str, list[str]], trained_format: str
+                     ) -> list[str]:
+    """Markdown lines (empty unless the run scored more than one protocol). `trained_format`: the answer format
+    every LoRA of the run learned (`Experiment.answer_format`)."""
     if len(protocols) < 2:
         return []
     correct = {p: item_correctness(run_dir, p) for p in protocols}
@@ -33,7 +37,10 @@ def protocol_section(run_dir: Path, protocols: list[str], domains: dict[str, lis
         averages[protocol] = {key: statistics.fmean(v) for key, v in by_method.items()}
     lines = ["## log-likelihood against the generative protocol\n",
              "Zero-label methods; acc_norm or acc (log-likelihood) and acc of the letter named (generative). "
-             "A gain that holds in one protocol and not the other is about the answer format, not the task.\n"]
+             "A gain that holds in one protocol and not the other is about the answer format, not the task. "
+             f"Every LoRA of this run learned the {FORMATS[trained_format]}, so in the other protocol an adapted "
+             "model also meets an answer format it was not trained on (the unparseable answers of each "
+             "generative result count as wrong).\n"]
     for domain, tasks in domains.items():
         methods = sorted({m for p in protocols for (m, t) in averages[p] if t in tasks})
         lines += [f"### {domain}\n", "| method | " + " | ".join(protocols) + " |", "|---|" + "---|" * len(protocols)]
