@@ -580,6 +580,13 @@ def test_a_run_scores_both_protocols_and_the_report_sets_them_side_by_side(works
     if protocol == "both":
         assert "## log-likelihood against the generative protocol" in text
         assert "Every LoRA of this run learned the log-likelihood protocol's answer format" in text
+        # The share of generative answers naming no valid letter, averaged over the in-domain targets.
+        shares = []
+        for target in (colors, numbers):
+            (result,) = json.loads(seed0.method(target, "base").results_for("generative").read_text())["results"]
+            shares.append(result["metrics"]["unparseable"] / result["num_items"])
+        base_row = next(line for line in text.splitlines() if line.startswith("| base | ") and line.endswith("% |"))
+        assert base_row.endswith(f"| {100 * sum(shares) / 2:.1f}% |")
         gain = next(line for line in text.splitlines() if line.startswith("| generalization: generated minus base |"))
         assert gain.count("[") == 2 and gain.count("items)") == 2  # an interval in each protocol
     else:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from ..layout import BASE, DEGAML, GENERATED
+from ...evaluation.harness import read_results
+from ..layout import BASE, DEGAML, GENERATED, seed_runs
 from .rows import collect_rows
 from .verdicts import item_correctness, paired_difference
 
@@ -41,14 +42,18 @@ def protocol_section(run_dir: Path, protocols: list[str], domains: dict[str, lis
              f"Every LoRA of this run learned the {FORMATS[trained_format]}, so in the other protocol an adapted "
              "model also meets an answer format it was not trained on (the unparseable answers of each "
              "generative result count as wrong).\n"]
+    unparseable = _unparseable(run_dir)
     for domain, tasks in domains.items():
         methods = sorted({m for p in protocols for (m, t) in averages[p] if t in tasks})
-        lines += [f"### {domain}\n", "| method | " + " | ".join(protocols) + " |", "|---|" + "---|" * len(protocols)]
+        lines += [f"### {domain}\n", "| method | " + " | ".join(protocols) + " | generative answers naming no valid "
+                  "letter |", "|---|" + "---|" * (len(protocols) + 1)]
         for m in methods:
             cells = []
             for p in protocols:
                 scores = [averages[p].get((m, t)) for t in tasks]
                 cells.append(f"{100 * statistics.fmean(scores):.1f}" if None not in scores else "-")
+            shares = [unparseable.get((m, t)) for t in tasks]
+            cells.append(f"{100 * statistics.fmean(shares):.1f}%" if None not in shares else "-")
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         lines += ["", "| gain | " + " | ".join(protocols) + " |", "|---|" + "---|" * len(protocols)]
         for a, b, label in GAINS:
@@ -60,3 +65,15 @@ def protocol_section(run_dir: Path, protocols: list[str], domains: dict[str, lis
                 lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
+
+
+def _unparseable(run_dir: Path) -> dict[tuple[str, str], float]:
+    """{(method, task): the share of its generative answers that named no valid letter (counted wrong), averaged
+    over seeds}: how much of a generative score is the answer format."""
+    shares: dict[tuple[str, str], list[float]] = {}
+    for run in seed_runs(run_dir):
+        for method_dir in run.evaluated("generative"):
+            result = read_results(method_dir.results_for("generative"))[0]
+            shares.setdefault((method_dir.method, method_dir.task), []).append(
+                result.metrics["unparseable"] / result.num_items)
+    return {key: statistics.fmean(values) for key, values in shares.items()}
