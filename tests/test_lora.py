@@ -189,6 +189,26 @@ def test_scoring_merges_the_adapter_and_leaves_the_base_model_bit_for_bit(tokeni
     assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
 
 
+def test_attaching_a_lora_leaves_the_base_weights_requires_grad_as_it_found_them(tokenizer, tmp_path):
+    """PEFT freezes the weights it wraps and leaves them frozen on unload (CPU generation then ran 4x slower):
+    scoring with an adapter merged and training one attached both put the flags back."""
+    from degaml.evaluation.output_scoring import applied_adapter
+    from degaml.models.lora import peft_model
+
+    lm, unmerged, _, _ = _written_adapter(tokenizer, tmp_path / "adapter")
+    lm.model = unmerged.unload()
+    lm.model.requires_grad_(True)
+    lm.model.get_input_embeddings().weight.requires_grad_(False)  # a mixed state is kept as it is, not made uniform
+    before = {name: p.requires_grad for name, p in lm.model.named_parameters()}
+    with applied_adapter(lm, tmp_path / "adapter"):
+        pass
+    assert {name: p.requires_grad for name, p in lm.model.named_parameters()} == before
+    with pytest.raises(RuntimeError, match="training failed"), peft_model(lm, LoraSettings(r=2, alpha=4)) as model:
+        assert not any(p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
+        raise RuntimeError("training failed")
+    assert {name: p.requires_grad for name, p in lm.model.named_parameters()} == before
+
+
 def test_scoring_leaves_the_base_model_bare_when_the_block_raises(tokenizer, tmp_path):
     from degaml.evaluation.output_scoring import applied_adapter
 

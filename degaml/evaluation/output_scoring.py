@@ -22,6 +22,7 @@ from ..data import MultipleChoiceItem
 from ..data.prompts import load_partitioned
 from ..data.splits import Partition
 from ..models import AdaptedOutput, LoadedModel, latent_delta, load_adapter
+from ..models.lora import kept_requires_grad
 from .calibration import calibrate
 from .ensemble import ensemble_results
 from .harness import ScoreFn, TaskResult, evaluate_tasks
@@ -35,7 +36,13 @@ ItemScorer = Callable[[LoadedModel, dict, int, list[str]], ScoreFn]
 def applied_adapter(lm: LoadedModel, adapter: Path) -> Iterator[None]:
     """Inside the block `lm.model` has the adapter merged into its weights, so scoring costs what the bare
     model's does (benchmarks/merged_scoring.py measures the saving); after it, the bare base model again, bit
-    for bit: the merged layers get their saved weights back rather than a subtraction's rounding."""
+    for bit: the merged layers get their saved weights back rather than a subtraction's rounding, and its
+    parameters' `requires_grad` as before (`kept_requires_grad`)."""
+    with kept_requires_grad(lm.model):
+        yield from _merged(lm, adapter)
+
+
+def _merged(lm: LoadedModel, adapter: Path) -> Iterator[None]:
     peft = load_adapter(lm.model, adapter).eval()
     saved = [(layer.get_base_layer().weight, layer.get_base_layer().weight.detach().clone())
              for layer in peft.modules() if isinstance(layer, LoraLayer)]
