@@ -612,17 +612,14 @@ def test_generative_methods_pick_what_a_both_protocols_run_generates_for():
         EvaluationSettings(protocol="loglikelihood", generative_methods=["base"])
 
 
-def test_generative_methods_must_be_methods_of_the_run(workspace, tmp_path, capsys):
+@pytest.mark.parametrize("protocol, setting, value, message", [
+    ("both", "generative_methods", "[base, lorahubb]", "evaluation.generative_methods: ['lorahubb'] are not methods "
+     "of this run"),
+    ("generative", "calibrated", "[base]", "evaluation.calibrated re-weighs log-likelihood scores"),
+])
+def test_evaluation_settings_that_cannot_hold_are_refused(workspace, tmp_path, capsys, protocol, setting, value,
+                                                          message):
     config, _ = _config(workspace, tmp_path)
     with pytest.raises(SystemExit):
-        main(["run", "--config", str(config), "--evaluation.protocol", "both", "--evaluation.generative_methods",
-              "[base, lorahubb]"])
-    assert "evaluation.generative_methods: ['lorahubb'] are not methods of this run" in capsys.readouterr().err
-
-
-def test_calibration_needs_log_likelihood_scores(workspace, tmp_path, capsys):
-    config, _ = _config(workspace, tmp_path)
-    with pytest.raises(SystemExit):
-        main(["run", "--config", str(config), "--evaluation.protocol", "generative", "--evaluation.calibrated",
-              "[base]"])
-    assert "evaluation.calibrated re-weighs log-likelihood scores" in capsys.readouterr().err
+        main(["run", "--config", str(config), "--evaluation.protocol", protocol, f"--evaluation.{setting}", value])
+    assert message in capsys.readouterr().err

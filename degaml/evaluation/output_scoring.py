@@ -39,24 +39,20 @@ def applied_adapter(lm: LoadedModel, adapter: Path) -> Iterator[None]:
     for bit: the merged layers get their saved weights back rather than a subtraction's rounding, and its
     parameters' `requires_grad` as before (`kept_requires_grad`)."""
     with kept_requires_grad(lm.model):
-        yield from _merged(lm, adapter)
-
-
-def _merged(lm: LoadedModel, adapter: Path) -> Iterator[None]:
-    peft = load_adapter(lm.model, adapter).eval()
-    saved = [(layer.get_base_layer().weight, layer.get_base_layer().weight.detach().clone())
-             for layer in peft.modules() if isinstance(layer, LoraLayer)]
-    lm.model = peft
-    try:
-        lm.model = peft.merge_and_unload()
-        yield
-    finally:  # whatever happened, even a merge that failed half-way
-        with torch.no_grad():
-            for weight, original in saved:
-                weight.copy_(original)
-        if isinstance(lm.model, PeftModel):
-            lm.model = lm.model.unload()
-        lm.model.eval()
+        peft = load_adapter(lm.model, adapter).eval()
+        saved = [(layer.get_base_layer().weight, layer.get_base_layer().weight.detach().clone())
+                 for layer in peft.modules() if isinstance(layer, LoraLayer)]
+        lm.model = peft
+        try:
+            lm.model = peft.merge_and_unload()
+            yield
+        finally:  # whatever happened, even a merge that failed half-way
+            with torch.no_grad():
+                for weight, original in saved:
+                    weight.copy_(original)
+            if isinstance(lm.model, PeftModel):
+                lm.model = lm.model.unload()
+            lm.model.eval()
 
 
 def evaluate_adapted(lm: LoadedModel, adapter: Path | None, data: DataConfig, config: EvalConfig,

@@ -166,8 +166,13 @@ class Experiment:
     @property
     def control_methods(self) -> list[str]:
         """The methods of `prompt_controls`: the generated adapter's, then the retrieval floor's."""
-        subjects = [GENERATED] + ([RETRIEVAL] if RETRIEVAL in self.floors else [])
-        return [control_method(c, of) for of in subjects for c in self.prompt_controls]
+        return [*self.controls_of(GENERATED), *self.controls_of(RETRIEVAL)]
+
+    def controls_of(self, subject: str) -> dict[str, str]:
+        """{method: prompt control} of `subject`'s prompt controls (GENERATED, or RETRIEVAL when it is a floor)."""
+        if subject == RETRIEVAL and RETRIEVAL not in self.floors:
+            return {}
+        return {control_method(c, subject): c for c in self.prompt_controls}
 
     @property
     def all_targets_out(self) -> bool:

@@ -12,12 +12,12 @@ from dataclasses import asdict, replace
 from ..data import task_label
 from ..models import LoadedModel, LoraState, write_adapter
 from .experiment import Experiment, Fold, say
-from .layout import MEAN, RETRIEVAL, TARGET_FINETUNED, UNION_MATCHED, SeedRun, control_method
+from .layout import MEAN, RETRIEVAL, TARGET_FINETUNED, UNION_MATCHED, SeedRun
 from .records import MethodCost
 
 
 def floors_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
-    lookups = [m for m in (MEAN, RETRIEVAL) if m in exp.floors] + _retrieval_controls(exp)
+    lookups = [m for m in (MEAN, RETRIEVAL) if m in exp.floors] + list(exp.controls_of(RETRIEVAL))
     pending = {m: [t for t in fold.targets if not run.method(t, m).cost.is_file()]
                for m in (*exp.floors, *lookups)}
     if not any(pending.values()):
@@ -41,10 +41,6 @@ def _write(exp: Experiment, run: SeedRun, target: str, method: str, state: LoraS
     cost.save(directory.cost)
 
 
-def _retrieval_controls(exp: Experiment) -> list[str]:
-    return [control_method(c, RETRIEVAL) for c in exp.prompt_controls] if RETRIEVAL in exp.floors else []
-
-
 def _mean_and_retrieval(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold,
                         pending: dict[str, list[str]]) -> None:
     """The mean adapter, the retrieval mixture and its prompt controls for the targets each is `pending` for."""
@@ -65,8 +61,7 @@ def _mean_and_retrieval(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fo
         for target in pending[MEAN]:
             _write(exp, run, target, MEAN, mean, cost, {"tasks": training})
         say(exp, f"fold {fold.name}: {MEAN} adapter of {len(training)} tasks")
-    mixtures = [(m, c) for m, c in [(RETRIEVAL, None), *((control_method(c, RETRIEVAL), c) for c in exp.prompt_controls)]
-                if pending.get(m)]
+    mixtures = [(m, c) for m, c in {RETRIEVAL: None, **exp.controls_of(RETRIEVAL)}.items() if pending.get(m)]
     if not mixtures:
         return
     g = exp.generator

@@ -84,9 +84,8 @@ class EvaluationSettings:
     """Methods also reported with label-free calibration (`<method>-calibrated`, degaml/evaluation/calibration.py):
     e.g. [base, union, generated]; each must write a plain adapter (or be the base model)."""
     generative_methods: list[str] | None = None
-    """With protocol `both`: the methods also scored in the generative protocol (null: every method). Greedy
-    generation costs several log-likelihood passes on a CPU; the protocols' comparison reads base, union,
-    generated and DeGAML."""
+    """With protocol `both`: the methods also scored in the generative protocol (null: every method). The
+    protocols' comparison reads base, union, generated and DeGAML, so a run can generate for those alone."""
     prior_tasks: list[str] = field(default_factory=list)
     """Targets whose score follows an answer prior (e.g. [boolq]): the report's generator comparisons also
     average without them."""
@@ -113,9 +112,9 @@ class EvaluationSettings:
 
     def scores(self, method: str, protocol: str) -> bool:
         """Whether `method` is scored in `protocol`: with `both`, the generative one takes `generative_methods`."""
-        return (protocol in self.protocols and not (self.protocol == "both" and protocol == "generative"
-                                                    and self.generative_methods is not None
-                                                    and method not in self.generative_methods))
+        if self.protocol == "both" and protocol == "generative" and self.generative_methods is not None:
+            return method in self.generative_methods
+        return protocol in self.protocols
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any
 from ...data import task_label
 from ...io import atomic_write_text
 from ..experiment import Experiment
-from ..layout import DEGAML, ORACLE, RETRIEVAL, control_method, seed_runs
+from ..layout import DEGAML, ORACLE, RETRIEVAL, seed_runs
 from ..records import StageTimings
 from .generator import change_cosines, comparisons, scaling, scaling_plot
 from .plots import plots
@@ -104,7 +104,7 @@ def build_report(run_dir: Path) -> Path:
                                    + [f"| {k} | {scope} | {d} ({d.verdict}) |" for k, scope, d in curve]) + "\n"]
             if domain == "in-domain":
                 extra_plots.append(scaling_plot(curve, out))
-        retrieval_controls = [control_method(c, RETRIEVAL) for c in settings.prompt_controls]
+        retrieval_controls = list(settings.controls_of(RETRIEVAL))
         compared = comparisons(correct, tasks, [m for m in grouped.get(0, []) + ceilings if m not in retrieval_controls],
                                settings.evaluation.prior_tasks)
         if compared:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from ...evaluation.harness import read_results
-from ..layout import BASE, DEGAML, GENERATED, seed_runs
+from ..layout import BASE, DEGAML, GENERATED
 from .rows import collect_rows
 from .verdicts import item_correctness, paired_difference
 
@@ -29,20 +28,23 @@ def protocol_section(run_dir: Path, protocols: list[str], domains: dict[str, lis
     if len(protocols) < 2:
         return []
     correct = {p: item_correctness(run_dir, p) for p in protocols}
-    averages = {}
+    averages, unparseable = {}, {}
     for protocol in protocols:
         by_method: dict[tuple[str, str], list[float]] = {}
+        shares: dict[tuple[str, str], list[float]] = {}  # generative answers naming no valid letter
         for row in collect_rows(run_dir, protocol):
             if not row.labelled_target_examples:
                 by_method.setdefault((row.method, row.task), []).append(row.score)
+                if row.unparseable is not None:
+                    shares.setdefault((row.method, row.task), []).append(row.unparseable)
         averages[protocol] = {key: statistics.fmean(v) for key, v in by_method.items()}
+        unparseable.update({key: statistics.fmean(v) for key, v in shares.items()})
     lines = ["## log-likelihood against the generative protocol\n",
              "Zero-label methods; acc_norm or acc (log-likelihood) and acc of the letter named (generative). "
              "A gain that holds in one protocol and not the other is about the answer format, not the task. "
              f"Every LoRA of this run learned the {FORMATS[trained_format]}, so in the other protocol an adapted "
              "model also meets an answer format it was not trained on (the unparseable answers of each "
              "generative result count as wrong).\n"]
-    unparseable = _unparseable(run_dir)
     for domain, tasks in domains.items():
         methods = sorted({m for p in protocols for (m, t) in averages[p] if t in tasks})
         lines += [f"### {domain}\n", "| method | " + " | ".join(protocols) + " | generative answers naming no valid "
@@ -66,14 +68,3 @@ def protocol_section(run_dir: Path, protocols: list[str], domains: dict[str, lis
         lines.append("")
     return lines
 
-
-def _unparseable(run_dir: Path) -> dict[tuple[str, str], float]:
-    """{(method, task): the share of its generative answers that named no valid letter (counted wrong), averaged
-    over seeds}: how much of a generative score is the answer format."""
-    shares: dict[tuple[str, str], list[float]] = {}
-    for run in seed_runs(run_dir):
-        for method_dir in run.evaluated("generative"):
-            result = read_results(method_dir.results_for("generative"))[0]
-            shares.setdefault((method_dir.method, method_dir.task), []).append(
-                result.metrics["unparseable"] / result.num_items)
-    return {key: statistics.fmean(values) for key, values in shares.items()}

@@ -41,6 +41,8 @@ class ScoreRow:
     ceiling: bool
     action: str
     target_steps: int = 0
+    unparseable: float | None = None
+    """Generative protocol: the share of answers that named no valid letter (counted wrong)."""
 
 
 def collect_rows(run_dir: Path, protocol: str = "loglikelihood") -> list[ScoreRow]:
@@ -59,7 +61,9 @@ def collect_rows(run_dir: Path, protocol: str = "loglikelihood") -> list[ScoreRo
                 seconds=cost.seconds if cost else None,
                 labelled_target_examples=cost.labelled_target_examples if cost else None,
                 peak_rss_mb=cost.peak_rss_mb if cost else None, ceiling=bool(cost and cost.ceiling),
-                action=cost.action if cost else "", target_steps=cost.target_steps if cost else 0))
+                action=cost.action if cost else "", target_steps=cost.target_steps if cost else 0,
+                unparseable=(result.metrics["unparseable"] / result.num_items if "unparseable" in result.metrics
+                             else None)))
     return rows
 
 
