@@ -548,6 +548,19 @@ def test_single_actions_score_each_action_alone_and_a_random_one(workspace, tmp_
         assert json.loads((policy.parent.parent / "policy" / "policy.json").read_text())["config"]["method"] == "reinforce"
     scores = (run / "report" / "scores.csv").read_text()
     assert "random-action" in scores and "degaml-rest_em" in scores
+    zero_label = json.loads((run / "report" / "summary.json").read_text())["domains"]["in-domain"]["tracks"]
+    verdicts = next(t["verdicts"] for name, t in zero_label.items() if name.startswith("zero"))
+    assert any(" uniform-action: " in line for line in verdicts)
+
+
+def test_the_uniform_action_is_the_per_item_mean_of_the_single_actions():
+    from degaml.pipeline.report.verdicts import expected_correctness
+
+    correct = {"action-a": {"t": {"1": 1.0, "2": 0.0, "3": 1.0}, "u": {"9": 1.0}},
+               "action-b": {"t": {"1": 0.0, "2": 0.0, "3": 0.5}},
+               "action-c": {"t": {"1": 1.0, "2": 1.0}}}
+    # Only the tasks and items every action scored: "u" (a's alone) and item 3 (not c's) drop out.
+    assert expected_correctness(correct, ["action-a", "action-b", "action-c"]) == {"t": {"1": 2 / 3, "2": 1 / 3}}
 
 
 @pytest.mark.parametrize("protocol", ["both", "generative"])

@@ -55,9 +55,15 @@ RANDOM_ACTION = "random-action"
 `policy.single_actions`): what a policy must beat to have learnt anything."""
 
 
+UNIFORM_ACTION = "uniform-action"
+"""The report's expectation of `random-action`: per item, the mean correctness of the single actions, which is
+what an action drawn uniformly scores without one draw's luck."""
+ACTION_PREFIX = "action-"
+
+
 def action_method(label: str) -> str:
     """The method of one action applied to every target (`policy.single_actions`): `action-ttt_steps=5_lr=1e-05`."""
-    return "action-" + label.replace(" ", "_")
+    return ACTION_PREFIX + label.replace(" ", "_")
 
 
 def policy_method(training: str) -> str:

@@ -19,14 +19,14 @@ from typing import Any
 from ...data import task_label
 from ...io import atomic_write_text
 from ..experiment import Experiment
-from ..layout import DEGAML, ORACLE, RETRIEVAL, seed_runs
+from ..layout import ACTION_PREFIX, DEGAML, ORACLE, RETRIEVAL, UNIFORM_ACTION, seed_runs
 from ..records import StageTimings
 from .generator import change_cosines, comparisons, scaling, scaling_plot
 from .plots import plots
 from .protocols import protocol_section
 from .rows import aggregate, anchor_of, collect_rows, methods_in, track_name, tracks
 from .tables import ABLATION, cost_table, method_table, stage_table
-from .verdicts import item_correctness, majority_rates, paired_difference, verdicts
+from .verdicts import expected_correctness, item_correctness, majority_rates, paired_difference, verdicts
 
 __all__ = ["build_report"]
 
@@ -49,6 +49,9 @@ def build_report(run_dir: Path) -> Path:
     seeds = sorted({r.seed for r in rows})
     n = sorted({r.n for r in rows})
     correct = item_correctness(run_dir, protocols[0])
+    singles = [m for m in methods if m.startswith(ACTION_PREFIX)]
+    if len(singles) > 1:
+        correct[UNIFORM_ACTION] = expected_correctness(correct, singles)
     scoring = ("log-likelihood protocol, each task's preferred metric (acc_norm for ARC / HellaSwag / PIQA, acc "
                "otherwise)" if protocols[0] == "loglikelihood" else "generative protocol, acc of the letter named")
     header = (f"model {settings.model.name}, {scoring}, {settings.evaluation.split} partition of partition seed "
@@ -68,10 +71,14 @@ def build_report(run_dir: Path) -> Path:
         for labels, members in grouped.items():
             track = track_name(labels)
             md, track_rows, averages = method_table(agg, members, tasks, track)
-            judged = verdicts(correct, tasks, len(seeds), anchor_of(labels), members)
+            uniform = [UNIFORM_ACTION] if labels == 0 and UNIFORM_ACTION in correct else []
+            judged = verdicts(correct, tasks, len(seeds), anchor_of(labels), members + uniform)
             tables.append(f"### {track}\n\n{md}\n")
             table_rows += track_rows
             sections += [f"### {track}\n", md + "\n", "\n".join(judged) + "\n"]
+            if uniform:
+                sections += [f"{UNIFORM_ACTION}: the expected score of an action drawn uniformly per target from the "
+                             f"{len(singles)} single actions (their per-item mean), which `random-action` draws once.\n"]
             summary["domains"][domain]["tracks"][track] = {"methods": members, "averages": averages,
                                                            "verdicts": judged}
             zero_averages = averages if labels == 0 else zero_averages

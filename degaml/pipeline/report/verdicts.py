@@ -39,6 +39,17 @@ def paired_difference(correct: Correctness, a: str, b: str, tasks: list[str]):
                             {t: [correct[b][t][i] for i in ids[t]] for t in tasks})
 
 
+def expected_correctness(correct: Correctness, methods: list[str]) -> dict[str, dict[str, float]]:
+    """{task: {item: the mean correctness of `methods`}} on the tasks and items all of them scored: what one of
+    them drawn uniformly per target scores, in expectation."""
+    tasks = set.intersection(*(set(correct[m]) for m in methods))
+    expected = {}
+    for task in sorted(tasks):
+        items = set.intersection(*(set(correct[m][task]) for m in methods))
+        expected[task] = {i: statistics.fmean(correct[m][task][i] for m in methods) for i in sorted(items)}
+    return expected
+
+
 def verdicts(correct: Correctness, tasks: list[str], seeds: int, anchor: str = DEGAML,
              methods: list[str] | None = None) -> list[str]:
     """`anchor` against every other method (of `methods`, default all) on the same items: the task-averaged
