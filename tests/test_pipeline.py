@@ -530,6 +530,13 @@ def test_single_actions_score_each_action_alone_and_a_random_one(workspace, tmp_
             assert seed0.method(target, method).results.is_file()
         drawn = MethodCost.load(seed0.method(target, "random-action").cost).action
         assert drawn in labels
+        # An action applied already is copied with its cost, not adapted again: the same seconds, to the digit.
+        chosen = MethodCost.load(seed0.method(target, "degaml").cost).action
+        pairs = [("random-action", "action-" + drawn.replace(" ", "_")),
+                 ("action-" + chosen.replace(" ", "_"), "generated" if chosen == "none" else "degaml")]
+        for method, source in pairs:
+            assert MethodCost.load(seed0.method(target, method).cost).seconds == \
+                MethodCost.load(seed0.method(target, source).cost).seconds
         # `none` alone is the generated adapter: scored once.
         record = yaml.safe_load((seed0.method(target, "action-none").eval / "config.yaml").read_text())
         assert record["scores_of"] == "generated"

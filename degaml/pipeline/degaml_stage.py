@@ -97,8 +97,10 @@ def single_methods(exp: Experiment) -> list[str]:
 
 def _single_actions(exp: Experiment, lm: LoadedModel, run: SeedRun, gen, target: str, ctx: AdaptationContext
                     ) -> None:
-    """Each action alone on the target, and one drawn uniformly (seeded by the run's seed and the target); an
-    action the policy chose is written again, and scored once (evaluation shares equal outputs)."""
+    """Each action alone on the target, and one drawn uniformly (seeded by the run's seed and the target). An
+    action already applied to the target (DeGAML's choice, or the drawn one's single run) is copied with its
+    cost instead of adapted again: the adaptation is seeded, so it would write the same output, and evaluation
+    scores equal outputs once."""
     import random
 
     from ..adaptation.task_setup import adapt_task
@@ -107,14 +109,24 @@ def _single_actions(exp: Experiment, lm: LoadedModel, run: SeedRun, gen, target:
         return
     actions = policy_actions(exp.policy)
     drawn = actions[random.Random(f"{run.seed}:{task_label(target)}").randrange(len(actions))]
+    made = {}  # action label: the method directory that holds its output
+    for method in (GENERATED, DEGAML, *(action_method(a.label) for a in actions)):
+        if run.method(target, method).cost.is_file():
+            made.setdefault(MethodCost.load(run.method(target, method).cost).action, run.method(target, method))
     for method, action in [*((action_method(a.label), a) for a in actions), (RANDOM_ACTION, drawn)]:
         directory = run.method(target, method)
         if directory.cost.is_file():
+            continue
+        if action.label in made:
+            copy_output(made[action.label].output, directory.output)
+            MethodCost.load(made[action.label].cost).save(directory.cost)
+            say(exp, f"{target}: {method} (the output of {made[action.label].method}, copied)")
             continue
         reset_peak_memory(lm.device)
         result = adapt_task(gen, ctx, directory.output, action=action)
         MethodCost(seconds=result.info["seconds"], labelled_target_examples=0, action=action.label,
                    **peak_memory_mb(lm.device)).save(directory.cost)
+        made[action.label] = directory
         say(exp, f"{target}: {method} ({result.info['seconds']:.1f} s)")
 
 
