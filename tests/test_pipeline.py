@@ -558,6 +558,10 @@ def test_single_actions_score_each_action_alone_and_a_random_one(workspace, tmp_
     zero_label = json.loads((run / "report" / "summary.json").read_text())["domains"]["in-domain"]["tracks"]
     verdicts = next(t["verdicts"] for name, t in zero_label.items() if name.startswith("zero"))
     assert any(" uniform-action: " in line for line in verdicts)
+    # The generated adapter is not compared with itself under its action's name.
+    generated_minus = json.loads((run / "report" / "summary.json").read_text())["domains"]["in-domain"]["generated_minus"]
+    assert any("action-mixing" in line for line in generated_minus)
+    assert not any("action-none" in line for line in generated_minus)
 
 
 def test_the_uniform_action_is_the_per_item_mean_of_the_single_actions():

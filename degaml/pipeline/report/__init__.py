@@ -19,7 +19,7 @@ from typing import Any
 from ...data import task_label
 from ...io import atomic_write_text
 from ..experiment import Experiment
-from ..layout import ACTION_PREFIX, DEGAML, ORACLE, RETRIEVAL, UNIFORM_ACTION, seed_runs
+from ..layout import ACTION_PREFIX, DEGAML, ORACLE, RETRIEVAL, UNIFORM_ACTION, action_method, seed_runs
 from ..records import StageTimings
 from .generator import change_cosines, comparisons, scaling, scaling_plot
 from .plots import plots
@@ -112,8 +112,8 @@ def build_report(run_dir: Path) -> Path:
             if domain == "in-domain":
                 extra_plots.append(scaling_plot(curve, out))
         retrieval_controls = list(settings.controls_of(RETRIEVAL))
-        compared = comparisons(correct, tasks, [m for m in grouped.get(0, []) + ceilings if m not in retrieval_controls],
-                               settings.evaluation.prior_tasks)
+        unlike = [m for m in grouped.get(0, []) + ceilings if m not in retrieval_controls and m != action_method("none")]
+        compared = comparisons(correct, tasks, unlike, settings.evaluation.prior_tasks)  # action-none is generated
         if compared:
             sections += [f"### the generated adapter against the other zero-label methods ({domain})\n",
                          "\n".join(compared) + "\n"]
