@@ -98,9 +98,9 @@ def single_methods(exp: Experiment) -> list[str]:
 def _single_actions(exp: Experiment, lm: LoadedModel, run: SeedRun, gen, target: str, ctx: AdaptationContext
                     ) -> None:
     """Each action alone on the target, and one drawn uniformly (seeded by the run's seed and the target). An
-    action already applied to the target (DeGAML's choice, or the drawn one's single run) is copied with its
-    cost instead of adapted again: the adaptation is seeded, so it would write the same output, and evaluation
-    scores equal outputs once."""
+    action already applied to the target (the generated adapter's none, DeGAML's choice, or the drawn one's
+    single run) is copied with its cost instead of adapted again: the adaptation is seeded, so it would write
+    the same output, and evaluation scores equal outputs once."""
     import random
 
     from ..adaptation.task_setup import adapt_task
@@ -110,9 +110,9 @@ def _single_actions(exp: Experiment, lm: LoadedModel, run: SeedRun, gen, target:
     actions = policy_actions(exp.policy)
     drawn = actions[random.Random(f"{run.seed}:{task_label(target)}").randrange(len(actions))]
     made = {}  # action label: the method directory that holds its output
-    for method in (GENERATED, DEGAML, *(action_method(a.label) for a in actions)):
-        if run.method(target, method).cost.is_file():
-            made.setdefault(MethodCost.load(run.method(target, method).cost).action, run.method(target, method))
+    for done in (run.method(target, m) for m in (GENERATED, DEGAML, *(action_method(a.label) for a in actions))):
+        if done.cost.is_file():
+            made.setdefault(MethodCost.load(done.cost).action, done)
     for method, action in [*((action_method(a.label), a) for a in actions), (RANDOM_ACTION, drawn)]:
         directory = run.method(target, method)
         if directory.cost.is_file():

@@ -55,9 +55,6 @@ RANDOM_ACTION = "random-action"
 `policy.single_actions`): what a policy must beat to have learnt anything."""
 
 
-UNIFORM_ACTION = "uniform-action"
-"""The report's expectation of `random-action`: per item, the mean correctness of the single actions, which is
-what an action drawn uniformly scores without one draw's luck."""
 ACTION_PREFIX = "action-"
 
 

@@ -19,14 +19,21 @@ from typing import Any
 from ...data import task_label
 from ...io import atomic_write_text
 from ..experiment import Experiment
-from ..layout import ACTION_PREFIX, DEGAML, ORACLE, RETRIEVAL, UNIFORM_ACTION, action_method, seed_runs
+from ..layout import ACTION_PREFIX, DEGAML, ORACLE, RETRIEVAL, action_method, seed_runs
 from ..records import StageTimings
 from .generator import change_cosines, comparisons, scaling, scaling_plot
 from .plots import plots
 from .protocols import protocol_section
 from .rows import aggregate, anchor_of, collect_rows, methods_in, track_name, tracks
 from .tables import ABLATION, cost_table, method_table, stage_table
-from .verdicts import expected_correctness, item_correctness, majority_rates, paired_difference, verdicts
+from .verdicts import (
+    UNIFORM_ACTION,
+    expected_correctness,
+    item_correctness,
+    majority_rates,
+    paired_difference,
+    verdicts,
+)
 
 __all__ = ["build_report"]
 
@@ -112,8 +119,8 @@ def build_report(run_dir: Path) -> Path:
             if domain == "in-domain":
                 extra_plots.append(scaling_plot(curve, out))
         retrieval_controls = list(settings.controls_of(RETRIEVAL))
-        unlike = [m for m in grouped.get(0, []) + ceilings if m not in retrieval_controls and m != action_method("none")]
-        compared = comparisons(correct, tasks, unlike, settings.evaluation.prior_tasks)  # action-none is generated
+        others = [m for m in grouped.get(0, []) + ceilings if m not in retrieval_controls and m != action_method("none")]
+        compared = comparisons(correct, tasks, others, settings.evaluation.prior_tasks)  # action-none is generated
         if compared:
             sections += [f"### the generated adapter against the other zero-label methods ({domain})\n",
                          "\n".join(compared) + "\n"]

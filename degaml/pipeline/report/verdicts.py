@@ -39,6 +39,11 @@ def paired_difference(correct: Correctness, a: str, b: str, tasks: list[str]):
                             {t: [correct[b][t][i] for i in ids[t]] for t in tasks})
 
 
+UNIFORM_ACTION = "uniform-action"
+"""The report's expectation of `random-action` (not a run's method): per item, the mean correctness of the single
+actions, which is what an action drawn uniformly scores without one draw's luck."""
+
+
 def expected_correctness(correct: Correctness, methods: list[str]) -> dict[str, dict[str, float]]:
     """{task: {item: the mean correctness of `methods`}} on the tasks and items all of them scored: what one of
     them drawn uniformly per target scores, in expectation."""
