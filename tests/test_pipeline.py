@@ -122,6 +122,25 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
         main(["run", "--config", str(config), "--evaluation.limit", "3"])
     assert "holds a run made with other settings (evaluation differ" in capsys.readouterr().err
 
+    # ... and only in the dtype it was made in (`model.dtype: auto` resolves by machine).
+    made = json.loads((run / "precision.json").read_text())
+    (run / "precision.json").write_text(json.dumps({"dtype": "float16", "reason": "another machine"}))
+    with pytest.raises(SystemExit):
+        main(["run", "--config", str(config)])
+    assert f"made in float16 (another machine), but here its model runs in {made['dtype']}" in capsys.readouterr().err
+
+
+def test_a_run_records_its_precision_and_refuses_another(tmp_path):
+    from degaml.pipeline.records import RunPrecision
+
+    path = tmp_path / "precision.json"
+    RunPrecision("bfloat16", "auto: native bf16").check(path)  # the first start records it
+    RunPrecision("bfloat16", "requested").check(path)  # the same dtype, for any reason, resumes
+    assert RunPrecision.load(path) == RunPrecision("bfloat16", "auto: native bf16")
+    with pytest.raises(ValueError, match=r"precision.json: this run was made in bfloat16 \(auto: native bf16\), but "
+                                         r"here its model runs in float32 \(auto: AVX2\)"):
+        RunPrecision("float32", "auto: AVX2").check(path)
+
 
 def test_report_of_a_directory_that_is_not_a_run(tmp_path, capsys):
     with pytest.raises(SystemExit):

@@ -2,6 +2,7 @@
 The seven stages run in this order (`stages.run_experiment`):
 
     <out>/experiment.yaml                                  the resolved settings
+    <out>/precision.json                                   the dtype the model computes in, and why
     <out>/seed_<s>/trajectories/<task>/                    1 collect: LoRA trajectories
     <out>/seed_<s>/folds/<fold>/residual_base/             2 generator: union LoRA the generator starts from
                                                              (`generator.residual_base: union`)
@@ -174,6 +175,10 @@ class SeedRun:
         name = MethodDir(Path()).eval_for(protocol).name
         for results in sorted(self.root.glob(f"targets/*/*/{name}/results.json")):
             yield MethodDir(results.parent.parent)
+
+
+PRECISION_FILE = "precision.json"
+"""At the run directory's top: `records.RunPrecision`."""
 
 
 def seed_run(out: Path, seed: int) -> SeedRun:

@@ -77,3 +77,32 @@ class StageTimings:
     def load(cls, path: Path) -> StageTimings:
         """The saved timings, or none yet."""
         return cls(**_read(cls, path)) if Path(path).is_file() else cls()
+
+
+@dataclass
+class RunPrecision:
+    """`precision.json`: the dtype the run's model computes in and why (`choose_precision`), written when the run
+    first starts. `model.dtype: auto` resolves by machine (bfloat16 where the CPU computes it natively, else
+    float32), so a run resumed on another kind of machine would mix artifacts of two dtypes; `check` refuses that."""
+
+    dtype: str
+    reason: str
+
+    def save(self, path: Path) -> Path:
+        return atomic_write_json(path, asdict(self))
+
+    @classmethod
+    def load(cls, path: Path) -> RunPrecision:
+        return cls(**_read(cls, path))
+
+    def check(self, path: Path) -> None:
+        """Record this precision at `path`, or refuse it when the run there was made in another dtype."""
+        if not Path(path).is_file():
+            self.save(path)
+            return
+        made = RunPrecision.load(path)
+        if made.dtype != self.dtype:
+            raise ValueError(f"{path}: this run was made in {made.dtype} ({made.reason}), but here its model runs in "
+                             f"{self.dtype} ({self.reason}); resuming would mix artifacts of two dtypes. Resume it on "
+                             f"a machine that runs {made.dtype}, or start another --out (pin `model.dtype` in the "
+                             "config for a run that moves between machines)")

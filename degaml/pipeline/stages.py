@@ -18,9 +18,9 @@ from .evaluation_stage import evaluation_stage
 from .experiment import Experiment, folds, say
 from .floors_stage import floors_stage
 from .generator_stage import collect_stage, generator_stage, scaling_stage
-from .layout import seed_run
+from .layout import PRECISION_FILE, seed_run
 from .policy_stage import policy_stage
-from .records import StageTimings
+from .records import RunPrecision, StageTimings
 
 
 class Timer:
@@ -45,6 +45,7 @@ def run_experiment(exp: Experiment) -> Path:
     from .report import build_report
 
     lm = load_model(exp.model)
+    RunPrecision(lm.precision.dtype, lm.precision.reason).check(exp.out / PRECISION_FILE)
     fold_list = folds(exp.tasks)
     for seed in exp.seeds:
         run = seed_run(exp.out, seed)
