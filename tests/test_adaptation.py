@@ -232,9 +232,9 @@ def test_a_reward_row_is_reused_only_under_the_settings_that_measured_it(tokeniz
         return AdaptationContext(lm=lm, lora=LORA, base_model="tiny", prompts=list(prompts), library=[], seed=0,
                                  generate=lambda seed: ({k: v * scale for k, v in state.items()}, {}))
 
-    def measure(context, limit=3):
+    def measure(context, limit=3, work=tmp_path):
         data = DataConfig(tasks=["t"], split="validation", limit=limit)
-        return rewards.measure_actions(context, "t", [Action("none")], data, EvalConfig(), tmp_path, {}, "acc",
+        return rewards.measure_actions(context, "t", [Action("none")], data, EvalConfig(), work, {}, "acc",
                                        progress=False)
 
     measure(ctx())
@@ -246,3 +246,19 @@ def test_a_reward_row_is_reused_only_under_the_settings_that_measured_it(tokeniz
     assert measured == ["none"] * 4
     keys = {json.loads(line)["key"] for line in (tmp_path / "rewards.jsonl").read_text().splitlines()}
     assert len(keys) == 4
+
+    # Another run's table reads the machine's cache instead of measuring, and records the row it read.
+    other = tmp_path / "other-run"
+    assert measure(ctx(), work=other) == measure(ctx())
+    assert measured == ["none"] * 4
+    assert [json.loads(line)["score"] for line in (other / "rewards.jsonl").read_text().splitlines()] == [0.5]
+    # A run measured before the cache existed fills it when it resumes; a cached row cut short is measured again.
+    from degaml.io import cache_root
+
+    for path in (cache_root() / "rewards").glob("*.jsonl"):
+        path.unlink()
+    measure(ctx())
+    (cached,) = (cache_root() / "rewards").glob("*.jsonl")
+    cached.write_text(cached.read_text()[:-9])
+    measure(ctx(), work=tmp_path / "third-run")
+    assert measured == ["none"] * 5 and len(cached.read_text().splitlines()) == 1

@@ -1,6 +1,8 @@
 """The reward table: every action applied to a task and scored on a labelled partition (validation for
 policy training and for the oracle; never test). Rows are appended to a JSONL file as they are measured,
-so an interrupted table resumes where it stopped."""
+so an interrupted table resumes where it stopped, and to the machine's cache under their `reward_key`, so
+another run that adapts the same task with the same generator, prompts, seed and settings reads them
+instead of measuring again (at 50 reward tasks, hours on 2 CPU cores)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Any
 
 from ..config import DataConfig, EvalConfig
 from ..evaluation.output_scoring import Loaded, evaluate_adapted
-from ..io import atomic_write_text
+from ..io import atomic_write_text, cache_root
 from ..models import AdaptedOutput
 from .actions import Action
 from .apply import apply_action
@@ -57,26 +59,50 @@ def reward_key(ctx: AdaptationContext, task: str, data: DataConfig, config: Eval
     return digest.hexdigest()[:16]
 
 
+def _append(path: Path, row: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _rewritten(path: Path) -> list[dict[str, Any]]:
+    """The rows of `path`, which is rewritten without a row an interruption cut short."""
+    rows = read_rows(path)
+    if path.is_file():
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
 def measure_actions(ctx: AdaptationContext, task: str, actions: Sequence[Action], data: DataConfig,
-                    config: EvalConfig, work: Path, loaded: Loaded, metric: str, keep: bool = False,
-                    progress: bool = True, adapted: Mapping[str, Path] | None = None) -> dict[str, dict[str, Any]]:
-    """{action label: row} for `task`, measuring only the actions not yet in `work/rewards.jsonl`. `adapted`:
-    outputs the caller already has ({action label: directory}, made from this very context), scored as they are
-    instead of adapting again.
+                    config: EvalConfig, work: Path, loaded: Loaded, metric: str, progress: bool = True,
+                    adapted: Mapping[str, Path] | None = None) -> dict[str, dict[str, Any]]:
+    """{action label: row} for `task`, measuring only the actions neither in `work/rewards.jsonl` nor in the
+    machine's cache (`<cache>/rewards/<reward_key>.jsonl`). `adapted`: outputs the caller already has ({action
+    label: directory}, made from this very context), scored as they are instead of adapting again.
 
     A row: task, action, split, n, acc, acc_norm, metric, score (= the metric), seconds of adaptation and of
-    evaluation, whether the family fell back, and the `reward_key` it was measured under (a row under another
-    key is measured again)."""
+    evaluation (those of the measurement, also where a row is read from the cache), whether the family fell
+    back, and the `reward_key` it was measured under (a row under another key is measured again)."""
     import time
 
     work.mkdir(parents=True, exist_ok=True)
     path = work / REWARDS_FILE
-    rows = read_rows(path)
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))  # drops a row cut short
     key = reward_key(ctx, task, data, config, metric)
-    done = {r["action_label"]: r for r in rows if r["task"] == task and r.get("key") == key}
+    done = {r["action_label"]: r for r in _rewritten(path) if r["task"] == task and r.get("key") == key}
+    shared = cache_root() / "rewards" / f"{key}.jsonl"
+    cached = {r["action_label"]: r for r in _rewritten(shared) if r.get("key") == key}
+    for label, row in done.items():  # a run that measured before the cache existed fills it
+        if label not in cached:
+            _append(shared, row)
     for action in actions:
         if action.label in done:
+            continue
+        if action.label in cached:
+            done[action.label] = cached[action.label]
+            _append(path, done[action.label])
+            if progress:
+                print(f"  {task:14s} {action.label:44s} {metric} {100 * cached[action.label]['score']:5.1f}  "
+                      "(measured by an earlier run: from the cache)")
             continue
         given = (adapted or {}).get(action.label)
         out = given or work / "adapted" / task / action.slug
@@ -94,10 +120,10 @@ def measure_actions(ctx: AdaptationContext, task: str, actions: Sequence[Action]
                "metric": metric, "score": result.metrics[metric], "adapt_seconds": info.get("seconds", 0.0),
                "eval_seconds": time.perf_counter() - start, "fell_back": info.get("fell_back", False),
                "reason": info.get("reason", "")}
-        with path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        _append(path, row)
+        _append(shared, row)
         done[action.label] = row
-        if not keep and given is None:
+        if given is None:
             shutil.rmtree(out)
         if progress:
             print(f"  {task:14s} {action.label:44s} {metric} {100 * row['score']:5.1f}  "
