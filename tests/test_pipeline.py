@@ -71,6 +71,18 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
             assert all(v.startswith(anchor) and "paired bootstrap" in v and "2 seed(s)" in v for v in judged)
         assert set(domain["majority_rates"]) == set(domain["tasks"])  # both targets have two choices
     assert "Majority-class rate of the two-choice tasks: numbers" in text
+    # Each seed alone, for claims made "on both seeds": their per-item mean is the report's averaged correctness.
+    from degaml.pipeline.report.verdicts import item_correctness
+
+    for domain in ("in-domain", "out-of-domain"):
+        for seed in (0, 1):
+            section = text.split(f"### seed {seed} alone ({domain})")[1].split("###")[0]
+            assert "| generated minus |" in section and "| degaml minus |" in section and "| generated |" in section
+    both, alone = item_correctness(run), [item_correctness(run, seed=s) for s in (0, 1)]
+    for method, tasks in both.items():
+        for task, items in tasks.items():
+            assert items == pytest.approx({i: (alone[0][method][task][i] + alone[1][method][task][i]) / 2
+                                           for i in items})
     # Every baseline that uses labelled target data used the same number of examples; DeGAML none.
     costs = {r["method"]: r["labelled_target_examples"] for r in csv.DictReader(rows)}
     assert costs["degaml"] == costs["mean"] == costs["retrieval"] == costs["union"] == "0"

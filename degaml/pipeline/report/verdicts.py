@@ -15,9 +15,12 @@ Correctness = dict[str, dict[str, dict[str, float]]]
 """{method: {task: {item id: correctness under the task's preferred metric, averaged over seeds}}}."""
 
 
-def item_correctness(run_dir: Path, protocol: str = "loglikelihood") -> Correctness:
+def item_correctness(run_dir: Path, protocol: str = "loglikelihood", seed: int | None = None) -> Correctness:
+    """Over every seed of the run, or over `seed` alone."""
     sums: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(dict))
     for run in seed_runs(run_dir):
+        if seed is not None and run.seed != seed:
+            continue
         for method_dir in run.evaluated(protocol):
             task, method = method_dir.task, method_dir.method
             result = read_results(method_dir.results_for(protocol))[0]
