@@ -143,6 +143,30 @@ def test_choice_level_ttt_trains_on_the_options_and_never_reads_answers(tokenize
         apply_ttt(lm, state, LORA, PROMPTS, config)
 
 
+def test_choice_level_ttt_recomputes_activations_and_learns_the_same_adapter(tokenizer, monkeypatch):
+    """Gradient checkpointing changes memory, not the gradients: the adapter matches one trained with the
+    activations kept, and the shared base model is left without checkpointing."""
+    from contextlib import nullcontext
+
+    lm, state = _state(tokenizer)
+    config = ttt.TttConfig(steps=3, lr=1e-2, batch_size=2, objective="infomax")
+    recomputed = []
+    real = ttt.recomputed_activations
+
+    def spy(model):
+        recomputed.append(model)
+        return real(model)
+
+    monkeypatch.setattr(ttt, "recomputed_activations", spy)
+    checkpointed = apply_ttt(lm, state, LORA, PROMPTS, config, items=_items([0, 1, 0, 1]))
+    assert len(recomputed) == 1 and not lm.model.is_activation_checkpointing
+    monkeypatch.setattr(ttt, "recomputed_activations", lambda model: nullcontext())
+    kept = apply_ttt(lm, state, LORA, PROMPTS, config, items=_items([0, 1, 0, 1]))
+    assert any(not torch.equal(kept.state[k], state[k]) for k in state)
+    for k in state:
+        torch.testing.assert_close(checkpointed.state[k], kept.state[k], rtol=1e-5, atol=1e-6)
+
+
 def test_pseudo_labels_are_the_models_confident_answers_balanced_over_positions(tokenizer):
     from degaml.adaptation.ttt import pseudo_labels
     from degaml.choice import choice_example, collate_choices, option_log_probs, option_scores

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from ..choice import (
 from ..config import LoraSettings
 from ..data import MultipleChoiceItem
 from ..models import LoadedModel, LoraState, lora_state, peft_model
-from ..sft import train_lora
+from ..sft import recomputed_activations, train_lora
 from .base import (
     AdaptationContext,
     AdaptationResult,
@@ -125,8 +126,9 @@ def apply_ttt(lm: LoadedModel, state: LoraState, lora: LoraSettings, prompts: Se
 
             def next_batch() -> dict[str, torch.Tensor]:
                 return choice_batch(lm, examples, config.batch_size, sampler)
-        try:
-            trace = train_lora(model, next_batch, config.steps, config.lr, loss_fn)
+        try:  # a choice batch holds a row per option of every item: its activations are recomputed, not kept
+            with recomputed_activations(model) if choice else nullcontext():
+                trace = train_lora(model, next_batch, config.steps, config.lr, loss_fn)
         except FloatingPointError as e:
             return AdaptationResult("ttt", state, asdict(config), time.perf_counter() - start, fell_back=True,
                                     reason=str(e), details=details)
