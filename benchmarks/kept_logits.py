@@ -37,15 +37,15 @@ def main() -> None:
     lm = load_model(ModelConfig(name=args.model, dtype=args.dtype, device="cpu"))
     print(f"model {args.model}, batch size {args.batch_size}, {args.limit} test items per task\n{machine_line(lm)}\n")
     selected = selected_test_items(args.tasks, args.limit)
-    kept = loglikelihood._logits_at
+    kept = loglikelihood.logits_at
 
     def scored_with(logits_at):
         def score(items):
-            loglikelihood._logits_at = logits_at
+            loglikelihood.logits_at = logits_at
             try:
                 return timed_scores(lm, items, args.batch_size)
             finally:
-                loglikelihood._logits_at = kept
+                loglikelihood.logits_at = kept
         return score
 
     print_comparison(selected, "every position", "kept positions", scored_with(every_position), scored_with(kept))

@@ -2,7 +2,8 @@
 is a row (its context, then its answer tokens), scored by the mean log-likelihood of its answer tokens, and
 the item's options compete in a softmax. Shared by the generator's choice loss
 (`generator/function_space.py`) and the label-free test-time objectives of the adaptation families
-(`adaptation/ttt.py`: self-training on pseudo-labels, InfoMax).
+(`adaptation/ttt.py`: self-training on pseudo-labels, InfoMax). The logits are read at the answer positions
+only (`answer_logits`), as the evaluation's scorer reads them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 
 from .config import AnswerFormat
 from .data import MultipleChoiceItem
+from .evaluation.loglikelihood import logits_at
 from .models import LoadedModel
 from .sft import Example, collate, training_example
 
@@ -63,10 +65,26 @@ def collate_choices(lm: LoadedModel, examples: Sequence[ChoiceExample]) -> dict[
     return {k: v.to(lm.device) for k, v in batch.items()}
 
 
+def answer_positions(labels: torch.Tensor) -> torch.Tensor:
+    """(rows, length): the positions whose logits predict an answer token (the next label is not -100)."""
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != -100
+    return keep
+
+
+def answer_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(answer tokens, vocabulary): the logits at `answer_positions`, row-major, with the LM head run nowhere
+    else. A row per option makes a full logits tensor large: 8 items of 10 options at 256 tokens hold 10^9
+    logits, 2 GB in bf16, of which a few hundred rows are read."""
+    return logits_at(model, answer_positions(batch["labels"]), input_ids=batch["input_ids"],
+                     attention_mask=batch["attention_mask"])
+
+
 def option_scores(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(rows,): each row's mean log-likelihood of its answer tokens (labels other than -100), in float32."""
+    """(rows,): each row's mean log-likelihood of its answer tokens (labels other than -100), in float32, from
+    the logits at its `answer_positions` (`answer_logits`; or `full[answer_positions(labels)]`)."""
     answer = labels[:, 1:] != -100
-    log_probs = F.log_softmax(logits[:, :-1][answer].float(), dim=-1)
+    log_probs = F.log_softmax(logits.float(), dim=-1)
     token_ll = log_probs.gather(1, labels[:, 1:][answer][:, None])[:, 0]
     row_of_token = answer.nonzero()[:, 0]
     per_row = torch.zeros(len(labels), device=logits.device).index_add(0, row_of_token, token_ll)
@@ -89,7 +107,8 @@ def option_log_probs(per_row: torch.Tensor, option_item: torch.Tensor) -> torch.
 def choice_loss(logits: torch.Tensor, labels: torch.Tensor, option_item: torch.Tensor, gold_row: torch.Tensor
                 ) -> torch.Tensor:
     """Mean over items of the cross-entropy of the gold option against the item's options, each option
-    scored by the mean log-likelihood of its answer tokens (labels other than -100)."""
+    scored by the mean log-likelihood of its answer tokens (labels other than -100); `logits` as
+    `option_scores` takes them."""
     per_row = option_scores(logits, labels)
     items = int(option_item.max()) + 1
     top = torch.full((items,), float("-inf"), device=logits.device).scatter_reduce(

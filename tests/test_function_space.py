@@ -6,7 +6,14 @@ import math
 import pytest
 import torch
 
-from degaml.choice import choice_batch, choice_example, choice_loss, infomax_loss, option_log_probs
+from degaml.choice import (
+    answer_positions,
+    choice_batch,
+    choice_example,
+    choice_loss,
+    infomax_loss,
+    option_log_probs,
+)
 from degaml.config import LoraSettings
 from degaml.data import MultipleChoiceItem
 from degaml.generator.function_space import AdapterLoss, anchor_kl, context_positions
@@ -97,8 +104,28 @@ def test_choice_loss_is_the_cross_entropy_over_each_items_options():
     expected = 0.0
     for rows, gold in (([0, 1], 1), ([2, 3, 4], 2)):
         expected += -scores[gold] + math.log(sum(math.exp(scores[r]) for r in rows))
-    got = choice_loss(logits, torch.tensor(labels), option_item, gold_row)
+    got = choice_loss(logits[answer_positions(torch.tensor(labels))], torch.tensor(labels), option_item, gold_row)
     assert float(got) == pytest.approx(expected / 2, rel=1e-5)
+
+
+@pytest.mark.parametrize("per_row", [True, False])
+def test_answer_logits_are_the_full_logits_at_the_answer_positions(tokenizer, monkeypatch, per_row):
+    """The LM head runs at the answer positions only, in either `logits_to_keep` form a transformers release
+    takes, and gives the logits the full pass gives there (rows of unequal length: padding)."""
+    from degaml.choice import answer_logits, collate_choices
+    from degaml.evaluation import loglikelihood
+
+    monkeypatch.setattr(loglikelihood, "KEEPS_PER_ROW", per_row and loglikelihood.KEEPS_PER_ROW)
+    lm = make_tiny("llama", tokenizer)
+    items = [MultipleChoiceItem.cloze("q1", "Pick", "Question: Pick one\nAnswer:", ("a", "bb bb", "c"), 1),
+             MultipleChoiceItem.cloze("q2", "Which", "Question: Which?\nAnswer:", ("yes", "no no no"), 0)]
+    batch = collate_choices(lm, [choice_example(lm, it, 64) for it in items])
+    with torch.no_grad():
+        full = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        kept = answer_logits(lm.model, batch)
+    positions = answer_positions(batch["labels"])
+    assert positions.sum() == (batch["labels"] != -100).sum()  # one kept position per answer token
+    torch.testing.assert_close(kept, full[positions], rtol=1e-5, atol=1e-5)
 
 
 def test_option_log_probs_and_infomax_match_hand_computed_values():
@@ -144,7 +171,8 @@ def test_choice_batch_rows_are_every_option_and_the_loss_matches_the_base_model(
     assert len(batch["input_ids"]) == 12 and batch["option_item"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
     with torch.no_grad():
         logits = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    expected = choice_loss(logits, batch["labels"], batch["option_item"], batch["gold_row"])
+    expected = choice_loss(logits[answer_positions(batch["labels"])], batch["labels"], batch["option_item"],
+                           batch["gold_row"])
     with peft_model(lm, LORA) as model:
         zero_b = lora_state(model)
     loss = AdapterLoss(lm, LORA)

@@ -27,7 +27,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..choice import choice_example, collate_choices, infomax_loss, option_log_probs, option_scores
+from ..choice import (
+    answer_logits,
+    choice_example,
+    collate_choices,
+    infomax_loss,
+    option_log_probs,
+    option_scores,
+)
 from ..data import MultipleChoiceItem
 from ..evaluation.harness import ScoreFn
 from ..evaluation.loglikelihood import ChoiceScore, LoglikelihoodScorer
@@ -96,10 +103,9 @@ def optimize_delta(lm: LoadedModel, prompts: Sequence[str], config: LatentConfig
     optimizer = torch.optim.AdamW([delta], lr=config.lr)
     if infomax:
         batch = collate_choices(lm, [choice_example(lm, item, config.max_tokens) for item in items])
-        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 
         def objective() -> torch.Tensor:
-            scores = option_scores(lm.model(**inputs).logits, batch["labels"])
+            scores = option_scores(answer_logits(lm.model, batch), batch["labels"])
             return infomax_loss(option_log_probs(scores, batch["option_item"]))
     else:
         batch = prompt_batch(lm, list(prompts), config.max_tokens)

@@ -30,7 +30,14 @@ from typing import Any
 import torch
 from peft import set_peft_model_state_dict
 
-from ..choice import choice_example, collate_choices, infomax_loss, option_log_probs, option_scores
+from ..choice import (
+    answer_logits,
+    choice_example,
+    collate_choices,
+    infomax_loss,
+    option_log_probs,
+    option_scores,
+)
 from ..config import LoraSettings
 from ..data import MultipleChoiceItem
 from ..models import LoadedModel, LoraState, attach_lora
@@ -141,8 +148,8 @@ def infomax_objective(lm: LoadedModel, lora: LoraSettings, items: Sequence[Multi
     def objective(state: LoraState) -> float:
         set_peft_model_state_dict(model, state)
         with torch.no_grad():
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            return float(infomax_loss(option_log_probs(option_scores(logits, batch["labels"]), batch["option_item"])))
+            scores = option_scores(answer_logits(model, batch), batch["labels"])
+            return float(infomax_loss(option_log_probs(scores, batch["option_item"])))
 
     def close() -> None:
         model.unload()

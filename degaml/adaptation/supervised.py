@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..choice import ChoiceExample, choice_example, choice_loss, collate_choices
+from ..choice import ChoiceExample, answer_logits, choice_example, choice_loss, collate_choices
 from ..config import AnswerFormat, LoraSettings
 from ..data import MultipleChoiceItem
 from ..models import LoadedModel, LoraState, peft_model
@@ -93,6 +93,6 @@ def choice_set_loss(lm: LoadedModel, lora: LoraSettings, state: LoraState, examp
         for i in range(0, len(examples), chunk):
             part = examples[i:i + chunk]
             batch = collate_choices(lm, part)
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            total += float(choice_loss(logits, batch["labels"], batch["option_item"], batch["gold_row"])) * len(part)
+            loss = choice_loss(answer_logits(model, batch), batch["labels"], batch["option_item"], batch["gold_row"])
+            total += float(loss) * len(part)
     return total / len(examples)

@@ -26,6 +26,7 @@ import torch
 
 from ..choice import (
     ChoiceExample,
+    answer_logits,
     choice_batch,
     choice_example,
     choice_loss,
@@ -145,8 +146,7 @@ def pseudo_labels(model: torch.nn.Module, lm: LoadedModel, examples: Sequence[Ch
     answers, confidences, widths = [], [], []
     for i in range(0, len(examples), chunk):
         batch = collate_choices(lm, examples[i:i + chunk])
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        probs = option_log_probs(option_scores(logits, batch["labels"]), batch["option_item"]).exp()
+        probs = option_log_probs(option_scores(answer_logits(model, batch), batch["labels"]), batch["option_item"]).exp()
         confidence, answer = probs.max(1)
         answers += answer.tolist()
         confidences += confidence.tolist()
@@ -167,16 +167,13 @@ def pseudo_labels(model: torch.nn.Module, lm: LoadedModel, examples: Sequence[Ch
     return [ChoiceExample(examples[i].options, answers[i]) for i in sorted(kept)], details
 
 
-def _logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-
-
 def _pseudo_label_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return choice_loss(_logits(model, batch), batch["labels"], batch["option_item"], batch["gold_row"])
+    return choice_loss(answer_logits(model, batch), batch["labels"], batch["option_item"], batch["gold_row"])
 
 
 def _infomax_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return infomax_loss(option_log_probs(option_scores(_logits(model, batch), batch["labels"]), batch["option_item"]))
+    scores = option_scores(answer_logits(model, batch), batch["labels"])
+    return infomax_loss(option_log_probs(scores, batch["option_item"]))
 
 
 def apply(ctx: AdaptationContext, config: TttConfig, out: Path, info: dict[str, Any]) -> dict[str, Any]:

@@ -112,7 +112,7 @@ KEEPS_PER_ROW = _keeps_per_row()
 """Where it does not, the union of the rows' positions is kept and the rows' own picked out afterwards."""
 
 
-def _logits_at(model: torch.nn.Module, keep: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+def logits_at(model: torch.nn.Module, keep: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
     """The logits at the True positions of `keep` (batch, length), as (number kept, vocabulary) in row-major
     order, without running the LM head anywhere else."""
     if KEEPS_PER_ROW:
@@ -171,7 +171,7 @@ class LoglikelihoodScorer:
             for r, first in zip(p.requests, p.first_target_positions):
                 keep[k, first:first + len(r.tokens) - r.context_length] = True
         row_of = keep.flatten().cumsum(0).view_as(keep) - 1  # position -> row of the kept logits
-        logits = _logits_at(self.lm.model, keep.to(device), input_ids=ids.to(device),
+        logits = logits_at(self.lm.model, keep.to(device), input_ids=ids.to(device),
                             attention_mask=mask[:, None].to(device), position_ids=positions.to(device))
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         scores: list[list[ChoiceScore]] = []

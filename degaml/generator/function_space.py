@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..choice import choice_loss
+from ..choice import answer_positions, choice_loss
 from ..config import LoraSettings
 from ..models import LoadedModel, attach_lora
 
@@ -66,7 +66,8 @@ class AdapterLoss:
         choice = "option_item" in batch
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask")} | ({} if choice else {"labels": batch["labels"]})
         out = functional_call(self.model, params, args=(), kwargs=inputs, strict=False)
-        terms = {"task_loss": choice_loss(out.logits, batch["labels"], batch["option_item"], batch["gold_row"])
+        answers = answer_positions(batch["labels"]) if choice else None  # the anchor reads every position's logits
+        terms = {"task_loss": choice_loss(out.logits[answers], batch["labels"], batch["option_item"], batch["gold_row"])
                  if choice else out.loss}
         if self.anchor > 0:
             with torch.no_grad(), self.model.disable_adapter():
