@@ -104,6 +104,12 @@ def option_log_probs(per_row: torch.Tensor, option_item: torch.Tensor) -> torch.
     return torch.log_softmax(scores, dim=-1)
 
 
+def option_distribution(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(items, most options): each item's log-probabilities over its options under `model` (`option_log_probs`
+    of the rows' `option_scores`), for a batch of `collate_choices`."""
+    return option_log_probs(option_scores(answer_logits(model, batch), batch["labels"]), batch["option_item"])
+
+
 def choice_loss(logits: torch.Tensor, labels: torch.Tensor, option_item: torch.Tensor, gold_row: torch.Tensor
                 ) -> torch.Tensor:
     """Mean over items of the cross-entropy of the gold option against the item's options, each option

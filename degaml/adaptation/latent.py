@@ -27,14 +27,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..choice import (
-    answer_logits,
-    choice_example,
-    collate_choices,
-    infomax_loss,
-    option_log_probs,
-    option_scores,
-)
+from ..choice import choice_example, collate_choices, infomax_loss, option_distribution
 from ..data import MultipleChoiceItem
 from ..evaluation.harness import ScoreFn
 from ..evaluation.loglikelihood import ChoiceScore, LoglikelihoodScorer
@@ -105,8 +98,7 @@ def optimize_delta(lm: LoadedModel, prompts: Sequence[str], config: LatentConfig
         batch = collate_choices(lm, [choice_example(lm, item, config.max_tokens) for item in items])
 
         def objective() -> torch.Tensor:
-            scores = option_scores(answer_logits(lm.model, batch), batch["labels"])
-            return infomax_loss(option_log_probs(scores, batch["option_item"]))
+            return infomax_loss(option_distribution(lm.model, batch))
     else:
         batch = prompt_batch(lm, list(prompts), config.max_tokens)
 

@@ -30,14 +30,7 @@ from typing import Any
 import torch
 from peft import set_peft_model_state_dict
 
-from ..choice import (
-    answer_logits,
-    choice_example,
-    collate_choices,
-    infomax_loss,
-    option_log_probs,
-    option_scores,
-)
+from ..choice import choice_example, collate_choices, infomax_loss, option_distribution
 from ..config import LoraSettings
 from ..data import MultipleChoiceItem
 from ..models import LoadedModel, LoraState, attach_lora
@@ -148,8 +141,7 @@ def infomax_objective(lm: LoadedModel, lora: LoraSettings, items: Sequence[Multi
     def objective(state: LoraState) -> float:
         set_peft_model_state_dict(model, state)
         with torch.no_grad():
-            scores = option_scores(answer_logits(model, batch), batch["labels"])
-            return float(infomax_loss(option_log_probs(scores, batch["option_item"])))
+            return float(infomax_loss(option_distribution(model, batch)))
 
     def close() -> None:
         model.unload()

@@ -32,8 +32,7 @@ from ..choice import (
     choice_loss,
     collate_choices,
     infomax_loss,
-    option_log_probs,
-    option_scores,
+    option_distribution,
 )
 from ..config import LoraSettings
 from ..data import MultipleChoiceItem
@@ -146,7 +145,7 @@ def pseudo_labels(model: torch.nn.Module, lm: LoadedModel, examples: Sequence[Ch
     answers, confidences, widths = [], [], []
     for i in range(0, len(examples), chunk):
         batch = collate_choices(lm, examples[i:i + chunk])
-        probs = option_log_probs(option_scores(answer_logits(model, batch), batch["labels"]), batch["option_item"]).exp()
+        probs = option_distribution(model, batch).exp()
         confidence, answer = probs.max(1)
         answers += answer.tolist()
         confidences += confidence.tolist()
@@ -172,8 +171,7 @@ def _pseudo_label_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -
 
 
 def _infomax_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    scores = option_scores(answer_logits(model, batch), batch["labels"])
-    return infomax_loss(option_log_probs(scores, batch["option_item"]))
+    return infomax_loss(option_distribution(model, batch))
 
 
 def apply(ctx: AdaptationContext, config: TttConfig, out: Path, info: dict[str, Any]) -> dict[str, Any]:
