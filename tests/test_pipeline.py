@@ -186,6 +186,9 @@ def test_shipped_configs_parse(config, capsys):
 @pytest.mark.parametrize(("base", "overlay", "expected"), [
     ("paper-qwen2.5-0.5b", "pool-best", {"holdout": "all_targets", "recipe": "task-loss-on-union", "tasks": 152}),
     ("offline", "qwen0.5b-cpu", {"model": "qwen2.5-coder-0.5b-instruct", "protocol": "both", "limit": 200}),
+    # The verdict's settings, on validation: the sealed split is not read, the policy and the pool stay.
+    ("generator-pool", "pool-validation", {"split": "validation", "limit": 150, "seeds": [0], "task_counts": [],
+                                           "reward_tasks": 50, "prior_tasks": ["boolq"], "recipe": "task-loss-on-union"}),
 ])
 def test_shipped_overlays_apply_by_name(base, overlay, expected, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -194,7 +197,9 @@ def test_shipped_overlays_apply_by_name(base, overlay, expected, capsys):
     printed = yaml.safe_load(capsys.readouterr().out)
     seen = {"holdout": printed["holdout"], "recipe": printed["generator"]["recipe"],
             "tasks": len(printed["tasks"]["meta_training"]), "model": printed["model"]["name"],
-            "protocol": printed["evaluation"]["protocol"], "limit": printed["evaluation"]["limit"]}
+            "protocol": printed["evaluation"]["protocol"], "limit": printed["evaluation"]["limit"],
+            "split": printed["evaluation"]["split"], "seeds": printed["seeds"], "task_counts": printed["task_counts"],
+            "reward_tasks": len(printed["tasks"]["reward"]), "prior_tasks": printed["evaluation"]["prior_tasks"]}
     assert {k: seen[k] for k in expected} == expected
 
 
