@@ -41,6 +41,7 @@ bench:
 	$(PY) -m benchmarks.detokenize_speed
 	$(PY) -m benchmarks.dtype_speed
 	$(PY) -m benchmarks.kept_logits
+	$(PY) -m benchmarks.packed_choices
 	$(PY) -m benchmarks.merged_scoring
 	$(PY) -m benchmarks.dtype_agreement
 	$(PY) -m benchmarks.eval_throughput

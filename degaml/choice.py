@@ -1,9 +1,13 @@
 """Choice-level scoring for training, the way accuracy reads a multiple-choice item: every option of an item
-is a row (its context, then its answer tokens), scored by the mean log-likelihood of its answer tokens, and
-the item's options compete in a softmax. Shared by the generator's choice loss
-(`generator/function_space.py`) and the label-free test-time objectives of the adaptation families
-(`adaptation/ttt.py`: self-training on pseudo-labels, InfoMax). The logits are read at the answer positions
-only (`answer_logits`), as the evaluation's scorer reads them.
+is scored by the mean log-likelihood of its answer tokens after its context, and the item's options compete in
+a softmax. Shared by the generator's choice loss (`generator/function_space.py`) and the label-free objectives
+of the adaptation families (`adaptation/`: self-training on pseudo-labels, InfoMax, the supervised choice).
+
+An item's options are packed into one row, as the evaluation's scorer packs them
+(`evaluation/loglikelihood.py`): the tokens its options share once, then each option's rest, under a
+tree-shaped attention mask with positions restarting after the shared part, so each option computes what its
+own sequence would. An item of 10 options with a 256-token context runs about 10 times fewer tokens than a row
+per option. The logits are read at the answer positions only (`answer_logits`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from .config import AnswerFormat
 from .data import MultipleChoiceItem
 from .evaluation.loglikelihood import logits_at
 from .models import LoadedModel
-from .sft import Example, collate, training_example
+from .sft import Example, training_example
 
 
 @dataclass(frozen=True)
@@ -51,76 +55,122 @@ def choice_batch(lm: LoadedModel, examples: Sequence[ChoiceExample], size: int, 
     return collate_choices(lm, [examples[i] for i in picks])
 
 
+@dataclass(frozen=True)
+class PackedChoices:
+    """One item's options as one row: the shared prefix (segment 0), then option j's rest (segment j + 1)."""
+
+    tokens: list[int]
+    positions: list[int]
+    segments: list[int]
+    target: list[int]
+    """The token each position's output predicts within its own option's sequence; -100 where none is known
+    (the prefix's last position when the options' next tokens differ)."""
+    answer: list[bool]
+    """Whether `target` is an answer token (a label other than -100)."""
+
+
+def pack_options(example: ChoiceExample) -> PackedChoices:
+    """`example`'s rows packed into one. The prefix stops before each row's last context token, whose output
+    predicts the first answer token; each row's last token is dropped, since its output predicts nothing."""
+    rows = example.options
+    limit = min(next((i for i, label in enumerate(labels) if label != -100), len(labels)) for _, labels in rows) - 1
+    first = rows[0][0]
+    p = 0
+    while p < limit and all(tokens[p] == first[p] for tokens, _ in rows):
+        p += 1
+    tokens, positions, segments = list(first[:p]), list(range(p)), [0] * p
+    after_prefix = {tokens_[p] for tokens_, _ in rows if len(tokens_) > p}
+    target = first[1:p] + ([after_prefix.pop()] if len(after_prefix) == 1 and p else [-100] * min(p, 1))
+    answer = [False] * p
+    for j, (row, labels) in enumerate(rows):
+        rest = range(p, len(row) - 1)
+        tokens += [row[i] for i in rest]
+        positions += rest
+        segments += [j + 1] * len(rest)
+        target += [row[i + 1] for i in rest]
+        answer += [labels[i + 1] != -100 for i in rest]
+    return PackedChoices(tokens, positions, segments, target, answer)
+
+
 def collate_choices(lm: LoadedModel, examples: Sequence[ChoiceExample]) -> dict[str, torch.Tensor]:
-    """One row per option of each item: the collated rows, `option_item` (each row's item) and `gold_row`
-    (each item's gold row), on the model's device."""
-    rows: list[Example] = []
-    owner, gold = [], []
-    for n, example in enumerate(examples):
-        gold.append(len(rows) + example.gold)
-        rows.extend(example.options)
-        owner.extend([n] * len(example.options))
-    batch = collate(rows, lm.tokenizer.pad_token_id)
-    batch["option_item"], batch["gold_row"] = torch.tensor(owner), torch.tensor(gold)
+    """One packed row per item (`pack_options`), on the model's device: `input_ids`, `position_ids`, the tree
+    `attention_mask` (rows, 1, length, length; padding attends to itself only, since a query that sees nothing
+    gives NaN), `target` and `answer` (rows, length), `answer_option` (each answer position's option, in row-major
+    order), `option_item` (each option's item) and `gold_option` (each item's gold option)."""
+    packed = [pack_options(e) for e in examples]
+    width = max(len(p.tokens) for p in packed)
+    ids = torch.full((len(packed), width), lm.tokenizer.pad_token_id, dtype=torch.long)
+    positions = torch.zeros(len(packed), width, dtype=torch.long)
+    target = torch.full((len(packed), width), -100, dtype=torch.long)
+    answer = torch.zeros(len(packed), width, dtype=torch.bool)
+    segment = torch.zeros(len(packed), width, dtype=torch.long)
+    mask = torch.eye(width, dtype=torch.bool).repeat(len(packed), 1, 1)
+    owner, gold, answer_option = [], [], []
+    for k, (p, example) in enumerate(zip(packed, examples)):
+        n = len(p.tokens)
+        ids[k, :n], positions[k, :n], target[k, :n] = torch.tensor(p.tokens), torch.tensor(p.positions), torch.tensor(p.target)
+        answer[k, :n], segment[k, :n] = torch.tensor(p.answer), torch.tensor(p.segments)
+        seg = segment[k, :n]
+        mask[k, :n, :n] = torch.tril(torch.ones(n, n, dtype=torch.bool)) & ((seg[None, :] == 0) | (seg[None, :] == seg[:, None]))
+        gold.append(len(owner) + example.gold)
+        answer_option += [len(owner) + s - 1 for s, a in zip(p.segments, p.answer) if a]
+        owner += [k] * len(example.options)
+    batch = {"input_ids": ids, "position_ids": positions, "attention_mask": mask[:, None], "target": target,
+             "answer": answer, "answer_option": torch.tensor(answer_option), "option_item": torch.tensor(owner),
+             "gold_option": torch.tensor(gold)}
     return {k: v.to(lm.device) for k, v in batch.items()}
 
 
-def answer_positions(labels: torch.Tensor) -> torch.Tensor:
-    """(rows, length): the positions whose logits predict an answer token (the next label is not -100)."""
-    keep = torch.zeros_like(labels, dtype=torch.bool)
-    keep[:, :-1] = labels[:, 1:] != -100
-    return keep
+MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
+"""The keys of a `collate_choices` batch that the model reads."""
 
 
 def answer_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """(answer tokens, vocabulary): the logits at `answer_positions`, row-major, with the LM head run nowhere
-    else. A row per option makes a full logits tensor large: 8 items of 10 options at 256 tokens hold 10^9
-    logits, 2 GB in bf16, of which a few hundred rows are read."""
-    return logits_at(model, answer_positions(batch["labels"]), input_ids=batch["input_ids"],
-                     attention_mask=batch["attention_mask"])
+    """(answer tokens, vocabulary): the logits at the batch's `answer` positions, row-major, with the LM head
+    run nowhere else (most positions are context)."""
+    return logits_at(model, batch["answer"], **{k: batch[k] for k in MODEL_INPUTS})
 
 
-def option_scores(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(rows,): each row's mean log-likelihood of its answer tokens (labels other than -100), in float32, from
-    the logits at its `answer_positions` (`answer_logits`; or `full[answer_positions(labels)]`)."""
-    answer = labels[:, 1:] != -100
+def option_scores(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(options,): each option's mean log-likelihood of its answer tokens, in float32, from the logits at the
+    batch's `answer` positions (`answer_logits`, or a full logits tensor indexed by `batch["answer"]`)."""
     log_probs = F.log_softmax(logits.float(), dim=-1)
-    token_ll = log_probs.gather(1, labels[:, 1:][answer][:, None])[:, 0]
-    row_of_token = answer.nonzero()[:, 0]
-    per_row = torch.zeros(len(labels), device=logits.device).index_add(0, row_of_token, token_ll)
-    return per_row / answer.sum(1).clamp(min=1)
+    token_ll = log_probs.gather(1, batch["target"][batch["answer"]][:, None])[:, 0]
+    options = len(batch["option_item"])
+    total = torch.zeros(options, device=logits.device).index_add(0, batch["answer_option"], token_ll)
+    count = torch.zeros(options, device=logits.device).index_add(0, batch["answer_option"], torch.ones_like(token_ll))
+    return total / count.clamp(min=1)
 
 
-def option_log_probs(per_row: torch.Tensor, option_item: torch.Tensor) -> torch.Tensor:
+def option_log_probs(per_option: torch.Tensor, option_item: torch.Tensor) -> torch.Tensor:
     """(items, most options): each item's log-softmax over its options' scores; -inf where an item has fewer
     options than the most."""
     items = int(option_item.max()) + 1
-    first = torch.full((items,), len(per_row), device=per_row.device).scatter_reduce(
-        0, option_item, torch.arange(len(per_row), device=per_row.device), "amin")
-    position = torch.arange(len(per_row), device=per_row.device) - first[option_item]
+    first = torch.full((items,), len(per_option), device=per_option.device).scatter_reduce(
+        0, option_item, torch.arange(len(per_option), device=per_option.device), "amin")
+    position = torch.arange(len(per_option), device=per_option.device) - first[option_item]
     width = int(position.max()) + 1
-    scores = torch.full((items, width), float("-inf"), device=per_row.device)
-    scores = scores.index_put((option_item, position), per_row)
+    scores = torch.full((items, width), float("-inf"), device=per_option.device)
+    scores = scores.index_put((option_item, position), per_option)
     return torch.log_softmax(scores, dim=-1)
 
 
 def option_distribution(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """(items, most options): each item's log-probabilities over its options under `model` (`option_log_probs`
-    of the rows' `option_scores`), for a batch of `collate_choices`."""
-    return option_log_probs(option_scores(answer_logits(model, batch), batch["labels"]), batch["option_item"])
+    of the `option_scores`), for a batch of `collate_choices`."""
+    return option_log_probs(option_scores(answer_logits(model, batch), batch), batch["option_item"])
 
 
-def choice_loss(logits: torch.Tensor, labels: torch.Tensor, option_item: torch.Tensor, gold_row: torch.Tensor
-                ) -> torch.Tensor:
-    """Mean over items of the cross-entropy of the gold option against the item's options, each option
-    scored by the mean log-likelihood of its answer tokens (labels other than -100); `logits` as
-    `option_scores` takes them."""
-    per_row = option_scores(logits, labels)
+def choice_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean over items of the cross-entropy of the gold option against the item's options, each option scored
+    by the mean log-likelihood of its answer tokens; `logits` as `option_scores` takes them."""
+    per_option = option_scores(logits, batch)
+    option_item = batch["option_item"]
     items = int(option_item.max()) + 1
     top = torch.full((items,), float("-inf"), device=logits.device).scatter_reduce(
-        0, option_item, per_row.detach(), "amax")
-    normalizer = torch.zeros(items, device=logits.device).index_add(0, option_item, (per_row - top[option_item]).exp())
-    return (normalizer.log() + top - per_row[gold_row]).mean()
+        0, option_item, per_option.detach(), "amax")
+    normalizer = torch.zeros(items, device=logits.device).index_add(0, option_item, (per_option - top[option_item]).exp())
+    return (normalizer.log() + top - per_option[batch["gold_option"]]).mean()
 
 
 def infomax_loss(log_probs: torch.Tensor) -> torch.Tensor:

@@ -170,7 +170,7 @@ def test_choice_level_ttt_recomputes_activations_and_learns_the_same_adapter(tok
 def test_pseudo_labels_are_the_models_confident_answers_balanced_over_positions(tokenizer):
     from degaml.adaptation.ttt import pseudo_labels
     from degaml.choice import (
-        answer_positions,
+        MODEL_INPUTS,
         choice_example,
         collate_choices,
         option_log_probs,
@@ -183,8 +183,8 @@ def test_pseudo_labels_are_the_models_confident_answers_balanced_over_positions(
     examples = [choice_example(lm, it, 64) for it in items]
     with peft_model(lm, LORA, state) as model, torch.no_grad():
         batch = collate_choices(lm, examples)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        scores = option_scores(logits[answer_positions(batch["labels"])], batch["labels"])  # by hand: every position
+        logits = model(**{k: batch[k] for k in MODEL_INPUTS}).logits
+        scores = option_scores(logits[batch["answer"]], batch)  # by hand: every position
         probs = option_log_probs(scores, batch["option_item"]).exp()
         kept, details = pseudo_labels(model, lm, examples, ttt.TttConfig(objective="pseudo_label", balance=False))
         assert [e.gold for e in kept] == probs.argmax(1).tolist()  # every item, labelled with its own answer

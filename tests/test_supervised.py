@@ -50,7 +50,7 @@ def test_the_choice_is_the_candidate_with_the_lowest_held_out_choice_loss(tokeni
     """Without steps the starts compete as they are; with steps every start also competes fine-tuned, each
     scored on items none of them trained on, by the choice loss."""
     from degaml.adaptation.supervised import choice_set_loss
-    from degaml.choice import answer_positions, choice_example, choice_loss, collate_choices
+    from degaml.choice import MODEL_INPUTS, choice_example, choice_loss, collate_choices
 
     lm = make_tiny("llama", tokenizer)
     numbers, colors = _examples(lm, "numbers"), _examples(lm, "colors")
@@ -73,9 +73,9 @@ def test_the_choice_is_the_candidate_with_the_lowest_held_out_choice_loss(tokeni
     assert choice_set_loss(lm, LORA, tuned.state, held_examples) == pytest.approx(chosen, rel=1e-5)
     with peft_model(lm, LORA, tuned.state) as model, torch.no_grad():  # all four items in one batch, by hand
         batch = collate_choices(lm, held_examples)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        answers = logits[answer_positions(batch["labels"])]  # every position's logits, then the answers' picked
-        assert float(choice_loss(answers, batch["labels"], batch["option_item"], batch["gold_row"])) == \
+        logits = model(**{k: batch[k] for k in MODEL_INPUTS}).logits
+        answers = logits[batch["answer"]]  # every position's logits, then the answers' picked
+        assert float(choice_loss(answers, batch)) == \
             pytest.approx(chosen, rel=1e-5)
     # The fitting part is trained on (its answer-token loss falls); the held-out choice losses then differ.
     trace = tuned.support_losses["other" + FINE_TUNED]

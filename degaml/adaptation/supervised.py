@@ -93,6 +93,6 @@ def choice_set_loss(lm: LoadedModel, lora: LoraSettings, state: LoraState, examp
         for i in range(0, len(examples), chunk):
             part = examples[i:i + chunk]
             batch = collate_choices(lm, part)
-            loss = choice_loss(answer_logits(model, batch), batch["labels"], batch["option_item"], batch["gold_row"])
+            loss = choice_loss(answer_logits(model, batch), batch)
             total += float(loss) * len(part)
     return total / len(examples)

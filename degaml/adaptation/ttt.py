@@ -126,7 +126,7 @@ def apply_ttt(lm: LoadedModel, state: LoraState, lora: LoraSettings, prompts: Se
 
             def next_batch() -> dict[str, torch.Tensor]:
                 return choice_batch(lm, examples, config.batch_size, sampler)
-        try:  # a choice batch holds a row per option of every item: its activations are recomputed, not kept
+        try:  # a choice batch holds every option of every item: its activations are recomputed, not kept
             with recomputed_activations(model) if choice else nullcontext():
                 trace = train_lora(model, next_batch, config.steps, config.lr, loss_fn)
         except FloatingPointError as e:
@@ -167,7 +167,7 @@ def pseudo_labels(model: torch.nn.Module, lm: LoadedModel, examples: Sequence[Ch
 
 
 def _pseudo_label_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return choice_loss(answer_logits(model, batch), batch["labels"], batch["option_item"], batch["gold_row"])
+    return choice_loss(answer_logits(model, batch), batch)
 
 
 def _infomax_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

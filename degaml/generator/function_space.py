@@ -22,22 +22,28 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..choice import answer_positions, choice_loss
+from ..choice import MODEL_INPUTS, choice_loss
 from ..config import LoraSettings
 from ..models import LoadedModel, attach_lora
 
 
-def context_positions(labels: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """(B, T-1) bool: position t predicts token t+1, a real (unpadded) token of the context (label -100)."""
-    return (labels[:, 1:] == -100) & attention_mask[:, 1:].bool() & attention_mask[:, :-1].bool()
+def context_positions(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B, T) bool: the positions whose output predicts a context token (never an answer, never padding): in a
+    `sft.collate` batch, position t predicts token t + 1; a `choice.collate_choices` batch says it per position."""
+    if "answer" in batch:
+        return (batch["target"] != -100) & ~batch["answer"]
+    labels, mask = batch["labels"], batch["attention_mask"].bool()
+    positions = torch.zeros_like(mask)
+    positions[:, :-1] = (labels[:, 1:] == -100) & mask[:, 1:] & mask[:, :-1]
+    return positions
 
 
 def anchor_kl(adapted_logits: torch.Tensor, base_logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """Mean over `positions` of KL(base || adapted) of the next-token distributions, in float32 (nats)."""
     if not positions.any():
         return adapted_logits.sum() * 0.0  # keeps the graph; no context position to anchor
-    adapted = F.log_softmax(adapted_logits[:, :-1][positions].float(), dim=-1)
-    base = F.log_softmax(base_logits[:, :-1][positions].float(), dim=-1)
+    adapted = F.log_softmax(adapted_logits[positions].float(), dim=-1)
+    base = F.log_softmax(base_logits[positions].float(), dim=-1)
     return F.kl_div(adapted, base, log_target=True, reduction="batchmean")
 
 
@@ -64,16 +70,14 @@ class AdapterLoss:
         device = self.lm.device
         params = {self._names[k]: v.to(device) for k, v in state.items()}
         choice = "option_item" in batch
-        inputs = {k: batch[k] for k in ("input_ids", "attention_mask")} | ({} if choice else {"labels": batch["labels"]})
+        inputs = {k: batch[k] for k in MODEL_INPUTS} if choice else {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
         out = functional_call(self.model, params, args=(), kwargs=inputs, strict=False)
-        answers = answer_positions(batch["labels"]) if choice else None  # the anchor reads every position's logits
-        terms = {"task_loss": choice_loss(out.logits[answers], batch["labels"], batch["option_item"], batch["gold_row"])
-                 if choice else out.loss}
+        # The full logits, not `answer_logits`: the anchor reads the context positions too.
+        terms = {"task_loss": choice_loss(out.logits[batch["answer"]], batch) if choice else out.loss}
         if self.anchor > 0:
             with torch.no_grad(), self.model.disable_adapter():
-                base_logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            terms["anchor"] = anchor_kl(out.logits, base_logits,
-                                        context_positions(batch["labels"], batch["attention_mask"]))
+                base_logits = self.model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
+            terms["anchor"] = anchor_kl(out.logits, base_logits, context_positions(batch))
         return terms
 
     def loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
