@@ -290,6 +290,9 @@ def test_a_reward_row_is_reused_only_under_the_settings_that_measured_it(tokeniz
         path.unlink()
     measure(ctx())
     (cached,) = (cache_root() / "rewards").glob("*.jsonl")
+    intact = cached.stat().st_ino
+    measure(ctx(), work=tmp_path / "reader")
+    assert cached.stat().st_ino == intact  # reading an intact cache does not rewrite it
     cached.write_text(cached.read_text()[:-9])
     measure(ctx(), work=tmp_path / "third-run")
     assert measured == ["none"] * 5 and len(cached.read_text().splitlines()) == 1

@@ -66,9 +66,9 @@ def _append(path: Path, row: dict[str, Any]) -> None:
 
 
 def _rewritten(path: Path) -> list[dict[str, Any]]:
-    """The rows of `path`, which is rewritten without a row an interruption cut short."""
+    """The rows of `path`; the file is rewritten without a row that an interruption cut short, and only then."""
     rows = read_rows(path)
-    if path.is_file():
+    if path.is_file() and len(rows) < sum(1 for line in path.read_text().splitlines() if line.strip()):
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
     return rows
 
