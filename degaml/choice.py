@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .config import AnswerFormat
 from .data import MultipleChoiceItem
-from .evaluation.loglikelihood import logits_at
+from .evaluation.loglikelihood import logits_at, tree_mask
 from .models import LoadedModel
 from .sft import Example, training_example
 
@@ -94,24 +94,20 @@ def pack_options(example: ChoiceExample) -> PackedChoices:
 
 def collate_choices(lm: LoadedModel, examples: Sequence[ChoiceExample]) -> dict[str, torch.Tensor]:
     """One packed row per item (`pack_options`), on the model's device: `input_ids`, `position_ids`, the tree
-    `attention_mask` (rows, 1, length, length; padding attends to itself only, since a query that sees nothing
-    gives NaN), `target` and `answer` (rows, length), `answer_option` (each answer position's option, in row-major
-    order), `option_item` (each option's item) and `gold_option` (each item's gold option)."""
+    `attention_mask` (rows, 1, length, length; `evaluation.loglikelihood.tree_mask`), `target` and `answer`
+    (rows, length), `answer_option` (each answer position's option, in row-major order), `option_item` (each option's item) and `gold_option` (each item's gold option)."""
     packed = [pack_options(e) for e in examples]
     width = max(len(p.tokens) for p in packed)
     ids = torch.full((len(packed), width), lm.tokenizer.pad_token_id, dtype=torch.long)
     positions = torch.zeros(len(packed), width, dtype=torch.long)
     target = torch.full((len(packed), width), -100, dtype=torch.long)
     answer = torch.zeros(len(packed), width, dtype=torch.bool)
-    segment = torch.zeros(len(packed), width, dtype=torch.long)
-    mask = torch.eye(width, dtype=torch.bool).repeat(len(packed), 1, 1)
+    mask = tree_mask([p.segments for p in packed], width)
     owner, gold, answer_option = [], [], []
     for k, (p, example) in enumerate(zip(packed, examples)):
         n = len(p.tokens)
         ids[k, :n], positions[k, :n], target[k, :n] = torch.tensor(p.tokens), torch.tensor(p.positions), torch.tensor(p.target)
-        answer[k, :n], segment[k, :n] = torch.tensor(p.answer), torch.tensor(p.segments)
-        seg = segment[k, :n]
-        mask[k, :n, :n] = torch.tril(torch.ones(n, n, dtype=torch.bool)) & ((seg[None, :] == 0) | (seg[None, :] == seg[:, None]))
+        answer[k, :n] = torch.tensor(p.answer)
         gold.append(len(owner) + example.gold)
         answer_option += [len(owner) + s - 1 for s, a in zip(p.segments, p.answer) if a]
         owner += [k] * len(example.options)

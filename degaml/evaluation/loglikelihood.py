@@ -96,6 +96,17 @@ def _pack(requests: Sequence[EncodedRequest]) -> _PackedItem:
     return _PackedItem(tuple(requests), tuple(tokens), tuple(positions), tuple(segments), tuple(first_targets))
 
 
+def tree_mask(segments: Sequence[Sequence[int]], width: int) -> torch.Tensor:
+    """(rows, width, width) bool attention of packed rows: causal, and a segment other than 0 (the shared prefix)
+    sees the prefix and itself only. Padding queries attend to themselves: a row that sees nothing gives NaN."""
+    mask = torch.eye(width, dtype=torch.bool).repeat(len(segments), 1, 1)
+    for k, row in enumerate(segments):
+        n, segment = len(row), torch.tensor(row)
+        causal = torch.tril(torch.ones(n, n, dtype=torch.bool))
+        mask[k, :n, :n] = causal & ((segment[None, :] == 0) | (segment[None, :] == segment[:, None]))
+    return mask
+
+
 def _keeps_per_row() -> bool:
     """Whether `logits_to_keep` takes a (batch, length) boolean mask (newer transformers 5 releases), asked of
     the slicing helper itself; older releases take only positions shared by every row."""
@@ -158,16 +169,12 @@ class LoglikelihoodScorer:
         width = max(len(p.tokens) for p in batch)
         ids = torch.full((len(batch), width), self.lm.tokenizer.pad_token_id, dtype=torch.long)
         positions = torch.zeros(len(batch), width, dtype=torch.long)
-        # Padding queries attend to themselves only: a row with nothing to attend to would give NaNs.
-        mask = torch.eye(width, dtype=torch.bool).repeat(len(batch), 1, 1)
+        mask = tree_mask([p.segments for p in batch], width)
         keep = torch.zeros(len(batch), width, dtype=torch.bool)  # outputs that predict continuation tokens
         for k, p in enumerate(batch):
             n = len(p.tokens)
             ids[k, :n] = torch.tensor(p.tokens)
             positions[k, :n] = torch.tensor(p.positions)
-            segment = torch.tensor(p.segments)
-            causal = torch.tril(torch.ones(n, n, dtype=torch.bool))
-            mask[k, :n, :n] = causal & ((segment[None, :] == 0) | (segment[None, :] == segment[:, None]))
             for r, first in zip(p.requests, p.first_target_positions):
                 keep[k, first:first + len(r.tokens) - r.context_length] = True
         row_of = keep.flatten().cumsum(0).view_as(keep) - 1  # position -> row of the kept logits
