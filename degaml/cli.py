@@ -41,7 +41,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                    "List the registered tasks: domain (in / out / extra), preferred metric, and what each stands "
                    "for."),
     "prepare-data": ("degaml.data.commands", "prepare_data",
-                     "Extract BIG-bench's multiple-choice JSON tasks into the data cache as meta-training tasks."),
+                     "Extract BIG-bench's multiple-choice JSON tasks (optional meta-training tasks) from an sdist, a folder "
+                     "or the hub."),
     "demo": ("degaml.demo", "demo",
              "Serve a web page where you paste a task's prompts and compare base and adapted answers side by side."),
     "push": ("degaml.generator.commands", "push",

@@ -118,7 +118,16 @@ def run_metadata(seed: int, compute: dict[str, Any] | None = None) -> dict[str, 
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": package_versions(),
+        "data_packages": data_provenance(),
     }
+
+
+def data_provenance() -> dict[str, Any]:
+    """The pinned data and weight packages installed, and the files of them read so far in this process with
+    their sha256 (each checked against the recorded one when it was read)."""
+    from .assets import checked_files, installed_versions
+
+    return {"installed": installed_versions(), "read": checked_files()}
 
 
 def remove_temporaries(directory: str | Path) -> list[Path]:

