@@ -62,7 +62,8 @@ def _prompt_texts(generator: Generator, prompts: Prompts, limit: int | None = No
 
 def generate_lora(generator: Generator, prompts: Prompts, out: str | Path, seed: int = 0) -> Path:
     """The task's adapter from its unlabelled prompts in one forward pass, written as a PEFT adapter to `out`."""
-    generator.generate_checked(_prompt_texts(generator, prompts), Path(out), seed)
+    task = task_label(prompts) if isinstance(prompts, str) else None
+    generator.generate_checked(_prompt_texts(generator, prompts), Path(out), seed, task=task)
     return Path(out)
 
 
@@ -128,22 +129,27 @@ def evaluate_command(
         progress: Show progress bars.
     """
     from .adaptation.latent import per_sample_scorer
+    from .config import task_names
+    from .data.tasks import check_task_names
     from .evaluation import format_table
     from .evaluation.harness import write_evaluation
     from .evaluation.output_scoring import evaluate_adapted
     from .io import exclusive_output
     from .models import load_model
+    from .models.lora import adapter_base_record
 
     model, data, evaluation = model or ModelConfig(), data or DataConfig(), evaluation or EvalConfig()
     config = {"model": model, "data": data, "eval": evaluation, "adapter": adapter}
     out = out or Path("runs") / "evaluate" / datetime.now().strftime("%Y%m%d-%H%M%S")
 
-    with exclusive_output(out):  # checked and locked before any scoring; `out` appears with its results
+    check_task_names(task_names(data.tasks), "--data.tasks")  # before the model loads
+    with exclusive_output(out, replaced=False):  # checked and locked before any scoring; results merge into `out`
         lm = load_model(model)
         results, partitions = evaluate_adapted(lm, adapter, data, evaluation, progress=progress,
                                                item_scorer=per_sample_scorer)
         header = (f"model: {model.name} ({lm.source}, {lm.precision.dtype})"
                   + (f" + adapter {adapter}" if adapter else "") + f" | protocol: {evaluation.protocol} | split: "
                   f"{data.split} | limit: {data.limit} | partition seed: {data.partition.seed}")
-        paths = write_evaluation(out, results, partitions, config, header, data.partition.seed, lm)
+        mismatch = adapter_base_record(adapter, lm.model) if adapter else None
+        paths = write_evaluation(out, results, partitions, config, header, data.partition.seed, lm, mismatch)
     print(header, format_table(results), f"results: {paths['results']}", sep="\n\n")

@@ -41,8 +41,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                    "List the registered tasks: domain (in / out / extra), preferred metric, and what each stands "
                    "for."),
     "prepare-data": ("degaml.data.commands", "prepare_data",
-                     "Extract BIG-bench's multiple-choice JSON tasks (optional meta-training tasks) from an sdist, a folder "
-                     "or the hub."),
+                     "Extract BIG-bench's multiple-choice JSON tasks into the data cache as optional meta-training "
+                     "tasks."),
     "demo": ("degaml.demo", "demo",
              "Serve a web page where you paste a task's prompts and compare base and adapted answers side by side."),
     "push": ("degaml.generator.commands", "push",
@@ -75,15 +75,27 @@ def _usage() -> str:
 
 def parse_error_line(message: str, args: list[str]) -> str:
     """jsonargparse's multi-line parse error (usage, Union subtypes, given values) as one line: the setting at
-    fault, what is wrong with it, and the config file it came from."""
-    lines = [line.strip().lstrip("- ").strip() for line in message.splitlines() if line.strip()]
-    boilerplate = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:", "Given value",
-                   "Expected a <class 'NoneType'>", "Problem with given class_path", "Parser key")
-    causes = [line for line in lines if not line.startswith(boilerplate)] or lines[:1]
-    key = re.search(r'Parser key "([^"]+)"', message)
+    fault by its full dotted name, the value given and what was expected, and where it came from (the command
+    line, or the config files)."""
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    key = ".".join(dict.fromkeys(keys))
+    given = re.findall(r"Given value: (.*)", message)  # the innermost setting's value is reported first
+    expected = [t for t in dict.fromkeys(re.findall(r"Expected a <class '([^']+)'>", message)) if t != "NoneType"]
+    if expected and given:
+        cause = f"{given[0].strip()!r} is not a valid {' or '.join(expected)}"
+    else:
+        lines = [line.strip().lstrip("- ").strip() for line in message.splitlines() if line.strip()]
+        boilerplate = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:", "Given value",
+                       "Expected a <class 'NoneType'>", "Problem with given class_path", "Parser key")
+        cause = "; ".join(dict.fromkeys([line for line in lines if not line.startswith(boilerplate)] or lines[:1]))
+    flags = [a.split("=", 1)[0] for a in args if a.startswith("--")]
     configs = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"]
-    where = f" (in {', '.join(configs)})" if configs else ""
-    return (f"{key.group(1)}: " if key else "") + "; ".join(dict.fromkeys(causes)) + where
+    if any(f == f"--{key}" or f"--{key}".startswith(f + ".") or re.search(rf"\b{re.escape(f[2:])}\b", cause)
+           for f in flags if len(f) > 2 and f != "--config"):
+        where = " (given on the command line)"
+    else:
+        where = f" (in {', '.join(configs)})" if configs else ""
+    return (f"{key}: " if key else "") + cause + where
 
 
 def packaged_config(value: str) -> str:

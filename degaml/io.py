@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -82,15 +82,38 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
+OUTPUT_MARKER = ".degaml-output"
+"""Written into every directory degaml replaces whole: only a directory that carries it (or an empty one) is
+ever replaced, so a user's folder named as --out is refused instead of deleted."""
+
+
+class ForeignDirectoryError(ValueError):
+    """An output directory holds files that degaml did not write."""
+
+
+def check_replaceable(path: str | Path, flag: str = "--out") -> Path:
+    """Refuse, before any work, an existing directory that is not empty and does not carry `OUTPUT_MARKER`."""
+    path = Path(path)
+    if path.is_dir() and not (path / OUTPUT_MARKER).is_file() and any(path.iterdir()):
+        raise ForeignDirectoryError(f"{flag} {path} is a folder that degaml did not write (it holds other files and "
+                                    f"no {OUTPUT_MARKER}), and the output replaces its folder whole; choose a new or "
+                                    "empty folder")
+    return path
+
+
 @contextmanager
 def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory that replaces `path` only if the block completes."""
+    """Yield a temporary directory that replaces `path` only if the block completes; `path` is replaced only
+    when it is empty or an earlier output of degaml (`check_replaceable`)."""
     path = Path(path)
+    check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
+        (tmp / OUTPUT_MARKER).write_text("written by degaml; the folder is replaced whole when written again\n")
         yield tmp
         if path.exists():
+            check_replaceable(path)  # again: something may have appeared there while the block ran
             shutil.rmtree(path)
         os.replace(tmp, path)
     finally:
@@ -114,7 +137,7 @@ def run_metadata(seed: int, compute: dict[str, Any] | None = None) -> dict[str, 
     return {
         "seed": seed,
         **({"compute": compute} if compute is not None else {}),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": package_versions(),
@@ -151,8 +174,16 @@ class DirectoryBusyError(ValueError):
 
 
 def check_output_path(out: str | Path, flag: str = "--out") -> Path:
-    """Refuse, before any work, an output directory that is a regular file or lies under one."""
+    """Refuse, before any work, an output directory that is a regular file or lies under one, and the current
+    directory, one of its parents, the home directory or the root (an output is written into or replaces its
+    folder)."""
     out = Path(out)
+    resolved, here = out.expanduser().resolve(), Path.cwd().resolve()
+    if resolved in (here, *here.parents, Path.home().resolve()):
+        what = ("the root directory" if resolved == Path(resolved.anchor) else "the home directory"
+                if resolved == Path.home().resolve() else "the current directory" if resolved == here
+                else "a parent of the current directory")
+        raise ValueError(f"{flag} {out} is {what}; name a folder of its own, such as {flag} out/{resolved.name or 'x'}")
     for path in (out, *out.parents):
         if path.exists() and not path.is_dir():
             where = "is" if path == out else f"lies under {path}, which is"
@@ -193,10 +224,18 @@ def exclusive_directory(directory: str | Path) -> Iterator[Path]:
 
 
 @contextmanager
-def exclusive_output(out: str | Path) -> Iterator[Path]:
-    """Hold `<parent>/.<name>.lock` for the block: for an output a command writes (an evaluation, a generator,
-    an adapter directory replaced whole when complete), which then appears only with its contents."""
+def exclusive_output(out: str | Path, replaced: bool = True) -> Iterator[Path]:
+    """Hold a lock on `out` for the block: for an output a command writes (an evaluation, a generator, an
+    adapter directory replaced whole when complete), which then appears only with its contents. The lock file
+    lives in the cache (`<cache>/locks/`), never beside the user's output. `replaced`: the output replaces its
+    folder whole, so a folder degaml did not write is refused first."""
+    import hashlib
+
     out = check_output_path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with _held(out.parent / f".{out.name}.lock", out):
+    if replaced:
+        check_replaceable(out)
+    locks = cache_root() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(str(out.expanduser().resolve()).encode()).hexdigest()[:24]
+    with _held(locks / f"{key}.lock", out):
         yield out

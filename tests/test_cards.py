@@ -38,6 +38,47 @@ def test_every_adapter_has_a_model_card_and_a_resolvable_base(tmp_path):
     assert AdaptedOutput.load(out).base_model == "smollm2-135m-instruct"  # what degaml loads offline
 
 
+def test_the_card_names_the_task_the_true_prompt_count_and_no_local_path(tmp_path):
+    info = {"task": "arc_easy", "generator": "/home/someone/runs/gen", "prompts_given": 3, "prompts_used": 16,
+            "sampled_with_replacement": True, "prompts_sha256": "cd" * 32, "prompts_from": "/home/someone/p.txt"}
+    out = write_adapter(STATE, LORA, str(tmp_path), tmp_path / "a", info)  # a local base model directory
+    text = (out / "README.md").read_text()
+    assert "for the task `arc_easy`" in text
+    assert "the 3 unlabelled prompts given, drawn with replacement to fill the generator's 16 prompt slots" in text
+    assert "16 of 3" not in text
+    assert "/home/someone" not in text and str(tmp_path) not in text
+    assert "`gen (a local path)`" in text
+    plain = write_adapter(STATE, LORA, "smollm2-135m-instruct", tmp_path / "b",
+                          {"prompts_given": 40, "prompts_used": 16, "prompts_sha256": "ef" * 32})
+    assert "conditioned on 16 of the 40 unlabelled prompts given" in (plain / "README.md").read_text()
+
+
+def test_what_interop_says_of_peft_holds_offline(tmp_path, workspace, monkeypatch):
+    """docs/interop.md: PeftModel.from_pretrained(base, adapter) loads any adapter offline; AutoPeftModelForCausalLM
+    loads one whose adapter_config names a local base directory, and for an offline default it resolves the hub
+    id of the original weights, which needs the hub (or that model in the Hugging Face cache)."""
+    import huggingface_hub
+    import pytest
+    from peft import AutoPeftModelForCausalLM, PeftModel, get_peft_model, get_peft_model_state_dict
+    from transformers import AutoModelForCausalLM
+
+    from degaml.models.lora import peft_config
+
+    model_dir = workspace["model"]
+    lora = LoraSettings(r=2, alpha=4)
+    attached = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), peft_config(lora))
+    state = {k: torch.full_like(v, 0.01) for k, v in get_peft_model_state_dict(attached).items()}
+    local = write_adapter(state, lora, model_dir, tmp_path / "local")
+    loaded = AutoPeftModelForCausalLM.from_pretrained(str(local))  # offline: the base is a local directory
+    assert isinstance(loaded, PeftModel)
+    assert PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), str(local)) is not None
+    named = write_adapter(state, lora, "smollm2-135m-instruct", tmp_path / "named")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import: set it here
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+    with pytest.raises(OSError):
+        AutoPeftModelForCausalLM.from_pretrained(str(named))  # the hub id of the original weights
+
+
 def test_outputs_that_are_not_plain_loras_say_so(tmp_path):
     latent = write_adapter(STATE, LORA, "smollm2-135m-instruct", tmp_path / "l", {}, latent_delta=torch.zeros(8))
     card = ModelCard.load(latent / "README.md")
@@ -64,6 +105,12 @@ def test_a_model_in_raw_data_part_packages_is_joined_in_order_and_checked(tmp_pa
         (data.parent / "__init__.py").write_text("raise RuntimeError('imported')\n")
         (data / f"part{number:02d}.bin").write_bytes(chunk)
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    from degaml import assets
+
+    for number in range(1, 4):  # pinned as the real part packages are
+        module = f"fakeparts_{number}"
+        monkeypatch.setitem(assets.BY_MODULE, module, assets.DataPackage(f"fakeparts-{number}", "1.0", module))
+    monkeypatch.setattr(assets.metadata, "version", lambda distribution: "1.0")
     joined = b"".join(chunks)
     model = OfflineModel(name="fake", description="", package="fakeparts_1", gguf_file="fake.gguf", licence="",
                          hub_id="org/fake", parts=("fakeparts_1", "fakeparts_2", "fakeparts_3"),

@@ -200,13 +200,15 @@ def test_a_second_process_on_a_run_directory_is_refused(tmp_path):
         assert (held / ".lock.pid").read_text() == f"pid {__import__('os').getpid()}\n"
 
 
-def test_an_output_replaced_whole_is_locked_beside_it(tmp_path):
-    from degaml.io import DirectoryBusyError, exclusive_output
+def test_an_output_replaced_whole_is_locked_without_a_file_beside_it(tmp_path):
+    from degaml.io import DirectoryBusyError, cache_root, exclusive_output
 
     with exclusive_output(tmp_path / "adapter") as out:
-        assert (tmp_path / ".adapter.lock").exists() and not out.exists()
+        assert not out.exists() and list(tmp_path.iterdir()) == [tmp_path / "cache"]  # the lock lives in the cache
+        assert list((cache_root() / "locks").glob("*.lock"))
         with pytest.raises(DirectoryBusyError, match="adapter is in use by pid"), exclusive_output(out):
             pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
 
 
 @pytest.mark.parametrize("where", ["file", "under_file"])
@@ -321,7 +323,10 @@ def test_an_adapter_for_another_base_model_is_scored_with_a_warning(workspace, a
     main(_evaluate(workspace, copy, tmp_path / "eval"))
     err = capsys.readouterr().err
     assert "warning:" in err and "written for base model 'HuggingFaceTB/SmolLM2-135M'" in err
-    assert (tmp_path / "eval" / "results.json").is_file()
+    recorded = json.loads((tmp_path / "eval" / "results.json").read_text())["adapter_base_model_mismatch"]
+    assert recorded == {"written_for": "HuggingFaceTB/SmolLM2-135M", "applied_to": workspace["model"]}
+    main(_evaluate(workspace, adapter, tmp_path / "eval-same"))
+    assert "adapter_base_model_mismatch" not in json.loads((tmp_path / "eval-same" / "results.json").read_text())
 
 
 def test_a_support_budget_larger_than_the_train_partition_is_refused(workspace, tmp_path, capsys):
@@ -385,7 +390,7 @@ def test_a_non_utf8_prompts_file_is_named(workspace, generator_dir, tmp_path, ca
     prompts.write_bytes(b"caf\xe9\n")
     err = _error(capsys, ["generate", "--generator", str(generator_dir / "g"), "--prompts", str(prompts),
                           "--out", str(tmp_path / "adapter")])
-    assert f"{prompts}: not UTF-8" in err
+    assert f"{prompts}:1: not UTF-8" in err
 
 
 @pytest.mark.parametrize("case, message", [
@@ -428,8 +433,8 @@ def test_a_broken_latent_output_names_its_file(workspace, adapter, tmp_path, cap
 
 @pytest.mark.parametrize(("content", "expected"), [
     ("name: x\nlorra: {r: 4}\n", "does not accept option 'lorra.r'"),
-    ("name: x\nevaluation: {limit: many}\n", "evaluation: Expected a <class 'int'>"),
-    ("name: x\nseeds: zero\n", "seeds: Expected a <class 'list'>"),
+    ("name: x\nevaluation: {limit: many}\n", "evaluation.limit: 'many' is not a valid int"),
+    ("name: x\nseeds: zero\n", "seeds: 'zero' is not a valid list"),
 ])
 def test_an_unknown_config_key_or_a_wrong_type_is_one_line_naming_the_setting_and_the_file(tmp_path, capsys, content,
                                                                                           expected):
@@ -441,3 +446,135 @@ def test_an_unknown_config_key_or_a_wrong_type_is_one_line_naming_the_setting_an
     assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1
     assert expected in err and f"(in {config})" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_flag_given_on_the_command_line_is_not_blamed_on_the_config_file(tmp_path, capsys):
+    config = tmp_path / "good.yaml"
+    config.write_text("name: x\nevaluation: {limit: 5}\n")
+    for value, expected in (("lots", "evaluation.limit: 'lots' is not a valid int"),
+                            ("-1", "evaluation.limit must be >= 1 or null")):
+        err = _error(capsys, ["run", "--config", str(config), "--evaluation.limit", value, "--out", str(tmp_path / "r")])
+        assert expected in err and "(given on the command line)" in err and str(config) not in err
+    assert not (tmp_path / "r").exists()
+
+
+# --- no command deletes what it did not write ---------------------------------------------------------------
+
+def _user_folder(tmp_path):
+    folder = tmp_path / "userdir"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("important")
+    return folder
+
+
+def _replacing_commands(ws, gen, adapter_dir, out):
+    return {
+        "generate": ["generate", "--generator", str(gen), "--prompts", ws["tasks"][0], "--out", str(out)],
+        "adapt": ["adapt", "--generator", str(gen), "--task", ws["tasks"][0], "--action", "none", "--out", str(out)],
+        "baseline": ["baseline", "no-meta", "--task", ws["tasks"][0], "--out", str(out), "--setup.model.name",
+                     ws["model"], "--setup.model.device", "cpu", "--setup.support", "4", "--progress", "false"],
+        "export-lm-eval": ["export-lm-eval", "--data.tasks", ws["tasks"][0], "--out", str(out)],
+    }
+
+
+@pytest.mark.parametrize("command", ["generate", "adapt", "baseline", "export-lm-eval"])
+def test_a_command_that_replaces_its_output_refuses_a_folder_it_did_not_write(workspace, generator_dir, tmp_path,
+                                                                              capsys, command, monkeypatch):
+    folder = _user_folder(tmp_path)
+    import degaml.models
+
+    monkeypatch.setattr(degaml.models, "load_model", lambda *a, **k: pytest.fail("the model loaded first"))
+    argv = _replacing_commands(workspace, generator_dir / "g", None, folder)[command]
+    err = _error(capsys, argv)
+    assert f"--out {folder} is a folder that degaml did not write" in err
+    assert (folder / "notes.txt").read_text() == "important" and sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".lock")]  # no lock file beside the output
+
+
+def test_a_command_replaces_its_own_earlier_output_and_an_empty_folder(workspace, generator_dir, tmp_path, capsys):
+    out = tmp_path / "adapter"
+    out.mkdir()  # empty: taken
+    argv = ["generate", "--generator", str(generator_dir / "g"), "--prompts", workspace["tasks"][0], "--out", str(out)]
+    main(argv)
+    first = (out / "adapter_model.safetensors").read_bytes()
+    assert (out / ".degaml-output").is_file()
+    main(argv)  # its own output: replaced
+    assert (out / "adapter_model.safetensors").read_bytes() == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "cache"]
+
+
+@pytest.mark.parametrize("out", [".", "~", "/", ".."])
+def test_the_current_home_and_root_directories_are_refused_as_outputs(workspace, generator_dir, tmp_path, capsys,
+                                                                     monkeypatch, out):
+    here = tmp_path / "work"
+    here.mkdir()
+    (here / "keep.txt").write_text("keep")
+    monkeypatch.chdir(here)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    out = str(tmp_path) if out == "~" else out  # what a shell passes for ~ (a quoted "~" is YAML's null: the default)
+    for argv in (["generate", "--generator", str(generator_dir / "g"), "--prompts", workspace["tasks"][0], "--out", out],
+                 ["evaluate", "--model.name", workspace["model"], "--data.tasks", workspace["tasks"][0], "--out", out]):
+        err = _error(capsys, argv)
+        assert f"--out {out} is the" in err or f"--out {out} is a parent" in err
+    assert (here / "keep.txt").read_text() == "keep"
+
+
+def test_evaluate_and_run_merge_into_a_folder_and_keep_what_is_there(workspace, tmp_path, capsys):
+    folder = _user_folder(tmp_path)
+    main(["evaluate", "--model.name", workspace["model"], "--data.tasks", workspace["tasks"][0], "--data.limit", "2",
+          "--model.dtype", "float32", "--model.device", "cpu", "--out", str(folder), "--progress", "false"])
+    assert (folder / "notes.txt").read_text() == "important" and (folder / "results.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no stale lock beside it
+
+
+def test_a_generator_whose_training_was_cut_short_is_refused(workspace, generator_dir, tmp_path, capsys):
+    import json
+
+    gen = _copied_generator(generator_dir, tmp_path)
+    (gen / "trained.json").write_text(json.dumps({"step": 1, "steps": 5}))
+    err = _error(capsys, ["generate", "--generator", str(gen), "--prompts", workspace["tasks"][0],
+                          "--out", str(tmp_path / "adapter")])
+    assert "trained for 1 of its 5 steps" in err and "train-generator" in err
+    assert not (tmp_path / "adapter").exists()
+    finished = json.loads((generator_dir / "g" / "trained.json").read_text())
+    assert finished["step"] == finished["steps"]  # what training itself writes
+
+
+def test_a_truncated_adapter_is_one_line(workspace, adapter, tmp_path, capsys):
+    copy = tmp_path / "truncated"
+    shutil.copytree(adapter, copy)
+    weights = copy / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:64])
+    err = _error(capsys, _evaluate(workspace, copy, tmp_path / "eval"))
+    said = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("degaml:")]
+    assert len(said) == 1 and f"{weights}: not readable safetensors" in said[0]
+
+
+def test_a_huge_line_in_a_prompts_file_is_refused_before_the_generator_loads(workspace, generator_dir, tmp_path,
+                                                                            capsys, monkeypatch):
+    import degaml.generator.generation as generation
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a short prompt\n" + "x" * 10_000_000 + "\n")
+    monkeypatch.setattr(generation, "Generator", lambda *a, **k: pytest.fail("the generator loaded first"))
+    err = _error(capsys, ["generate", "--generator", str(generator_dir / "g"), "--prompts", str(prompts),
+                          "--out", str(tmp_path / "adapter")])
+    assert f"{prompts}:2: a line of 10,000,001 bytes" in err
+
+
+def test_prompts_given_in_python_get_the_same_limit(generator_dir, tmp_path):
+    from degaml.data.example import DataFormatError
+    from degaml.generator.generation import Generator
+
+    with pytest.raises(DataFormatError, match="prompt 2 has 100,001 characters"):
+        Generator(generator_dir / "g").generate_checked(["fine", "y" * 100_001], tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+
+
+def test_an_unknown_task_is_refused_before_the_model_loads(workspace, tmp_path, capsys, monkeypatch):
+    import degaml.models
+
+    monkeypatch.setattr(degaml.models, "load_model", lambda *a, **k: pytest.fail("the model loaded first"))
+    err = _error(capsys, ["evaluate", "--model.name", workspace["model"], "--data.tasks", "no_such_task",
+                          "--out", str(tmp_path / "e")])
+    assert "unknown task 'no_such_task'" in err and not (tmp_path / "e").exists()

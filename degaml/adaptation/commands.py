@@ -7,8 +7,8 @@ from typing import Literal
 
 from ..config import DataConfig, ModelConfig, PartitionConfig, task_names
 from ..data.prompts import task_items
-from ..data.tasks import task_label
-from ..io import check_output_path, exclusive_output
+from ..data.tasks import check_task_names, task_label
+from ..io import check_output_path, check_replaceable, exclusive_output
 
 
 def load_for_adaptation(generator: Path, model: ModelConfig | None):
@@ -66,9 +66,9 @@ def adapt(
     from ..adaptation.task_setup import adapt_task, adaptation_context, uses_library
 
     chosen = None if policy else Action.parse(action)
-    check_output_path(out)
+    check_replaceable(check_output_path(out))
+    items = task_items(task, prompt_split, partition or PartitionConfig())[:adaptation_prompts]  # before loading
     gen, lm = load_for_adaptation(generator, model)
-    items = task_items(task, prompt_split, partition or PartitionConfig())[:adaptation_prompts]
     ctx = adaptation_context(gen, lm, task_label(task), items, seed, with_library=uses_library(chosen))
     with exclusive_output(out):
         result = adapt_task(gen, ctx, Path(out), chosen, load_policy(policy) if policy else None)
@@ -129,9 +129,10 @@ def train_policy(
     config = PolicyConfig(method=method, epochs=epochs, lr=lr, cost_penalty=cost_penalty, seed=seed)
     actions = default_actions()
     check_output_path(out)
+    check_task_names(task_names(tasks), "--tasks")  # before the model loads
     gen, lm = load_for_adaptation(generator, model)
     data = DataConfig(tasks=[], limit=limit, partition=partition or PartitionConfig())
-    with exclusive_output(out):  # rewards.jsonl grows as rewards are measured: one writer
+    with exclusive_output(out, replaced=False):  # rewards.jsonl grows as rewards are measured: one writer
         _, table, choices = fit_policy_on_tasks([(t, gen.directory) for t in task_names(tasks)], lm, actions, config,
                                                 Path(out), data, adaptation_prompts, progress)
     print(format_reward_table(table, actions))

@@ -19,6 +19,7 @@ import torch
 
 from ..config import AnswerFormat, DataConfig, LoraSettings, ModelConfig, PartitionConfig
 from ..data import MultipleChoiceItem, task_label
+from ..data.tasks import check_task_names
 from ..io import run_metadata
 from ..memory import peak_memory_mb
 from ..models import LoadedModel, LoraState, load_model, write_adapter
@@ -102,6 +103,8 @@ def prepare(setup: BaselineSetup, task: str, train_tasks: Sequence[str], needs_m
         raise ValueError(f"--train_tasks includes the target task {label!r}: it must be held out")
     if needs_meta and not names:
         raise ValueError("this baseline meta-trains: give --train_tasks (comma-separated)")
+    check_task_names([task], "--task")
+    check_task_names(names, "--train_tasks")  # before the model loads
     lm = lm or load_model(setup.model)
     support = load_examples(lm, task, setup, setup.support, "setup.support")
     meta = {task_label(t): load_examples(lm, t, setup, setup.meta_examples) for t in names} if needs_meta else {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,33 @@ def default_context(question: str) -> str:
 MAX_RECORD_CHARS = 100_000
 """A record longer than this is refused: no benchmark item comes near it, and tokenizing megabytes of one
 prompt would run for minutes before any error."""
+
+
+def check_prompts(prompts: Sequence[str], where: str = "prompts") -> list[str]:
+    """The prompts, each refused when longer than `MAX_RECORD_CHARS` (the limit of a task file's record, for
+    every prompt format: a .txt line, a list given in Python, the demo's text box)."""
+    for i, prompt in enumerate(prompts):
+        if len(prompt) > MAX_RECORD_CHARS:
+            raise DataFormatError(f"{where}: prompt {i + 1} has {len(prompt):,} characters, more than the "
+                                  f"{MAX_RECORD_CHARS:,} a prompt may have")
+    return list(prompts)
+
+
+def read_prompt_lines(path: str | Path) -> list[str]:
+    """The non-blank lines of a UTF-8 .txt file, one prompt each; a line longer than `MAX_RECORD_CHARS` is
+    refused, naming the file and line, before anything else is read."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such prompts file")
+    prompts = []
+    with path.open("rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            if len(raw) > 4 * MAX_RECORD_CHARS or len(line := _decode(raw, f"{path}:{line_no}")) > MAX_RECORD_CHARS:
+                raise DataFormatError(f"{path}:{line_no}: a line of {len(raw):,} bytes, more than the "
+                                      f"{MAX_RECORD_CHARS:,} characters a prompt may have")
+            if line.strip():
+                prompts.append(line.rstrip("\r\n"))
+    return prompts
 
 
 def _decode(raw: bytes, where: str) -> str:

@@ -156,9 +156,11 @@ def result_paths(out: Path) -> dict[str, Path]:
 
 
 def write_evaluation(out: Path, results: Sequence[TaskResult], partitions: dict[str, Partition], config: dict,
-                     header: str, seed: int, lm: LoadedModel) -> dict[str, Path]:
+                     header: str, seed: int, lm: LoadedModel, adapter_base: dict | None = None) -> dict[str, Path]:
     """results.json (config, versions, partitions, per-item predictions), config.yaml, partitions.json and
-    results.md under `out`, each written atomically; results.json last, so its presence means complete."""
+    results.md under `out`, each written atomically; results.json last, so its presence means complete.
+    `adapter_base`: the adapter's and the scored model's names when the adapter was written for another base
+    model (`models.lora.adapter_base_record`)."""
     from ..config import dump_yaml
     from ..io import atomic_write_json, atomic_write_text, run_metadata
 
@@ -169,6 +171,7 @@ def write_evaluation(out: Path, results: Sequence[TaskResult], partitions: dict[
     atomic_write_json(paths["results"], {
         "config": dump_yaml(config), "meta": run_metadata(seed, lm.compute()), "model_source": lm.source, "header": header,
         "partitions": {t: p.summary() for t, p in partitions.items()},
+        **({"adapter_base_model_mismatch": adapter_base} if adapter_base else {}),
         "results": [r.to_dict() for r in results],
     })
     return paths

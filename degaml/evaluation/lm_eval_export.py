@@ -59,27 +59,27 @@ def export_lm_eval(data: DataConfig | None = None, out: Path = Path("lm-eval-tas
     """Write a degaml partition as lm-evaluation-harness tasks (YAML plus JSONL, for `--include_path`).
 
     Each task becomes `degaml_<task>`: the very items `degaml evaluate` scores with the same `--data` settings
-    (split, limit, partition seed), and the same log-likelihood requests.
+    (split, limit, partition seed), and the same log-likelihood requests. As with `degaml evaluate`, the limit
+    defaults to 200 items a task (`--data.limit null` exports all). lm-evaluation-harness reads `data_files`
+    relative to its working directory, not to the YAML, so each YAML names its JSONL by absolute path: move the
+    folder and export it again.
 
     Args:
         data: Tasks, the part of their partition, the items per task and the partition (as `degaml evaluate`).
         out: The output directory (written whole, atomically): `<task>.yaml` and `<task>.jsonl` per task.
     """
     from ..data.prompts import load_partitioned
-    from ..io import check_output_path
+    from ..io import check_output_path, check_replaceable
 
     data = data or DataConfig()
-    check_output_path(out)
+    check_replaceable(check_output_path(out))  # an export replaces its directory whole
     target = Path(out).resolve()
-    foreign = [p.name for p in target.iterdir() if p.suffix not in (".yaml", ".jsonl")] if target.is_dir() else []
-    if foreign:
-        raise ValueError(f"--out {target} holds other files ({', '.join(sorted(foreign)[:3])}); an export replaces "
-                         "its directory whole: give a new or an earlier export's directory")
     with atomic_directory(target) as tmp:
         for task, (items, part) in load_partitioned(data).items():
             selected = part.select(items, data.split, data.limit)
             if not selected:
                 raise ValueError(f"task {task!r}: its {data.split} partition is empty")
             shape = write_task(tmp, target, task, selected)
-            print(f"degaml_{task}: {len(selected)} {data.split} items (partition seed {data.partition.seed}), "
-                  f"{shape} shape -> {target / f'{task}.yaml'}")
+            print(f"degaml_{task}: {len(selected)} {data.split} items (partition seed {data.partition.seed}; "
+                  f"limit {data.limit}), {shape} shape -> {target / f'{task}.yaml'}")
+    print(f"the YAML files name their JSONL by absolute path under {target}: export again after moving it")

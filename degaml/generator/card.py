@@ -50,6 +50,11 @@ def load_recipe(name: str) -> dict:
     return recipe
 
 
+TRAINED_FILE = "trained.json"
+"""How far training has gone ({"step", "steps"}), written with the weights of that step: a generator whose training
+was cut short is refused for generation (`generation.refuse_unfinished`)."""
+
+
 @dataclass
 class GeneratorTrainConfig:
     recipe: str = ""

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Literal
 
 from ..config import DataConfig, LoraSettings, ModelConfig, PartitionConfig, task_names
+from ..data.files import read_prompt_lines
 from ..data.prompts import task_prompts
-from ..io import check_output_path
+from ..data.tasks import check_task_names, task_label
+from ..io import check_output_path, check_replaceable
 from .card import GeneratorTrainConfig
 from .trajectories import CollectConfig
 
@@ -61,6 +63,7 @@ def collect(
     if model.device == "auto" and process.num_processes > 1:
         model = replace(model, device=str(process.device))
     check_output_path(out)
+    check_task_names(mine, "--tasks")  # before the model loads
     lm = load_model(model)
     # Trajectories resume per task (each process collects its own), so the directory is shared, not locked.
     for task_dir in collect_tasks(lm, model.name, data, Path(out), lora, replace(config, seed=seed_list[0]), progress,
@@ -99,7 +102,7 @@ def train_generator(
     from .training import train_on_trajectories
 
     # Under `accelerate launch` every process trains; only the main one writes, so only it holds the lock.
-    with exclusive_output(out) if process_state().is_main_process else nullcontext():
+    with exclusive_output(out, replaced=False) if process_state().is_main_process else nullcontext():
         train_on_trajectories(Path(trajectories), Path(out), task_names(holdout or []),
                               generator or GeneratorTrainConfig(), source, progress)
     print(f"generator: {out}")
@@ -128,22 +131,18 @@ def generate(
     from ..io import exclusive_output
     from .generation import Generator
 
-    check_output_path(out)
+    check_replaceable(check_output_path(out))
+    texts = read_prompt_lines(prompts) if prompts.endswith(".txt") else None  # read before the generator loads
     gen = Generator(generator, device)
-    if prompts.endswith(".txt"):
-        try:
-            texts = [line for line in Path(prompts).read_text(encoding="utf-8").splitlines() if line.strip()]
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{prompts}: not UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
-                             "re-encode the file as UTF-8") from None
-    else:
+    if texts is None:
         texts = task_prompts(prompts, split, partition or PartitionConfig(), gen.prompt_format)
     with exclusive_output(out):
-        info = gen.generate_checked(texts, Path(out), seed)
-    note = " (fewer prompts than the generator's N: sampled with replacement)" if info["sampled_with_replacement"] else ""
+        info = gen.generate_checked(texts, Path(out), seed, task=task_label(prompts))
+    count = (f"the {info['prompts_given']} prompts given, drawn with replacement to fill the generator's "
+             f"{info['prompts_used']} slots" if info["sampled_with_replacement"]
+             else f"{info['prompts_used']} of the {info['prompts_given']} prompts given")
     print(f"adapter: {out}\ngenerated in {info['generation_seconds']:.3f} s (prompt encoding "
-          f"{info['encode_seconds']:.3f} s, decoder {info['decode_seconds']:.3f} s) from "
-          f"{info['prompts_used']} of {info['prompts_given']} prompts{note}")
+          f"{info['encode_seconds']:.3f} s, decoder {info['decode_seconds']:.3f} s) from {count}")
 
 
 def push(generator: Path, repo: str, private: bool = False, token: str | None = None) -> None:

@@ -10,10 +10,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from ..data.files import check_prompts
 from ..lora_tokens import TokenLayout, detokenize
 from ..models import write_adapter
 from ..models.lora import AdapterMismatchError, LoraGeometry
-from .card import GeneratorCard
+from .card import TRAINED_FILE, GeneratorCard
 from .decoder import DecoderConfig, HyperConvDecoder
 from .encoder import PromptEncoder
 from .hub import resolve_generator
@@ -62,6 +63,21 @@ def read_decoder_weights(directory: Path, decoder: HyperConvDecoder) -> dict[str
     return weights
 
 
+def refuse_unfinished(directory: Path) -> None:
+    """Refuse a generator whose training stopped before its last step (its `trained.json` says how far it went;
+    a generator without one, from before it existed or from the Hub, is taken as finished)."""
+    from ..io import read_json_object
+
+    path = Path(directory) / TRAINED_FILE
+    if not path.is_file():
+        return
+    record = read_json_object(path, "training record")
+    if record.get("step", 0) < record.get("steps", 0):
+        raise ValueError(f"{directory} holds a generator trained for {record['step']} of its {record['steps']} steps "
+                         "(its training was interrupted); finish it by running the same `degaml train-generator` "
+                         "command again")
+
+
 class Generator:
     """A trained generator directory, loaded for inference."""
 
@@ -70,6 +86,7 @@ class Generator:
         self.directory = resolve_generator(directory)
         if not (self.directory / "decoder.safetensors").is_file():
             raise FileNotFoundError(f"{self.directory} is not a trained generator (decoder.safetensors is missing)")
+        refuse_unfinished(self.directory)
         self.card = GeneratorCard.load(self.directory)
         train = self.card.train
         self.geometry = LoraGeometry.from_dict(self.card.geometry)
@@ -116,18 +133,22 @@ class Generator:
         return state, info
 
     def generate(self, prompts: Sequence[str], out: Path, base_model: str, seed: int = 0,
-                 target_geometry: LoraGeometry | None = None) -> dict:
+                 target_geometry: LoraGeometry | None = None, task: str | None = None) -> dict:
         state, info = self.generate_state(prompts, seed, target_geometry)
+        if task:
+            info = {"task": task, **info}
         write_adapter(state, self.lora, base_model, out, info)
         return info
 
-    def generate_checked(self, prompts: Sequence[str], out: Path, seed: int = 0) -> dict:
+    def generate_checked(self, prompts: Sequence[str], out: Path, seed: int = 0, task: str | None = None) -> dict:
         """`generate` for the base model the generator was trained on, first checking (from that model's
-        config alone, no weights) that it has the generator's LoRA geometry."""
+        config alone, no weights) that it has the generator's LoRA geometry. `task`: the task's name, recorded
+        in the adapter's degaml.json and card."""
         from transformers import AutoConfig
 
         from ..models import resolve_model
 
+        check_prompts(prompts)
         base = self.card.model
         target = LoraGeometry.from_config(AutoConfig.from_pretrained(resolve_model(base)), self.lora)
-        return self.generate(prompts, Path(out), base, seed, target)
+        return self.generate(prompts, Path(out), base, seed, target, task)

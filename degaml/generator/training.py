@@ -46,11 +46,12 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from ..choice import ChoiceExample, choice_batch, choice_example
+from ..io import atomic_write_json
 from ..lora_tokens import TokenLayout, detokenize, tokenize
 from ..models import LoadedModel, LoraState, process_state, read_lora_state
 from ..models.lora import ADAPTER_WEIGHTS
 from ..sft import Example, sample_batch
-from .card import GeneratorCard, GeneratorTrainConfig, decoder_config
+from .card import TRAINED_FILE, GeneratorCard, GeneratorTrainConfig, decoder_config
 from .dataset import TaskTrajectory, average_states, weighted_masked_mse
 from .decoder import HyperConvDecoder
 from .diagnostics import task_dependence
@@ -249,6 +250,7 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
             record.update(_diagnostics(evaluated, train, heldout, layout, mask.cpu(), mean_state, config))
             record["processes"] = world
             _save(decoder, optimizer, scheduler, sampler, done, out)  # with its log line: one consistent state
+            atomic_write_json(out / TRAINED_FILE, {"step": done, "steps": config.steps})
             bar.write(_summary(record))
             accelerator.wait_for_everyone()
         with (out / "log.jsonl").open("a") as f:

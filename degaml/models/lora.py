@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
@@ -188,14 +189,19 @@ def read_adapter_shapes(adapter_dir: str | Path) -> dict[str, dict[str, tuple[in
     for required in (adapter_dir / ADAPTER_CONFIG, weights):
         if not required.is_file():
             raise FileNotFoundError(f"{required} is missing: {adapter_dir} is not a PEFT adapter directory")
+    from safetensors import SafetensorError
+
     shapes: dict[str, dict[str, tuple[int, ...]]] = {}
-    with safe_open(str(weights), framework="pt") as f:
-        for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
-            match = _PEFT_KEY.match(key)
-            if match is None:
-                raise AdapterMismatchError(f"{weights}: unexpected tensor {key!r} (not a LoRA A/B weight)")
-            shape = tuple(f.get_slice(key).get_shape())
-            shapes.setdefault(match["module"], {})[match["part"]] = shape
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                match = _PEFT_KEY.match(key)
+                if match is None:
+                    raise AdapterMismatchError(f"{weights}: unexpected tensor {key!r} (not a LoRA A/B weight)")
+                shape = tuple(f.get_slice(key).get_shape())
+                shapes.setdefault(match["module"], {})[match["part"]] = shape
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{weights}: not readable safetensors ({e}); the file is truncated or corrupt") from None
     return shapes
 
 
@@ -251,21 +257,46 @@ def check_adapter_fits(adapter_dir: str | Path, model: nn.Module) -> None:
     _warn_on_other_base(config, config_path, base)
 
 
-def _warn_on_other_base(config: dict, config_path: Path, model: nn.Module) -> None:
-    """Say so when the adapter names another base model than the one it is applied to (shapes fit, so it may
-    be meant: a base model's adapter on its instruct sibling), naming both."""
-    import sys
-
+def other_base(config: dict, model: nn.Module) -> tuple[str, str] | None:
+    """(the base model an adapter config names, the model it is applied to) when they differ, else None. An
+    offline default is loaded from its cache directory and named by the hub id its weights came from."""
     from .registry import base_model_reference
 
     named = str(config.get("base_model_name_or_path") or "")
     loaded = str(getattr(model.config, "_name_or_path", "") or "")
     if not named or not loaded:
-        return
-    # An offline default is loaded from its cache directory and named by the hub id its weights came from.
+        return None
     if base_model_reference(loaded)[0] != base_model_reference(named)[0] and Path(loaded).name != Path(named).name:
-        print(f"degaml: warning: {config_path} was written for base model {named!r}, and is applied to "
-              f"{loaded!r}", file=sys.stderr)
+        return named, loaded
+    return None
+
+
+def adapter_base_record(adapter_dir: str | Path, model: nn.Module) -> dict[str, Any] | None:
+    """What an evaluation records of an adapter written for another base model than the one scored (None when
+    they agree or the adapter names none): {"written_for", "applied_to"}."""
+    adapter_dir = Path(adapter_dir)
+    configs = [adapter_dir / ADAPTER_CONFIG, *sorted(adapter_dir.glob(f"members/*/{ADAPTER_CONFIG}"))]
+    for path in configs:
+        if path.is_file():
+            try:
+                config = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                return None  # check_adapter_fits refuses it, naming the file
+            found = other_base(config, model) if isinstance(config, dict) else None
+            return {"written_for": found[0], "applied_to": found[1]} if found else None
+    return None
+
+
+def _warn_on_other_base(config: dict, config_path: Path, model: nn.Module) -> None:
+    """Say so when the adapter names another base model than the one it is applied to (shapes fit, so it may
+    be meant: a base model's adapter on its instruct sibling), naming both; the evaluation's results.json
+    records it too (`adapter_base_record`)."""
+    import sys
+
+    found = other_base(config, model)
+    if found:
+        print(f"degaml: warning: {config_path} was written for base model {found[0]!r}, and is applied to "
+              f"{found[1]!r}", file=sys.stderr)
 
 
 def load_adapter(model: PreTrainedModel, adapter_dir: str | Path, trainable: bool = False) -> PeftModel:

@@ -115,8 +115,15 @@ def report(run_dir: Path) -> None:
     Args:
         run_dir: The run directory (holds experiment.yaml and seed_*/).
     """
+    import json
+    import sys
+
     from .report import build_report
 
     report_dir = build_report(Path(run_dir))
     print((report_dir / "report.md").read_text())
     print(f"report: {report_dir}")
+    missing = json.loads((report_dir / "summary.json").read_text())["missing"]
+    if missing:
+        print(f"degaml: warning: {len(missing)} evaluation(s) of {run_dir} are missing, first: {missing[0]} "
+              "(all under 'missing evaluations' in the report)", file=sys.stderr)

@@ -35,7 +35,7 @@ from ..records import StageTimings
 from .generator import change_cosines, comparisons, scaling, scaling_plot
 from .plots import plots
 from .protocols import protocol_section
-from .rows import aggregate, anchor_of, collect_rows, methods_in, track_name, tracks
+from .rows import aggregate, anchor_of, collect_rows, methods_in, missing_evaluations, track_name, tracks
 from .tables import ABLATION, cost_table, method_table, stage_table
 from .verdicts import (
     UNIFORM_ACTION,
@@ -82,7 +82,12 @@ def build_report(run_dir: Path) -> Path:
               f"{settings.partition.seed}, {'/'.join(map(str, n))} items per task, "
               f"seeds {seeds} (± is the std over seeds, or the item standard error with one seed)")
     sections = [f"# {settings.name}\n", header + "\n"]
-    summary: dict[str, Any] = {"header": header, "domains": {}}
+    missing = missing_evaluations(run_dir, rows, settings.seeds, [task_label(t) for t in settings.targets],
+                                  protocols[0])
+    if missing:
+        sections += [f"**Incomplete: {len(missing)} evaluation(s) of this run are missing** (listed under "
+                     "'missing evaluations'); the tables and verdicts below leave them out.\n"]
+    summary: dict[str, Any] = {"header": header, "domains": {}, "missing": missing}
     grouped = tracks(rows)
     extra_plots: list[str] = []
     for domain, tasks in domains.items():
@@ -178,6 +183,8 @@ def build_report(run_dir: Path) -> Path:
                  "share is in every figure).\n", cost_table(rows, costed) + "\n",
                  "Wall time of each stage, and the process's peak resident memory by the end of it:\n",
                  stage_table(timings) + "\n"]
+    if missing:
+        sections += ["## missing evaluations\n", "\n".join(f"- {line}" for line in missing) + "\n"]
     drawn = plots(agg, methods, domains, out) + extra_plots
     sections += ["## plots\n", "\n".join(f"![{p}]({p})" for p in drawn) + "\n"]
     long_csv = io.StringIO()

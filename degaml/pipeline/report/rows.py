@@ -67,6 +67,30 @@ def collect_rows(run_dir: Path, protocol: str = "loglikelihood") -> list[ScoreRo
     return rows
 
 
+def missing_evaluations(run_dir: Path, rows: list[ScoreRow], seeds: list[int], targets: list[str],
+                        protocol: str = "loglikelihood") -> list[str]:
+    """What the report cannot show, one line each: a (seed, target, method) of the run's grid (its seeds and
+    targets, every method reported anywhere) without a finished evaluation, saying whether the method's folder
+    is there at all. A report of a run still going, or one whose files were lost, says so instead of leaving
+    blank cells."""
+    from ..layout import seed_run
+
+    done = {(r.seed, r.task, r.method) for r in rows}
+    methods = methods_in(rows)
+    missing = []
+    for seed in seeds:
+        run = seed_run(run_dir, seed)
+        for target in targets:
+            for method in methods:
+                if (seed, target, method) in done:
+                    continue
+                where = run.method(target, method)
+                why = (f"no {where.results_for(protocol).relative_to(run_dir)}" if where.path.is_dir()
+                       else f"no folder {where.path.relative_to(run_dir)}")
+                missing.append(f"seed {seed}, {target}, {method}: {why}")
+    return missing
+
+
 @dataclass(frozen=True)
 class Cell:
     """A (method, task) over seeds: mean score, spread (std over seeds, or the item stderr with one seed),
