@@ -129,6 +129,31 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
     assert (report / "in-domain.md").read_text() == tables
     assert "## in-domain" in capsys.readouterr().out
 
+    # Published (the per-item predictions, costs, timings and settings, nothing a model is needed for) one seed
+    # at a time into one folder, the parts merge, and the report rebuilt from that folder alone is the run's.
+    published = tmp_path / "results" / "tiny"
+    main(["publish", "--run_dir", str(run), "--out", str(published), "--seeds", "[1]"])
+    main(["publish", "--run_dir", str(run), "--out", str(published), "--seeds", "[0]"])
+    main(["publish", "--run_dir", str(run), "--out", str(published), "--seeds", "[0]"])  # again: no change
+    assert not list(published.rglob("*.safetensors")) and not list(published.rglob("trajectories"))
+    assert sum(f.stat().st_size for f in published.rglob("*") if f.is_file()) < 2e6
+    provenance = json.loads((published / "provenance.json").read_text())
+    assert [part["seeds"] for part in provenance["parts"]] == [[1], [0]]
+    assert all(part["cpu"] != "unknown" and part["dtype"] == "float32" for part in provenance["parts"])
+    assert yaml.safe_load((published / "experiment.yaml").read_text())["seeds"] == [0, 1]
+    main(["report", str(published)])
+    for name in ("in-domain.md", "out-of-domain.md", "scores.csv", "ablation_in-domain.md"):
+        assert (published / "report" / name).read_text() == (report / name).read_text(), name
+    mine, theirs = (json.loads((d / "summary.json").read_text()) for d in (report, published / "report"))
+    assert mine["domains"] == theirs["domains"] and mine["timings"] == theirs["timings"]
+    with pytest.raises(SystemExit):  # a part of another experiment does not merge
+        main(["publish", "--run_dir", str(run), "--out", str(tmp_path / "results" / "other"), "--seeds", "[0]"])
+        other = yaml.safe_load((tmp_path / "results" / "other" / "experiment.yaml").read_text())
+        (tmp_path / "results" / "other" / "experiment.yaml").write_text(
+            yaml.safe_dump({**other, "evaluation": {**other["evaluation"], "limit": 3}}))
+        main(["publish", "--run_dir", str(run), "--out", str(tmp_path / "results" / "other"), "--seeds", "[1]"])
+    assert "holds a part of another experiment (evaluation differ)" in capsys.readouterr().err
+
     # The directory resumes only under the settings that made it.
     with pytest.raises(SystemExit):
         main(["run", "--config", str(config), "--evaluation.limit", "3"])

@@ -1,0 +1,132 @@
+"""`degaml publish`: what `degaml report` reads of a run, copied into a small folder that outlives the machine
+(committed under `results/`), with the per-item predictions, as HELM and lm-evaluation-harness's
+`--log_samples` keep them beside every score.
+
+A published folder has the run's layout, less everything a model would be needed for: `experiment.yaml`
+(the resolved settings), `precision.json`, and per seed `timings.json` and, per target and method, `cost.json`
+and `eval*/results.json` (the scores, the per-item predictions with each option's log-likelihood, the config,
+the CPU kind, the dtype and the data packages' hashes). `provenance.json` says where each part came from (the
+commit, the machine, when). `degaml report <folder>` rebuilds every table and interval from it alone.
+
+A study too long for one session runs in parts (seeds, or groups of targets) with the same settings, each
+published into the same folder: the parts merge, and the report covers their union.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from ..config import dump_yaml
+from ..io import atomic_write_json, atomic_write_text, check_output_path, package_versions, read_json_object
+from .experiment import SETTINGS_FILE, Experiment
+from .layout import PRECISION_FILE, seed_runs
+from .records import StageTimings
+
+PROVENANCE_FILE = "provenance.json"
+MERGED_KEYS = ("seeds", "heldout", "out_of_domain")
+"""Settings in which the parts of one study may differ: the report covers the union."""
+
+
+def _git_commit(where: Path) -> str:
+    try:
+        done = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    if done.returncode != 0:
+        return "unknown"
+    return done.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+
+
+def _comparable(settings: dict) -> dict:
+    """The settings without what parts of one study may differ in."""
+    tasks = {k: v for k, v in settings.get("tasks", {}).items() if k not in MERGED_KEYS}
+    return {**{k: v for k, v in settings.items() if k not in ("seeds", "name")}, "tasks": tasks}
+
+
+def _merged_settings(old: dict, new: dict, out: Path) -> dict:
+    if _comparable(old) != _comparable(new):
+        differ = sorted(k for k in {**_comparable(old), **_comparable(new)}
+                        if _comparable(old).get(k) != _comparable(new).get(k))
+        raise ValueError(f"{out} holds a part of another experiment ({', '.join(differ)} differ); publish into "
+                         "another folder")
+    merged = dict(old)
+    merged["seeds"] = sorted(set(old["seeds"]) | set(new["seeds"]))
+    merged["tasks"] = dict(old["tasks"])
+    for key in ("heldout", "out_of_domain"):
+        merged["tasks"][key] = list(dict.fromkeys([*old["tasks"].get(key, []), *new["tasks"].get(key, [])]))
+    return merged
+
+
+def _compact(path: Path) -> str:
+    """A results.json without indentation (the same JSON object)."""
+    return json.dumps(json.loads(path.read_text(encoding="utf-8")), separators=(",", ":"), ensure_ascii=False) + "\n"
+
+
+def _one(values: set[str], what: str) -> str:
+    return values.pop() if len(values) == 1 else (f"several {what}: {sorted(values)}" if values else "unknown")
+
+
+def publish(run_dir: Path, out: Path, seeds: list[int] | None = None) -> None:
+    """Copy what `degaml report` reads of a run (settings, costs, timings, per-item predictions) into a folder to
+    commit, such as results/<name>; parts of one study published into the same folder merge.
+
+    Args:
+        run_dir: A `degaml run` directory.
+        out: The published folder (created, or merged into when it holds another part of the same experiment).
+        seeds: Publish only these seeds (default: all the run has finished).
+    """
+    run_dir, out = Path(run_dir), check_output_path(out)
+    settings = Experiment.load(run_dir)
+    new = yaml.safe_load((run_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+    runs = [r for r in seed_runs(run_dir) if seeds is None or r.seed in seeds]
+    files = [(r, p) for r in runs for p in sorted(r.root.glob("targets/*/*/eval*/results.json"))]
+    if not files:
+        raise FileNotFoundError(f"{run_dir}: no finished evaluation to publish"
+                                + (f" for seeds {seeds}" if seeds is not None else ""))
+    new["seeds"] = [r.seed for r in runs]
+    merged = _merged_settings(yaml.safe_load((out / SETTINGS_FILE).read_text(encoding="utf-8")), new, out) \
+        if (out / SETTINGS_FILE).is_file() else new
+    # Every file a part adds must be new there: two parts that scored the same seed, target and method clash.
+    for run, path in files:
+        target = out / path.relative_to(run_dir)
+        if target.is_file() and target.read_text(encoding="utf-8") != _compact(path):
+            raise ValueError(f"{target} already holds another part's evaluation of seed {run.seed}, "
+                             f"{path.parent.parent.parent.name}, {path.parent.parent.name}; publish into another folder")
+    metas = [read_json_object(path, "evaluation").get("meta", {}) for _, path in files]
+    for _, path in files:
+        atomic_write_text(out / path.relative_to(run_dir), _compact(path))
+        cost = path.parent.parent / "cost.json"
+        if cost.is_file():
+            atomic_write_text(out / cost.relative_to(run_dir), cost.read_text(encoding="utf-8"))
+    provenance = read_json_object(out / PROVENANCE_FILE, "provenance") if (out / PROVENANCE_FILE).is_file() \
+        else {"parts": []}
+    part = {"run": run_dir.name, "seeds": new["seeds"], "targets": settings.targets}
+    again = [p for p in provenance["parts"] if {k: p.get(k) for k in part} == part]  # the same part published again
+    for run in runs if not again else []:
+        if run.timings.is_file():  # a seed published in parts (target groups) adds up the parts' stage times
+            mine, theirs = StageTimings.load(run.timings), StageTimings.load(out / run.root.name / "timings.json")
+            for stage, seconds in mine.seconds.items():
+                theirs.add(stage, seconds, mine.peak_rss_mb.get(stage, 0.0))
+            theirs.save(out / run.root.name / "timings.json")
+    if (run_dir / PRECISION_FILE).is_file():
+        atomic_write_text(out / PRECISION_FILE, (run_dir / PRECISION_FILE).read_text(encoding="utf-8"))
+    atomic_write_text(out / SETTINGS_FILE, dump_yaml(merged))
+    provenance["parts"] = [p for p in provenance["parts"] if p not in again] + [{
+        **part, "commit": _git_commit(Path.cwd()), "published": datetime.now(UTC).isoformat(timespec="seconds"),
+        "degaml": package_versions()["degaml"], "platform": platform.platform(),
+        "cpu": _one({str(m.get("compute", {}).get("cpu")) for m in metas if m.get("compute")}, "CPU kinds"),
+        "dtype": _one({str(m.get("compute", {}).get("dtype")) for m in metas if m.get("compute")}, "dtypes"),
+        "data_packages": next((m["data_packages"]["installed"] for m in metas if m.get("data_packages")), {}),
+        "evaluations": len(files)}]
+    atomic_write_json(out / PROVENANCE_FILE, provenance)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and "report" not in p.parts)
+    print(f"published {len(files)} evaluations of {run_dir} (seeds {new['seeds']}) into {out}: {size / 1e6:.1f} MB; "
+          f"`degaml report {out}` rebuilds the tables from it alone")
