@@ -480,6 +480,36 @@ def test_floors_matched_to_the_generators_budget_and_the_target_finetuned_ceilin
     assert "does the generated change point at the target's own adapter?" in report
 
 
+def test_seen_tasks_train_the_one_generator_and_the_report_gives_the_recovered_share(workspace, tmp_path):
+    """`holdout: seen` (the paper's in-domain reading): one generator trains on the meta-training tasks and the
+    targets' own trajectories (train partitions), as do union LoRA and the floors; targets are scored on their
+    held-out test items, and the report gives the share of the own LoRA's gain the generated adapter recovers."""
+    from degaml.generator.card import GeneratorCard
+    from degaml.pipeline.layout import seed_run
+
+    config, run, settings = _all_targets(workspace, tmp_path)
+    colors, numbers = workspace["tasks"]
+    letters = settings["tasks"]["meta_training"][0]
+    settings.update(holdout="seen", floors=["mean", "target-finetuned"])
+    settings["policy"]["actions"] = ["none"]
+    settings["baselines"]["methods"] = ["union"]
+    config.write_text(yaml.safe_dump(settings))
+    main(["run", "--config", str(config)])
+    seed0 = seed_run(run, 0)
+    card = GeneratorCard.load(seed0.generator("shared"))
+    assert sorted(card.train_tasks) == ["colors", "letters", "numbers"] and card.heldout_tasks == []
+    assert not seed0.generator("colors").exists() and not seed0.generator("numbers").exists()
+    union = json.loads((seed0.method(colors, "union").output / "degaml.json").read_text())
+    assert sorted(union["meta_tasks"]) == sorted([letters, colors, numbers])
+    mean = json.loads((seed0.method(numbers, "mean").output / "degaml.json").read_text())
+    assert sorted(mean["tasks"]) == ["colors", "letters", "numbers"]
+    report = (run / "report" / "report.md").read_text()
+    assert "### recovered share of the target's own LoRA's gain (in-domain; seen tasks" in report
+    shares = json.loads((run / "report" / "summary.json").read_text())["domains"]["in-domain"]["recovered_share"]
+    assert set(shares) == {"base", "union"} and [row.split(" |")[0] for row in shares["base"]] == \
+        ["| colors", "| numbers", "| average of 2"]
+
+
 def test_the_scaling_curve_trains_generators_on_the_first_k_meta_training_tasks(workspace, tmp_path):
     from degaml.generator.card import GeneratorCard
     from degaml.models import read_lora_state

@@ -32,3 +32,18 @@ def test_unpaired_input_is_refused():
         paired_bootstrap({"a": [1]}, {"b": [1]})
     with pytest.raises(ValueError, match="task 'a'"):
         paired_bootstrap({"a": [1, 0]}, {"a": [1]})
+
+
+def test_the_recovered_share_is_the_gain_over_the_headroom_by_hand():
+    from degaml.evaluation.statistics import recovered_share
+
+    method = {"a": [1, 1, 0, 0], "b": [1, 0, 0, 0]}
+    floor = {"a": [0, 0, 0, 0], "b": [0, 0, 0, 0]}
+    ceiling = {"a": [1, 1, 1, 1], "b": [1, 1, 0, 0]}
+    share = recovered_share(method, floor, ceiling, resamples=2000)
+    # gains: a 0.5, b 0.25 -> 0.375; headroom: a 1.0, b 0.5 -> 0.75; share 0.5
+    assert share.share == pytest.approx(0.5) and share.gain.difference == pytest.approx(37.5)
+    assert share.headroom.difference == pytest.approx(75.0) and share.defined
+    assert share.low <= 0.5 <= share.high
+    flat = recovered_share(method, floor, floor, resamples=200)
+    assert not flat.defined and str(flat).startswith("undefined")

@@ -95,11 +95,13 @@ class BaselineJob:
 
 
 def prepare(setup: BaselineSetup, task: str, train_tasks: Sequence[str], needs_meta: bool,
-            lm: LoadedModel | None = None) -> BaselineJob:
-    """Load the model (unless given) and the examples a baseline needs."""
+            lm: LoadedModel | None = None, seen: bool = False) -> BaselineJob:
+    """Load the model (unless given) and the examples a baseline needs. `seen`: the target may be among the
+    training tasks (a run's `holdout: seen`, whose meta-training reads the targets' train partitions; the target
+    is still scored on its held-out items)."""
     label = task_label(task)
     names = [t for t in train_tasks if t]
-    if label in {task_label(t) for t in names}:
+    if not seen and label in {task_label(t) for t in names}:
         raise ValueError(f"--train_tasks includes the target task {label!r}: it must be held out")
     if needs_meta and not names:
         raise ValueError("this baseline meta-trains: give --train_tasks (comma-separated)")

@@ -91,7 +91,8 @@ def _shared_meta_cache(key: str, source: Fold, lm: LoadedModel) -> Path:
 def _meta_train(exp: Experiment, lm: LoadedModel, spec, setup, config, source: Fold, cache: Path) -> None:
     from ..baselines import prepare
 
-    job = prepare(setup, source.targets[0], list(source.training), needs_meta=True, lm=lm)
+    job = prepare(setup, source.targets[0], list(source.training), needs_meta=True, lm=lm,
+                  seen=exp.holdout == "seen")
     reset_peak_memory(lm.device)
     start = time.perf_counter()
     meta = spec.module.meta_train(job, config, exp.progress)

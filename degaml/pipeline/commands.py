@@ -24,7 +24,7 @@ def run(
     policy: PolicySettings | None = None,
     evaluation: EvaluationSettings | None = None,
     baselines: BaselineSettings | None = None,
-    holdout: Literal["one_task", "all_targets"] = "one_task",
+    holdout: Literal["one_task", "all_targets", "seen"] = "one_task",
     floors: list[str] | None = None,
     prompt_controls: list[str] | None = None,
     task_counts: list[int] | None = None,
@@ -58,7 +58,9 @@ def run(
         baselines: Which baselines, their shared target-data budget and their own settings.
         holdout: `one_task` (leave-one-task-out: each fold's generator, floors and baselines learn from every
             task but its target) or `all_targets` (one generator trained on `tasks.meta_training` alone serves
-            every fold, and so do the floors and the baselines' meta-training).
+            every fold, and so do the floors and the baselines' meta-training) or `seen` (the paper's in-domain
+            reading: that generator also trains on the `tasks.train` tasks' own trajectories; targets are scored
+            on their held-out items).
         floors: Zero-label floors from the generator's training data, and ceilings (default mean, retrieval;
             also union-matched, target-finetuned).
         prompt_controls: The generated adapter also from another target's prompts (`swapped`) or random text

@@ -50,12 +50,14 @@ class Experiment:
     policy: PolicySettings
     evaluation: EvaluationSettings
     baselines: BaselineSettings
-    holdout: Literal["one_task", "all_targets"] = "one_task"
+    holdout: Literal["one_task", "all_targets", "seen"] = "one_task"
     """`one_task` (leave-one-task-out): fold T's generator, floors and baselines' meta-training learn from every
     task but T, its own for `generator.steps` (after the shared generator when `shared_generator_steps` > 0).
     `all_targets`: one generator trained on `tasks.meta_training` alone for `shared_generator_steps` serves every
     fold, and so do the floors and the meta-training: no target is in any training set, and `generator.steps`
-    is not used."""
+    is not used. `seen` (the paper's in-domain reading): one generator trained for `shared_generator_steps` on
+    `tasks.meta_training` and the `tasks.train` tasks' own trajectories (their train partitions) serves every
+    fold, and so do the floors and the meta-training; targets are scored on their held-out items."""
     floors: list[str] = field(default_factory=lambda: [MEAN, RETRIEVAL])
     """Zero-label floors built from the generator's training data, and ceilings, beside the baselines (`FLOORS`
     in layout.py): mean, retrieval, union-matched, target-finetuned."""
@@ -75,8 +77,11 @@ class Experiment:
     def __post_init__(self) -> None:
         if not self.seeds:
             raise ValueError("seeds must name at least one seed")
-        if self.holdout not in ("one_task", "all_targets"):
-            raise ValueError(f"holdout must be one_task or all_targets, got {self.holdout!r}")
+        if self.holdout not in ("one_task", "all_targets", "seen"):
+            raise ValueError(f"holdout must be one_task, all_targets or seen, got {self.holdout!r}")
+        if self.holdout == "seen" and not (self.shared_generator_steps and self.tasks.train):
+            raise ValueError("holdout: seen trains one generator on tasks.meta_training and the tasks.train tasks: "
+                             "set shared_generator_steps > 0 and tasks.train")
         if self.shared_generator_steps and not self.tasks.meta_training:
             raise ValueError("shared_generator_steps needs tasks.meta_training: the shared generator trains on "
                              "those alone")
@@ -179,6 +184,18 @@ class Experiment:
         return self.holdout == "all_targets"
 
     @property
+    def one_generator(self) -> bool:
+        """One shared generator serves every fold (`all_targets` and `seen`), instead of one per fold."""
+        return self.holdout in ("all_targets", "seen")
+
+    @property
+    def shared_training(self) -> tuple[str, ...]:
+        """What the shared generator, floors and meta-training learn from: the meta-training tasks, and with
+        `holdout: seen` the `tasks.train` tasks too."""
+        seen = tuple(t for t in self.tasks.train if t not in self.tasks.meta_training) if self.holdout == "seen" else ()
+        return tuple(self.tasks.meta_training) + seen
+
+    @property
     def residual_on_union(self) -> bool:
         """`generator.residual_base: union` in a run's config: the run trains union LoRA of each generator's
         training tasks itself (the union baseline's meta-training) and the generator starts there."""
@@ -203,12 +220,13 @@ class Experiment:
     def trained_on(self, fold: Fold) -> Fold:
         """What `fold`'s generator, zero-label floors and meta-trained baselines learn from: the fold itself, or
         with `holdout: all_targets` the shared fold (the meta-training tasks alone), whose generator and
-        meta-training then serve every fold alike."""
-        return Fold(SHARED_FOLD, tuple(self.tasks.meta_training), fold.targets) if self.all_targets_out else fold
+        meta-training then serve every fold alike; with `holdout: seen` the shared fold of the meta-training and
+        the `tasks.train` tasks."""
+        return Fold(SHARED_FOLD, self.shared_training, fold.targets) if self.one_generator else fold
 
     def generator_dir(self, run: SeedRun, fold: str) -> Path:
         """The generator that adapts fold `fold`'s targets."""
-        return run.generator(SHARED_FOLD if self.all_targets_out else fold)
+        return run.generator(SHARED_FOLD if self.one_generator else fold)
 
 
 SETTINGS_FILE = "experiment.yaml"

@@ -100,7 +100,7 @@ def _union_matched(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -
     from .generator_stage import residual_source
 
     g = exp.generator
-    steps = exp.shared_generator_steps + (0 if exp.all_targets_out else g.steps)
+    steps = exp.shared_generator_steps + (0 if exp.one_generator else g.steps)
     source, base_source = exp.trained_on(fold), residual_source(exp, fold)
     setup = replace(baseline_setup(exp, run), batch_size=g.batch_size * g.task_examples)
     config = UnionConfig(steps=steps, lr=exp.baselines.union.lr)
@@ -111,7 +111,8 @@ def _union_matched(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -
         return load_file(str(cache / "meta.safetensors")), json.loads((cache / "meta.json").read_text())["seconds"], steps
     started = time.perf_counter()
     base, log = meta_trained(exp, lm, run, base_source, "union")
-    job = prepare(setup, source.targets[0], list(source.training), needs_meta=True, lm=lm)
+    job = prepare(setup, source.targets[0], list(source.training), needs_meta=True, lm=lm,
+                  seen=exp.holdout == "seen")
     state = meta_train(job, config, exp.progress, init=base)
     seconds = time.perf_counter() - started + log.get("meta_train_seconds", 0.0)
     cache.mkdir(parents=True, exist_ok=True)

@@ -35,10 +35,10 @@ def collect_stage(exp: Experiment, lm: LoadedModel, run: SeedRun) -> None:
 
 
 def shared_fold(exp: Experiment, count: int | None = None) -> Fold:
-    """The generator trained on the meta-training tasks alone (`shared_generator_steps`), or on the first `count`
-    of them (`task_counts`, the scaling curve)."""
+    """The generator trained on the meta-training tasks alone (`shared_generator_steps`; with `holdout: seen`,
+    and on the `tasks.train` tasks), or on the first `count` of them (`task_counts`, the scaling curve)."""
     if count is None:
-        return Fold(SHARED_FOLD, tuple(exp.tasks.meta_training), tuple(exp.targets))
+        return Fold(SHARED_FOLD, exp.shared_training, tuple(exp.targets))
     return Fold(f"{SHARED_FOLD}-{count}", tuple(exp.tasks.meta_training[:count]), tuple(exp.targets))
 
 
@@ -64,7 +64,7 @@ def generator_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) 
         shared = shared_fold(exp)
         out = _train(exp, lm, run, shared, replace(config, steps=exp.shared_generator_steps,
                                                    residual_base=_residual_base(exp, lm, run, shared)))
-        if exp.all_targets_out:
+        if exp.one_generator:
             return out
         config = replace(config, init_from=str(out), residual_base="")  # its residual base comes with it
     else:

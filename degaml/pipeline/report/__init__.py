@@ -28,6 +28,7 @@ from ..layout import (
     ORACLE,
     RANDOM_ACTION,
     RETRIEVAL,
+    TARGET_FINETUNED,
     action_method,
     seed_runs,
 )
@@ -43,6 +44,7 @@ from .verdicts import (
     item_correctness,
     majority_rates,
     paired_difference,
+    recovered_shares,
     verdicts,
 )
 
@@ -140,6 +142,19 @@ def build_report(run_dir: Path) -> Path:
                                    + [f"| {k} | {scope} | {d} ({d.verdict}) |" for k, scope, d in curve]) + "\n"]
             if domain == "in-domain":
                 extra_plots.append(scaling_plot(curve, out))
+        shares = [(floor, recovered_shares(correct, GENERATED, floor, TARGET_FINETUNED, tasks))
+                  for floor in ("base", "union")]
+        if any(lines for _, lines in shares):
+            reading = ("seen tasks: the generator trained on these targets' own trajectories"
+                       if settings.holdout == "seen" else "held-out targets: the generator never saw them")
+            sections += [f"### recovered share of the target's own LoRA's gain ({domain}; {reading})\n",
+                         "(generated - floor) / (target-finetuned - floor), paired bootstrap 95% intervals on the "
+                         "items all three scored; undefined where the own LoRA's gain over the floor ties zero\n"]
+            for floor, lines in shares:
+                if lines:
+                    sections += ["\n".join([f"| task | generated minus {floor} | target-finetuned minus {floor} | "
+                                             "recovered share |", "|---|---|---|---|", *lines]) + "\n"]
+            summary["domains"][domain]["recovered_share"] = {floor: lines for floor, lines in shares if lines}
         retrieval_controls = list(settings.controls_of(RETRIEVAL))
         others = [m for m in grouped.get(0, []) + ceilings if m not in retrieval_controls and m != action_method("none")]
         compared = comparisons(correct, tasks, others, settings.evaluation.prior_tasks)  # action-none is generated

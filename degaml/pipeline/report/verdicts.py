@@ -42,6 +42,23 @@ def paired_difference(correct: Correctness, a: str, b: str, tasks: list[str]):
                             {t: [correct[b][t][i] for i in ids[t]] for t in tasks})
 
 
+def recovered_shares(correct: Correctness, method: str, floor: str, ceiling: str, tasks: list[str]) -> list[str]:
+    """Table rows of the share of `ceiling`'s gain over `floor` that `method` recovers, per task and over the
+    tasks (each with its paired bootstrap interval, on the items all three scored); none when one lacks a task."""
+    from ...evaluation.statistics import recovered_share
+
+    if not all(t in correct.get(m, {}) for m in (method, floor, ceiling) for t in tasks):
+        return []
+    rows = []
+    for label, group in [*((t, [t]) for t in tasks), (f"average of {len(tasks)}", tasks)]:
+        ids = {t: sorted(correct[method][t].keys() & correct[floor][t].keys() & correct[ceiling][t].keys())
+               for t in group}
+        share = recovered_share(*({t: [correct[m][t][i] for i in ids[t]] for t in group}
+                                  for m in (method, floor, ceiling)))
+        rows.append(f"| {label} | {share.gain} | {share.headroom} | {share} |")
+    return rows
+
+
 UNIFORM_ACTION = "uniform-action"
 """The report's expectation of `random-action` (not a run's method): per item, the mean correctness of the single
 actions, which is what an action drawn uniformly scores without one draw's luck."""
