@@ -35,9 +35,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "report": ("degaml.pipeline.commands", "report",
                "Rebuild the report of a `degaml run` directory from its artifacts (nothing is recomputed)."),
     "publish": ("degaml.pipeline.publish", "publish",
-                "Copy what `degaml report` reads of a run (settings, costs, timings, per-item predictions) into a "
-                "folder to commit, such as results/<name>; parts of one study published into the same folder "
-                "merge."),
+                "Copy what `degaml report` reads of a run into a folder to commit, such as results/<name>."),
     "baseline": ("degaml.baselines.commands", "baseline_commands",
                  "Train one baseline (`degaml baseline <name> --help`: no-meta, union, union-finetune, maml, abmll, "
                  "mean-finetune, lorahub)."),

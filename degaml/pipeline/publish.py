@@ -75,8 +75,10 @@ def _one(values: set[str], what: str) -> str:
 
 
 def publish(run_dir: Path, out: Path, seeds: list[int] | None = None) -> None:
-    """Copy what `degaml report` reads of a run (settings, costs, timings, per-item predictions) into a folder to
-    commit, such as results/<name>; parts of one study published into the same folder merge.
+    """Copy what `degaml report` reads of a run into a folder to commit, such as results/<name>.
+
+    The settings, costs, stage timings and per-item predictions; parts of one study published into the same
+    folder merge.
 
     Args:
         run_dir: A `degaml run` directory.
