@@ -137,7 +137,8 @@ def generate(
     if texts is None:
         texts = task_prompts(prompts, split, partition or PartitionConfig(), gen.prompt_format)
     with exclusive_output(out):
-        info = gen.generate_checked(texts, Path(out), seed, task=task_label(prompts))
+        task = Path(prompts).name if prompts.endswith(".txt") else task_label(prompts)  # never a local path
+        info = gen.generate_checked(texts, Path(out), seed, task=task)
     count = (f"the {info['prompts_given']} prompts given, drawn with replacement to fill the generator's "
              f"{info['prompts_used']} slots" if info["sampled_with_replacement"]
              else f"{info['prompts_used']} of the {info['prompts_given']} prompts given")

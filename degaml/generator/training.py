@@ -128,15 +128,11 @@ def _diagnostics(decoder: HyperConvDecoder, train: list[Conditioned], heldout: l
     return record
 
 
-def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout: TokenLayout,
-                    config: GeneratorTrainConfig, out: Path, meta: dict[str, Any], progress: bool = True,
-                    adapter_loss: AdapterLoss | None = None) -> HyperConvDecoder:
-    """Train a decoder on `train` (logging `heldout` too); `adapter_loss` is required by the task_loss and
-    hybrid objectives. Resumes from `out`."""
+def _check_training(train: list[Conditioned], config: GeneratorTrainConfig, adapter_loss: AdapterLoss | None,
+                    uses_task_loss: bool) -> None:
+    """Refuse, before any work, a training set or settings the objective cannot train on."""
     if not train:
         raise ValueError("no training tasks: the generator needs at least one task's trajectory")
-    objective = OBJECTIVES[config.objective]
-    uses_task_loss = objective.needs_model
     if uses_task_loss and adapter_loss is None:
         raise ValueError(f"objective {config.objective!r} needs the base model (adapter_loss)")
     if uses_task_loss and adapter_loss.anchor != config.anchor:
@@ -146,6 +142,94 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
     if uses_task_loss and not all(t.examples for t in train):
         raise ValueError(f"objective {config.objective!r} needs labelled examples of every training task; none for "
                          f"{[t.trajectory.task for t in train if not t.examples]}")
+
+
+def _initial_decoder(config: GeneratorTrainConfig, condition_shape: tuple, token_shape: tuple, layout: TokenLayout,
+                     mean_state: LoraState) -> HyperConvDecoder:
+    """The decoder at step 0: seeded init, its residual base (the given adapter, else the training mean) as
+    parameter tokens, or another generator's weights (`init_from`)."""
+    torch.manual_seed(config.seed)
+    decoder = HyperConvDecoder(decoder_config(config.decoder), condition_shape, token_shape, config.residual)
+    if decoder.base is not None:
+        base_state = _base_adapter(Path(config.residual_base), mean_state) if config.residual_base else mean_state
+        decoder.base.data.copy_(tokenize(base_state, layout))
+    if config.init_from:
+        _start_from(decoder, Path(config.init_from))
+    return decoder
+
+
+def _optimizer(decoder: HyperConvDecoder, config: GeneratorTrainConfig) -> torch.optim.AdamW:
+    # The residual base is a position, not a weight to shrink: no weight decay on it.
+    decayed = [p for name, p in decoder.named_parameters() if name != "base"]
+    groups = [{"params": decayed}] + ([{"params": [decoder.base], "weight_decay": 0.0}] if decoder.base is not None else [])
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _draw(train: list[Conditioned], config: GeneratorTrainConfig, sampler: torch.Generator,
+          averaged_weights: torch.Tensor) -> tuple[list[Conditioned], torch.Tensor, list, list]:
+    """One step's batch from `sampler`: the tasks picked, their noised prompt conditions, a checkpoint's tokens
+    of each and its token weights. Every process draws the whole batch, so the draws stay in step."""
+    picks = [train[int(torch.randint(len(train), (1,), generator=sampler))] for _ in range(config.batch_size)]
+    conditions, targets, weights = [], [], []
+    for task in picks:
+        traj = task.trajectory
+        conditions.append(task.prompt_states[sample_prompts(len(task.prompt_states), config.num_prompts, sampler)])
+        targets.append(traj.tokens[int(torch.randint(len(traj.tokens), (1,), generator=sampler))])
+        weights.append(averaged_weights if config.token_weighting == "averaged" else traj.weights)
+    condition = torch.stack(conditions)
+    condition = condition + config.condition_noise * torch.randn(condition.shape, generator=sampler)
+    return picks, condition, targets, weights
+
+
+def _evaluation(decoder: HyperConvDecoder, train: list[Conditioned], heldout: list[Conditioned], layout: TokenLayout,
+                mask: torch.Tensor, train_mean: torch.Tensor, mean_state: LoraState,
+                config: GeneratorTrainConfig) -> dict[str, Any]:
+    """The log line's evaluation: each task's distances (the same probe prompts every time) and the
+    task-dependence diagnostics."""
+    evaluated = copy.deepcopy(decoder).eval()  # on the training device; results come back to the CPU
+    probe = torch.Generator().manual_seed(config.seed + 1)
+    record: dict[str, Any] = {}
+    for group, tasks in (("train", train), ("heldout", heldout)):
+        for task in tasks:
+            for key, value in _distances(evaluated, task, mask, train_mean, config.num_prompts, probe).items():
+                record[f"{group}/{task.trajectory.task}/{key}"] = value
+    record.update(_diagnostics(evaluated, train, heldout, layout, mask, mean_state, config))
+    return record
+
+
+def _loss_terms(model, prediction: torch.Tensor, train: list[Conditioned], picks: list[Conditioned], mine: list[int],
+                targets: list, weights: list, layout: TokenLayout, mask: torch.Tensor, objective,
+                adapter_loss: AdapterLoss | None, config: GeneratorTrainConfig, sampler: torch.Generator,
+                device: torch.device, autocast, world: int) -> dict[str, torch.Tensor]:
+    """This process's share of each loss term of the step (each scaled by `world`, so that the averaged
+    gradient is the whole batch's): reconstruction of a checkpoint's tokens, the generated adapters' task loss
+    terms, and the prompt-contrast term."""
+    terms: dict[str, torch.Tensor] = {}
+    if objective.needs_targets:
+        target = torch.stack(targets)
+        target = target + config.target_noise * torch.randn(target.shape, generator=sampler)
+        weight = torch.stack(weights)
+        terms["reconstruction"] = weighted_masked_mse(prediction, target[mine].to(device), mask,
+                                                      weight[mine].to(device), weight.sum()) * world
+    if objective.needs_model:
+        draw = choice_batch if config.task_loss_kind == "choice" else sample_batch
+        batches = [draw(adapter_loss.lm, task.examples, config.task_examples, sampler) for task in picks]
+        shares = [adapter_loss.terms(detokenize(generated, layout), batches[i]) for generated, i in zip(prediction, mine)]
+        terms.update({name: sum(s[name] for s in shares) / len(picks) * world for name in shares[0]})
+        if config.contrast > 0:
+            terms["contrast"] = _contrast(model, train, picks, mine, shares, batches, layout, adapter_loss, config,
+                                          sampler, device, autocast) * world
+    return terms
+
+
+def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout: TokenLayout,
+                    config: GeneratorTrainConfig, out: Path, meta: dict[str, Any], progress: bool = True,
+                    adapter_loss: AdapterLoss | None = None) -> HyperConvDecoder:
+    """Train a decoder on `train` (logging `heldout` too); `adapter_loss` is required by the task_loss and
+    hybrid objectives. Resumes from `out`."""
+    objective = OBJECTIVES[config.objective]
+    uses_task_loss = objective.needs_model
+    _check_training(train, config, adapter_loss, uses_task_loss)
     out.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())  # one process unless `accelerate launch`
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -155,15 +239,8 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
     device = accelerator.device
     condition_shape = (config.num_prompts, config.prompt_tokens, train[0].prompt_states.shape[-1])
     token_shape = (layout.num_tokens, *layout.token_shape)
-    torch.manual_seed(config.seed)  # the decoder's init
-    decoder = HyperConvDecoder(decoder_config(config.decoder), condition_shape, token_shape, config.residual)
     mean_state = average_states([t.trajectory.adapter for t in train])
-    if decoder.base is not None:
-        base_state = _base_adapter(Path(config.residual_base), mean_state) if config.residual_base else mean_state
-        decoder.base.data.copy_(tokenize(base_state, layout))
-    if config.init_from:
-        _start_from(decoder, Path(config.init_from))
-    decoder.to(device)
+    decoder = _initial_decoder(config, condition_shape, token_shape, layout, mean_state).to(device)
     if accelerator.is_main_process:
         GeneratorCard(
             train=config, decoder_shapes=[tuple(s) for s in decoder.shapes], kernel_size=decoder.config.kernel_size,
@@ -171,10 +248,7 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
             train_tasks=[t.trajectory.task for t in train], heldout_tasks=[t.trajectory.task for t in heldout],
             prompts_with_replacement=[t.trajectory.task for t in train if len(t.prompt_states) < config.num_prompts],
             **meta).save(out)
-    # The residual base is a position, not a weight to shrink: no weight decay on it.
-    decayed = [p for name, p in decoder.named_parameters() if name != "base"]
-    groups = [{"params": decayed}] + ([{"params": [decoder.base], "weight_decay": 0.0}] if decoder.base is not None else [])
-    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = _optimizer(decoder, config)
     scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
     sampler = torch.Generator().manual_seed(config.seed)
     start = _resume(decoder, optimizer, scheduler, sampler, out, truncate_log=accelerator.is_main_process)
@@ -191,35 +265,13 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
         # Every process draws the whole batch from the same sampler (so the draws stay in step) and computes
         # its share: samples rank, rank + world, ... Each share's sum is divided by the whole batch's
         # normalizer and scaled by `world`, so the averaged gradient is the whole batch's, exactly.
-        picks = [train[int(torch.randint(len(train), (1,), generator=sampler))] for _ in range(config.batch_size)]
+        picks, condition, targets, weights = _draw(train, config, sampler, averaged_weights)
         mine = list(range(rank, config.batch_size, world))
-        conditions, targets, weights = [], [], []
-        for task in picks:
-            traj = task.trajectory
-            conditions.append(task.prompt_states[sample_prompts(len(task.prompt_states), config.num_prompts, sampler)])
-            targets.append(traj.tokens[int(torch.randint(len(traj.tokens), (1,), generator=sampler))])
-            weights.append(averaged_weights if config.token_weighting == "averaged" else traj.weights)
-        condition = torch.stack(conditions)
-        condition = condition + config.condition_noise * torch.randn(condition.shape, generator=sampler)
         model.train()
         with autocast:
             prediction = model(condition[mine].to(device)).float()
-        terms: dict[str, torch.Tensor] = {}
-        if objective.needs_targets:
-            target = torch.stack(targets)
-            target = target + config.target_noise * torch.randn(target.shape, generator=sampler)
-            weight = torch.stack(weights)
-            terms["reconstruction"] = weighted_masked_mse(prediction, target[mine].to(device), mask,
-                                                          weight[mine].to(device), weight.sum()) * world
-        if uses_task_loss:
-            draw = choice_batch if config.task_loss_kind == "choice" else sample_batch
-            batches = [draw(adapter_loss.lm, task.examples, config.task_examples, sampler) for task in picks]
-            shares = [adapter_loss.terms(detokenize(generated, layout), batches[i])
-                      for generated, i in zip(prediction, mine)]
-            terms.update({name: sum(s[name] for s in shares) / len(picks) * world for name in shares[0]})
-            if config.contrast > 0:
-                terms["contrast"] = _contrast(model, train, picks, mine, shares, batches, layout, adapter_loss, config,
-                                              sampler, device, autocast) * world
+        terms = _loss_terms(model, prediction, train, picks, mine, targets, weights, layout, mask, objective,
+                            adapter_loss, config, sampler, device, autocast, world)
         loss = objective.loss(terms, config.task_loss_weight, adapter_loss)
         if config.contrast > 0:
             loss = loss + config.contrast * terms["contrast"]
@@ -240,14 +292,7 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
                 accelerator.wait_for_everyone()  # the main process evaluates and saves
             continue
         if done % config.eval_every == 0 or done == config.steps:
-            evaluated = copy.deepcopy(decoder).eval()  # on the training device; results come back to the CPU
-            probe = torch.Generator().manual_seed(config.seed + 1)  # the same prompts at every evaluation
-            for group, tasks in (("train", train), ("heldout", heldout)):
-                for task in tasks:
-                    for key, value in _distances(evaluated, task, mask.cpu(), train_mean, config.num_prompts,
-                                                 probe).items():
-                        record[f"{group}/{task.trajectory.task}/{key}"] = value
-            record.update(_diagnostics(evaluated, train, heldout, layout, mask.cpu(), mean_state, config))
+            record.update(_evaluation(decoder, train, heldout, layout, mask.cpu(), train_mean, mean_state, config))
             record["processes"] = world
             _save(decoder, optimizer, scheduler, sampler, done, out)  # with its log line: one consistent state
             atomic_write_json(out / TRAINED_FILE, {"step": done, "steps": config.steps})

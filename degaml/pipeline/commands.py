@@ -33,9 +33,9 @@ def run(
 ) -> None:
     """Run the whole experiment of a config and write its report.
 
-    Collect trajectories, train the generators, train the policies, adapt every target, train the baselines,
-    evaluate everything on the test partitions (once, at the end), and write the report. Every stage resumes
-    and skips what is already complete.
+    Collect trajectories, train the generators, the policies and the baselines, adapt every target, score each
+    fold's targets once its methods are trained, and write the report. Every stage resumes and skips what is
+    complete.
 
     Usually `degaml run --config configs/offline.yaml` (the offline default; without a config the library
     defaults apply, which are larger); any key can be overridden by a flag, e.g. `--evaluation.limit 20`.
@@ -43,18 +43,16 @@ def run(
     Args:
         name: Experiment name (report title).
         out: Run directory.
-        model: Base model (a short name of `degaml list-models`, a hub id or a local directory), its dtype and
-            device.
+        model: Base model (`degaml list-models`, a hub id or a local directory), its dtype and device.
         lora: LoRA rank, alpha and targets (default: r 8, alpha 16, all seven projections).
         seeds: Training seeds; the report gives mean and spread over them (default [0]).
-        partition: Where tasks are read from and their train/validation/test partition (the same for all
-            seeds).
+        partition: Where tasks are read from and their train/validation/test partition (fixed across seeds).
         tasks: Meta-training tasks (never targets), in-domain tasks (leave-one-out targets), out-of-domain
             targets.
         collect: Trajectory collection (its seed is replaced by each of `seeds`).
         generator: Generator shapes and training (its seed is replaced by each of `seeds`).
         policy: Policy action space, reward budget and training.
-        evaluation: Test items per target.
+        evaluation: Items per target, the partition scored, the protocol.
         baselines: Which baselines, their shared target-data budget and their own settings.
         holdout: `one_task` (leave-one-task-out: each fold's generator, floors and baselines learn from every
             task but its target) or `all_targets` (one generator trained on `tasks.meta_training` alone serves
@@ -63,8 +61,7 @@ def run(
             on their held-out items).
         floors: Zero-label floors from the generator's training data, and ceilings (default mean, retrieval;
             also union-matched, target-finetuned).
-        prompt_controls: The generated adapter also from another target's prompts (`swapped`) or random text
-            (`random`).
+        prompt_controls: The generated adapter also from another target's prompts (`swapped`) or random text.
         task_counts: The scaling curve: more shared generators, each on the first K meta-training tasks.
         shared_generator_steps: If > 0, one generator first trains this many steps on `tasks.meta_training`
             alone (no target among them); with `holdout: one_task` each fold's generator continues from it for

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,143 @@ from .verdicts import (
 )
 
 __all__ = ["build_report"]
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every section of a run's report reads: its settings, score rows and per-item correctness."""
+
+    run_dir: Path
+    settings: Experiment
+    rows: list
+    agg: dict
+    methods: list[str]
+    seeds: list[int]
+    singles: list[str]
+    """The single actions the run scored alone (`action-*`)."""
+    correct: dict
+    each_seed: dict
+    """{seed: its correctness alone}, where the run has several seeds."""
+    grouped: dict[int, list[str]]
+    out: Path
+
+
+def _recovered_share_section(ctx: _Run, domain: str, tasks: list[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """({floor: table rows}, sections) of the share of the target's own LoRA's gain over base and over union that
+    the generated adapter recovers; nothing where the run has no target-finetuned ceiling."""
+    shares = {floor: lines for floor in ("base", "union")
+              if (lines := recovered_shares(ctx.correct, GENERATED, floor, TARGET_FINETUNED, tasks))}
+    if not shares:
+        return {}, []
+    reading = ("seen tasks: the generator trained on these targets' own trajectories"
+               if ctx.settings.holdout == "seen" else "held-out targets: the generator never saw them")
+    sections = [f"### recovered share of the target's own LoRA's gain ({domain}; {reading})\n",
+                "(generated - floor) / (target-finetuned - floor), paired bootstrap 95% intervals on the items all "
+                "three scored; undefined where the own LoRA's gain over the floor ties zero\n"]
+    for floor, lines in shares.items():
+        sections += ["\n".join([f"| task | generated minus {floor} | target-finetuned minus {floor} | recovered "
+                                "share |", "|---|---|---|---|", *lines]) + "\n"]
+    return shares, sections
+
+
+def _lookup_comparisons(ctx: _Run, tasks: list[str]) -> list[str]:
+    """The retrieval floor against its prompt controls: what a lookup reads in the prompts."""
+    if RETRIEVAL not in ctx.methods:
+        return []
+    controls = [m for m in ctx.settings.controls_of(RETRIEVAL) if m in ctx.methods]
+    return comparisons(ctx.correct, tasks, controls, ctx.settings.evaluation.prior_tasks, subject=RETRIEVAL)
+
+
+def _each_seed_sections(ctx: _Run, domain: str, tasks: list[str], others: list[str], adapted: list[str]) -> list[str]:
+    """The generated adapter's and DeGAML's comparisons for each seed alone: a claim "on both seeds" is read
+    here, not from their average."""
+    sections = []
+    for seed, alone in ctx.each_seed.items():
+        tables = [comparisons(alone, tasks, others, ctx.settings.evaluation.prior_tasks),
+                  comparisons(alone, tasks, adapted, ctx.settings.evaluation.prior_tasks, subject=DEGAML)]
+        sections += [f"### seed {seed} alone ({domain})\n", "\n\n".join("\n".join(t) for t in tables if t) + "\n"]
+    return sections
+
+
+def _domain_report(ctx: _Run, domain: str, tasks: list[str]) -> tuple[list[str], dict[str, Any], list[str]]:
+    """One domain's sections of the report (its tracks' tables and verdicts, the ceilings, the stage ablation,
+    the scaling curve, the recovered share, the generated adapter's and DeGAML's comparisons), its summary entry
+    and the plots it drew; its tables are also written as Markdown and CSV."""
+    run_dir, settings, rows, agg, methods = ctx.run_dir, ctx.settings, ctx.rows, ctx.agg, ctx.methods
+    correct, seeds, singles, grouped, out = ctx.correct, ctx.seeds, ctx.singles, ctx.grouped, ctx.out
+    plots_drawn: list[str] = []
+    majority = majority_rates(run_dir, tasks)
+    constant = ("Majority-class rate of the two-choice tasks: "
+                + ", ".join(f"{t} {100 * r:.1f}" for t, r in majority.items()) + "\n") if majority else ""
+    sections = [f"## {domain}\n", constant]
+    tables, table_rows, zero_averages = [], [["track", "method", *tasks, "average"]], {}
+    entry: dict[str, Any] = {"tasks": tasks, "majority_rates": majority, "tracks": {}}
+    for labels, members in grouped.items():
+        track = track_name(labels)
+        md, track_rows, averages = method_table(agg, members, tasks, track)
+        uniform = [UNIFORM_ACTION] if labels == 0 and UNIFORM_ACTION in correct else []
+        judged = verdicts(correct, tasks, len(seeds), anchor_of(labels), members + uniform)
+        tables.append(f"### {track}\n\n{md}\n")
+        table_rows += track_rows
+        sections += [f"### {track}\n", md + "\n", "\n".join(judged) + "\n"]
+        if uniform:
+            sections += [f"{UNIFORM_ACTION}: the expected score of an action drawn uniformly per target from the "
+                         f"{len(singles)} single actions (their per-item mean), which `random-action` draws once.\n"]
+        entry["tracks"][track] = {"methods": members, "averages": averages,
+                                                       "verdicts": judged}
+        zero_averages = averages if labels == 0 else zero_averages
+    ceilings = [m for m in methods if any(r.ceiling for r in rows if r.method == m)]
+    if ceilings:
+        track = "ceilings"
+        md, track_rows, _ = method_table(agg, ceilings, tasks, track)
+        judged = verdicts(correct, tasks, len(seeds), DEGAML, ceilings)
+        tables.append(f"### {track}\n\n{md}\n")
+        table_rows += track_rows
+        sections += [f"### {track}: read target labels beyond any track's budget (the oracle: the action best on "
+                     "the target's labelled validation items; target-finetuned: the target's own train labels)\n",
+                     md + "\n", "\n".join(judged) + "\n"]
+        entry["tracks"][track] = {"methods": ceilings, "verdicts": judged}
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(table_rows)
+    atomic_write_text(out / f"{domain}.md", "\n".join(tables))
+    atomic_write_text(out / f"{domain}.csv", buffer.getvalue())
+    stages = [(s, label) for s, label in ABLATION if s in zero_averages]
+    ablation = [f"| stage | {domain} average | minus the stage before (paired 95% interval) |", "|---|---|---|"]
+    for k, (stage, label) in enumerate(stages):
+        d = paired_difference(correct, stage, stages[k - 1][0], tasks) if k else None
+        ablation.append(f"| {label} | {100 * zero_averages[stage]:.1f} | {f'{d} ({d.verdict})' if d else '-'} |")
+    atomic_write_text(out / f"ablation_{domain}.md", "\n".join(ablation) + "\n")
+    sections += [f"### stage ablation ({domain})\n", "\n".join(ablation) + "\n"]
+    curve = scaling(correct, tasks, settings)
+    if curve:
+        sections += [f"### scaling curve ({domain}): generated minus union LoRA of the same meta-training tasks\n",
+                     "\n".join(["| meta-training tasks | scope | generated minus union |", "|---|---|---|"]
+                               + [f"| {k} | {scope} | {d} ({d.verdict}) |" for k, scope, d in curve]) + "\n"]
+        if domain == "in-domain":
+            plots_drawn.append(scaling_plot(curve, out))
+    shares, shown = _recovered_share_section(ctx, domain, tasks)
+    sections += shown
+    if shares:
+        entry["recovered_share"] = shares
+    retrieval_controls = list(settings.controls_of(RETRIEVAL))
+    others = [m for m in grouped.get(0, []) + ceilings if m not in retrieval_controls and m != action_method("none")]
+    compared = comparisons(correct, tasks, others, settings.evaluation.prior_tasks)  # action-none is generated
+    if compared:
+        sections += [f"### the generated adapter against the other zero-label methods ({domain})\n",
+                     "\n".join(compared) + "\n"]
+        entry["generated_minus"] = compared
+    # DeGAML against what issue 25's verdict names: the generated adapter, each action alone, a uniformly
+    # random one (drawn and expected), the other policies, union LoRA and the oracle.
+    adapted = [m for m in methods if m in (GENERATED, RANDOM_ACTION, "union", ORACLE)
+               or (m.startswith((ACTION_PREFIX, f"{DEGAML}-")) and m not in (action_method("none"), DEGAML_K))]
+    adapted += [UNIFORM_ACTION] if UNIFORM_ACTION in correct else []
+    sections += _each_seed_sections(ctx, domain, tasks, others, adapted)
+    looked_up = _lookup_comparisons(ctx, tasks)
+    if looked_up:
+        sections += [f"### the retrieval floor against its prompt controls ({domain}): what a lookup reads in "
+                     "the prompts\n", "\n".join(looked_up) + "\n"]
+        entry["retrieval_minus"] = looked_up
+    return sections, entry, plots_drawn
 
 
 def build_report(run_dir: Path) -> Path:
@@ -92,92 +229,12 @@ def build_report(run_dir: Path) -> Path:
     summary: dict[str, Any] = {"header": header, "domains": {}, "missing": missing}
     grouped = tracks(rows)
     extra_plots: list[str] = []
+    ctx = _Run(run_dir, settings, rows, agg, methods, seeds, singles, correct, each_seed, grouped, out)
     for domain, tasks in domains.items():
-        majority = majority_rates(run_dir, tasks)
-        constant = ("Majority-class rate of the two-choice tasks: "
-                    + ", ".join(f"{t} {100 * r:.1f}" for t, r in majority.items()) + "\n") if majority else ""
-        sections += [f"## {domain}\n", constant]
-        tables, table_rows, zero_averages = [], [["track", "method", *tasks, "average"]], {}
-        summary["domains"][domain] = {"tasks": tasks, "majority_rates": majority, "tracks": {}}
-        for labels, members in grouped.items():
-            track = track_name(labels)
-            md, track_rows, averages = method_table(agg, members, tasks, track)
-            uniform = [UNIFORM_ACTION] if labels == 0 and UNIFORM_ACTION in correct else []
-            judged = verdicts(correct, tasks, len(seeds), anchor_of(labels), members + uniform)
-            tables.append(f"### {track}\n\n{md}\n")
-            table_rows += track_rows
-            sections += [f"### {track}\n", md + "\n", "\n".join(judged) + "\n"]
-            if uniform:
-                sections += [f"{UNIFORM_ACTION}: the expected score of an action drawn uniformly per target from the "
-                             f"{len(singles)} single actions (their per-item mean), which `random-action` draws once.\n"]
-            summary["domains"][domain]["tracks"][track] = {"methods": members, "averages": averages,
-                                                           "verdicts": judged}
-            zero_averages = averages if labels == 0 else zero_averages
-        ceilings = [m for m in methods if any(r.ceiling for r in rows if r.method == m)]
-        if ceilings:
-            track = "ceilings"
-            md, track_rows, _ = method_table(agg, ceilings, tasks, track)
-            judged = verdicts(correct, tasks, len(seeds), DEGAML, ceilings)
-            tables.append(f"### {track}\n\n{md}\n")
-            table_rows += track_rows
-            sections += [f"### {track}: read target labels beyond any track's budget (the oracle: the action best on "
-                         "the target's labelled validation items; target-finetuned: the target's own train labels)\n",
-                         md + "\n", "\n".join(judged) + "\n"]
-            summary["domains"][domain]["tracks"][track] = {"methods": ceilings, "verdicts": judged}
-        buffer = io.StringIO()
-        csv.writer(buffer).writerows(table_rows)
-        atomic_write_text(out / f"{domain}.md", "\n".join(tables))
-        atomic_write_text(out / f"{domain}.csv", buffer.getvalue())
-        stages = [(s, label) for s, label in ABLATION if s in zero_averages]
-        ablation = [f"| stage | {domain} average | minus the stage before (paired 95% interval) |", "|---|---|---|"]
-        for k, (stage, label) in enumerate(stages):
-            d = paired_difference(correct, stage, stages[k - 1][0], tasks) if k else None
-            ablation.append(f"| {label} | {100 * zero_averages[stage]:.1f} | {f'{d} ({d.verdict})' if d else '-'} |")
-        atomic_write_text(out / f"ablation_{domain}.md", "\n".join(ablation) + "\n")
-        sections += [f"### stage ablation ({domain})\n", "\n".join(ablation) + "\n"]
-        curve = scaling(correct, tasks, settings)
-        if curve:
-            sections += [f"### scaling curve ({domain}): generated minus union LoRA of the same meta-training tasks\n",
-                         "\n".join(["| meta-training tasks | scope | generated minus union |", "|---|---|---|"]
-                                   + [f"| {k} | {scope} | {d} ({d.verdict}) |" for k, scope, d in curve]) + "\n"]
-            if domain == "in-domain":
-                extra_plots.append(scaling_plot(curve, out))
-        shares = [(floor, recovered_shares(correct, GENERATED, floor, TARGET_FINETUNED, tasks))
-                  for floor in ("base", "union")]
-        if any(lines for _, lines in shares):
-            reading = ("seen tasks: the generator trained on these targets' own trajectories"
-                       if settings.holdout == "seen" else "held-out targets: the generator never saw them")
-            sections += [f"### recovered share of the target's own LoRA's gain ({domain}; {reading})\n",
-                         "(generated - floor) / (target-finetuned - floor), paired bootstrap 95% intervals on the "
-                         "items all three scored; undefined where the own LoRA's gain over the floor ties zero\n"]
-            for floor, lines in shares:
-                if lines:
-                    sections += ["\n".join([f"| task | generated minus {floor} | target-finetuned minus {floor} | "
-                                             "recovered share |", "|---|---|---|---|", *lines]) + "\n"]
-            summary["domains"][domain]["recovered_share"] = {floor: lines for floor, lines in shares if lines}
-        retrieval_controls = list(settings.controls_of(RETRIEVAL))
-        others = [m for m in grouped.get(0, []) + ceilings if m not in retrieval_controls and m != action_method("none")]
-        compared = comparisons(correct, tasks, others, settings.evaluation.prior_tasks)  # action-none is generated
-        if compared:
-            sections += [f"### the generated adapter against the other zero-label methods ({domain})\n",
-                         "\n".join(compared) + "\n"]
-            summary["domains"][domain]["generated_minus"] = compared
-        # DeGAML against what issue 25's verdict names: the generated adapter, each action alone, a uniformly
-        # random one (drawn and expected), the other policies, union LoRA and the oracle.
-        adapted = [m for m in methods if m in (GENERATED, RANDOM_ACTION, "union", ORACLE)
-                   or (m.startswith((ACTION_PREFIX, f"{DEGAML}-")) and m not in (action_method("none"), DEGAML_K))]
-        adapted += [UNIFORM_ACTION] if UNIFORM_ACTION in correct else []
-        for seed, alone in each_seed.items():  # a claim "on both seeds" is read here, not from their average
-            tables_of_seed = [comparisons(alone, tasks, others, settings.evaluation.prior_tasks),
-                              comparisons(alone, tasks, adapted, settings.evaluation.prior_tasks, subject=DEGAML)]
-            sections += [f"### seed {seed} alone ({domain})\n",
-                         "\n\n".join("\n".join(t) for t in tables_of_seed if t) + "\n"]
-        looked_up = comparisons(correct, tasks, [m for m in retrieval_controls if m in methods],
-                                settings.evaluation.prior_tasks, subject=RETRIEVAL) if RETRIEVAL in methods else []
-        if looked_up:
-            sections += [f"### the retrieval floor against its prompt controls ({domain}): what a lookup reads in "
-                         "the prompts\n", "\n".join(looked_up) + "\n"]
-            summary["domains"][domain]["retrieval_minus"] = looked_up
+        domain_sections, entry, drawn_here = _domain_report(ctx, domain, tasks)
+        sections += domain_sections
+        summary["domains"][domain] = entry
+        extra_plots += drawn_here
     sections += protocol_section(run_dir, protocols, domains, settings.answer_format)
     cosines = change_cosines(run_dir, settings)
     if cosines:
