@@ -1,0 +1,72 @@
+"""The committed results: every run under results/ rebuilds its committed report from its per-item predictions
+alone (no model), and every headline figure the README states is what those predictions give."""
+
+import json
+import re
+import shutil
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).parent.parent
+RESULTS = ROOT / "results"
+PUBLISHED = sorted(p.name for p in RESULTS.iterdir() if (p / "experiment.yaml").is_file()) if RESULTS.is_dir() else []
+
+# Each figure the README's results table states: (run under results/, what it computes, its arguments); the
+# README writes it as f"{label} {figure}" with the label given here.
+HEADLINES = [
+    ("main-job", "difference", ("generated", "union"), "generated − union"),
+    ("main-job", "difference", ("degaml", "generated"), "DeGAML − generated"),
+    ("main-job", "difference", ("generated", "base"), "generated − base"),
+    ("seen-tasks", "difference", ("generated", "union"), "generated − union"),
+    ("seen-tasks", "difference", ("generated", "base"), "generated − base"),
+    ("seen-tasks", "share", ("generated", "base", "target-finetuned"), "recovered share over base"),
+    ("seen-tasks", "share", ("generated", "union", "target-finetuned"), "recovered share over union"),
+]
+
+
+@cache
+def _correctness(run: str) -> tuple[dict, list[str]]:
+    from degaml.data import task_label
+    from degaml.pipeline.report.verdicts import item_correctness
+
+    settings = yaml.safe_load((RESULTS / run / "experiment.yaml").read_text())
+    return item_correctness(RESULTS / run), [task_label(t) for t in settings["tasks"]["heldout"]]
+
+
+def figure(run: str, kind: str, args: tuple[str, ...]) -> str:
+    from degaml.evaluation.statistics import recovered_share
+    from degaml.pipeline.report.verdicts import paired_difference
+
+    correct, tasks = _correctness(run)
+    if kind == "difference":
+        return str(paired_difference(correct, *args, tasks))
+    ids = {t: sorted(set.intersection(*(set(correct[m][t]) for m in args))) for t in tasks}
+    return str(recovered_share(*({t: [correct[m][t][i] for i in ids[t]] for t in tasks} for m in args)))
+
+
+@pytest.mark.parametrize("run", PUBLISHED)
+def test_a_published_run_rebuilds_its_committed_report_from_its_predictions_alone(run, tmp_path):
+    from degaml.pipeline.report import build_report
+
+    copy = tmp_path / run
+    shutil.copytree(RESULTS / run, copy, ignore=shutil.ignore_patterns("report"))
+    rebuilt = build_report(copy)
+    committed = RESULTS / run / "report"
+    for name in ("report.md", "scores.csv", "in-domain.md"):
+        assert (rebuilt / name).read_text() == (committed / name).read_text(), f"results/{run}/report/{name}"
+    assert json.loads((rebuilt / "summary.json").read_text())["domains"] == \
+        json.loads((committed / "summary.json").read_text())["domains"]
+
+
+@pytest.mark.parametrize(("run", "kind", "args", "label"), [h for h in HEADLINES if h[0] in PUBLISHED])
+def test_each_headline_figure_in_the_readme_is_what_the_predictions_give(run, kind, args, label):
+    stated = f"{label} {figure(run, kind, args)}"
+    assert stated in (ROOT / "README.md").read_text(), f"README.md should state {stated!r} (results/{run})"
+
+
+def test_every_run_the_readme_quotes_is_published():
+    quoted = set(re.findall(r"results/([A-Za-z0-9][\w.-]*)", (ROOT / "README.md").read_text()))
+    assert {run for run, *_ in HEADLINES} | quoted <= set(PUBLISHED)
