@@ -5,7 +5,8 @@
 A published folder has the run's layout, less everything a model would be needed for: `experiment.yaml`
 (the resolved settings), `precision.json`, and per seed `timings.json` and, per target and method, `cost.json`
 and `eval*/results.json` (the scores, the per-item predictions with each option's log-likelihood, the config,
-the CPU kind, the dtype and the data packages' hashes). `provenance.json` says where each part came from (the
+the CPU kind and the dtype); `data_files.json`, every data file the evaluations read with its package version
+and sha256. `provenance.json` says where each part came from (the
 commit, the machine, when). `degaml report <folder>` rebuilds every table and interval from it alone.
 
 A study too long for one session runs in parts (seeds, or groups of targets) with the same settings, each
@@ -34,6 +35,7 @@ MERGED_KEYS = ("seeds", "heldout", "out_of_domain")
 
 
 def _git_commit(where: Path) -> str:
+    """The commit of the checkout that holds `where` (a run directory: the code that made it), or unknown."""
     try:
         done = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
@@ -65,9 +67,24 @@ def _merged_settings(old: dict, new: dict, out: Path) -> dict:
     return merged
 
 
-def _compact(path: Path) -> str:
-    """A results.json without indentation (the same JSON object)."""
-    return json.dumps(json.loads(path.read_text(encoding="utf-8")), separators=(",", ":"), ensure_ascii=False) + "\n"
+DATA_FILES = "data_files.json"
+"""At a published folder's top: every data file its evaluations read, with its package version and sha256, once
+(each results.json names it instead of repeating the same hundreds of hashes)."""
+
+
+def _compact(path: Path, data_files: dict | None = None) -> str:
+    """A results.json without indentation, its data files' hashes moved into `data_files` ({package: {"version",
+    "files"}}) and replaced by a pointer to DATA_FILES."""
+    record = json.loads(path.read_text(encoding="utf-8"))
+    read = record.get("meta", {}).get("data_packages", {}).get("read")
+    if read:
+        for dist, entry in read.items():
+            known = (data_files if data_files is not None else {}).setdefault(dist, {"version": entry["version"],
+                                                                                      "files": {}})
+            known["files"].update(entry["files"])
+        record["meta"]["data_packages"]["read"] = {dist: f"{len(entry['files'])} files, in {DATA_FILES}"
+                                                   for dist, entry in read.items()}
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
 def _one(values: set[str], what: str) -> str:
@@ -103,11 +120,14 @@ def publish(run_dir: Path, out: Path, seeds: list[int] | None = None) -> None:
             raise ValueError(f"{target} already holds another part's evaluation of seed {run.seed}, "
                              f"{path.parent.parent.parent.name}, {path.parent.parent.name}; publish into another folder")
     metas = [read_json_object(path, "evaluation").get("meta", {}) for _, path in files]
+    data_files = read_json_object(out / DATA_FILES, "data files") if (out / DATA_FILES).is_file() else {}
     for _, path in files:
-        atomic_write_text(out / path.relative_to(run_dir), _compact(path))
+        atomic_write_text(out / path.relative_to(run_dir), _compact(path, data_files))
         cost = path.parent.parent / "cost.json"
         if cost.is_file():
             atomic_write_text(out / cost.relative_to(run_dir), cost.read_text(encoding="utf-8"))
+    atomic_write_json(out / DATA_FILES, {d: {"version": e["version"], "files": dict(sorted(e["files"].items()))}
+                                         for d, e in sorted(data_files.items())})
     provenance = read_json_object(out / PROVENANCE_FILE, "provenance") if (out / PROVENANCE_FILE).is_file() \
         else {"parts": []}
     part = {"run": run_dir.name, "seeds": new["seeds"], "targets": settings.targets}
@@ -122,7 +142,7 @@ def publish(run_dir: Path, out: Path, seeds: list[int] | None = None) -> None:
         atomic_write_text(out / PRECISION_FILE, (run_dir / PRECISION_FILE).read_text(encoding="utf-8"))
     atomic_write_text(out / SETTINGS_FILE, dump_yaml(merged))
     provenance["parts"] = [p for p in provenance["parts"] if p not in again] + [{
-        **part, "commit": _git_commit(Path.cwd()), "published": datetime.now(UTC).isoformat(timespec="seconds"),
+        **part, "commit": _git_commit(run_dir), "published": datetime.now(UTC).isoformat(timespec="seconds"),
         "degaml": package_versions()["degaml"], "platform": platform.platform(),
         "cpu": _one({str(m.get("compute", {}).get("cpu")) for m in metas if m.get("compute")}, "CPU kinds"),
         "dtype": _one({str(m.get("compute", {}).get("dtype")) for m in metas if m.get("compute")}, "dtypes"),
