@@ -45,6 +45,7 @@ bench:
 	$(PY) -m benchmarks.merged_scoring
 	$(PY) -m benchmarks.dtype_agreement
 	$(PY) -m benchmarks.eval_throughput
+	$(PY) -m benchmarks.help_speed
 	if [ -d runs/offline-default/seed_0/trajectories ]; then \
 		$(PY) -m benchmarks.stat_code --trajectories runs/offline-default/seed_0/trajectories; \
 	else echo "stat_code: skipped (needs trajectories: run make main-job first)"; fi

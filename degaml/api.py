@@ -134,7 +134,7 @@ def evaluate_command(
     from .evaluation import format_table
     from .evaluation.harness import write_evaluation
     from .evaluation.output_scoring import evaluate_adapted
-    from .io import exclusive_output
+    from .io import claim_directory, exclusive_output
     from .models import load_model
     from .models.lora import adapter_base_record
 
@@ -144,6 +144,7 @@ def evaluate_command(
 
     check_task_names(task_names(data.tasks), "--data.tasks")  # before the model loads
     with exclusive_output(out, replaced=False):  # checked and locked before any scoring; results merge into `out`
+        claim_directory(out, ("results.json",))
         lm = load_model(model)
         results, partitions = evaluate_adapted(lm, adapter, data, evaluation, progress=progress,
                                                item_scorer=per_sample_scorer)

@@ -519,11 +519,41 @@ def test_the_current_home_and_root_directories_are_refused_as_outputs(workspace,
     assert (here / "keep.txt").read_text() == "keep"
 
 
-def test_evaluate_and_run_merge_into_a_folder_and_keep_what_is_there(workspace, tmp_path, capsys):
+def _keeping_commands(ws, gen_dir, out):
+    """Commands that write into a folder they keep (and resume), with the least work that gets them there."""
+    return {
+        "evaluate": ["evaluate", "--model.name", ws["model"], "--data.tasks", ws["tasks"][0], "--data.limit", "2",
+                     "--model.dtype", "float32", "--model.device", "cpu", "--out", str(out), "--progress", "false"],
+        "run": ["run", "--config", "quick", "--out", str(out)],
+        "collect": ["collect", "--tasks", ws["tasks"][0], "--out", str(out), "--model.name", ws["model"],
+                    "--collect.burn_in_steps", "1", "--collect.checkpoints", "1", "--progress", "false"],
+        "train-generator": ["train-generator", "--trajectories", str(gen_dir / "t"), "--out", str(out),
+                            "--generator.decoder", "cpu-tiny", "--generator.encoder", ws["encoder"],
+                            "--generator.num_prompts", "2", "--generator.prompt_tokens", "8", "--generator.chunk",
+                            "16", "--generator.steps", "1", "--progress", "false"],
+        "train-policy": ["train-policy", "--generator", str(gen_dir / "g"), "--tasks", ws["tasks"][1], "--out",
+                         str(out), "--limit", "2", "--epochs", "1", "--progress", "false"],
+    }
+
+
+@pytest.mark.parametrize("command", ["evaluate", "run", "collect", "train-generator", "train-policy"])
+def test_a_command_that_writes_into_its_folder_refuses_one_it_did_not_write(workspace, generator_dir, tmp_path,
+                                                                           capsys, monkeypatch, command):
+    import degaml.models
+
     folder = _user_folder(tmp_path)
-    main(["evaluate", "--model.name", workspace["model"], "--data.tasks", workspace["tasks"][0], "--data.limit", "2",
-          "--model.dtype", "float32", "--model.device", "cpu", "--out", str(folder), "--progress", "false"])
-    assert (folder / "notes.txt").read_text() == "important" and (folder / "results.json").is_file()
+    monkeypatch.setattr(degaml.models, "load_model", lambda *a, **k: pytest.fail("the model loaded first"))
+    err = _error(capsys, _keeping_commands(workspace, generator_dir, folder)[command])
+    assert f"--out {folder} is a folder that degaml did not write" in err
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def test_an_evaluation_folder_is_written_into_again(workspace, generator_dir, tmp_path, capsys):
+    out = tmp_path / "eval"
+    argv = _keeping_commands(workspace, generator_dir, out)["evaluate"]
+    main(argv)
+    main(argv)  # its own folder: taken again
+    assert (out / "results.json").is_file() and (out / ".degaml-output").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no stale lock beside it
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 from ..config import DataConfig, ModelConfig, PartitionConfig, task_names
 from ..data.prompts import task_items
 from ..data.tasks import check_task_names, task_label
-from ..io import check_output_path, check_replaceable, exclusive_output
+from ..io import check_output_path, check_replaceable, claim_directory, exclusive_output
 
 
 def load_for_adaptation(generator: Path, model: ModelConfig | None):
@@ -128,8 +128,8 @@ def train_policy(
 
     config = PolicyConfig(method=method, epochs=epochs, lr=lr, cost_penalty=cost_penalty, seed=seed)
     actions = default_actions()
-    check_output_path(out)
     check_task_names(task_names(tasks), "--tasks")  # before the model loads
+    claim_directory(out, ("rewards.jsonl", "policy.json"))
     gen, lm = load_for_adaptation(generator, model)
     data = DataConfig(tasks=[], limit=limit, partition=partition or PartitionConfig())
     with exclusive_output(out, replaced=False):  # rewards.jsonl grows as rewards are measured: one writer

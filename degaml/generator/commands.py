@@ -11,7 +11,7 @@ from ..config import DataConfig, LoraSettings, ModelConfig, PartitionConfig, tas
 from ..data.files import read_prompt_lines
 from ..data.prompts import task_prompts
 from ..data.tasks import check_task_names, task_label
-from ..io import check_output_path, check_replaceable
+from ..io import check_output_path, check_replaceable, claim_directory
 from .card import GeneratorTrainConfig
 from .trajectories import CollectConfig
 
@@ -62,8 +62,8 @@ def collect(
     data = DataConfig(tasks=mine, split="train", limit=None, partition=partition or PartitionConfig())
     if model.device == "auto" and process.num_processes > 1:
         model = replace(model, device=str(process.device))
-    check_output_path(out)
     check_task_names(mine, "--tasks")  # before the model loads
+    claim_directory(out, ("*/manifest.json",))
     lm = load_model(model)
     # Trajectories resume per task (each process collects its own), so the directory is shared, not locked.
     for task_dir in collect_tasks(lm, model.name, data, Path(out), lora, replace(config, seed=seed_list[0]), progress,
@@ -102,6 +102,8 @@ def train_generator(
     from .training import train_on_trajectories
 
     # Under `accelerate launch` every process trains; only the main one writes, so only it holds the lock.
+    if process_state().is_main_process:
+        claim_directory(out, ("config.json", "decoder.safetensors"))
     with exclusive_output(out, replaced=False) if process_state().is_main_process else nullcontext():
         train_on_trajectories(Path(trajectories), Path(out), task_names(holdout or []),
                               generator or GeneratorTrainConfig(), source, progress)

@@ -69,7 +69,7 @@ def run(
         progress: Show progress.
     """
     from ..data.tasks import check_task_names
-    from ..io import exclusive_directory, remove_temporaries
+    from ..io import claim_directory, exclusive_directory, remove_temporaries
     from .experiment import SETTINGS_FILE, Experiment
     from .stages import run_experiment
 
@@ -82,6 +82,7 @@ def run(
                             prompt_controls=prompt_controls or [], task_counts=task_counts or [],
                             shared_generator_steps=shared_generator_steps, progress=progress)
     check_task_names(experiment.all_tasks)  # an unknown task is refused before the run directory exists
+    claim_directory(out, (SETTINGS_FILE,))
     with exclusive_directory(out):  # a second `degaml run` on the same directory is refused
         _refuse_other_settings(experiment)
         stale = remove_temporaries(out)

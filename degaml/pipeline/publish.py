@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from ..config import dump_yaml
-from ..io import atomic_write_json, atomic_write_text, check_output_path, package_versions, read_json_object
+from ..io import atomic_write_json, atomic_write_text, claim_directory, package_versions, read_json_object
 from .experiment import SETTINGS_FILE, Experiment
 from .layout import PRECISION_FILE, seed_runs
 from .records import StageTimings
@@ -102,7 +102,7 @@ def publish(run_dir: Path, out: Path, seeds: list[int] | None = None) -> None:
         out: The published folder (created, or merged into when it holds another part of the same experiment).
         seeds: Publish only these seeds (default: all the run has finished).
     """
-    run_dir, out = Path(run_dir), check_output_path(out)
+    run_dir, out = Path(run_dir), claim_directory(out, (SETTINGS_FILE,))
     settings = Experiment.load(run_dir)
     new = yaml.safe_load((run_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
     runs = [r for r in seed_runs(run_dir) if seeds is None or r.seed in seeds]
