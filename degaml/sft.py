@@ -51,9 +51,8 @@ def collate(examples: Sequence[Example], pad: int) -> dict[str, torch.Tensor]:
 def recomputed_activations(model: torch.nn.Module) -> Iterator[None]:
     """Gradient checkpointing for the block: each layer's activations are recomputed in the backward pass
     instead of kept. The gradients are the same; what changes is memory, and on a CPU often time too. The
-    choice-level objectives train on every option of an item: a step on 4 items of 10 options at 256 tokens
-    (SmolLM2-135M, bf16, 2 Xeon cores with AMX), when each option was its own row, peaked at 18.9 GB of process
-    memory and took 56 s with the activations kept, against 6.3 GB and 37 s recomputed."""
+    choice-level objectives train on every option of an item (packed behind a tree attention mask, one row per
+    item), and long many-option items are where kept activations ran a 2-core machine out of memory.
     model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     try:
         yield
