@@ -52,7 +52,7 @@ def recomputed_activations(model: torch.nn.Module) -> Iterator[None]:
     """Gradient checkpointing for the block: each layer's activations are recomputed in the backward pass
     instead of kept. The gradients are the same; what changes is memory, and on a CPU often time too. The
     choice-level objectives train on every option of an item (packed behind a tree attention mask, one row per
-    item), and long many-option items are where kept activations ran a 2-core machine out of memory.
+    item), and long many-option items are where kept activations ran a 2-core machine out of memory."""
     model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     try:
         yield
