@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -164,8 +165,28 @@ def run_metadata(seed: int, compute: dict[str, Any] | None = None) -> dict[str, 
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": package_versions(),
+        "code": code_commit(),
         "data_packages": data_provenance(),
     }
+
+
+@functools.cache
+def code_commit() -> str:
+    """The git commit of the degaml source that is running, when it runs from a checkout (`+ changes` when the
+    checkout's tracked files differ from it); `installed` otherwise."""
+    import subprocess
+
+    source = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10)
+        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no", "--",
+                                "degaml"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "installed"
+    if head.returncode != 0 or not (source / ".git").exists():
+        return "installed"
+    return head.stdout.strip() + (" + changes" if dirty.stdout.strip() else "")
 
 
 def data_provenance() -> dict[str, Any]:

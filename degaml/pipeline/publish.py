@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import platform
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,19 +31,6 @@ from .records import StageTimings
 PROVENANCE_FILE = "provenance.json"
 MERGED_KEYS = ("seeds", "heldout", "out_of_domain")
 """Settings in which the parts of one study may differ: the report covers the union."""
-
-
-def _git_commit(where: Path) -> str:
-    """The commit of the checkout that holds `where` (a run directory: the code that made it), or unknown."""
-    try:
-        done = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    if done.returncode != 0:
-        return "unknown"
-    return done.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
 
 
 def _comparable(settings: dict) -> dict:
@@ -91,7 +77,7 @@ def _one(values: set[str], what: str) -> str:
     return values.pop() if len(values) == 1 else (f"several {what}: {sorted(values)}" if values else "unknown")
 
 
-def publish(run_dir: Path, out: Path, seeds: list[int] | None = None) -> None:
+def publish(run_dir: Path, out: Path, seeds: list[int] | None = None, commit: str | None = None) -> None:
     """Copy what `degaml report` reads of a run into a folder to commit, such as results/<name>.
 
     The settings, costs, stage timings and per-item predictions; parts of one study published into the same
@@ -101,6 +87,8 @@ def publish(run_dir: Path, out: Path, seeds: list[int] | None = None) -> None:
         run_dir: A `degaml run` directory.
         out: The published folder (created, or merged into when it holds another part of the same experiment).
         seeds: Publish only these seeds (default: all the run has finished).
+        commit: The commit the run was made at, for a run that predates recording it (its results.json files
+            say which code made them since).
     """
     run_dir, out = Path(run_dir), claim_directory(out, (SETTINGS_FILE,))
     settings = Experiment.load(run_dir)
@@ -142,7 +130,10 @@ def publish(run_dir: Path, out: Path, seeds: list[int] | None = None) -> None:
         atomic_write_text(out / PRECISION_FILE, (run_dir / PRECISION_FILE).read_text(encoding="utf-8"))
     atomic_write_text(out / SETTINGS_FILE, dump_yaml(merged))
     provenance["parts"] = [p for p in provenance["parts"] if p not in again] + [{
-        **part, "commit": _git_commit(run_dir), "published": datetime.now(UTC).isoformat(timespec="seconds"),
+        **part, "commit": _one({str(m["code"]) for m in metas if m.get("code")}, "commits")
+        if any(m.get("code") for m in metas) else (f"{commit} (given when published)" if commit
+                                                   else "not recorded by the run (it predates the record)"),
+        "published": datetime.now(UTC).isoformat(timespec="seconds"),
         "degaml": package_versions()["degaml"], "platform": platform.platform(),
         "cpu": _one({str(m.get("compute", {}).get("cpu")) for m in metas if m.get("compute")}, "CPU kinds"),
         "dtype": _one({str(m.get("compute", {}).get("dtype")) for m in metas if m.get("compute")}, "dtypes"),
