@@ -144,7 +144,7 @@ def evaluate_command(
 
     check_task_names(task_names(data.tasks), "--data.tasks")  # before the model loads
     with exclusive_output(out, replaced=False):  # checked and locked before any scoring; results merge into `out`
-        claim_directory(out, ("results.json",))
+        claim_directory(out, ("results.json", "partitions.json"))
         lm = load_model(model)
         results, partitions = evaluate_adapted(lm, adapter, data, evaluation, progress=progress,
                                                item_scorer=per_sample_scorer)

@@ -112,16 +112,14 @@ def check_replaceable(path: str | Path, flag: str = "--out") -> Path:
 def claim_directory(path: str | Path, own: tuple[str, ...], flag: str = "--out") -> Path:
     """A directory a command writes into and keeps (a run, an evaluation, trajectories, a generator, a policy):
     refused, before any work, when it holds files and neither `OUTPUT_MARKER` nor one of the command's own
-    records (`own`: glob patterns, e.g. "experiment.yaml" or "*/manifest.json", for folders written before the
-    marker existed), since its files could be overwritten; otherwise created and marked."""
+    records (`own`: glob patterns, e.g. "experiment.yaml" or "*/manifest.json"), since the command could
+    overwrite its files. Nothing is created: a command refused later leaves nothing behind."""
     path = check_output_path(path, flag)
     if path.is_dir() and not (path / OUTPUT_MARKER).is_file() and any(path.iterdir()) \
             and not any(next(path.glob(pattern), None) for pattern in own):
         raise ForeignDirectoryError(f"{flag} {path} is a folder that degaml did not write (it holds other files and "
                                     f"no {OUTPUT_MARKER}), and this command writes its files into it; choose a new or "
                                     "empty folder")
-    path.mkdir(parents=True, exist_ok=True)
-    (path / OUTPUT_MARKER).touch()
     return path
 
 

@@ -553,7 +553,7 @@ def test_an_evaluation_folder_is_written_into_again(workspace, generator_dir, tm
     argv = _keeping_commands(workspace, generator_dir, out)["evaluate"]
     main(argv)
     main(argv)  # its own folder: taken again
-    assert (out / "results.json").is_file() and (out / ".degaml-output").is_file()
+    assert (out / "results.json").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no stale lock beside it
 
 

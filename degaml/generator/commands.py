@@ -63,7 +63,7 @@ def collect(
     if model.device == "auto" and process.num_processes > 1:
         model = replace(model, device=str(process.device))
     check_task_names(mine, "--tasks")  # before the model loads
-    claim_directory(out, ("*/manifest.json",))
+    claim_directory(out, ("*/manifest.json", "*/checkpoints"))
     lm = load_model(model)
     # Trajectories resume per task (each process collects its own), so the directory is shared, not locked.
     for task_dir in collect_tasks(lm, model.name, data, Path(out), lora, replace(config, seed=seed_list[0]), progress,

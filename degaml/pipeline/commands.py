@@ -82,7 +82,7 @@ def run(
                             prompt_controls=prompt_controls or [], task_counts=task_counts or [],
                             shared_generator_steps=shared_generator_steps, progress=progress)
     check_task_names(experiment.all_tasks)  # an unknown task is refused before the run directory exists
-    claim_directory(out, (SETTINGS_FILE,))
+    claim_directory(out, (SETTINGS_FILE, ".lock"))  # .lock: a run killed before it saved its settings
     with exclusive_directory(out):  # a second `degaml run` on the same directory is refused
         _refuse_other_settings(experiment)
         stale = remove_temporaries(out)
