@@ -18,9 +18,11 @@ def smollm():
 @pytest.mark.parametrize("task", list(TASKS))
 def test_every_registered_task_loads_offline_and_partitions(task):
     items = load_task(task)
-    assert len(items) >= 299
+    assert len(items) >= 50  # SuperGLUE CB, the smallest, has 56; the in-domain targets 299 or more
     p = partition(task, items)
-    assert len(p.ids["test"]) >= 90
+    assert len(p.ids["test"]) >= 0.25 * len(items) and p.ids["train"] and p.ids["validation"]
+    if TASKS[task].domain == "in":
+        assert len(items) >= 299 and len(p.ids["test"]) >= 90
 
 
 def test_cached_model_matches_gguf_geometry(smollm):
