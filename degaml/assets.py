@@ -11,6 +11,7 @@ what they checked so that a run can record it (`checked_files`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -56,7 +57,16 @@ _checked: dict[str, dict[str, str]] = {}
 
 
 def recorded_hashes() -> dict[str, dict[str, str]]:
-    return json.loads(HASHES_FILE.read_text(encoding="utf-8")) if HASHES_FILE.is_file() else {}
+    """The recorded table, parsed once per version of the file (a saved dataset checks hundreds of files)."""
+    if not HASHES_FILE.is_file():
+        return {}
+    stat = HASHES_FILE.stat()
+    return _parsed(str(HASHES_FILE), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(path: str, mtime_ns: int, size: int) -> dict[str, dict[str, str]]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def package_root(module: str) -> Path:
@@ -86,8 +96,25 @@ def sha256_of(path: Path) -> str:
 
 def verified_file(module: str, relative: str) -> Path:
     """`<package folder>/<relative>`, after checking its sha256 against the recorded one (once per process)."""
-    package = BY_MODULE[module]
-    path = package_root(module) / relative
+    return _verified(BY_MODULE[module], package_root(module), relative)
+
+
+def verified_tree(module: str, relative: str) -> Path:
+    """A folder of a pinned package (a saved dataset, a model directory), each recorded file under it checked;
+    a folder with no recorded file is refused."""
+    package, root = BY_MODULE[module], package_root(module)
+    prefix = relative.rstrip("/") + "/"
+    files = [f for f in recorded_hashes().get(package.distribution, {}) if f.startswith(prefix)]
+    if not files:
+        raise AssetError(f"{package.distribution}=={package.version}: {relative} has no recorded files in "
+                         f"{HASHES_FILE.name}")
+    for file in files:
+        _verified(package, root, file)
+    return root / relative
+
+
+def _verified(package: DataPackage, root: Path, relative: str) -> Path:
+    path = root / relative
     if relative in _checked.get(package.distribution, {}):
         return path
     expected = recorded_hashes().get(package.distribution, {}).get(relative)
@@ -104,20 +131,6 @@ def verified_file(module: str, relative: str) -> Path:
                          f"recorded {expected[:16]}...; reinstall it: {package.install} --force-reinstall")
     _checked.setdefault(package.distribution, {})[relative] = found
     return path
-
-
-def verified_tree(module: str, relative: str) -> Path:
-    """A folder of a pinned package (a saved dataset, a model directory), each recorded file under it checked;
-    a folder with no recorded file is refused."""
-    package = BY_MODULE[module]
-    prefix = relative.rstrip("/") + "/"
-    files = [f for f in recorded_hashes().get(package.distribution, {}) if f.startswith(prefix)]
-    if not files:
-        raise AssetError(f"{package.distribution}=={package.version}: {relative} has no recorded files in "
-                         f"{HASHES_FILE.name}")
-    for file in files:
-        verified_file(module, file)
-    return package_root(module) / relative
 
 
 def checked_files() -> dict[str, dict]:

@@ -72,7 +72,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the file is written as open() would
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; the file is written as open() would
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -80,10 +80,13 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return path
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: done once, at import
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
@@ -99,10 +102,16 @@ class ForeignDirectoryError(ValueError):
     """An output directory holds files that degaml did not write."""
 
 
+def _foreign(path: Path, own: tuple[str, ...] = ()) -> bool:
+    """A directory that holds files and neither `OUTPUT_MARKER` nor any of `own` (glob patterns)."""
+    return path.is_dir() and not (path / OUTPUT_MARKER).is_file() and any(path.iterdir()) \
+        and not any(next(path.glob(pattern), None) for pattern in own)
+
+
 def check_replaceable(path: str | Path, flag: str = "--out") -> Path:
     """Refuse, before any work, an existing directory that is not empty and does not carry `OUTPUT_MARKER`."""
     path = Path(path)
-    if path.is_dir() and not (path / OUTPUT_MARKER).is_file() and any(path.iterdir()):
+    if _foreign(path):
         raise ForeignDirectoryError(f"{flag} {path} is a folder that degaml did not write (it holds other files and "
                                     f"no {OUTPUT_MARKER}), and the output replaces its folder whole; choose a new or "
                                     "empty folder")
@@ -115,8 +124,7 @@ def claim_directory(path: str | Path, own: tuple[str, ...], flag: str = "--out")
     records (`own`: glob patterns, e.g. "experiment.yaml" or "*/manifest.json"), since the command could
     overwrite its files. Nothing is created: a command refused later leaves nothing behind."""
     path = check_output_path(path, flag)
-    if path.is_dir() and not (path / OUTPUT_MARKER).is_file() and any(path.iterdir()) \
-            and not any(next(path.glob(pattern), None) for pattern in own):
+    if _foreign(path, own):
         raise ForeignDirectoryError(f"{flag} {path} is a folder that degaml did not write (it holds other files and "
                                     f"no {OUTPUT_MARKER}), and this command writes its files into it; choose a new or "
                                     "empty folder")

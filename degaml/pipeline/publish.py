@@ -58,16 +58,14 @@ DATA_FILES = "data_files.json"
 (each results.json names it instead of repeating the same hundreds of hashes)."""
 
 
-def _compact(path: Path, data_files: dict | None = None) -> str:
+def _compact(path: Path, data_files: dict) -> str:
     """A results.json without indentation, its data files' hashes moved into `data_files` ({package: {"version",
     "files"}}) and replaced by a pointer to DATA_FILES."""
     record = json.loads(path.read_text(encoding="utf-8"))
     read = record.get("meta", {}).get("data_packages", {}).get("read")
     if read:
         for dist, entry in read.items():
-            known = (data_files if data_files is not None else {}).setdefault(dist, {"version": entry["version"],
-                                                                                      "files": {}})
-            known["files"].update(entry["files"])
+            data_files.setdefault(dist, {"version": entry["version"], "files": {}})["files"].update(entry["files"])
         record["meta"]["data_packages"]["read"] = {dist: f"{len(entry['files'])} files, in {DATA_FILES}"
                                                    for dist, entry in read.items()}
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n"
@@ -101,16 +99,17 @@ def publish(run_dir: Path, out: Path, seeds: list[int] | None = None, commit: st
     new["seeds"] = [r.seed for r in runs]
     merged = _merged_settings(yaml.safe_load((out / SETTINGS_FILE).read_text(encoding="utf-8")), new, out) \
         if (out / SETTINGS_FILE).is_file() else new
+    data_files = read_json_object(out / DATA_FILES, "data files") if (out / DATA_FILES).is_file() else {}
+    compact = {path: _compact(path, data_files) for _, path in files}
     # Every file a part adds must be new there: two parts that scored the same seed, target and method clash.
     for run, path in files:
         target = out / path.relative_to(run_dir)
-        if target.is_file() and target.read_text(encoding="utf-8") != _compact(path):
+        if target.is_file() and target.read_text(encoding="utf-8") != compact[path]:
             raise ValueError(f"{target} already holds another part's evaluation of seed {run.seed}, "
                              f"{path.parent.parent.parent.name}, {path.parent.parent.name}; publish into another folder")
     metas = [read_json_object(path, "evaluation").get("meta", {}) for _, path in files]
-    data_files = read_json_object(out / DATA_FILES, "data files") if (out / DATA_FILES).is_file() else {}
     for _, path in files:
-        atomic_write_text(out / path.relative_to(run_dir), _compact(path, data_files))
+        atomic_write_text(out / path.relative_to(run_dir), compact[path])
         cost = path.parent.parent / "cost.json"
         if cost.is_file():
             atomic_write_text(out / cost.relative_to(run_dir), cost.read_text(encoding="utf-8"))
