@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("degaml.pipeline.commands", "run", "Run the whole experiment of a config and write its report."),
     "report": ("degaml.pipeline.commands", "report",
                "Rebuild the report of a `degaml run` directory from its artifacts (nothing is recomputed)."),
+    "headroom": ("degaml.pipeline.headroom", "headroom",
+                 "Measure each task's headroom: its own fine-tuned LoRA minus union LoRA, on validation items."),
     "publish": ("degaml.pipeline.publish", "publish",
                 "Copy what `degaml report` reads of a run into a folder to commit, such as results/<name>."),
     "baseline": ("degaml.baselines.commands", "baseline_commands",

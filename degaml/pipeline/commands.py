@@ -113,12 +113,17 @@ def report(run_dir: Path) -> None:
     """Rebuild the report of a `degaml run` directory from its artifacts (nothing is recomputed).
 
     Args:
-        run_dir: The run directory (holds experiment.yaml and seed_*/).
+        run_dir: The run directory (holds experiment.yaml and seed_*/), or a `degaml headroom` directory.
     """
     import json
     import sys
 
+    from .headroom import is_headroom_directory, write_table
     from .report import build_report
+
+    if is_headroom_directory(Path(run_dir)):
+        print(write_table(Path(run_dir)))
+        return
 
     report_dir = build_report(Path(run_dir))
     print((report_dir / "report.md").read_text())

@@ -82,12 +82,22 @@ def publish(run_dir: Path, out: Path, seeds: list[int] | None = None, commit: st
     folder merge.
 
     Args:
-        run_dir: A `degaml run` directory.
+        run_dir: A `degaml run` directory, or a `degaml headroom` one (its settings, per-item predictions and
+            table, without the adapters).
         out: The published folder (created, or merged into when it holds another part of the same experiment).
         seeds: Publish only these seeds (default: all the run has finished).
         commit: The commit the run was made at, for a run that predates recording it (its results.json files
             say which code made them since).
     """
+    from .headroom import SETTINGS_FILE as HEADROOM_SETTINGS
+    from .headroom import is_headroom_directory, publish_headroom
+
+    if is_headroom_directory(Path(run_dir)):
+        out = claim_directory(out, (HEADROOM_SETTINGS,))
+        data_files = read_json_object(out / DATA_FILES, "data files") if (out / DATA_FILES).is_file() else {}
+        publish_headroom(Path(run_dir), out, lambda path: _compact(path, data_files))
+        atomic_write_json(out / DATA_FILES, data_files)
+        return
     run_dir, out = Path(run_dir), claim_directory(out, (SETTINGS_FILE,))
     settings = Experiment.load(run_dir)
     new = yaml.safe_load((run_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
