@@ -30,13 +30,15 @@ def seconds(argv: list[str], repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--commands", default="run,evaluate,generate,adapt,train-generator,publish,report,list-tasks")
+    parser.add_argument("--commands", default="", help="comma-separated (default: every command, and `baseline union`)")
     args = parser.parse_args()
     print(machine_line())
     print(f"\n| command | seconds to --help (median of {args.repeats}) |\n|---|---|")
     print(f"| `degaml --help` | {seconds(['--help'], args.repeats):.2f} |")
-    for command in args.commands.split(","):
-        print(f"| `degaml {command} --help` | {seconds([command, '--help'], args.repeats):.2f} |")
+    from degaml.cli import COMMANDS
+
+    for command in args.commands.split(",") if args.commands else [*COMMANDS, "baseline union"]:
+        print(f"| `degaml {command} --help` | {seconds([*command.split(), '--help'], args.repeats):.2f} |")
 
 
 if __name__ == "__main__":

@@ -17,26 +17,17 @@ train prompts, as the CLI does. The base model is loaded once per call unless `l
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .adaptation.actions import Action
-from .adaptation.policy import load_policy
-from .adaptation.task_setup import (
-    AdaptedTask,
-    adapt_task,
-    adaptation_context,
-    context_from_prompts,
-    uses_library,
-)
 from .config import DataConfig, EvalConfig, ModelConfig, PartitionConfig
-from .data import task_label
-from .data.prompts import task_items, task_prompts
-from .evaluation.output_scoring import evaluate_adapted
-from .generator.generation import Generator
-from .models import AdaptedOutput, LoadedModel
-from .models import load_model as _load_model
+
+if TYPE_CHECKING:  # imported where used: `degaml evaluate --help` is built from this module without torch
+    from .adaptation.actions import Action
+    from .adaptation.task_setup import AdaptedTask
+    from .generator.generation import Generator
+    from .models import LoadedModel
 
 Prompts = str | Sequence[str]
 """A task name or task file (its unlabelled train prompts are read), or the prompt strings themselves."""
@@ -44,15 +35,21 @@ Prompts = str | Sequence[str]
 
 def load_generator(directory: str | Path, device: str = "cpu") -> Generator:
     """A generator directory written by `degaml train-generator` (or `degaml run`)."""
+    from .generator.generation import Generator
+
     return Generator(Path(directory), device)
 
 
 def load_model(name: str = "smollm2-135m-instruct", dtype: str = "auto", device: str = "auto") -> LoadedModel:
     """A base model: an offline default (`degaml list-models`), a hub id or a local directory."""
+    from .models import load_model as _load_model
+
     return _load_model(ModelConfig(name=name, dtype=dtype, device=device))
 
 
 def _prompt_texts(generator: Generator, prompts: Prompts, limit: int | None = None) -> list[str]:
+    from .data.prompts import task_prompts
+
     if isinstance(prompts, str):
         return task_prompts(prompts, "train", prompt_format=generator.prompt_format)[:limit]
     if not prompts or not all(isinstance(p, str) for p in prompts):
@@ -62,6 +59,8 @@ def _prompt_texts(generator: Generator, prompts: Prompts, limit: int | None = No
 
 def generate_lora(generator: Generator, prompts: Prompts, out: str | Path, seed: int = 0) -> Path:
     """The task's adapter from its unlabelled prompts in one forward pass, written as a PEFT adapter to `out`."""
+    from .data import task_label
+
     task = task_label(prompts) if isinstance(prompts, str) else None
     generator.generate_checked(_prompt_texts(generator, prompts), Path(out), seed, task=task)
     return Path(out)
@@ -74,8 +73,14 @@ def adapt(generator: Generator, prompts: Prompts, out: str | Path, action: str |
     `degaml adapt --help`) or the action a trained `policy` chooses; the generator is never updated.
     Returns what was done (action, record, the policy's scores); it is path-like: the output directory,
     an adapted output that `evaluate` scores."""
+    from .adaptation.actions import Action
+    from .adaptation.policy import load_policy
+    from .adaptation.task_setup import adapt_task, adaptation_context, context_from_prompts, uses_library
+    from .data import task_label
+    from .data.prompts import task_items
+
     chosen = None if policy is not None else (action if isinstance(action, Action) else Action.parse(action))
-    lm = lm or _load_model(ModelConfig(name=generator.card.model))
+    lm = lm or load_model(generator.card.model)
     if isinstance(prompts, str):
         items = task_items(prompts, "train")[:adaptation_prompts]
         ctx = adaptation_context(generator, lm, task_label(prompts), items, seed, with_library=uses_library(chosen))
@@ -90,67 +95,17 @@ def evaluate(adapter: str | PathLike | None, tasks: str | Sequence[str], limit: 
              partition_seed: int = 0) -> dict[str, dict[str, float]]:
     """{task: {metric: value}} of an adapted output (None: the bare base model, then give `lm`) on the
     tasks' `split`, log-likelihood protocol by default. The base model is the one the adapter names."""
+    from .adaptation.latent import per_sample_scorer
+    from .evaluation.output_scoring import evaluate_adapted
+    from .models import AdaptedOutput
+
     if lm is None:
         if adapter is None:
             raise ValueError("evaluating the bare base model needs lm=degaml.load_model(...)")
-        lm = _load_model(ModelConfig(name=AdaptedOutput.load(Path(adapter)).base_model))
-    from .adaptation.latent import per_sample_scorer
+        lm = load_model(AdaptedOutput.load(Path(adapter)).base_model)
 
     names = [tasks] if isinstance(tasks, str) else list(tasks)
     data = DataConfig(tasks=names, split=split, limit=limit, partition=PartitionConfig(seed=partition_seed))
     results, _ = evaluate_adapted(lm, Path(adapter) if adapter is not None else None, data,
                                   EvalConfig(protocol=protocol), progress=False, item_scorer=per_sample_scorer)
     return {r.task: dict(r.metrics) for r in results}
-
-
-def evaluate_command(
-    model: ModelConfig | None = None,
-    data: DataConfig | None = None,
-    evaluation: EvalConfig | None = None,
-    adapter: Path | None = None,
-    out: Path | None = None,
-    progress: bool = True,
-) -> None:
-    """Score a model (optionally with a PEFT LoRA adapter) on tasks and print a table of accuracies.
-
-    Writes results.json (config, seed, versions, the dtype and why, partitions, per-item predictions),
-    config.yaml, partitions.json and results.md under `out`.
-
-    Args:
-        model: The model (`--model.name`: a short name of `degaml list-models`, a hub id or a local directory), its
-            dtype (`auto`: bfloat16 where the hardware computes it natively, else float32) and device.
-        data: Tasks (`--data.tasks a,b`: names of `degaml list-tasks` or .json/.jsonl files), the part of their
-            partition, the items per task (the first of the partition's seeded order; null for all) and the
-            partition itself (`--data.partition.seed`, `--data.partition.source`).
-        evaluation: `--evaluation.protocol` loglikelihood (acc and acc_norm as lm-evaluation-harness) or
-            generative (the paper's), batch size, generated tokens.
-        adapter: A PEFT adapter directory, or any directory `degaml adapt` wrote (latent delta, TTS ensemble).
-        out: Output directory; default runs/evaluate/<time>.
-        progress: Show progress bars.
-    """
-    from .adaptation.latent import per_sample_scorer
-    from .config import task_names
-    from .data.tasks import check_task_names
-    from .evaluation import format_table
-    from .evaluation.harness import write_evaluation
-    from .evaluation.output_scoring import evaluate_adapted
-    from .io import claim_directory, exclusive_output
-    from .models import load_model
-    from .models.lora import adapter_base_record
-
-    model, data, evaluation = model or ModelConfig(), data or DataConfig(), evaluation or EvalConfig()
-    config = {"model": model, "data": data, "eval": evaluation, "adapter": adapter}
-    out = out or Path("runs") / "evaluate" / datetime.now().strftime("%Y%m%d-%H%M%S")
-
-    check_task_names(task_names(data.tasks), "--data.tasks")  # before the model loads
-    with exclusive_output(out, replaced=False):  # checked and locked before any scoring; results merge into `out`
-        claim_directory(out, ("results.json", "partitions.json"))
-        lm = load_model(model)
-        results, partitions = evaluate_adapted(lm, adapter, data, evaluation, progress=progress,
-                                               item_scorer=per_sample_scorer)
-        header = (f"model: {model.name} ({lm.source}, {lm.precision.dtype})"
-                  + (f" + adapter {adapter}" if adapter else "") + f" | protocol: {evaluation.protocol} | split: "
-                  f"{data.split} | limit: {data.limit} | partition seed: {data.partition.seed}")
-        mismatch = adapter_base_record(adapter, lm.model) if adapter else None
-        paths = write_evaluation(out, results, partitions, config, header, data.partition.seed, lm, mismatch)
-    print(header, format_table(results), f"results: {paths['results']}", sep="\n\n")

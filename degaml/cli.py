@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     # name: (module, attribute, the command's one-sentence summary; tests/test_cli.py checks it is the
     # docstring's first sentence). Modules are imported only when their command is chosen: `degaml --help`
     # loads no torch.
-    "evaluate": ("degaml.api", "evaluate_command",
+    "evaluate": ("degaml.adaptation.commands", "evaluate",
                  "Score a model (optionally with a PEFT LoRA adapter) on tasks and print a table of accuracies."),
     "collect": ("degaml.generator.commands", "collect",
                 "Fine-tune a LoRA per task on its train partition and save the LoRA after every trajectory step."),

@@ -18,6 +18,8 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 IN_DOMAIN_TASKS = ("arc_challenge", "arc_easy", "hellaswag", "boolq", "piqa", "winogrande")
 
 AnswerFormat = Literal["loglikelihood", "generative"]
+StatCode = Literal["paper", "log", "relative"]
+"""How a generator's LoRA token stores its piece's statistics (degaml/lora_tokens.py)."""
 """How a labelled item is trained (`sft.training_example`): as log-likelihood scores it (the answer text after
 its context) or as the generative protocol asks for it (the lettered prompt in the chat template, then "[B]")."""
 

@@ -28,16 +28,15 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
+from .config import StatCode
 from .models.lora import LoraGeometry, LoraModuleGeometry
 
 MODULE_ORDER = ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "gate_proj", "down_proj")
 _MIN_STD = 1e-8  # a constant piece (e.g. PEFT's zero-initialized lora_B) has std 0
 _LOG_STD_EPSILON = 1e-6
-StatCode = Literal["paper", "log", "relative"]
 STAT_CODES = ("paper", "log", "relative")
 
 

@@ -217,7 +217,8 @@ def test_budget_and_range_errors():
 
 
 def test_adaptation_never_touches_the_generator(tokenizer):
-    from degaml.generator.decoder import DecoderConfig, HyperConvDecoder
+    from degaml.generator.decoder import HyperConvDecoder
+    from degaml.generator.settings import DecoderConfig
     from degaml.lora_tokens import TokenLayout, detokenize
     from degaml.models import LoraGeometry
 

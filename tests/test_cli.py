@@ -116,7 +116,7 @@ def test_a_shipped_config_is_named_without_its_path(capsys, monkeypatch, tmp_pat
     assert packaged_config("mine.yaml") == "mine.yaml"
     with pytest.raises(SystemExit):
         main(["run", "--config", "nonesuch"])
-    assert "neither a file nor a shipped config (generator-loo, generator-pool, offline" in capsys.readouterr().err
+    assert "neither a file nor a shipped config (generator-loo, generator-pool, headroom, offline" in capsys.readouterr().err
 
 
 def test_a_closed_pipe_ends_a_listing_quietly(monkeypatch, capsys):
@@ -131,3 +131,24 @@ def test_a_closed_pipe_ends_a_listing_quietly(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["list-models"])
     assert exit_info.value.code == 0
+
+
+def test_no_command_loads_torch_to_print_its_help():
+    """Every `--help` is built from torch-free settings modules (benchmarks/help_speed.py holds the seconds): a
+    heavy import in a command's module or its settings fails here, naming the command."""
+    import subprocess
+    import sys
+
+    script = """
+import contextlib, io, sys
+from degaml.cli import COMMANDS, main
+heavy = ("torch", "transformers", "peft")
+for name in [*COMMANDS, "baseline union"]:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+        main([*name.split(), "--help"])
+    loaded = [m for m in heavy if m in sys.modules]
+    if loaded:
+        sys.exit(f"degaml {name} --help loaded {loaded}")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -1,4 +1,4 @@
-"""The web demo (`degaml/demo.py`): its work on a tiny generator, and the page in a real headless Chromium."""
+"""The web demo (`degaml/demo.py`, its work in `degaml/demo_session.py`): its work on a tiny generator, and the page in a real headless Chromium."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from degaml.config import ModelConfig
-from degaml.demo import (
+from degaml.demo import build_demo
+from degaml.demo_session import (
     DemoResult,
     DemoSession,
     OptionRow,
-    build_demo,
     cut_repetition,
     lettered_item,
     render_answers,

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from degaml.generator.decoder import NAMED_DECODERS, DecoderConfig, HyperConvDecoder, HyperConvLayer
+from degaml.generator.decoder import HyperConvDecoder, HyperConvLayer
+from degaml.generator.settings import NAMED_DECODERS, DecoderConfig
 
 
 def test_layer_output_shape():

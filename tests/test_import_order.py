@@ -1,7 +1,7 @@
 """The package's dependencies run one way, lowest first (docs/design.md, module map):
 
-    assets -> config, io, memory -> data -> models -> evaluation -> lora_tokens, sft -> generator -> adaptation,
-    baselines -> pipeline, api, demo -> cli
+    assets, lazy -> config, io, memory -> data -> models -> evaluation -> lora_tokens, sft -> generator -> adaptation,
+    baselines, demo_session -> pipeline, api, demo -> cli
 
 Every import of a degaml module (top-level or inside a function) must point to the same layer or one
 below, and no set of modules may import each other in a circle.
@@ -13,8 +13,8 @@ from pathlib import Path
 import degaml
 
 PACKAGE = Path(degaml.__file__).parent
-LAYERS = [("assets",), ("config", "io", "memory", "plugins"), ("data",), ("models",), ("evaluation",), ("lora_tokens", "sft"),
-          ("choice",), ("generator",), ("adaptation", "baselines"), ("pipeline", "api", "demo"), ("cli",)]
+LAYERS = [("assets", "lazy"), ("config", "io", "memory", "plugins"), ("data",), ("models",), ("evaluation",), ("lora_tokens", "sft"),
+          ("choice",), ("generator",), ("adaptation", "baselines", "demo_session"), ("pipeline", "api", "demo"), ("cli",)]
 LAYER = {part: i for i, parts in enumerate(LAYERS) for part in parts}
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from degaml.config import LoraSettings, ModelConfig, PartitionConfig
 from degaml.generator.card import GeneratorTrainConfig
-from degaml.generator.trajectories import CollectConfig
+from degaml.generator.settings import CollectConfig
 from degaml.pipeline.experiment import Experiment
 from degaml.pipeline.records import MethodCost, StageTimings
 from degaml.pipeline.settings import BaselineSettings, EvaluationSettings, PolicySettings, TaskSets

@@ -1,11 +1,14 @@
-"""The `degaml adapt` and `train-policy` commands (typed functions; `degaml/cli.py` is the command table)."""
+"""The `degaml adapt`, `train-policy` and `evaluate` commands (typed functions; `degaml/cli.py` is the command
+table). `evaluate` is here because it scores every adapted output, the per-sample latent ones included, whose
+scorer is this layer's; the Python API (`degaml.api`) does the same work as functions."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from ..config import DataConfig, ModelConfig, PartitionConfig, task_names
+from ..config import DataConfig, EvalConfig, ModelConfig, PartitionConfig, task_names
 from ..data.prompts import task_items
 from ..data.tasks import check_task_names, task_label
 from ..io import check_output_path, check_replaceable, claim_directory, exclusive_output
@@ -139,3 +142,53 @@ def train_policy(
     for task, choice in choices.items():
         print(f"policy on {task}: {choice}")
     print(f"policy: {out}")
+
+
+def evaluate(
+    model: ModelConfig | None = None,
+    data: DataConfig | None = None,
+    evaluation: EvalConfig | None = None,
+    adapter: Path | None = None,
+    out: Path | None = None,
+    progress: bool = True,
+) -> None:
+    """Score a model (optionally with a PEFT LoRA adapter) on tasks and print a table of accuracies.
+
+    Writes results.json (config, seed, versions, the dtype and why, partitions, per-item predictions),
+    config.yaml, partitions.json and results.md under `out`.
+
+    Args:
+        model: The model (`--model.name`: a short name of `degaml list-models`, a hub id or a local directory), its
+            dtype (`auto`: bfloat16 where the hardware computes it natively, else float32) and device.
+        data: Tasks (`--data.tasks a,b`: names of `degaml list-tasks` or .json/.jsonl files), the part of their
+            partition, the items per task (the first of the partition's seeded order; null for all) and the
+            partition itself (`--data.partition.seed`, `--data.partition.source`).
+        evaluation: `--evaluation.protocol` loglikelihood (acc and acc_norm as lm-evaluation-harness) or
+            generative (the paper's), batch size, generated tokens.
+        adapter: A PEFT adapter directory, or any directory `degaml adapt` wrote (latent delta, TTS ensemble).
+        out: Output directory; default runs/evaluate/<time>.
+        progress: Show progress bars.
+    """
+    from ..evaluation import format_table
+    from ..evaluation.harness import write_evaluation
+    from ..evaluation.output_scoring import evaluate_adapted
+    from ..models import load_model
+    from ..models.lora import adapter_base_record
+    from .latent import per_sample_scorer
+
+    model, data, evaluation = model or ModelConfig(), data or DataConfig(), evaluation or EvalConfig()
+    config = {"model": model, "data": data, "eval": evaluation, "adapter": adapter}
+    out = out or Path("runs") / "evaluate" / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+    check_task_names(task_names(data.tasks), "--data.tasks")  # before the model loads
+    with exclusive_output(out, replaced=False):  # checked and locked before any scoring; results merge into `out`
+        claim_directory(out, ("results.json", "partitions.json"))
+        lm = load_model(model)
+        results, partitions = evaluate_adapted(lm, adapter, data, evaluation, progress=progress,
+                                               item_scorer=per_sample_scorer)
+        header = (f"model: {model.name} ({lm.source}, {lm.precision.dtype})"
+                  + (f" + adapter {adapter}" if adapter else "") + f" | protocol: {evaluation.protocol} | split: "
+                  f"{data.split} | limit: {data.limit} | partition seed: {data.partition.seed}")
+        mismatch = adapter_base_record(adapter, lm.model) if adapter else None
+        paths = write_evaluation(out, results, partitions, config, header, data.partition.seed, lm, mismatch)
+    print(header, format_table(results), f"results: {paths['results']}", sep="\n\n")

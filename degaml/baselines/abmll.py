@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from ..models import peft_model, write_ensemble
 from ..sft import sample_batch
 from .common import BaselineJob, lora_parameters
 from .maml import model_loss
+from .settings import AbmllConfig
 
 POSTERIOR_FILE = "posterior.safetensors"
 Gaussian = dict[str, torch.Tensor]
@@ -52,25 +53,6 @@ OUTPUT = "plain"
 NEEDS_LIBRARY = False
 
 
-@dataclass
-class AbmllConfig:
-    meta_steps: int = 10
-    tasks_per_step: int = 2
-    inner_steps: int = 1
-    inner_lr: float = 1e-3
-    outer_lr: float = 3e-4
-    beta: float = 0.1
-    """Weight of KL(q_i || p(theta)) against the reconstruction (per-parameter mean KL)."""
-    init_sigma: float = 1e-3
-    """Initial prior standard deviation of every LoRA entry."""
-    samples: int = 1
-    """Posterior samples per loss evaluation during training."""
-    eval_samples: int = 3
-    """Adapters sampled from the target posterior; their answer probabilities are averaged."""
-
-    def __post_init__(self) -> None:
-        if self.beta < 0 or self.init_sigma <= 0 or self.samples < 1 or self.eval_samples < 1:
-            raise ValueError("abmll: beta >= 0, init_sigma > 0, samples >= 1 and eval_samples >= 1 are required")
 
 
 def gaussian_kl(q_mu: torch.Tensor, q_log_sigma: torch.Tensor, p_mu: torch.Tensor, p_log_sigma: torch.Tensor

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import BaselineSetup, Method
+from .settings import BaselineSetup, MethodSettings
 
 
 def _run_baseline(method: str, task: str, out: Path, train_tasks: list[str] | str, setup, config, progress: bool) -> None:
@@ -27,12 +27,12 @@ def _run_baseline(method: str, task: str, out: Path, train_tasks: list[str] | st
 
 def baseline_commands() -> dict[str, Callable[..., None]]:
     """`degaml baseline <name>` for every registered baseline."""
-    from . import METHODS
+    from .settings import SETTINGS
 
-    return {name: baseline_command(spec) for name, spec in METHODS.items()}
+    return {name: baseline_command(spec) for name, spec in SETTINGS.items()}
 
 
-def baseline_command(spec: Method) -> Callable[..., None]:
+def baseline_command(spec: MethodSettings) -> Callable[..., None]:
     """`degaml baseline <name>`: a typed command derived from the registry entry (its flags are the shared
     `--setup.*` and the method's own `--<name>.*`)."""
     P = inspect.Parameter

@@ -17,41 +17,14 @@ from typing import Any
 
 import torch
 
-from ..config import AnswerFormat, DataConfig, LoraSettings, ModelConfig, PartitionConfig
+from ..config import DataConfig
 from ..data import MultipleChoiceItem, task_label
 from ..data.tasks import check_task_names
 from ..io import run_metadata
 from ..memory import peak_memory_mb
 from ..models import LoadedModel, LoraState, load_model, write_adapter
 from ..sft import Example, fine_tune, training_example
-
-
-@dataclass
-class BaselineSetup:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    support: int = 64
-    """Labelled target examples (seeded subset of its train partition), the same for every method."""
-    steps: int = 20
-    """Test-time optimizer steps on the support examples, the same for every method."""
-    lr: float = 1e-3
-    """Learning rate of supervised fine-tuning on the support set."""
-    batch_size: int = 8
-    meta_examples: int = 512
-    """Labelled examples per meta-training task (seeded subset of its train partition)."""
-    max_tokens: int = 256
-    seed: int = 0
-    partition: PartitionConfig = field(default_factory=PartitionConfig)
-    answer_format: AnswerFormat = "loglikelihood"
-    """What every baseline's LoRA learns to produce: the answer text (log-likelihood's format) or the generative
-    protocol's "[B]" after the lettered prompt (`degaml run` follows `evaluation.protocol`)."""
-
-    def __post_init__(self) -> None:
-        for name in ("support", "batch_size", "meta_examples", "max_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"setup.{name} must be >= 1, got {getattr(self, name)}")
-        if self.steps < 0:
-            raise ValueError(f"setup.steps must be >= 0, got {self.steps}")
+from .settings import BaselineSetup
 
 
 def load_examples(lm: LoadedModel, task: str, setup: BaselineSetup, limit: int, budget: str = "") -> list[Example]:

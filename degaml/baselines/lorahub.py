@@ -8,7 +8,6 @@ unlabelled prompts instead is the adaptation family `mixing variant=prompt_perpl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from ..models.mixture import search_mixture
 from ..sft import collate
 from . import mean_finetune
 from .common import BaselineJob, unstack_library, write_result
+from .settings import LoraHubBaselineConfig
 
 NAME = "lorahub"
 META_TRAINS = True
@@ -30,14 +30,6 @@ META_CONFIG = mean_finetune.CONFIG
 """Only these settings determine its meta-training, so it shares mean-finetune's when they agree."""
 
 
-@dataclass
-class LoraHubBaselineConfig(mean_finetune.MeanFinetuneConfig):
-    """The library's settings (`task_steps`, `lr`), then the weight search's."""
-
-    evaluations: int = 40
-    """Objective evaluations of the weight search (each one forward pass over the support examples)."""
-    l1: float = 0.05
-    """L1 penalty on the weights."""
 
 
 meta_train = mean_finetune.meta_train

@@ -22,9 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch.func import functional_call
@@ -34,6 +33,7 @@ from tqdm.auto import tqdm
 from ..models import lora_state, peft_model
 from ..sft import sample_batch
 from .common import BaselineJob, lora_parameters, write_result
+from .settings import MamlConfig
 
 Params = dict[str, torch.Tensor]
 LossFn = Callable[[Params, Any], torch.Tensor]
@@ -45,24 +45,6 @@ OUTPUT = "plain"
 NEEDS_LIBRARY = False
 
 
-@dataclass
-class MamlConfig:
-    order: Literal[1, 2] = 1
-    meta_steps: int = 10
-    tasks_per_step: int = 2
-    inner_steps: int = 1
-    inner_lr: float = 1e-3
-    outer_lr: float = 3e-4
-    inner_optimizer: Literal["adam", "sgd"] = "adam"
-    """adam: shared moments (the paper); sgd: classic MAML."""
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-
-    def __post_init__(self) -> None:
-        if self.order not in (1, 2):
-            raise ValueError(f"maml.order must be 1 or 2, got {self.order}")
-        if self.meta_steps < 0 or self.inner_steps < 1 or self.tasks_per_step < 1:
-            raise ValueError("maml.meta_steps must be >= 0, inner_steps and tasks_per_step >= 1")
 
 
 class SharedMoments:

@@ -6,7 +6,6 @@ meta-training, the per-task LoRAs (`META_FROM`), is labelled LoraHub's library t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import torch
 from ..models import weighted_adapter_sum
 from ..sft import fine_tune
 from .common import BaselineJob, finish_by_fine_tuning, stack_library, unstack_library
+from .settings import MeanFinetuneConfig
 
 NAME = "mean-finetune"
 META_TRAINS = True
@@ -24,11 +24,6 @@ META_FROM = "task-loras"
 """Its meta-training is a library of per-task LoRAs, shared with `lorahub` when their settings agree."""
 
 
-@dataclass
-class MeanFinetuneConfig:
-    task_steps: int = 10
-    """Optimizer steps of each meta-training task's own LoRA (x setup.batch_size examples)."""
-    lr: float = 1e-3
 
 
 def meta_train(job: BaselineJob, config: MeanFinetuneConfig, progress: bool = True) -> dict[str, torch.Tensor]:

@@ -3,13 +3,13 @@ examples (the setup's `support` examples, `steps` optimizer steps at `lr`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .common import BaselineJob, finish_by_fine_tuning
+from .settings import NoMetaConfig
 
 NAME = "no-meta"
 META_TRAINS = False
@@ -17,9 +17,6 @@ OUTPUT = "plain"
 NEEDS_LIBRARY = False
 
 
-@dataclass
-class NoMetaConfig:
-    """No settings beyond the shared setup: its budget is the method."""
 
 
 def meta_train(job: BaselineJob, config: NoMetaConfig, progress: bool = True) -> dict[str, torch.Tensor]:

@@ -4,7 +4,6 @@ variant, for the k-label track, is `union-finetune`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import torch
 
 from ..sft import fine_tune
 from .common import BaselineJob, write_result
+from .settings import UnionConfig
 
 NAME = "union"
 META_TRAINS = True
@@ -19,11 +19,6 @@ OUTPUT = "plain"
 NEEDS_LIBRARY = False
 
 
-@dataclass
-class UnionConfig:
-    steps: int = 20
-    """Optimizer steps on the union (x setup.batch_size examples: the meta-training example budget)."""
-    lr: float = 1e-3
 
 
 def meta_train(job: BaselineJob, config: UnionConfig, progress: bool = True,

@@ -3,7 +3,6 @@ support examples with the same budget as every other k-label method."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import torch
 
 from . import union
 from .common import BaselineJob, finish_by_fine_tuning
+from .settings import UnionFinetuneConfig
 
 NAME = "union-finetune"
 META_TRAINS = True
@@ -20,9 +20,6 @@ META_FROM = union.NAME
 """Its meta-training is union's: a run trains it once for both when their settings agree."""
 
 
-@dataclass
-class UnionFinetuneConfig(union.UnionConfig):
-    """Union LoRA's settings (its meta-training); the target fine-tune is the setup's `steps` at `lr`."""
 
 
 meta_train = union.meta_train

@@ -9,12 +9,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
-from ..config import AnswerFormat, LoraSettings
+from ..config import AnswerFormat, LoraSettings, StatCode
 from ..data.prompts import PromptFormat
 from ..io import atomic_write_json
-from ..lora_tokens import StatCode
-from .decoder import NAMED_DECODERS, DecoderConfig
 from .objectives import OBJECTIVES
+from .settings import NAMED_DECODERS, DecoderConfig
 
 Objective = Literal["reconstruction", "task_loss", "hybrid"]
 """The names of `objectives.OBJECTIVES` (a Literal, so that configs and `--help` list them)."""

@@ -13,7 +13,7 @@ from ..data.prompts import task_prompts
 from ..data.tasks import check_task_names, task_label
 from ..io import check_output_path, check_replaceable, claim_directory
 from .card import GeneratorTrainConfig
-from .trajectories import CollectConfig
+from .settings import CollectConfig
 
 
 def shard(tasks: list[str], index: int, count: int) -> list[str]:

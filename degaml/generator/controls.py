@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import torch
-
 CONTROLS = ("swapped", "random")
 
 
@@ -23,6 +21,8 @@ def partner(target: str, targets: Sequence[str]) -> str:
 def random_prompts(prompts: Sequence[str], tokenizer, seed: int) -> list[str]:
     """For each prompt, text of as many tokens drawn uniformly from the tokenizer's ordinary vocabulary
     (seeded): the length of the target's prompts, none of their content."""
+    import torch  # here, not at the top: a run's settings read `CONTROLS` without loading torch
+
     rng = torch.Generator().manual_seed(seed)
     special = set(tokenizer.all_special_ids)
     vocabulary = torch.tensor([i for i in range(len(tokenizer)) if i not in special])

@@ -20,40 +20,11 @@ condition *is* the mean adapter, so anything the task adds shows up as a differe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-Shape = tuple[int, int, int]
-
-
-@dataclass
-class DecoderConfig:
-    hidden_shapes: list[Shape] = field(default_factory=lambda: [(32, 32, 128), (128, 16, 130)])
-    """(N, H, W) between the condition and the tokens; the ends come from the encoder and the LoRA layout."""
-    kernel_size: int = 3
-
-    def __post_init__(self) -> None:
-        self.hidden_shapes = [tuple(s) for s in self.hidden_shapes]
-        if self.kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd for 'same' padding, got {self.kernel_size}")
-
-
-NAMED_DECODERS: dict[str, DecoderConfig] = {
-    # The reference configuration for Qwen2.5-0.5B at r 8: condition (128, 384, 384), tokens (4296, 10, 130).
-    "paper-qwen2.5-0.5b": DecoderConfig(
-        hidden_shapes=[(128, 200, 300), (128, 100, 256), (256, 50, 200), (512, 50, 200), (1024, 25, 200),
-                       (1024, 10, 200), (2048, 10, 200)], kernel_size=9),
-    # The reference configuration for Qwen2.5-1.5B at r 16 (public Drag-and-Drop configs): tokens (4508, 18, 258).
-    "paper-qwen2.5-1.5b": DecoderConfig(
-        hidden_shapes=[(64, 500, 300), (256, 500, 300), (512, 125, 300), (1024, 64, 256), (2048, 32, 256)],
-        kernel_size=11),
-    # Sized for a 2-core CPU: a few million parameters.
-    "cpu-small": DecoderConfig(hidden_shapes=[(32, 32, 128), (128, 16, 130)], kernel_size=3),
-    "cpu-tiny": DecoderConfig(hidden_shapes=[(16, 16, 64)], kernel_size=3),
-}
-
+from .settings import DecoderConfig, Shape
 
 _RESIDUAL_INIT_SCALE = 0.01
 

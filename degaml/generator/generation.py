@@ -15,9 +15,10 @@ from ..lora_tokens import TokenLayout, detokenize
 from ..models import write_adapter
 from ..models.lora import AdapterMismatchError, LoraGeometry
 from .card import TRAINED_FILE, GeneratorCard
-from .decoder import DecoderConfig, HyperConvDecoder
+from .decoder import HyperConvDecoder
 from .encoder import PromptEncoder
 from .hub import resolve_generator
+from .settings import DecoderConfig
 
 
 def check_same_geometry(expected: LoraGeometry, actual: LoraGeometry, what: str) -> None:

@@ -35,48 +35,15 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_constant_schedule
 
-from ..config import AnswerFormat, DataConfig, LoraSettings, PartitionConfig
+from ..config import DataConfig, LoraSettings, PartitionConfig
 from ..data import MultipleChoiceItem
 from ..io import atomic_write_json, exclusive_directory, key_fields, link_copy, run_metadata
 from ..models import LoadedModel, attach_lora, check_adapter_fits, read_lora_state
 from ..models.lora import ADAPTER_WEIGHTS
 from ..sft import collate, training_example
+from .settings import CollectConfig
 
 MANIFEST = "manifest.json"
-
-
-@dataclass
-class CollectConfig:
-    burn_in_steps: int = 30
-    """Optimizer steps before the trajectory phase (not saved)."""
-    checkpoints: int = 50
-    """Consecutive steps whose LoRA state is saved (the reference keeps 50)."""
-    batch_size: int = 4
-    gradient_accumulation: int = 1
-    """Micro-batches per optimizer step (effective batch = batch_size x gradient_accumulation)."""
-    lr: float = 1e-4
-    """Constant AdamW learning rate."""
-    max_tokens: int = 256
-    seed: int = 0
-    answer_format: AnswerFormat = "loglikelihood"
-    """What the LoRA learns to produce: the answer text after its context (as log-likelihood scores it) or the
-    generative protocol's "[B]" after the lettered prompt (`degaml run` follows `evaluation.protocol`)."""
-    start: str = ""
-    """A PEFT adapter directory every trajectory starts from (its A and B), so that the checkpoints are that
-    adapter plus the task's own change; empty: PEFT's init (B = 0). In a `degaml run`, `union` is union LoRA of
-    the meta-training tasks (the shared generator's residual base), which the run trains first."""
-
-    def __post_init__(self) -> None:
-        for name, minimum in (("burn_in_steps", 0), ("checkpoints", 1), ("batch_size", 1),
-                              ("gradient_accumulation", 1), ("max_tokens", 1)):
-            if getattr(self, name) < minimum:
-                raise ValueError(f"collect.{name} must be >= {minimum}, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"collect.lr must be > 0, got {self.lr}")
-
-    @property
-    def total_steps(self) -> int:
-        return self.burn_in_steps + self.checkpoints
 
 
 def trajectory_dir_name(task: str, seed: int, first_seed: int) -> str:

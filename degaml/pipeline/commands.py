@@ -7,7 +7,7 @@ from typing import Literal
 
 from ..config import LoraSettings, ModelConfig, PartitionConfig
 from ..generator.card import GeneratorTrainConfig
-from ..generator.trajectories import CollectConfig
+from ..generator.settings import CollectConfig
 from .settings import BaselineSettings, EvaluationSettings, PolicySettings, TaskSets
 
 

@@ -15,7 +15,7 @@ from ..config import DataConfig, LoraSettings, ModelConfig, PartitionConfig, dum
 from ..data import task_label
 from ..generator.card import GeneratorTrainConfig
 from ..generator.controls import CONTROLS
-from ..generator.trajectories import CollectConfig
+from ..generator.settings import CollectConfig
 from .layout import (
     BASE,
     DEGAML,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, make_dataclass
 from typing import Literal
 
-from ..baselines import METHODS
+from ..baselines.settings import SETTINGS
 from ..config import IN_DOMAIN_TASKS
 from ..data.tasks import OUT_OF_DOMAIN_TASKS
 
@@ -119,7 +119,7 @@ class EvaluationSettings:
 
 @dataclass
 class BaselineBudget:
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    methods: list[str] = field(default_factory=lambda: list(SETTINGS))
     support: int = 16
     """k: the labelled target examples every method of the k-label track gets (the same ones; DeGAML-k too).
     The zero-label track reads none."""
@@ -139,7 +139,7 @@ class BaselineBudget:
 # The shared budget plus one section per registered baseline with settings (`baselines.union.steps`, ...).
 BaselineSettings = make_dataclass(
     "BaselineSettings",
-    [(m.option, m.config, field(default_factory=m.config)) for m in METHODS.values() if m.has_settings],
+    [(m.option, m.config, field(default_factory=m.config)) for m in SETTINGS.values() if m.has_settings],
     bases=(BaselineBudget,))
 BaselineSettings.__module__ = __name__
 BaselineSettings.__doc__ = "Which baselines run, their shared target-data budget, and each one's own settings."

@@ -1,0 +1,72 @@
+"""The generator side's typed settings, torch-free (a command's `--help` is built from them without loading
+torch): trajectory collection (`CollectConfig`) and the decoder's shapes (`DecoderConfig`, `NAMED_DECODERS`). The
+generator's training settings are `card.GeneratorTrainConfig`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import AnswerFormat
+
+Shape = tuple[int, int, int]
+
+
+@dataclass
+class DecoderConfig:
+    hidden_shapes: list[Shape] = field(default_factory=lambda: [(32, 32, 128), (128, 16, 130)])
+    """(N, H, W) between the condition and the tokens; the ends come from the encoder and the LoRA layout."""
+    kernel_size: int = 3
+
+    def __post_init__(self) -> None:
+        self.hidden_shapes = [tuple(s) for s in self.hidden_shapes]
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd for 'same' padding, got {self.kernel_size}")
+
+
+NAMED_DECODERS: dict[str, DecoderConfig] = {
+    # The reference configuration for Qwen2.5-0.5B at r 8: condition (128, 384, 384), tokens (4296, 10, 130).
+    "paper-qwen2.5-0.5b": DecoderConfig(
+        hidden_shapes=[(128, 200, 300), (128, 100, 256), (256, 50, 200), (512, 50, 200), (1024, 25, 200),
+                       (1024, 10, 200), (2048, 10, 200)], kernel_size=9),
+    # The reference configuration for Qwen2.5-1.5B at r 16 (public Drag-and-Drop configs): tokens (4508, 18, 258).
+    "paper-qwen2.5-1.5b": DecoderConfig(
+        hidden_shapes=[(64, 500, 300), (256, 500, 300), (512, 125, 300), (1024, 64, 256), (2048, 32, 256)],
+        kernel_size=11),
+    # Sized for a 2-core CPU: a few million parameters.
+    "cpu-small": DecoderConfig(hidden_shapes=[(32, 32, 128), (128, 16, 130)], kernel_size=3),
+    "cpu-tiny": DecoderConfig(hidden_shapes=[(16, 16, 64)], kernel_size=3),
+}
+
+
+@dataclass
+class CollectConfig:
+    burn_in_steps: int = 30
+    """Optimizer steps before the trajectory phase (not saved)."""
+    checkpoints: int = 50
+    """Consecutive steps whose LoRA state is saved (the reference keeps 50)."""
+    batch_size: int = 4
+    gradient_accumulation: int = 1
+    """Micro-batches per optimizer step (effective batch = batch_size x gradient_accumulation)."""
+    lr: float = 1e-4
+    """Constant AdamW learning rate."""
+    max_tokens: int = 256
+    seed: int = 0
+    answer_format: AnswerFormat = "loglikelihood"
+    """What the LoRA learns to produce: the answer text after its context (as log-likelihood scores it) or the
+    generative protocol's "[B]" after the lettered prompt (`degaml run` follows `evaluation.protocol`)."""
+    start: str = ""
+    """A PEFT adapter directory every trajectory starts from (its A and B), so that the checkpoints are that
+    adapter plus the task's own change; empty: PEFT's init (B = 0). In a `degaml run`, `union` is union LoRA of
+    the meta-training tasks (the shared generator's residual base), which the run trains first."""
+
+    def __post_init__(self) -> None:
+        for name, minimum in (("burn_in_steps", 0), ("checkpoints", 1), ("batch_size", 1),
+                              ("gradient_accumulation", 1), ("max_tokens", 1)):
+            if getattr(self, name) < minimum:
+                raise ValueError(f"collect.{name} must be >= {minimum}, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"collect.lr must be > 0, got {self.lr}")
+
+    @property
+    def total_steps(self) -> int:
+        return self.burn_in_steps + self.checkpoints
