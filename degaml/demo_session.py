@@ -145,12 +145,12 @@ class DemoSession:
         prompts = check_prompts(split_prompts(text), "the pasted prompts")
         if not prompts:
             raise ValueError("paste at least one prompt (separate prompts with a blank line)")
-        state, info = self.generator.generate_state(prompts)
-        digest = info["prompts_sha256"][:12]
+        state, record = self.generator.generate_state(prompts)
+        digest = record.prompts_sha256[:12]
         out = self.workdir / f"adapter-{digest}"
         archive = out.with_suffix(".zip")
         if not archive.is_file():  # the same prompts give the same adapter: written and zipped once
-            write_adapter(state, self.generator.lora, self.generator.card.model, out, info)
+            write_adapter(state, self.generator.lora, self.generator.card.model, out, record.to_info())
             shutil.make_archive(str(out), "zip", out)
         shown = prompts[:self.shown]
         asked = [chat_prompt(self.lm, p) for p in shown]
@@ -164,12 +164,9 @@ class DemoSession:
         options = [[OptionRow(chr(ord("A") + j), text, b, a)
                     for j, (text, b, a) in enumerate(zip(items[k].choices, *probabilities[k]))] if k in items else []
                    for k in range(len(shown))]
-        count = (f"the {info['prompts_given']} prompts given, drawn with replacement to fill the generator's "
-                 f"{info['prompts_used']} slots" if info["sampled_with_replacement"]
-                 else f"{info['prompts_used']} of the {info['prompts_given']} prompts given")
         summary = (f"**Adapter** `{out.name}` for `{self.generator.card.model}`: {len(state)} LoRA tensors, "
-                   f"norm {delta_norm(state):.3f}, generated in {info['generation_seconds'] * 1000:.0f} ms from "
-                   f"{count}; prompts sha256 `{digest}...`.")
+                   f"norm {delta_norm(state):.3f}, generated in {record.generation_seconds * 1000:.0f} ms from "
+                   f"{record.conditioning}; prompts sha256 `{digest}...`.")
         answers = [[p, cut_repetition(b), cut_repetition(a)] for p, b, a in zip(shown, base, adapted)]
         return DemoResult(summary, answers, archive, options)
 

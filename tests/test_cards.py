@@ -2,13 +2,16 @@
 outputs that are not plain LoRAs."""
 
 import json
+from dataclasses import replace
 
+import pytest
 import torch
 from huggingface_hub import ModelCard
 
 from degaml.config import LoraSettings
 from degaml.io import cache_root
 from degaml.models import AdaptedOutput, write_adapter, write_ensemble
+from degaml.models.generation_record import GenerationRecord
 from degaml.models.registry import base_model_reference
 
 LORA = LoraSettings(r=2, alpha=4)
@@ -26,9 +29,16 @@ def test_an_offline_default_is_named_by_the_hub_model_its_weights_came_from(tmp_
     assert base_model_reference(str(local))[0] == str(local.resolve())
 
 
+def _generated(**changes) -> dict:
+    """A generated adapter's degaml.json record (GenerationRecord's keys)."""
+    record = GenerationRecord(generator="gens/g", prompts_given=16, prompts_used=16, prompts_sha256="ab" * 32,
+                              sampled_with_replacement=False, seed=0, encode_seconds=0.1, decode_seconds=0.2,
+                              generation_seconds=0.3)
+    return replace(record, **changes).to_info()
+
+
 def test_every_adapter_has_a_model_card_and_a_resolvable_base(tmp_path):
-    out = write_adapter(STATE, LORA, "smollm2-135m-instruct", tmp_path / "a",
-                        {"generator": "gens/g", "prompts_given": 16, "prompts_used": 16, "prompts_sha256": "ab" * 32})
+    out = write_adapter(STATE, LORA, "smollm2-135m-instruct", tmp_path / "a", _generated())
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     card = ModelCard.load(out / "README.md")
@@ -39,8 +49,8 @@ def test_every_adapter_has_a_model_card_and_a_resolvable_base(tmp_path):
 
 
 def test_the_card_names_the_task_the_true_prompt_count_and_no_local_path(tmp_path):
-    info = {"task": "arc_easy", "generator": "/home/someone/runs/gen", "prompts_given": 3, "prompts_used": 16,
-            "sampled_with_replacement": True, "prompts_sha256": "cd" * 32, "prompts_from": "/home/someone/p.txt"}
+    info = {**_generated(task="arc_easy", generator="/home/someone/runs/gen", prompts_given=3,
+                         sampled_with_replacement=True, prompts_sha256="cd" * 32), "prompts_from": "/home/someone/p.txt"}
     out = write_adapter(STATE, LORA, str(tmp_path), tmp_path / "a", info)  # a local base model directory
     text = (out / "README.md").read_text()
     assert "for the task `arc_easy`" in text
@@ -49,8 +59,16 @@ def test_the_card_names_the_task_the_true_prompt_count_and_no_local_path(tmp_pat
     assert "/home/someone" not in text and str(tmp_path) not in text
     assert "`gen (a local path)`" in text
     plain = write_adapter(STATE, LORA, "smollm2-135m-instruct", tmp_path / "b",
-                          {"prompts_given": 40, "prompts_used": 16, "prompts_sha256": "ef" * 32})
+                          _generated(prompts_given=40, prompts_sha256="ef" * 32))
     assert "conditioned on 16 of the 40 unlabelled prompts given" in (plain / "README.md").read_text()
+
+
+def test_a_generation_record_round_trips_and_a_cut_one_is_refused_by_name():
+    info = _generated(task="arc_easy")
+    assert GenerationRecord.from_info({**info, "action": {"family": "ttt"}}).to_info() == info
+    assert GenerationRecord.from_info({"baseline": "union"}) is None  # not a generated adapter
+    with pytest.raises(ValueError, match="lacks seed"):
+        GenerationRecord.from_info({k: v for k, v in info.items() if k != "seed"})
 
 
 def test_what_interop_says_of_peft_holds_offline(tmp_path, workspace, monkeypatch):

@@ -6,6 +6,7 @@ import io
 import shutil
 import socket
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -126,7 +127,7 @@ def test_the_adapted_answers_come_from_the_adapter(session, monkeypatch):
 
     def loud(prompts, seed=0, target_geometry=None):
         state, info = original(prompts, seed, target_geometry)
-        return {k: v * 50 for k, v in state.items()}, {**info, "prompts_sha256": "f" * 64}
+        return {k: v * 50 for k, v in state.items()}, replace(info, prompts_sha256="f" * 64)
 
     monkeypatch.setattr(session.generator, "generate_state", loud)
     result = session.run("What color is item 1?\n\nWhat is 3 plus one?")

@@ -439,7 +439,8 @@ def test_too_few_prompts_are_sampled_with_replacement_and_said(workspace, genera
     prompts = tmp_path / "two.txt"
     prompts.write_text("What color is the sky?\nWhat color is grass?\n")
     main(["generate", "--generator", str(generator), "--prompts", str(prompts), "--out", str(tmp_path / "a")])
-    assert "from the 2 prompts given, drawn with replacement to fill the generator's 4 slots" in capsys.readouterr().out
+    assert ("from the 2 unlabelled prompts given, drawn with replacement to fill the generator's 4 prompt slots"
+            in capsys.readouterr().out)
     info = json.loads((tmp_path / "a" / "degaml.json").read_text())
     assert info["sampled_with_replacement"] and info["prompts_given"] == 2 and info["prompts_used"] == 4
     assert info["task"] == "two.txt"

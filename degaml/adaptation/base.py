@@ -22,6 +22,7 @@ import torch
 from ..config import LoraSettings
 from ..data import MultipleChoiceItem
 from ..models import LoadedModel, LoraState, write_adapter
+from ..models.generation_record import GenerationRecord
 
 
 class BudgetError(ValueError):
@@ -34,9 +35,9 @@ class AdaptationContext:
     """The base model, with no adapter attached; families attach and remove their own."""
     lora: LoraSettings
     base_model: str
-    generate: Callable[..., tuple[LoraState, dict]]
-    """(prompt-sample seed, optional indices of the prompts to draw from) -> (generated LoRA state, generation
-    info). Only ever run forward."""
+    generate: Callable[..., tuple[LoraState, GenerationRecord]]
+    """(prompt-sample seed, optional indices of the prompts to draw from) -> (generated LoRA state, what it was
+    generated from). Only ever run forward."""
     prompts: Sequence[str]
     """The task's unlabelled adaptation prompts."""
     items: Sequence[MultipleChoiceItem] = ()

@@ -28,4 +28,4 @@ def apply(ctx: AdaptationContext, config: GeneratedConfig, out: Path, info: dict
     started = time.perf_counter()
     state, generated = ctx.generate(ctx.seed)
     unchanged = AdaptationResult(NAME, state, {}, 0.0)
-    return write_refined(ctx, out, state, {**generated, **info, **outcome(unchanged, started)})
+    return write_refined(ctx, out, state, {**generated.to_info(), **info, **outcome(unchanged, started)})

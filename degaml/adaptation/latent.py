@@ -164,5 +164,5 @@ def apply(ctx: AdaptationContext, config: LatentConfig, out: Path, info: dict[st
                 result = AdaptationResult(NAME, state, asdict(config), seconds, trace=trace)
             except FloatingPointError as e:  # non-finite loss: keep the generated adapter alone
                 result = AdaptationResult(NAME, state, asdict(config), 0.0, fell_back=True, reason=str(e))
-    record = {**generated, **info, **outcome(result, started), "latent": asdict(config)}
+    record = {**generated.to_info(), **info, **outcome(result, started), "latent": asdict(config)}
     return write_refined(ctx, out, state, record, latent_delta=delta)

@@ -166,7 +166,7 @@ def apply(ctx: AdaptationContext, config: MixingConfig, out: Path, info: dict[st
     if config.variant == "rank_half":
         t0 = time.perf_counter()
         result = AdaptationResult(NAME, rank_half_mix(state, config.lam), asdict(config), time.perf_counter() - t0)
-        return write_refined(ctx, out, result.state, {**generated, **info, **outcome(result, started)})
+        return write_refined(ctx, out, result.state, {**generated.to_info(), **info, **outcome(result, started)})
     if config.variant == "infomax":
         if not ctx.items:
             raise BudgetError("mixing variant=infomax needs the task's unlabelled items with their options")
@@ -178,6 +178,6 @@ def apply(ctx: AdaptationContext, config: MixingConfig, out: Path, info: dict[st
                                 LoraHubConfig(max_evaluations=config.evaluations, l1=config.l1))
     finally:
         close()
-    record = {**generated, **info, **outcome(result, started), "weights": result.hyperparameters["weights"],
+    record = {**generated.to_info(), **info, **outcome(result, started), "weights": result.hyperparameters["weights"],
               "library_size": len(ctx.library)}
     return write_refined(ctx, out, result.state, record)

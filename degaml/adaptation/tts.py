@@ -49,9 +49,10 @@ def apply(ctx: AdaptationContext, config: TtsConfig, out: Path, info: dict[str, 
             raise BudgetError(f"tts with {config.k} disjoint members needs at least {config.k} prompts, "
                               f"got {len(ctx.prompts)}")
         order = torch.randperm(len(ctx.prompts), generator=torch.Generator().manual_seed(ctx.seed)).tolist()
-        members = [ctx.generate(seed, order[i::config.k]) for i, seed in enumerate(seeds)]
+        generated = [ctx.generate(seed, order[i::config.k]) for i, seed in enumerate(seeds)]
     else:
-        members = [ctx.generate(seed) for seed in seeds]  # a different prompt sample per member
+        generated = [ctx.generate(seed) for seed in seeds]  # a different prompt sample per member
+    members = [(state, record.to_info()) for state, record in generated]
     record = {**info, "seeds": seeds, "member_prompts": config.members, "seconds": time.perf_counter() - started,
               "fell_back": False, "reason": ""}
     return write_ensemble(members, ctx.lora, ctx.base_model, out, config.combine, record)

@@ -178,4 +178,4 @@ def apply(ctx: AdaptationContext, config: TttConfig, out: Path, info: dict[str, 
     started = time.perf_counter()
     state, generated = ctx.generate(ctx.seed)
     result = apply_ttt(ctx.lm, state, ctx.lora, ctx.prompts, config, ctx.seed, ctx.items)
-    return write_refined(ctx, out, result.state, {**generated, **info, **outcome(result, started)})
+    return write_refined(ctx, out, result.state, {**generated.to_info(), **info, **outcome(result, started)})

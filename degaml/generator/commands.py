@@ -140,12 +140,9 @@ def generate(
         texts = task_prompts(prompts, split, partition or PartitionConfig(), gen.prompt_format)
     with exclusive_output(out):
         task = Path(prompts).name if prompts.endswith(".txt") else task_label(prompts)  # never a local path
-        info = gen.generate_checked(texts, Path(out), seed, task=task)
-    count = (f"the {info['prompts_given']} prompts given, drawn with replacement to fill the generator's "
-             f"{info['prompts_used']} slots" if info["sampled_with_replacement"]
-             else f"{info['prompts_used']} of the {info['prompts_given']} prompts given")
-    print(f"adapter: {out}\ngenerated in {info['generation_seconds']:.3f} s (prompt encoding "
-          f"{info['encode_seconds']:.3f} s, decoder {info['decode_seconds']:.3f} s) from {count}")
+        record = gen.generate_checked(texts, Path(out), seed, task=task)
+    print(f"adapter: {out}\ngenerated in {record.generation_seconds:.3f} s (prompt encoding "
+          f"{record.encode_seconds:.3f} s, decoder {record.decode_seconds:.3f} s) from {record.conditioning}")
 
 
 def push(generator: Path, repo: str, private: bool = False, token: str | None = None) -> None:

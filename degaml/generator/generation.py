@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from ..data.files import check_prompts
 from ..lora_tokens import TokenLayout, detokenize
 from ..models import write_adapter
+from ..models.generation_record import GenerationRecord
 from ..models.lora import AdapterMismatchError, LoraGeometry
 from .card import TRAINED_FILE, GeneratorCard
 from .decoder import HyperConvDecoder
@@ -112,8 +113,9 @@ class Generator:
 
     @torch.no_grad()
     def generate_state(self, prompts: Sequence[str], seed: int = 0,
-                       target_geometry: LoraGeometry | None = None) -> tuple[dict[str, torch.Tensor], dict]:
-        """(LoRA state dict, info) for a task's prompts, in memory."""
+                       target_geometry: LoraGeometry | None = None, task: str = ""
+                       ) -> tuple[dict[str, torch.Tensor], GenerationRecord]:
+        """(LoRA state dict, what was generated from what) for a task's prompts, in memory."""
         if target_geometry is not None:
             check_same_geometry(self.geometry, target_geometry, f"generator {self.directory}")
         selected, with_replacement = self.select_prompts(prompts, seed)
@@ -127,21 +129,21 @@ class Generator:
             raise ValueError(f"generator {self.directory}: the generated adapter has non-finite values in "
                              f"{len(broken)} of {len(state)} tensors (first {broken[0]}); nothing was written")
         t2 = time.perf_counter()
-        info = {"generator": str(self.directory), "prompts_given": len(prompts), "prompts_used": len(selected),
-                "prompts_sha256": hashlib.sha256("\n".join(prompts).encode()).hexdigest(),
-                "sampled_with_replacement": with_replacement, "seed": seed,
-                "encode_seconds": t1 - t0, "decode_seconds": t2 - t1, "generation_seconds": t2 - t0}
-        return state, info
+        record = GenerationRecord(
+            generator=str(self.directory), prompts_given=len(prompts), prompts_used=len(selected),
+            prompts_sha256=hashlib.sha256("\n".join(prompts).encode()).hexdigest(),
+            sampled_with_replacement=with_replacement, seed=seed, encode_seconds=t1 - t0, decode_seconds=t2 - t1,
+            generation_seconds=t2 - t0, task=task or "")
+        return state, record
 
     def generate(self, prompts: Sequence[str], out: Path, base_model: str, seed: int = 0,
-                 target_geometry: LoraGeometry | None = None, task: str | None = None) -> dict:
-        state, info = self.generate_state(prompts, seed, target_geometry)
-        if task:
-            info = {"task": task, **info}
-        write_adapter(state, self.lora, base_model, out, info)
-        return info
+                 target_geometry: LoraGeometry | None = None, task: str | None = None) -> GenerationRecord:
+        state, record = self.generate_state(prompts, seed, target_geometry, task or "")
+        write_adapter(state, self.lora, base_model, out, record.to_info())
+        return record
 
-    def generate_checked(self, prompts: Sequence[str], out: Path, seed: int = 0, task: str | None = None) -> dict:
+    def generate_checked(self, prompts: Sequence[str], out: Path, seed: int = 0, task: str | None = None
+                         ) -> GenerationRecord:
         """`generate` for the base model the generator was trained on, first checking (from that model's
         config alone, no weights) that it has the generator's LoRA geometry. `task`: the task's name, recorded
         in the adapter's degaml.json and card."""

@@ -170,8 +170,8 @@ def _prompt_controls(exp: Experiment, lm: LoadedModel, run: SeedRun, gen, target
             continue
         source, prompts = control_prompts(control, target, exp.targets, prompts_of, lm.tokenizer, run.seed)
         state, info = gen.generate_state(prompts, run.seed)
-        write_adapter(state, exp.lora, exp.model.name, directory.output, {**info, "prompts_from": source})
-        MethodCost(seconds=info["generation_seconds"], labelled_target_examples=0).save(directory.cost)
+        write_adapter(state, exp.lora, exp.model.name, directory.output, {**info.to_info(), "prompts_from": source})
+        MethodCost(seconds=info.generation_seconds, labelled_target_examples=0).save(directory.cost)
         say(exp, f"{target}: generated from {source}'s prompts ({control_method(control)})")
 
 
@@ -190,8 +190,9 @@ def _scaling_curve(exp: Experiment, run: SeedRun, target: str, items: list) -> N
         fold = shared_fold(exp, count)
         gen = Generator(run.generator(fold.name))
         state, info = gen.generate_state([format_prompt(item, gen.prompt_format) for item in items], run.seed)
-        write_adapter(state, exp.lora, exp.model.name, generated.output, {**info, "meta_tasks": list(fold.training)})
-        MethodCost(seconds=info["generation_seconds"], labelled_target_examples=0).save(generated.cost)
+        write_adapter(state, exp.lora, exp.model.name, generated.output,
+                      {**info.to_info(), "meta_tasks": list(fold.training)})
+        MethodCost(seconds=info.generation_seconds, labelled_target_examples=0).save(generated.cost)
         write_adapter(read_lora_state(run.residual_base(fold.name)), exp.lora, exp.model.name, union.output,
                       {"union_of": list(fold.training)})
         MethodCost(seconds=0.0, labelled_target_examples=0).save(union.cost)
