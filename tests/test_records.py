@@ -112,3 +112,14 @@ def test_a_compared_policy_method_is_not_the_policy_method_itself():
     assert PolicySettings(method="reinforce", compare=["rest_em"]).compare == ["rest_em"]
     with pytest.raises(ValueError, match=r"policy.compare: rest_em is policy.method already"):
         PolicySettings(method="rest_em", compare=["rest_em"])
+
+
+def test_a_refinement_record_reads_back_from_what_an_adaptation_writes():
+    from degaml.adaptation.base import AdaptationResult, Refinement, outcome
+
+    written = outcome(AdaptationResult("ttt", {}, {}, 0.25, fell_back=True, reason="non-finite loss"), 0.0)
+    done = Refinement.from_info({**written, "action": {"family": "ttt"}})
+    assert done.fell_back and done.reason == "non-finite loss" and done.seconds > 0
+    assert written["adaptation_seconds"] == 0.25
+    with pytest.raises(ValueError, match="out/degaml.json: an adapted output's record lacks seconds"):
+        Refinement.from_info({"fell_back": False}, "out/degaml.json")

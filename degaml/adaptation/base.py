@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,10 +86,31 @@ def write_refined(ctx: AdaptationContext, out: Path, state: LoraState, info: dic
     return info
 
 
+@dataclass(frozen=True)
+class Refinement:
+    """What every adapted output's record says of its refinement, written flat into its degaml.json (tts.json
+    for an ensemble) and read back through this class."""
+
+    seconds: float
+    """Generation and refinement, wall clock."""
+    fell_back: bool = False
+    """The family could not refine (e.g. a non-finite loss) and wrote the generated adapter."""
+    reason: str = ""
+
+    def to_info(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any], where: str = "degaml.json") -> Refinement:
+        if "seconds" not in info:
+            raise ValueError(f"{where}: an adapted output's record lacks seconds")
+        return cls(**{f.name: info[f.name] for f in fields(cls) if f.name in info})
+
+
 def outcome(result: AdaptationResult, started: float) -> dict[str, Any]:
-    """What an output's record says about the refinement: its time, whether it fell back and why, its trace."""
-    return {"adaptation_seconds": result.seconds, "seconds": time.perf_counter() - started,
-            "fell_back": result.fell_back, "reason": result.reason, "trace": result.trace, **result.details}
+    """What an output's record says about the refinement: `Refinement`, the family's own time and its trace."""
+    done = Refinement(time.perf_counter() - started, result.fell_back, result.reason)
+    return {**done.to_info(), "adaptation_seconds": result.seconds, "trace": result.trace, **result.details}
 
 
 def blind(item: MultipleChoiceItem) -> MultipleChoiceItem:

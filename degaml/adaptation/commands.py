@@ -79,9 +79,9 @@ def adapt(
         print("policy scores (probability per action):")
         for label, p in sorted(result.scores.items(), key=lambda kv: -kv[1]):
             print(f"  {p:6.3f}  {label}{'   <- chosen' if label == result.action.label else ''}")
-    info = result.info
-    fallback = f" - fell back to the generated adapter: {info['reason']}" if info.get("fell_back") else ""
-    print(f"{result.action.label}: {out} ({info['seconds']:.2f} s){fallback}")
+    done = result.refinement
+    fallback = f" - fell back to the generated adapter: {done.reason}" if done.fell_back else ""
+    print(f"{result.action.label}: {out} ({done.seconds:.2f} s){fallback}")
 
 
 def train_policy(

@@ -18,7 +18,7 @@ from ..io import atomic_write_text, cache_root
 from ..models import AdaptedOutput
 from .actions import Action
 from .apply import apply_action
-from .base import AdaptationContext
+from .base import AdaptationContext, Refinement
 from .latent import per_sample_scorer
 
 REWARDS_FILE = "rewards.jsonl"
@@ -107,19 +107,18 @@ def measure_actions(ctx: AdaptationContext, task: str, actions: Sequence[Action]
         given = (adapted or {}).get(action.label)
         out = given or work / "adapted" / task / action.slug
         if given is not None:
-            info = AdaptedOutput.load(given).info
+            refined = Refinement.from_info(AdaptedOutput.load(given).info, str(given))
         else:
             if out.exists():  # a complete directory from an interrupted run whose row was not written
                 shutil.rmtree(out)
-            info = apply_action(action, ctx, out)
+            refined = Refinement.from_info(apply_action(action, ctx, out), str(out))
         start = time.perf_counter()
         (result,), _ = evaluate_adapted(ctx.lm, out, data, config, progress=progress, loaded=loaded,
                                         item_scorer=per_sample_scorer)
         row = {"task": task, "split": data.split, "key": key, "action": action.to_dict(), "action_label": action.label,
                "n": result.num_items, "acc": result.metrics["acc"], "acc_norm": result.metrics["acc_norm"],
-               "metric": metric, "score": result.metrics[metric], "adapt_seconds": info.get("seconds", 0.0),
-               "eval_seconds": time.perf_counter() - start, "fell_back": info.get("fell_back", False),
-               "reason": info.get("reason", "")}
+               "metric": metric, "score": result.metrics[metric], "adapt_seconds": refined.seconds,
+               "eval_seconds": time.perf_counter() - start, "fell_back": refined.fell_back, "reason": refined.reason}
         _append(path, row)
         _append(shared, row)
         done[action.label] = row

@@ -18,7 +18,7 @@ from ..generator.trajectories import checkpoint_paths, load_checkpoint
 from ..models import LoadedModel, LoraState
 from .actions import Action
 from .apply import apply_action
-from .base import AdaptationContext, blind
+from .base import AdaptationContext, Refinement, blind
 from .policy import LinearPolicy, StateFeatures, adapter_statistics, confidence_and_entropy
 from .ttt import prompt_batch
 
@@ -137,6 +137,10 @@ class AdaptedTask:
 
     def __fspath__(self) -> str:
         return str(self.path)
+
+    @property
+    def refinement(self) -> Refinement:
+        return Refinement.from_info(self.info, str(self.path))
 
 
 def adapt_task(generator: Generator, ctx: AdaptationContext, out: Path, action: Action | None = None,

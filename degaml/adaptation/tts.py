@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..models import write_ensemble
-from .base import AdaptationContext, BudgetError, check_choice, check_range
+from .base import AdaptationContext, BudgetError, Refinement, check_choice, check_range
 
 NAME = "tts"
 
@@ -53,6 +53,6 @@ def apply(ctx: AdaptationContext, config: TtsConfig, out: Path, info: dict[str, 
     else:
         generated = [ctx.generate(seed) for seed in seeds]  # a different prompt sample per member
     members = [(state, record.to_info()) for state, record in generated]
-    record = {**info, "seeds": seeds, "member_prompts": config.members, "seconds": time.perf_counter() - started,
-              "fell_back": False, "reason": ""}
+    record = {**info, "seeds": seeds, "member_prompts": config.members,
+              **Refinement(time.perf_counter() - started).to_info()}
     return write_ensemble(members, ctx.lora, ctx.base_model, out, config.combine, record)

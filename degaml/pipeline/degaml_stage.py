@@ -61,9 +61,9 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
             reset_peak_memory(lm.device)
             result = adapt_task(gen, ctx, directory.output, action=Action("none")) if method == GENERATED \
                 else adapt_task(gen, ctx, directory.output, policy=policy)
-            MethodCost(seconds=result.info["seconds"], labelled_target_examples=0, action=result.action.label,
+            MethodCost(seconds=result.refinement.seconds, labelled_target_examples=0, action=result.action.label,
                        **peak_memory_mb(lm.device)).save(directory.cost)
-            say(exp, f"{target}: {method} = {result.action.label} ({result.info['seconds']:.1f} s)")
+            say(exp, f"{target}: {method} = {result.action.label} ({result.refinement.seconds:.1f} s)")
         _single_actions(exp, lm, run, gen, target, ctx)
         _compared_policies(exp, run, fold, gen, target, ctx)
         _prompt_controls(exp, lm, run, gen, target, items)
@@ -124,10 +124,10 @@ def _single_actions(exp: Experiment, lm: LoadedModel, run: SeedRun, gen, target:
             continue
         reset_peak_memory(lm.device)
         result = adapt_task(gen, ctx, directory.output, action=action)
-        MethodCost(seconds=result.info["seconds"], labelled_target_examples=0, action=action.label,
+        MethodCost(seconds=result.refinement.seconds, labelled_target_examples=0, action=action.label,
                    **peak_memory_mb(lm.device)).save(directory.cost)
         made[action.label] = directory
-        say(exp, f"{target}: {method} ({result.info['seconds']:.1f} s)")
+        say(exp, f"{target}: {method} ({result.refinement.seconds:.1f} s)")
 
 
 def _compared_policies(exp: Experiment, run: SeedRun, fold: Fold, gen, target: str, ctx: AdaptationContext) -> None:
