@@ -14,15 +14,16 @@ def _run_baseline(method: str, task: str, out: Path, train_tasks: list[str] | st
     from ..config import task_names
     from ..io import exclusive_output
     from . import METHODS, BaselineSetup, prepare, run_baseline
+    from .common import BaselineRecord
 
     spec = METHODS[method]
     setup = setup or BaselineSetup()
     config = config or spec.config()
     with exclusive_output(out):  # checked and locked before any training
         job = prepare(setup, task, task_names(train_tasks) if spec.meta_trains else [], spec.meta_trains)
-        info = run_baseline(method, job, config, Path(out), progress)
-    memory = f", peak RSS {info['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in info else ""
-    print(f"{method}: {out} ({info['seconds']:.1f} s{memory}; {info['support_examples']} labelled target examples)")
+        record = BaselineRecord.from_info(run_baseline(method, job, config, Path(out), progress), str(out))
+    print(f"{method}: {out} ({record.seconds:.1f} s, peak RSS {record.peak_rss_mb:.0f} MB; {record.support_examples} "
+          "labelled target examples)")
 
 
 def baseline_commands() -> dict[str, Callable[..., None]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,27 @@ def prepare(setup: BaselineSetup, task: str, train_tasks: Sequence[str], needs_m
     support = load_examples(lm, task, setup, setup.support, "setup.support")
     meta = {task_label(t): load_examples(lm, t, setup, setup.meta_examples) for t in names} if needs_meta else {}
     return BaselineJob(setup, label, [task_label(t) for t in names], lm, support, meta)
+
+
+@dataclass(frozen=True)
+class BaselineRecord:
+    """What every baseline's output records of its cost (in its degaml.json, beside its setup, settings and
+    traces), read back through this class."""
+
+    seconds: float
+    """Meta-training (when the method did it in this call) and the target's finish, wall clock."""
+    support_examples: int
+    """Labelled target examples read (0 for the zero-label union)."""
+    target_steps: int
+    """Optimizer steps on the target's examples."""
+    peak_rss_mb: float
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any], where: str = "degaml.json") -> BaselineRecord:
+        missing = [f.name for f in fields(cls) if f.name not in info]
+        if missing:
+            raise ValueError(f"{where}: a baseline's record lacks {', '.join(missing)}")
+        return cls(**{f.name: info[f.name] for f in fields(cls)})
 
 
 def write_result(job: BaselineJob, method: str, config: Any, state: LoraState, out: Path, started: float,

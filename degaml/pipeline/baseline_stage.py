@@ -30,6 +30,7 @@ def baseline_setup(exp: Experiment, run: SeedRun):
 
 def baseline_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
     from ..baselines import METHODS, prepare
+    from ..baselines.common import BaselineRecord
 
     b = exp.baselines
     setup = baseline_setup(exp, run)
@@ -47,12 +48,13 @@ def baseline_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -
             reset_peak_memory(lm.device)
             started = time.perf_counter()
             directory = run.method(target, method)
-            info = spec.module.finish(job, config, meta, directory.output, started)
+            record = BaselineRecord.from_info(spec.module.finish(job, config, meta, directory.output, started),
+                                             str(directory.output))
             seconds = time.perf_counter() - started + log.get("meta_train_seconds", 0.0)
             peak = peak_memory_mb(lm.device)  # the larger of meta-training's and this target's
             peak["peak_rss_mb"] = max(peak["peak_rss_mb"], log.get("meta_peak_rss_mb", 0.0))
-            MethodCost(seconds=seconds, labelled_target_examples=info["support_examples"],
-                       target_steps=info.get("target_steps", 0),
+            MethodCost(seconds=seconds, labelled_target_examples=record.support_examples,
+                       target_steps=record.target_steps,
                        meta_train_seconds=log.get("meta_train_seconds", 0.0), **peak).save(directory.cost)
             say(exp, f"{target}: {method} ({seconds:.1f} s with meta-training)")
 
