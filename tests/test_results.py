@@ -13,6 +13,8 @@ import yaml
 ROOT = Path(__file__).parent.parent
 RESULTS = ROOT / "results"
 PUBLISHED = sorted(p.name for p in RESULTS.iterdir() if (p / "experiment.yaml").is_file()) if RESULTS.is_dir() else []
+HEADROOM = sorted(p.name for p in RESULTS.iterdir() if (p / "headroom.yaml").is_file()) if RESULTS.is_dir() else []
+"""Published `degaml headroom` tables."""
 
 # Each figure the README's results table states: (run under results/, what it computes, its arguments); the
 # README writes it as f"{label} {figure}" with the label given here.
@@ -69,4 +71,17 @@ def test_each_headline_figure_in_the_readme_is_what_the_predictions_give(run, ki
 
 def test_every_run_the_readme_quotes_is_published():
     quoted = set(re.findall(r"results/([A-Za-z0-9][\w.-]*)", (ROOT / "README.md").read_text()))
-    assert {run for run, *_ in HEADLINES} | quoted <= set(PUBLISHED)
+    assert {run for run, *_ in HEADLINES} | quoted <= set(PUBLISHED) | set(HEADROOM)
+
+
+@pytest.mark.parametrize("table", HEADROOM)
+def test_a_published_headroom_table_rebuilds_from_its_predictions_and_the_readme_states_its_count(table, tmp_path):
+    from degaml.pipeline.headroom import table_rows, write_table
+
+    copy = tmp_path / table
+    shutil.copytree(RESULTS / table, copy, ignore=shutil.ignore_patterns("headroom.md", "headroom.json"))
+    assert write_table(copy) == (RESULTS / table / "headroom.md").read_text(), f"results/{table}/headroom.md"
+    rows, _ = table_rows(copy)
+    room = sum(r.headroom.difference >= 5 for r in rows)
+    stated = f"{room} of {len(rows)} tasks measured have h >= 5 points"
+    assert stated in (ROOT / "README.md").read_text(), f"README.md should state {stated!r} (results/{table})"
