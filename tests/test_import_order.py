@@ -112,3 +112,25 @@ def test_packages_of_one_layer_do_not_import_each_other():
 
 def test_no_import_cycle():
     assert cycles(graph()) == []
+
+
+def test_a_lazy_package_imports_a_name_on_first_use_and_refuses_an_unknown_one():
+    import subprocess
+    import sys
+
+    script = """
+import sys
+import degaml.models as models
+assert "degaml.models.loading" not in sys.modules, "importing the package loaded a submodule"
+from degaml.models import LoadedModel
+from degaml.models.loading import LoadedModel as direct
+assert LoadedModel is direct and "load_model" in models.__all__
+try:
+    models.nonesuch
+except AttributeError as e:
+    assert "degaml.models" in str(e) and "nonesuch" in str(e)
+else:
+    raise SystemExit("an unknown name was not refused")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
