@@ -1,6 +1,7 @@
 """`degaml headroom`: per task, own LoRA minus union LoRA on validation items, resumable, in parts, published
 and rebuilt from its per-item predictions alone."""
 
+import hashlib
 import json
 
 import pytest
@@ -42,6 +43,8 @@ def test_a_published_headroom_table_rebuilds_without_adapters(workspace, tmp_pat
     main(_args(workspace, out))
     main(["publish", "--run_dir", str(out), "--out", str(published)])
     assert not list(published.rglob("*.safetensors"))
+    digest = hashlib.sha256((out / "union-adapter" / "adapter_model.safetensors").read_bytes()).hexdigest()
+    assert (published / "union-adapter.sha256").read_text().split()[0] == digest
     before = (published / "headroom.md").read_text()
     (published / "headroom.md").unlink()
     main(["report", str(published)])

@@ -23,6 +23,8 @@ TABLE_FILE = "headroom.md"
 SUMMARY_FILE = "headroom.json"
 METHODS = ("base", "union", "own")
 UNION_ADAPTER = "union-adapter"
+UNION_HASH_FILE = "union-adapter.sha256"
+"""In a published table: the sha256 of the union LoRA its parts were scored with."""
 
 
 @dataclass
@@ -298,6 +300,8 @@ def write_table(directory: Path, threshold: float = 5.0) -> str:
 def publish_headroom(directory: Path, out: Path, compact) -> None:
     """The settings, every per-item results.json (`compact`ed) and the table, into `out` (merged with what it
     holds: parts published one by one); not the adapters."""
+    import hashlib
+
     from ..io import atomic_write_text
 
     if (out / SETTINGS_FILE).is_file() and load_settings(out) != load_settings(directory):
@@ -306,6 +310,9 @@ def publish_headroom(directory: Path, out: Path, compact) -> None:
     if not files:
         raise FileNotFoundError(f"{directory}: no task scored yet")
     atomic_write_text(out / SETTINGS_FILE, (directory / SETTINGS_FILE).read_text(encoding="utf-8"))
+    union = directory / UNION_ADAPTER / "adapter_model.safetensors"
+    if union.is_file():  # a part measured on another machine must have trained this very union LoRA
+        atomic_write_text(out / UNION_HASH_FILE, f"{hashlib.sha256(union.read_bytes()).hexdigest()}  {union.name}\n")
     for path in files:
         atomic_write_text(out / path.relative_to(directory), compact(path))
     write_table(out)
