@@ -37,8 +37,7 @@ def run(
     fold's targets once its methods are trained, and write the report. Every stage resumes and skips what is
     complete.
 
-    Usually `degaml run --config offline` (without a config the library defaults apply, which are larger); any
-    key can be overridden by a flag, e.g. `--evaluation.limit 20`.
+    Usually `degaml run --config offline`; any key can be overridden by a flag, e.g. `--evaluation.limit 20`.
 
     Args:
         name: Experiment name (report title).
