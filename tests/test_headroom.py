@@ -51,11 +51,15 @@ def test_a_published_headroom_table_rebuilds_without_adapters(workspace, tmp_pat
     assert (published / "headroom.md").read_text() == before == (out / "headroom.md").read_text()
 
 
-def test_other_settings_and_a_bad_part_are_refused_before_work(workspace, tmp_path):
+def test_other_settings_and_a_bad_part_are_refused_before_work(workspace, tmp_path, capsys):
     out = tmp_path / "h"
     with pytest.raises(SystemExit):
         main([*_args(workspace, out), "--part", "3/2"])
+    assert "--part '3/2': K must be between 1 and N" in capsys.readouterr().err
     assert not out.exists()
     main([*_args(workspace, out), "--part", "1/2"])
+    scored = sorted(out.rglob("results.json"))
     with pytest.raises(SystemExit):
         main([*_args(workspace, out)[:-2], "--items", "6", "--progress", "false"])
+    assert "holds a headroom table made with other settings (items differ" in capsys.readouterr().err
+    assert sorted(out.rglob("results.json")) == scored

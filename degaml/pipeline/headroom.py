@@ -11,6 +11,7 @@ rebuilt from the per-item predictions alone (`degaml report DIR`).
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -182,8 +183,6 @@ def _union_adapter(out: Path, settings: HeadroomSettings, setup, lm, progress: b
     path = out / UNION_ADAPTER
     if (path / "adapter_model.safetensors").is_file():
         return path
-    import time
-
     started = time.perf_counter()
     meta = {task_label(t): load_examples(lm, t, setup, setup.meta_examples) for t in settings.tasks}
     job = BaselineJob(setup, "pool", list(meta), lm, [], meta)
@@ -193,21 +192,17 @@ def _union_adapter(out: Path, settings: HeadroomSettings, setup, lm, progress: b
 
 
 def _own_adapter(out: Path, task: str, setup, lm) -> Path:
-    """The task's own LoRA: `own_steps` steps on (up to 64 x batch_size of) its train partition."""
-    import time
-
-    from ..baselines.common import BaselineJob, load_examples, write_result
+    """The task's own LoRA: no-meta LoRA's fine-tuning, `own_steps` steps on up to own_steps x batch_size
+    examples of its train partition (cycled where it has fewer)."""
+    from ..baselines.common import BaselineJob, finish_by_fine_tuning, load_examples
     from ..data import task_label
-    from ..sft import fine_tune
 
     path = out / "adapters" / task_label(task)
     if (path / "adapter_model.safetensors").is_file():
         return path
     started = time.perf_counter()
     examples = load_examples(lm, task, setup, setup.steps * setup.batch_size)
-    state, losses = fine_tune(lm, setup.lora, examples, setup.steps, setup.lr, setup.batch_size, setup.seed)
-    job = BaselineJob(setup, task_label(task), [], lm, examples, {})
-    write_result(job, "own", None, state, path, started, {"support_losses": losses, "target_steps": setup.steps})
+    finish_by_fine_tuning(BaselineJob(setup, task_label(task), [], lm, examples, {}), "own", None, None, path, started)
     return path
 
 
