@@ -152,3 +152,17 @@ for name in [*COMMANDS, "baseline union"]:
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_run_command_takes_exactly_the_experiments_settings():
+    """`degaml run`'s flags are Experiment's fields, unset ones taking its defaults: a setting added to one and
+    not the other fails here."""
+    import dataclasses
+    import inspect
+
+    from degaml.pipeline.commands import run
+    from degaml.pipeline.experiment import Experiment
+
+    parameters = inspect.signature(run).parameters
+    assert list(parameters) == [f.name for f in dataclasses.fields(Experiment)]
+    assert all(p.default is None for p in parameters.values())

@@ -63,3 +63,31 @@ def test_other_settings_and_a_bad_part_are_refused_before_work(workspace, tmp_pa
         main([*_args(workspace, out)[:-2], "--items", "6", "--progress", "false"])
     assert "holds a headroom table made with other settings (items differ" in capsys.readouterr().err
     assert sorted(out.rglob("results.json")) == scored
+
+
+def test_a_fresh_directory_takes_the_published_tasks_and_measures_only_the_rest(workspace, tmp_path, capsys):
+    """`--published results/...`: a machine without the run directory measures only the tasks the published
+    table lacks, and says whether the union LoRA it retrains is the one the published tasks were scored with."""
+    first, published, fresh = tmp_path / "h", tmp_path / "results" / "h", tmp_path / "fresh"
+    main([*_args(workspace, first), "--part", "1/2"])
+    main(["publish", "--run_dir", str(first), "--out", str(published)])
+    capsys.readouterr()
+    main([*_args(workspace, fresh), "--published", str(published)])
+    said = capsys.readouterr().out
+    assert "took 1 scored task(s)" in said and "warning" not in said  # float32 on one CPU repeats the union LoRA
+    for method in ("base", "union", "own"):  # colors was taken as published, not measured again
+        taken = fresh / "tasks" / "colors" / method / "results.json"
+        assert taken.read_text() == (published / "tasks" / "colors" / method / "results.json").read_text()
+    assert not (fresh / "adapters" / "colors").exists() and (fresh / "adapters" / "numbers").is_dir()
+    rows, missing = table_rows(fresh)
+    assert sorted(r.task for r in rows) == ["colors", "numbers"] and not missing
+    main(["publish", "--run_dir", str(fresh), "--out", str(published)])  # publishing taken files again is idempotent
+    assert table_rows(published)[0] == rows
+
+    (published / "union-adapter.sha256").write_text("0" * 64 + "  adapter_model.safetensors\n")
+    main([*_args(workspace, fresh), "--published", str(published)])
+    assert "is not the one" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([*_args(workspace, tmp_path / "other")[:-2], "--items", "6", "--published", str(published)])
+    assert "its headroom.yaml differs from these settings" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -512,6 +513,47 @@ def test_seen_tasks_train_the_one_generator_and_the_report_gives_the_recovered_s
     shares = json.loads((run / "report" / "summary.json").read_text())["domains"]["in-domain"]["recovered_share"]
     assert set(shares) == {"base", "union"} and [row.split(" |")[0] for row in shares["base"]] == \
         ["| colors", "| numbers", "| average of 2"]
+
+
+def test_a_held_out_ceiling_of_ceiling_steps_is_trained_fresh_and_gives_the_recovered_share(workspace, tmp_path,
+                                                                                              capsys):
+    """`ceiling_steps: N`: the target-finetuned ceiling is a fresh N-step LoRA on the target's train partition
+    (what `degaml headroom` calls the own LoRA), no target trajectory is collected, and a held-out report gives
+    (generated - union) / (own - union)."""
+    from degaml.baselines.common import load_examples
+    from degaml.models import load_model, read_lora_state
+    from degaml.pipeline.baseline_stage import baseline_setup
+    from degaml.pipeline.experiment import Experiment
+    from degaml.pipeline.layout import seed_run
+    from degaml.pipeline.records import MethodCost
+    from degaml.sft import fine_tune
+
+    config, run, settings = _all_targets(workspace, tmp_path)
+    colors, numbers = workspace["tasks"]
+    settings.update(floors=["target-finetuned"], ceiling_steps=3)
+    settings["policy"]["actions"] = ["none"]
+    settings["baselines"]["methods"] = ["union"]
+    config.write_text(yaml.safe_dump(settings))
+    main(["run", "--config", str(config)])
+    seed0 = seed_run(run, 0)
+    assert sorted(p.name for p in seed0.trajectories.iterdir() if p.is_dir()) == ["letters"]
+    cost = MethodCost.load(seed0.method(numbers, "target-finetuned").cost)
+    assert cost.ceiling and cost.target_steps == 3 and cost.labelled_target_examples > 0
+    exp = Experiment.load(run)
+    lm = load_model(exp.model)
+    setup = replace(baseline_setup(exp, seed0), steps=3)
+    expected, _ = fine_tune(lm, setup.lora, load_examples(lm, numbers, setup, 3 * setup.batch_size), 3, setup.lr,
+                            setup.batch_size, setup.seed)
+    written = read_lora_state(seed0.method(numbers, "target-finetuned").output)
+    assert all(torch.allclose(written[k], expected[k], atol=1e-6) for k in expected)
+    report = (run / "report" / "report.md").read_text()
+    assert "### recovered share of the target's own LoRA's gain (in-domain; held-out targets" in report
+
+    settings["floors"] = ["mean"]
+    config.write_text(yaml.safe_dump(settings))
+    with pytest.raises(SystemExit):
+        main(["run", "--config", str(config)])
+    assert "ceiling_steps = 3 trains the target-finetuned ceiling" in capsys.readouterr().err
 
 
 def test_the_scaling_curve_trains_generators_on_the_first_k_meta_training_tasks(workspace, tmp_path):

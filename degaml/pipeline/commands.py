@@ -12,8 +12,8 @@ from .settings import BaselineSettings, EvaluationSettings, PolicySettings, Task
 
 
 def run(
-    name: str = "experiment",
-    out: Path = Path("runs/experiment"),
+    name: str | None = None,
+    out: Path | None = None,
     model: ModelConfig | None = None,
     lora: LoraSettings | None = None,
     seeds: list[int] | None = None,
@@ -24,12 +24,13 @@ def run(
     policy: PolicySettings | None = None,
     evaluation: EvaluationSettings | None = None,
     baselines: BaselineSettings | None = None,
-    holdout: Literal["one_task", "all_targets", "seen"] = "one_task",
+    holdout: Literal["one_task", "all_targets", "seen"] | None = None,
     floors: list[str] | None = None,
     prompt_controls: list[str] | None = None,
     task_counts: list[int] | None = None,
-    shared_generator_steps: int = 0,
-    progress: bool = True,
+    shared_generator_steps: int | None = None,
+    ceiling_steps: int | None = None,
+    progress: bool | None = None,
 ) -> None:
     """Run the whole experiment of a config and write its report.
 
@@ -65,29 +66,26 @@ def run(
         shared_generator_steps: If > 0, one generator first trains this many steps on `tasks.meta_training`
             alone (no target among them); with `holdout: one_task` each fold's generator continues from it for
             `generator.steps`.
+        ceiling_steps: The target-finetuned ceiling: null, the target's own collected trajectory; N, a fresh
+            N-step LoRA on its train partition (as `degaml headroom` trains its own LoRA).
         progress: Show progress.
     """
+    given = dict(locals())
     from ..data.tasks import check_task_names
     from ..io import claim_directory, exclusive_directory, remove_temporaries
     from .experiment import SETTINGS_FILE, Experiment
     from .stages import run_experiment
 
-    experiment = Experiment(name=name, out=Path(out), model=model or ModelConfig(), lora=lora or LoraSettings(),
-                            seeds=seeds or [0], partition=partition or PartitionConfig(),
-                            tasks=tasks or TaskSets(), collect=collect or CollectConfig(),
-                            generator=generator or GeneratorTrainConfig(), policy=policy or PolicySettings(),
-                            evaluation=evaluation or EvaluationSettings(), baselines=baselines or BaselineSettings(),
-                            holdout=holdout, floors=floors or ["mean", "retrieval"],
-                            prompt_controls=prompt_controls or [], task_counts=task_counts or [],
-                            shared_generator_steps=shared_generator_steps, progress=progress)
+    # The parameters are Experiment's fields (tests/test_cli.py holds them to it); unset ones take its defaults.
+    experiment = Experiment(**{k: v for k, v in given.items() if v is not None})
     check_task_names(experiment.all_tasks)  # an unknown task is refused before the run directory exists
-    claim_directory(out, (SETTINGS_FILE, ".lock"))  # .lock: a run killed before it saved its settings
-    with exclusive_directory(out):  # a second `degaml run` on the same directory is refused
+    claim_directory(experiment.out, (SETTINGS_FILE, ".lock"))  # .lock: a run killed before it saved its settings
+    with exclusive_directory(experiment.out):  # a second `degaml run` on the same directory is refused
         _refuse_other_settings(experiment)
-        stale = remove_temporaries(out)
+        stale = remove_temporaries(experiment.out)
         if stale:
-            print(f"removed {len(stale)} unfinished temporary file(s) an interrupted run left in {out}")
-        experiment.save(Path(out) / SETTINGS_FILE)
+            print(f"removed {len(stale)} unfinished temporary file(s) an interrupted run left in {experiment.out}")
+        experiment.save(experiment.out / SETTINGS_FILE)
         report_dir = run_experiment(experiment)
     print((report_dir / "report.md").read_text())
     print(f"report: {report_dir}")

@@ -25,6 +25,7 @@ from .layout import (
     MEAN,
     ORACLE,
     RETRIEVAL,
+    TARGET_FINETUNED,
     UNION_MATCHED,
     SeedRun,
     control_method,
@@ -35,21 +36,23 @@ from .settings import BaselineSettings, EvaluationSettings, PolicySettings, Task
 
 @dataclass
 class Experiment:
-    name: str
-    out: Path
-    model: ModelConfig
-    lora: LoraSettings
-    seeds: list[int]
-    partition: PartitionConfig
+    """Every setting of a `degaml run`, with its default: the command's flags are these fields."""
+
+    name: str = "experiment"
+    out: Path = Path("runs/experiment")
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
     """The same for every seed: seeds vary training, never which items are test items."""
-    tasks: TaskSets
-    collect: CollectConfig
+    tasks: TaskSets = field(default_factory=TaskSets)
+    collect: CollectConfig = field(default_factory=CollectConfig)
     """Its seed is replaced by each of the run's seeds."""
-    generator: GeneratorTrainConfig
+    generator: GeneratorTrainConfig = field(default_factory=GeneratorTrainConfig)
     """Its seed is replaced by each of the run's seeds."""
-    policy: PolicySettings
-    evaluation: EvaluationSettings
-    baselines: BaselineSettings
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    baselines: BaselineSettings = field(default_factory=BaselineSettings)
     holdout: Literal["one_task", "all_targets", "seen"] = "one_task"
     """`one_task` (leave-one-task-out): fold T's generator, floors and baselines' meta-training learn from every
     task but T, its own for `generator.steps` (after the shared generator when `shared_generator_steps` > 0).
@@ -72,9 +75,15 @@ class Experiment:
     shared_generator_steps: int = 0
     """> 0: one generator first trains this many steps on `tasks.meta_training` alone (it never sees a target);
     with `holdout: one_task` every fold's generator continues from it for `generator.steps`."""
+    ceiling_steps: int | None = None
+    """How the target-finetuned ceiling is trained: null, the target's own collected trajectory (the adapter a
+    generator trained on in the seen reading); N, a fresh LoRA fine-tuned N steps of `baselines.batch_size` on
+    the target's train partition (cycled where it has fewer), as `degaml headroom` trains its own LoRA, so that
+    a verdict's ceiling is the one its targets were chosen by."""
     progress: bool = True
 
     def __post_init__(self) -> None:
+        self.out = Path(self.out)
         if not self.seeds:
             raise ValueError("seeds must name at least one seed")
         if self.holdout not in ("one_task", "all_targets", "seen"):
@@ -99,6 +108,9 @@ class Experiment:
         unknown = sorted(set(self.floors) - set(FLOORS))
         if unknown:
             raise ValueError(f"floors: unknown {unknown}; known: {', '.join(FLOORS)}")
+        if self.ceiling_steps is not None and (self.ceiling_steps < 1 or TARGET_FINETUNED not in self.floors):
+            raise ValueError(f"ceiling_steps = {self.ceiling_steps} trains the {TARGET_FINETUNED} ceiling: it needs "
+                             f"a value >= 1 and {TARGET_FINETUNED} among the floors")
         if UNION_MATCHED in self.floors and not self.residual_on_union:
             raise ValueError(f"floors: {UNION_MATCHED} matches the budget of a generator residual on union LoRA; "
                              "it needs generator.residual_base: union")

@@ -31,7 +31,10 @@ def floors_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
                    {"steps_after_union": steps})
         say(exp, f"fold {fold.name}: {UNION_MATCHED} ({steps} steps after union LoRA)")
     for target in pending.get(TARGET_FINETUNED, []):
-        _target_finetuned(exp, run, target)
+        if exp.ceiling_steps is None:
+            _target_finetuned(exp, run, target)
+        else:
+            _target_own_lora(exp, lm, run, target)
 
 
 def _write(exp: Experiment, run: SeedRun, target: str, method: str, state: LoraState, cost: MethodCost,
@@ -137,3 +140,21 @@ def _target_finetuned(exp: Experiment, run: SeedRun, target: str) -> None:
                       labelled_target_examples=max(m.train_items for m in manifests)),
            {"trajectories": [m.task for m in manifests]})
     say(exp, f"{target}: {TARGET_FINETUNED} ceiling (its own labelled train partition)")
+
+
+def _target_own_lora(exp: Experiment, lm: LoadedModel, run: SeedRun, target: str) -> None:
+    """The ceiling as `degaml headroom` trains its own LoRA: from PEFT's init, `ceiling_steps` steps of
+    `baselines.batch_size` examples of the target's train partition (cycled where it has fewer)."""
+    from ..baselines.common import load_examples
+    from ..sft import fine_tune
+    from .baseline_stage import baseline_setup
+
+    started = time.perf_counter()
+    setup = replace(baseline_setup(exp, run), steps=exp.ceiling_steps)
+    examples = load_examples(lm, target, setup, setup.steps * setup.batch_size)
+    state, losses = fine_tune(lm, setup.lora, examples, setup.steps, setup.lr, setup.batch_size, setup.seed)
+    _write(exp, run, target, TARGET_FINETUNED, state,
+           MethodCost(seconds=time.perf_counter() - started, ceiling=True, labelled_target_examples=len(examples),
+                      target_steps=setup.steps),
+           {"steps": setup.steps, "losses": losses})
+    say(exp, f"{target}: {TARGET_FINETUNED} ceiling ({setup.steps} steps on its own train partition)")

@@ -69,8 +69,8 @@ class HeadroomSettings:
 
 def headroom(tasks: list[str] | str, out: Path = Path("runs/headroom"), model: ModelConfig | None = None,
              lora: LoraSettings | None = None, partition: PartitionConfig | None = None, items: int = 100,
-             budget: HeadroomBudget | None = None, seed: int = 0, part: str | None = None, progress: bool = True
-             ) -> None:
+             budget: HeadroomBudget | None = None, seed: int = 0, part: str | None = None,
+             published: Path | None = None, progress: bool = True) -> None:
     """Measure each task's headroom: its own fine-tuned LoRA minus union LoRA, on validation items.
 
     Where a zero-label generator can help at all: a task whose own LoRA does not beat union LoRA of the pool
@@ -88,6 +88,9 @@ def headroom(tasks: list[str] | str, out: Path = Path("runs/headroom"), model: M
         budget: Steps, examples and learning rate of the own and union LoRAs.
         seed: Training seed.
         part: `K/N`: only the K-th of N interleaved parts of the tasks (union LoRA is shared by all parts).
+        published: A published table of these settings (`degaml publish`'s folder, such as results/headroom):
+            the tasks it scored are taken from it instead of measured again, and a union LoRA trained here is
+            checked against the sha256 it records.
         progress: Show progress bars.
     """
     from ..data.tasks import check_task_names
@@ -98,10 +101,16 @@ def headroom(tasks: list[str] | str, out: Path = Path("runs/headroom"), model: M
                                 budget or HeadroomBudget(), seed)
     check_task_names(settings.tasks)
     chosen = _part(settings.tasks, part)
+    if published is not None:
+        _check_published(Path(published), settings)
     out = claim_directory(out, (SETTINGS_FILE, ".lock"))
     with exclusive_directory(out):
         _check_settings(out, settings)
+        if published is not None:
+            _take_published(Path(published), out, settings)
         _measure(out, settings, chosen, progress)
+        if published is not None:
+            _compare_union(Path(published), out)
         table = write_table(out)
     print(table)
 
@@ -131,6 +140,46 @@ def _check_settings(out: Path, settings: HeadroomSettings) -> None:
                              f"its {SETTINGS_FILE}); choose another --out")
         return
     atomic_write_text(path, dump_yaml(asdict(settings)))
+
+
+def _check_published(published: Path, settings: HeadroomSettings) -> None:
+    from ..config import to_dict
+
+    if not (published / SETTINGS_FILE).is_file():
+        raise FileNotFoundError(f"--published {published}: not a published headroom table (no {SETTINGS_FILE})")
+    if to_dict(load_settings(published)) != to_dict(settings):
+        raise ValueError(f"--published {published}: its {SETTINGS_FILE} differs from these settings; its tasks "
+                         "were measured otherwise")
+
+
+def _take_published(published: Path, out: Path, settings: HeadroomSettings) -> None:
+    """Copy the tasks `published` scored in full (all three methods) into `out`, where `out` lacks them."""
+    from ..data import task_label
+    from ..io import atomic_write_text
+
+    taken = []
+    for label in map(task_label, settings.tasks):
+        sources = {m: result_path(published, label, m) for m in METHODS}
+        if all(p.is_file() for p in sources.values()) and not all(result_path(out, label, m).is_file()
+                                                                   for m in METHODS):
+            for method, source in sources.items():
+                atomic_write_text(result_path(out, label, method), source.read_text(encoding="utf-8"))
+            taken.append(label)
+    print(f"[headroom] took {len(taken)} scored task(s) from {published}", flush=True)
+
+
+def _compare_union(published: Path, out: Path) -> None:
+    """Say whether a union LoRA trained here is the one `published`'s tasks were scored with."""
+    import hashlib
+
+    recorded, union = published / UNION_HASH_FILE, out / UNION_ADAPTER / "adapter_model.safetensors"
+    if not (recorded.is_file() and union.is_file()):
+        return
+    digest = hashlib.sha256(union.read_bytes()).hexdigest()
+    expected = recorded.read_text(encoding="utf-8").split()[0]
+    if digest != expected:
+        print(f"[headroom] warning: the union LoRA trained here (sha256 {digest[:12]}) is not the one {published}'s "
+              f"tasks were scored with ({expected[:12]}): the table mixes two union LoRAs", flush=True)
 
 
 def load_settings(directory: Path) -> HeadroomSettings:

@@ -63,7 +63,7 @@ def _compact(path: Path, data_files: dict) -> str:
     "files"}}) and replaced by a pointer to DATA_FILES."""
     record = json.loads(path.read_text(encoding="utf-8"))
     read = record.get("meta", {}).get("data_packages", {}).get("read")
-    if read:
+    if read and all(isinstance(entry, dict) for entry in read.values()):  # not a published file taken back
         for dist, entry in read.items():
             data_files.setdefault(dist, {"version": entry["version"], "files": {}})["files"].update(entry["files"])
         record["meta"]["data_packages"]["read"] = {dist: f"{len(entry['files'])} files, in {DATA_FILES}"
