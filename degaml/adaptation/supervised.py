@@ -6,10 +6,10 @@ The k examples are split once (seeded) into a fitting part and a selection part.
 candidate as it is and after the budget's optimizer steps on the fitting part; the candidate with the
 lowest choice loss on the selection part is the result: the cross-entropy of the gold option against the
 item's other options, as accuracy reads them (the answer-token loss would reward learning the answer format).
-Every fine-tuned candidate's steps are counted (`target_steps`), so the report shows DeGAML-k's target-side
-budget beside the baselines'. Selection examples are never trained on, so a
-fine-tuned candidate cannot win by memorising them. The result is not refit on all k: every candidate keeps
-the same optimizer-step budget as the k-label baselines, and it reads the same k labels."""
+The k-label baselines' optimizer-step budget is split between the fine-tuned candidates (8 steps, two starts:
+4 each), so DeGAML-k takes as many target-side steps in all as each baseline (`target_steps` counts them, and
+the report shows them beside the baselines'). Selection examples are never trained on, so a fine-tuned
+candidate cannot win by memorising them. The result is not refit on all k, and it reads the same k labels."""
 
 from __future__ import annotations
 
@@ -65,7 +65,8 @@ def choose_supervised(lm: LoadedModel, lora: LoraSettings, starts: Mapping[str, 
                       seed: int, max_tokens: int = 256, answer_format: AnswerFormat = "loglikelihood"
                       ) -> SupervisedChoice:
     """The candidate (each of `starts`, as it is and fine-tuned on the fitting part) with the lowest choice
-    loss on the `select` held-out support items."""
+    loss on the `select` held-out support items. `steps` is the budget of all the fine-tuned candidates together,
+    split as evenly as it goes (the first starts take the remainder)."""
     if not starts:
         raise ValueError("choose_supervised needs at least one starting adapter")
     fit_items, held_items = split_support(support, select, seed)
@@ -73,14 +74,15 @@ def choose_supervised(lm: LoadedModel, lora: LoraSettings, starts: Mapping[str, 
     held = [choice_example(lm, item, max_tokens, answer_format=answer_format) for item in held_items]
     candidates: dict[str, LoraState] = {}
     traces: dict[str, list[float]] = {}
-    for name, start in starts.items():
+    share, extra = divmod(steps, len(starts))
+    for i, (name, start) in enumerate(starts.items()):
         candidates[name] = start
-        if steps > 0:
+        if (own := share + (i < extra)) > 0:
             candidates[name + FINE_TUNED], traces[name + FINE_TUNED] = fine_tune(
-                lm, lora, fit, steps, lr, batch_size, seed, init=start)
+                lm, lora, fit, own, lr, batch_size, seed, init=start)
     losses = {name: choice_set_loss(lm, lora, state, held) for name, state in candidates.items()}
     best = min(losses, key=losses.__getitem__)
-    return SupervisedChoice(candidates[best], best, losses, len(fit), len(held), steps * len(traces), traces)
+    return SupervisedChoice(candidates[best], best, losses, len(fit), len(held), steps, traces)
 
 
 @torch.no_grad()
