@@ -395,7 +395,7 @@ def test_trajectories_start_from_union_lora_of_the_meta_training_tasks(workspace
 
     config, run, settings = _all_targets(workspace, tmp_path)
     settings["collect"].update(start="union", lr=1e-6)
-    settings["floors"] = ["target-finetuned"]
+    settings["floors"], settings["ceiling"] = [], "trajectory"
     settings["generator"].update({"residual": True, "residual_base": "union", "stat_code": "relative"})
     settings["policy"]["actions"] = ["none"]
     settings["baselines"]["methods"] = ["union"]
@@ -432,7 +432,7 @@ def test_floors_matched_to_the_generators_budget_and_the_target_finetuned_ceilin
     colors, numbers = workspace["tasks"]
     letters = settings["tasks"]["out_of_domain"][0]
     settings.update(seeds=[0], shared_generator_steps=2,
-                    floors=["mean", "retrieval", "union-matched", "target-finetuned"], prompt_controls=["swapped", "random"],
+                    floors=["mean", "retrieval", "union-matched"], ceiling="trajectory", prompt_controls=["swapped", "random"],
                     tasks={"meta_training": [letters], "train": [colors, numbers], "heldout": [colors, numbers],
                            "out_of_domain": []})
     settings["generator"].update({"recipe": "task-loss-on-union", "task_examples": 2, "max_tokens": 32})
@@ -495,7 +495,7 @@ def test_seen_tasks_train_the_one_generator_and_the_report_gives_the_recovered_s
     config, run, settings = _all_targets(workspace, tmp_path)
     colors, numbers = workspace["tasks"]
     letters = settings["tasks"]["meta_training"][0]
-    settings.update(holdout="seen", floors=["mean", "target-finetuned"])
+    settings.update(holdout="seen", floors=["mean"], ceiling="trajectory")
     settings["policy"]["actions"] = ["none"]
     settings["baselines"]["methods"] = ["union"]
     config.write_text(yaml.safe_dump(settings))
@@ -515,9 +515,8 @@ def test_seen_tasks_train_the_one_generator_and_the_report_gives_the_recovered_s
         ["| colors", "| numbers", "| average of 2"]
 
 
-def test_a_held_out_ceiling_of_ceiling_steps_is_trained_fresh_and_gives_the_recovered_share(workspace, tmp_path,
-                                                                                              capsys):
-    """`ceiling_steps: N`: the target-finetuned ceiling is a fresh N-step LoRA on the target's train partition
+def test_a_ceiling_of_n_steps_is_trained_fresh_and_gives_the_recovered_share(workspace, tmp_path, capsys):
+    """`ceiling: N`: the target-finetuned ceiling is a fresh N-step LoRA on the target's train partition
     (what `degaml headroom` calls the own LoRA), no target trajectory is collected, and a held-out report gives
     (generated - union) / (own - union)."""
     from degaml.baselines.common import load_examples
@@ -530,7 +529,9 @@ def test_a_held_out_ceiling_of_ceiling_steps_is_trained_fresh_and_gives_the_reco
 
     config, run, settings = _all_targets(workspace, tmp_path)
     colors, numbers = workspace["tasks"]
-    settings.update(floors=["target-finetuned"], ceiling_steps=3)
+    settings["tasks"].update(train=[], heldout=[], out_of_domain=[colors, numbers])  # configs/targets-with-headroom
+    settings.update(floors=[], ceiling=3)
+    settings["baselines"]["steps"] = 0
     settings["policy"]["actions"] = ["none"]
     settings["baselines"]["methods"] = ["union"]
     config.write_text(yaml.safe_dump(settings))
@@ -547,13 +548,13 @@ def test_a_held_out_ceiling_of_ceiling_steps_is_trained_fresh_and_gives_the_reco
     written = read_lora_state(seed0.method(numbers, "target-finetuned").output)
     assert all(torch.allclose(written[k], expected[k], atol=1e-6) for k in expected)
     report = (run / "report" / "report.md").read_text()
-    assert "### recovered share of the target's own LoRA's gain (in-domain; held-out targets" in report
+    assert "### recovered share of the target's own LoRA's gain (out-of-domain; held-out targets" in report
 
-    settings["floors"] = ["mean"]
+    settings.update(floors=["target-finetuned"], ceiling=None)  # the name it had before `ceiling`
     config.write_text(yaml.safe_dump(settings))
     with pytest.raises(SystemExit):
         main(["run", "--config", str(config)])
-    assert "ceiling_steps = 3 trains the target-finetuned ceiling" in capsys.readouterr().err
+    assert "floors: target-finetuned is a ceiling, set by `ceiling: trajectory`" in capsys.readouterr().err
 
 
 def test_the_scaling_curve_trains_generators_on_the_first_k_meta_training_tasks(workspace, tmp_path):

@@ -123,3 +123,23 @@ def test_a_refinement_record_reads_back_from_what_an_adaptation_writes():
     assert written["adaptation_seconds"] == 0.25
     with pytest.raises(ValueError, match="out/degaml.json: an adapted output's record lacks seconds"):
         Refinement.from_info({"fell_back": False}, "out/degaml.json")
+
+
+def test_a_run_saved_before_the_ceiling_setting_loads_with_its_ceiling(tmp_path):
+    """Before `ceiling`, the target-finetuned ceiling was a floor (its own trajectory's adapter): such a saved
+    experiment.yaml loads in today's names, and a new config that still names it a floor is refused."""
+    import yaml
+
+    from degaml.pipeline.experiment import SETTINGS_FILE, Experiment
+
+    record = {"name": "old", "floors": ["mean", "target-finetuned"], "holdout": "all_targets",
+              "shared_generator_steps": 2, "tasks": {"meta_training": ["sciq"], "train": [], "heldout": [],
+                                                     "out_of_domain": ["boolq"]}}
+    (tmp_path / SETTINGS_FILE).write_text(yaml.safe_dump(record))
+    loaded = Experiment.load(tmp_path)
+    assert loaded.floors == ["mean"] and loaded.ceiling == "trajectory" and loaded.ceiling_methods == ["target-finetuned"]
+    with pytest.raises(ValueError, match="floors: target-finetuned is a ceiling"):
+        Experiment(floors=["mean", "target-finetuned"])
+    for bad in (0, True, "own"):
+        with pytest.raises(ValueError, match="ceiling must be null, trajectory or a step count"):
+            Experiment(ceiling=bad)

@@ -85,3 +85,17 @@ def test_a_published_headroom_table_rebuilds_from_its_predictions_and_the_readme
     room = sum(r.headroom.difference >= 5 for r in rows)
     stated = f"{room} of {len(rows)} tasks measured have h >= 5 points"
     assert stated in (ROOT / "README.md").read_text(), f"README.md should state {stated!r} (results/{table})"
+
+
+def test_the_verdict_on_targets_with_headroom_takes_exactly_the_tables_chosen_targets():
+    """configs/targets-with-headroom.yaml's targets are the published table's tasks whose headroom interval is
+    above zero, chosen before any generator was scored on them; none is a meta-training task, which are the first
+    20 others of the pool's seeded order."""
+    table = json.loads((RESULTS / "headroom" / "headroom.json").read_text())
+    config = yaml.safe_load((ROOT / "configs" / "targets-with-headroom.yaml").read_text())
+    pool = yaml.safe_load((ROOT / "configs" / "tasks" / "pool.yaml").read_text())
+    targets = config["tasks"]["out_of_domain"]
+    assert sorted(targets) == sorted(table["interval_above_zero"]) and not table["missing"]
+    assert config["tasks"]["meta_training"] == [t for t in pool["meta_training"] if t not in targets][:20]
+    chosen_on = yaml.safe_load((RESULTS / "headroom" / "headroom.yaml").read_text())["partition"]
+    assert config["partition"] == chosen_on  # the items the table read are validation items here too

@@ -29,7 +29,7 @@ def run(
     prompt_controls: list[str] | None = None,
     task_counts: list[int] | None = None,
     shared_generator_steps: int | None = None,
-    ceiling_steps: int | None = None,
+    ceiling: int | Literal["trajectory"] | None = None,
     progress: bool | None = None,
 ) -> None:
     """Run the whole experiment of a config and write its report.
@@ -59,15 +59,16 @@ def run(
             every fold, and so do the floors and the baselines' meta-training) or `seen` (the paper's in-domain
             reading: that generator also trains on the `tasks.train` tasks' own trajectories; targets are scored
             on their held-out items).
-        floors: Zero-label floors from the generator's training data, and ceilings (default mean, retrieval;
-            also union-matched, target-finetuned).
+        floors: Zero-label floors from the generator's training data (default mean, retrieval; also
+            union-matched).
         prompt_controls: The generated adapter also from another target's prompts (`swapped`) or random text.
         task_counts: The scaling curve: more shared generators, each on the first K meta-training tasks.
         shared_generator_steps: If > 0, one generator first trains this many steps on `tasks.meta_training`
             alone (no target among them); with `holdout: one_task` each fold's generator continues from it for
             `generator.steps`.
-        ceiling_steps: The target-finetuned ceiling: null, the target's own collected trajectory; N, a fresh
-            N-step LoRA on its train partition (as `degaml headroom` trains its own LoRA).
+        ceiling: The target-finetuned ceiling: null, none; `trajectory`, the target's own collected
+            trajectory's adapter; N, a fresh N-step LoRA on its train partition (as `degaml headroom` trains its
+            own LoRA).
         progress: Show progress.
     """
     given = dict(locals())

@@ -42,7 +42,7 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold)
     from ..evaluation.output_scoring import evaluate_adapted
 
     e = exp.evaluation
-    methods = (BASE, *exp.floors, GENERATED, *exp.control_methods,
+    methods = (BASE, *exp.floors, *exp.ceiling_methods, GENERATED, *exp.control_methods,
                *(m for k in exp.task_counts for m in scaled_methods(k)), DEGAML, *map(policy_method, exp.policy.compare),
                *single_methods(exp), ORACLE, DEGAML_K,
                *exp.baselines.methods)

@@ -62,8 +62,8 @@ class Experiment:
     `tasks.meta_training` and the `tasks.train` tasks' own trajectories (their train partitions) serves every
     fold, and so do the floors and the meta-training; targets are scored on their held-out items."""
     floors: list[str] = field(default_factory=lambda: [MEAN, RETRIEVAL])
-    """Zero-label floors built from the generator's training data, and ceilings, beside the baselines (`FLOORS`
-    in layout.py): mean, retrieval, union-matched, target-finetuned."""
+    """Zero-label floors built from the generator's training data, beside the baselines (`FLOORS` in layout.py):
+    mean, retrieval, union-matched."""
     prompt_controls: list[str] = field(default_factory=list)
     """The generated adapter also from prompts that are not the target's (`generator/controls.py`): `swapped`
     (another target's) and `random` (random text), as zero-label methods beside it; so is the retrieval floor
@@ -75,11 +75,12 @@ class Experiment:
     shared_generator_steps: int = 0
     """> 0: one generator first trains this many steps on `tasks.meta_training` alone (it never sees a target);
     with `holdout: one_task` every fold's generator continues from it for `generator.steps`."""
-    ceiling_steps: int | None = None
-    """How the target-finetuned ceiling is trained: null, the target's own collected trajectory (the adapter a
-    generator trained on in the seen reading); N, a fresh LoRA fine-tuned N steps of `baselines.batch_size` on
-    the target's train partition (cycled where it has fewer), as `degaml headroom` trains its own LoRA, so that
-    a verdict's ceiling is the one its targets were chosen by."""
+    ceiling: int | Literal["trajectory"] | None = None
+    """The target-finetuned ceiling (the target's own LoRA, from its train labels; in no track): null, none;
+    `trajectory`, the adapter of the target's own collected trajectory (what a generator trains on in the seen
+    reading); N, a fresh LoRA fine-tuned N steps of `baselines.batch_size` on the target's train partition
+    (cycled where it has fewer), as `degaml headroom` trains its own LoRA, so that a verdict's ceiling is the one
+    its targets were chosen by."""
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -105,12 +106,15 @@ class Experiment:
                              "changes from a union LoRA of tasks they never train on")
         if self.residual_on_union and not self.generator.residual:
             raise ValueError("generator.residual_base: union needs generator.residual: true")
+        if TARGET_FINETUNED in self.floors:
+            raise ValueError(f"floors: {TARGET_FINETUNED} is a ceiling, set by `ceiling: trajectory` (its own "
+                             "trajectory's adapter) or `ceiling: N` (a fresh N-step LoRA)")
         unknown = sorted(set(self.floors) - set(FLOORS))
         if unknown:
             raise ValueError(f"floors: unknown {unknown}; known: {', '.join(FLOORS)}")
-        if self.ceiling_steps is not None and (self.ceiling_steps < 1 or TARGET_FINETUNED not in self.floors):
-            raise ValueError(f"ceiling_steps = {self.ceiling_steps} trains the {TARGET_FINETUNED} ceiling: it needs "
-                             f"a value >= 1 and {TARGET_FINETUNED} among the floors")
+        if self.ceiling is not None and self.ceiling != "trajectory" and (isinstance(self.ceiling, bool) or not
+                                                                         isinstance(self.ceiling, int) or self.ceiling < 1):
+            raise ValueError(f"ceiling must be null, trajectory or a step count >= 1, got {self.ceiling!r}")
         if UNION_MATCHED in self.floors and not self.residual_on_union:
             raise ValueError(f"floors: {UNION_MATCHED} matches the budget of a generator residual on union LoRA; "
                              "it needs generator.residual_base: union")
@@ -178,7 +182,12 @@ class Experiment:
             record = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, yaml.YAMLError) as e:
             raise ValueError(f"{path}: not readable YAML ({type(e).__name__})") from None
-        return from_dict(cls, {**(record or {}), "out": Path(run_dir), "progress": False}, str(path))
+        return from_dict(cls, {**_renamed(record or {}), "out": Path(run_dir), "progress": False}, str(path))
+
+    @property
+    def ceiling_methods(self) -> list[str]:
+        """The target-finetuned ceiling's method, where the run has one."""
+        return [] if self.ceiling is None else [TARGET_FINETUNED]
 
     @property
     def control_methods(self) -> list[str]:
@@ -258,6 +267,15 @@ class Fold:
     training: tuple[str, ...]
     targets: tuple[str, ...]
     """Task names or task files, as the settings give them (directories use `task_label`)."""
+
+
+def _renamed(record: dict) -> dict:
+    """A saved experiment.yaml in today's names: before `ceiling`, the ceiling was a floor named
+    target-finetuned, always its own trajectory's adapter."""
+    floors = record.get("floors") or []
+    if TARGET_FINETUNED not in floors:
+        return record
+    return {**record, "floors": [f for f in floors if f != TARGET_FINETUNED], "ceiling": "trajectory"}
 
 
 def folds(tasks: TaskSets) -> list[Fold]:

@@ -19,7 +19,7 @@ from .records import MethodCost
 def floors_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
     lookups = [m for m in (MEAN, RETRIEVAL) if m in exp.floors] + list(exp.controls_of(RETRIEVAL))
     pending = {m: [t for t in fold.targets if not run.method(t, m).cost.is_file()]
-               for m in (*exp.floors, *lookups)}
+               for m in (*exp.floors, *lookups, *exp.ceiling_methods)}
     if not any(pending.values()):
         return
     if any(pending[m] for m in lookups):
@@ -31,7 +31,7 @@ def floors_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
                    {"steps_after_union": steps})
         say(exp, f"fold {fold.name}: {UNION_MATCHED} ({steps} steps after union LoRA)")
     for target in pending.get(TARGET_FINETUNED, []):
-        if exp.ceiling_steps is None:
+        if exp.ceiling == "trajectory":
             _target_finetuned(exp, run, target)
         else:
             _target_own_lora(exp, lm, run, target)
@@ -132,7 +132,7 @@ def _target_finetuned(exp: Experiment, run: SeedRun, target: str) -> None:
     label = task_label(target)
     manifests = trajectory_manifests(run.trajectories, label)
     if not manifests:
-        raise FileNotFoundError(f"floors: {TARGET_FINETUNED} needs {label}'s own trajectory under {run.trajectories}, "
+        raise FileNotFoundError(f"ceiling: trajectory needs {label}'s own trajectory under {run.trajectories}, "
                                 "which the collect stage writes for every target when the floor is asked for")
     state = task_adapters(run.trajectories, [label])[label]
     _write(exp, run, target, TARGET_FINETUNED, state,
@@ -143,14 +143,14 @@ def _target_finetuned(exp: Experiment, run: SeedRun, target: str) -> None:
 
 
 def _target_own_lora(exp: Experiment, lm: LoadedModel, run: SeedRun, target: str) -> None:
-    """The ceiling as `degaml headroom` trains its own LoRA: from PEFT's init, `ceiling_steps` steps of
+    """The ceiling as `degaml headroom` trains its own LoRA: from PEFT's init, `ceiling` steps of
     `baselines.batch_size` examples of the target's train partition (cycled where it has fewer)."""
     from ..baselines.common import load_examples
     from ..sft import fine_tune
     from .baseline_stage import baseline_setup
 
     started = time.perf_counter()
-    setup = replace(baseline_setup(exp, run), steps=exp.ceiling_steps)
+    setup = replace(baseline_setup(exp, run), steps=exp.ceiling)
     examples = load_examples(lm, target, setup, setup.steps * setup.batch_size)
     state, losses = fine_tune(lm, setup.lora, examples, setup.steps, setup.lr, setup.batch_size, setup.seed)
     _write(exp, run, target, TARGET_FINETUNED, state,

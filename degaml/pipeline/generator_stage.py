@@ -25,7 +25,7 @@ def collect_stage(exp: Experiment, lm: LoadedModel, run: SeedRun) -> None:
     # Leaving all targets out, nothing trains on the in-domain tasks' adapters. Targets' own trajectories are
     # collected only for the target-finetuned ceiling; every generator holds them out.
     tasks = list(exp.tasks.meta_training) + ([] if exp.all_targets_out else list(exp.tasks.train))
-    if TARGET_FINETUNED in exp.floors and exp.ceiling_steps is None:
+    if exp.ceiling == "trajectory":
         tasks += [t for t in exp.targets if t not in tasks]
     config = replace(exp.collect, seed=run.seed)
     if exp.starts_from_union:

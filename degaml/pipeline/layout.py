@@ -48,9 +48,9 @@ labelled validation items (the best a policy could choose)."""
 TARGET_FINETUNED = "target-finetuned"
 """A ceiling, not a method: the target's own trajectory's adapter (every saved checkpoint averaged, as a
 training task's adapter is), fine-tuned on the target's labelled train partition."""
-FLOORS = (MEAN, RETRIEVAL, UNION_MATCHED, TARGET_FINETUNED)
-"""What a run's `floors` setting may name: zero-label floors built from the generator's training data, and
-the target-finetuned ceiling."""
+FLOORS = (MEAN, RETRIEVAL, UNION_MATCHED)
+"""What a run's `floors` setting may name: zero-label floors built from the generator's training data (the
+target-finetuned ceiling is the run's `ceiling` setting)."""
 RANDOM_ACTION = "random-action"
 """The generated adapter refined by an action drawn uniformly from the policy's actions (per target and seed,
 `policy.single_actions`): what a policy must beat to have learnt anything."""

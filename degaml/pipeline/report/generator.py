@@ -37,7 +37,7 @@ def change_cosines(run_dir: Path, settings: Experiment) -> list[str]:
     from ...models import delta_change_cosine, read_lora_state
     from ..generator_stage import residual_source
 
-    if TARGET_FINETUNED not in settings.floors:
+    if settings.ceiling is None:
         return []
     swapped = control_method("swapped") if "swapped" in settings.prompt_controls else None
     lines = ["| seed | target | own prompts | swapped prompts |", "|---|---|---|---|"]
