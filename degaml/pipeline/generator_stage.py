@@ -16,7 +16,7 @@ from ..models import LoadedModel, write_adapter
 from ..models.lora import ADAPTER_WEIGHTS
 from .baseline_stage import meta_trained
 from .experiment import SHARED_FOLD, Experiment, Fold, say, split_data
-from .layout import TARGET_FINETUNED, SeedRun
+from .layout import SeedRun
 
 
 def collect_stage(exp: Experiment, lm: LoadedModel, run: SeedRun) -> None:
