@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from degaml.cli import main
+from degaml.pipeline.report import ReportSummary
 
 
 @pytest.fixture(autouse=True)
@@ -59,18 +60,18 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
     zero = ["base", "mean", "retrieval", "generated", "degaml", "union"]
     labelled = ["degaml-k", "abmll", "lorahub", "maml", "mean-finetune", "no-meta", "union-finetune"]
     assert len(rows) - 1 == 2 * 2 * (len(zero) + len(labelled) + 1)  # seeds x targets x (methods + the oracle)
-    summary = json.loads((report / "summary.json").read_text())
-    assert set(summary["domains"]) == {"in-domain", "out-of-domain"}
-    for domain in summary["domains"].values():  # two tracks by the labels read, each judged against its anchor
-        assert {k: v["methods"] for k, v in domain["tracks"].items()} == {"zero labels": zero,
+    summary = ReportSummary.load(report / "summary.json")
+    assert set(summary.domains) == {"in-domain", "out-of-domain"}
+    for domain in summary.domains.values():  # two tracks by the labels read, each judged against its anchor
+        assert {k: v.methods for k, v in domain.tracks.items()} == {"zero labels": zero,
                                                                          "k = 4 labels": labelled,
                                                                          "ceilings": ["oracle"]}
-        assert len(domain["tracks"]["ceilings"]["verdicts"]) == 1  # DeGAML against the best it could choose
+        assert len(domain.tracks["ceilings"].verdicts) == 1  # DeGAML against the best it could choose
         for track, anchor, members in (("zero labels", "- DeGAML ", zero), ("k = 4 labels", "- degaml-k ", labelled)):
-            judged = domain["tracks"][track]["verdicts"]
+            judged = domain.tracks[track].verdicts
             assert len(judged) == len(members) - 1  # the anchor against every other method of its track
             assert all(v.startswith(anchor) and "paired bootstrap" in v and "2 seed(s)" in v for v in judged)
-        assert set(domain["majority_rates"]) == set(domain["tasks"])  # both targets have two choices
+        assert set(domain.majority_rates) == set(domain.tasks)  # both targets have two choices
     assert "Majority-class rate of the two-choice tasks: numbers" in text
     # Each seed alone, for claims made "on both seeds": their per-item mean is the report's averaged correctness.
     from degaml.pipeline.report.verdicts import item_correctness
@@ -145,8 +146,8 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
     main(["report", str(published)])
     for name in ("in-domain.md", "out-of-domain.md", "scores.csv", "ablation_in-domain.md"):
         assert (published / "report" / name).read_text() == (report / name).read_text(), name
-    mine, theirs = (json.loads((d / "summary.json").read_text()) for d in (report, published / "report"))
-    assert mine["domains"] == theirs["domains"] and mine["timings"] == theirs["timings"]
+    mine, theirs = (ReportSummary.load(d / "summary.json") for d in (report, published / "report"))
+    assert mine.domains == theirs.domains and mine.timings == theirs.timings
     with pytest.raises(SystemExit):  # a part of another experiment does not merge
         main(["publish", "--run_dir", str(run), "--out", str(tmp_path / "results" / "other"), "--seeds", "[0]"])
         other = yaml.safe_load((tmp_path / "results" / "other" / "experiment.yaml").read_text())
@@ -456,10 +457,10 @@ def test_floors_matched_to_the_generators_budget_and_the_target_finetuned_ceilin
     assert len(caches) == 1 and json.loads((caches[0] / "meta.json").read_text())["steps"] == 2 + 2
     base = read_lora_state(seed0.residual_base("shared"))
     assert delta_relative_error(read_lora_state(seed0.method(numbers, "union-matched").output), base) > 1e-3
-    summary = json.loads((run / "report" / "summary.json").read_text())
-    tracks = summary["domains"]["in-domain"]["tracks"]
-    assert tracks["ceilings"]["methods"] == ["oracle", "target-finetuned"]
-    zero = tracks["zero labels"]["methods"]
+    summary = ReportSummary.load(run / "report" / "summary.json")
+    tracks = summary.domains["in-domain"].tracks
+    assert tracks["ceilings"].methods == ["oracle", "target-finetuned"]
+    zero = tracks["zero labels"].methods
     assert {"union-matched", "generated-swapped-prompts", "generated-random-prompts", "base-calibrated",
             "generated-calibrated"} <= set(zero)
     # The swapped control of `numbers` read `colors`' prompts (the next target), the random one random text.
@@ -474,11 +475,11 @@ def test_floors_matched_to_the_generators_budget_and_the_target_finetuned_ceilin
                for info in looked_up.values())
     config = yaml.safe_load((seed0.method(numbers, "base-calibrated").eval / "config.yaml").read_text())
     assert config["calibrated"] == "base" and config["calibration"] in ("batch", "pmi", "none")
-    compared = summary["domains"]["in-domain"]["generated_minus"]
+    compared = summary.domains["in-domain"].generated_minus
     assert compared[0].startswith("| generated minus | all (2 tasks) | without numbers (1 tasks) |")
     assert any(line.startswith("| generated-swapped-prompts |") for line in compared)
     assert not any(line.startswith("| retrieval-swapped-prompts |") for line in compared)
-    retrieval = summary["domains"]["in-domain"]["retrieval_minus"]
+    retrieval = summary.domains["in-domain"].retrieval_minus
     assert retrieval[0].startswith("| retrieval minus |")
     assert [line.split(" |")[0] for line in retrieval[2:]] == ["| retrieval-swapped-prompts", "| retrieval-random-prompts"]
     report = (run / "report" / "report.md").read_text()
@@ -510,7 +511,7 @@ def test_seen_tasks_train_the_one_generator_and_the_report_gives_the_recovered_s
     assert sorted(mean["tasks"]) == ["colors", "letters", "numbers"]
     report = (run / "report" / "report.md").read_text()
     assert "### recovered share of the target's own LoRA's gain (in-domain; seen tasks" in report
-    shares = json.loads((run / "report" / "summary.json").read_text())["domains"]["in-domain"]["recovered_share"]
+    shares = ReportSummary.load(run / "report" / "summary.json").domains["in-domain"].recovered_share
     assert set(shares) == {"base", "union"} and [row.split(" |")[0] for row in shares["base"]] == \
         ["| colors", "| numbers", "| average of 2"]
 
@@ -693,11 +694,11 @@ def test_single_actions_score_each_action_alone_and_a_random_one(workspace, tmp_
         assert json.loads((policy.parent.parent / "policy" / "policy.json").read_text())["config"]["method"] == "reinforce"
     scores = (run / "report" / "scores.csv").read_text()
     assert "random-action" in scores and "degaml-rest_em" in scores
-    zero_label = json.loads((run / "report" / "summary.json").read_text())["domains"]["in-domain"]["tracks"]
-    verdicts = next(t["verdicts"] for name, t in zero_label.items() if name.startswith("zero"))
+    summary = ReportSummary.load(run / "report" / "summary.json")
+    verdicts = next(t.verdicts for name, t in summary.domains["in-domain"].tracks.items() if name.startswith("zero"))
     assert any(" uniform-action: " in line for line in verdicts)
     # The generated adapter is not compared with itself under its action's name.
-    generated_minus = json.loads((run / "report" / "summary.json").read_text())["domains"]["in-domain"]["generated_minus"]
+    generated_minus = summary.domains["in-domain"].generated_minus
     assert any("action-mixing" in line for line in generated_minus)
     assert not any("action-none" in line for line in generated_minus)
 

@@ -143,3 +143,22 @@ def test_a_run_saved_before_the_ceiling_setting_loads_with_its_ceiling(tmp_path)
     for bad in (0, True, "own"):
         with pytest.raises(ValueError, match="ceiling must be null, trajectory or a step count"):
             Experiment(ceiling=bad)
+
+
+def test_the_report_summary_round_trips_and_names_an_unknown_field(tmp_path):
+    from degaml.pipeline.records import StageTimings
+    from degaml.pipeline.report.summary import DomainSummary, ReportSummary, TrackSummary
+
+    summary = ReportSummary("header", {"in-domain": DomainSummary(
+        ["boolq"], {"boolq": 0.62}, {"zero labels": TrackSummary(["base", "generated"], ["- DeGAML ..."],
+                                                                 {"base": 0.5, "generated": 0.55}),
+                                     "ceilings": TrackSummary(["oracle"], ["- DeGAML - oracle ..."])},
+        recovered_share={"union": ["| boolq | +1.0 | +2.0 | 0.50 |"]})}, ["seed 0: boolq: union"],
+        {"seed_0": StageTimings({"collect": 1.5}, {"collect": 900.0})})
+    path = summary.save(tmp_path / "summary.json")
+    assert ReportSummary.load(path) == summary
+    record = json.loads(path.read_text())
+    record["domains"]["in-domain"]["tracks"]["ceilings"]["verdict"] = []
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"summary.json: domains: in-domain: tracks: ceilings: unknown key\(s\) \['verdict'\]"):
+        ReportSummary.load(path)

@@ -113,11 +113,11 @@ def report(run_dir: Path) -> None:
     Args:
         run_dir: The run directory (holds experiment.yaml and seed_*/), or a `degaml headroom` directory.
     """
-    import json
     import sys
 
     from .headroom import is_headroom_directory, write_table
     from .report import build_report
+    from .report.summary import SUMMARY_FILE, ReportSummary
 
     if is_headroom_directory(Path(run_dir)):
         print(write_table(Path(run_dir)))
@@ -126,7 +126,7 @@ def report(run_dir: Path) -> None:
     report_dir = build_report(Path(run_dir))
     print((report_dir / "report.md").read_text())
     print(f"report: {report_dir}")
-    missing = json.loads((report_dir / "summary.json").read_text())["missing"]
+    missing = ReportSummary.load(report_dir / SUMMARY_FILE).missing
     if missing:
         print(f"degaml: warning: {len(missing)} evaluation(s) of {run_dir} are missing, first: {missing[0]} "
               "(all under 'missing evaluations' in the report)", file=sys.stderr)

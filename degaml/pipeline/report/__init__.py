@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from ...data import task_label
 from ...io import atomic_write_text
@@ -37,6 +35,7 @@ from .generator import change_cosines, comparisons, scaling, scaling_plot
 from .plots import plots
 from .protocols import protocol_section
 from .rows import aggregate, anchor_of, collect_rows, methods_in, missing_evaluations, track_name, tracks
+from .summary import SUMMARY_FILE, DomainSummary, ReportSummary, TrackSummary
 from .tables import ABLATION, cost_table, method_table, stage_table
 from .verdicts import (
     UNIFORM_ACTION,
@@ -48,7 +47,7 @@ from .verdicts import (
     verdicts,
 )
 
-__all__ = ["build_report"]
+__all__ = ["ReportSummary", "build_report"]
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ def _each_seed_sections(ctx: _Run, domain: str, tasks: list[str], others: list[s
     return sections
 
 
-def _domain_report(ctx: _Run, domain: str, tasks: list[str]) -> tuple[list[str], dict[str, Any], list[str]]:
+def _domain_report(ctx: _Run, domain: str, tasks: list[str]) -> tuple[list[str], DomainSummary, list[str]]:
     """One domain's sections of the report (its tracks' tables and verdicts, the ceilings, the stage ablation,
     the scaling curve, the recovered share, the generated adapter's and DeGAML's comparisons), its summary entry
     and the plots it drew; its tables are also written as Markdown and CSV."""
@@ -119,7 +118,7 @@ def _domain_report(ctx: _Run, domain: str, tasks: list[str]) -> tuple[list[str],
                 + ", ".join(f"{t} {100 * r:.1f}" for t, r in majority.items()) + "\n") if majority else ""
     sections = [f"## {domain}\n", constant]
     tables, table_rows, zero_averages = [], [["track", "method", *tasks, "average"]], {}
-    entry: dict[str, Any] = {"tasks": tasks, "majority_rates": majority, "tracks": {}}
+    entry = DomainSummary(tasks, majority, {})
     for labels, members in grouped.items():
         track = track_name(labels)
         md, track_rows, averages = method_table(agg, members, tasks, track)
@@ -131,8 +130,7 @@ def _domain_report(ctx: _Run, domain: str, tasks: list[str]) -> tuple[list[str],
         if uniform:
             sections += [f"{UNIFORM_ACTION}: the expected score of an action drawn uniformly per target from the "
                          f"{len(singles)} single actions (their per-item mean), which `random-action` draws once.\n"]
-        entry["tracks"][track] = {"methods": members, "averages": averages,
-                                                       "verdicts": judged}
+        entry.tracks[track] = TrackSummary(members, judged, averages)
         zero_averages = averages if labels == 0 else zero_averages
     ceilings = [m for m in methods if any(r.ceiling for r in rows if r.method == m)]
     if ceilings:
@@ -144,7 +142,7 @@ def _domain_report(ctx: _Run, domain: str, tasks: list[str]) -> tuple[list[str],
         sections += [f"### {track}: read target labels beyond any track's budget (the oracle: the action best on "
                      "the target's labelled validation items; target-finetuned: the target's own train labels)\n",
                      md + "\n", "\n".join(judged) + "\n"]
-        entry["tracks"][track] = {"methods": ceilings, "verdicts": judged}
+        entry.tracks[track] = TrackSummary(ceilings, judged)
     buffer = io.StringIO()
     csv.writer(buffer).writerows(table_rows)
     atomic_write_text(out / f"{domain}.md", "\n".join(tables))
@@ -165,15 +163,14 @@ def _domain_report(ctx: _Run, domain: str, tasks: list[str]) -> tuple[list[str],
             plots_drawn.append(scaling_plot(curve, out))
     shares, shown = _recovered_share_section(ctx, domain, tasks)
     sections += shown
-    if shares:
-        entry["recovered_share"] = shares
+    entry.recovered_share = shares
     retrieval_controls = list(settings.controls_of(RETRIEVAL))
     others = [m for m in grouped.get(0, []) + ceilings if m not in retrieval_controls and m != action_method("none")]
     compared = comparisons(correct, tasks, others, settings.evaluation.prior_tasks)  # action-none is generated
     if compared:
         sections += [f"### the generated adapter against the other zero-label methods ({domain})\n",
                      "\n".join(compared) + "\n"]
-        entry["generated_minus"] = compared
+        entry.generated_minus = compared
     # DeGAML against what issue 25's verdict names: the generated adapter, each action alone, a uniformly
     # random one (drawn and expected), the other policies, union LoRA and the oracle.
     adapted = [m for m in methods if m in (GENERATED, RANDOM_ACTION, "union", ORACLE)
@@ -184,7 +181,7 @@ def _domain_report(ctx: _Run, domain: str, tasks: list[str]) -> tuple[list[str],
     if looked_up:
         sections += [f"### the retrieval floor against its prompt controls ({domain}): what a lookup reads in "
                      "the prompts\n", "\n".join(looked_up) + "\n"]
-        entry["retrieval_minus"] = looked_up
+        entry.retrieval_minus = looked_up
     return sections, entry, plots_drawn
 
 
@@ -226,14 +223,14 @@ def build_report(run_dir: Path) -> Path:
     if missing:
         sections += [f"**Incomplete: {len(missing)} evaluation(s) of this run are missing** (listed under "
                      "'missing evaluations'); the tables and verdicts below leave them out.\n"]
-    summary: dict[str, Any] = {"header": header, "domains": {}, "missing": missing}
+    summary = ReportSummary(header, {}, missing)
     grouped = tracks(rows)
     extra_plots: list[str] = []
     ctx = _Run(run_dir, settings, rows, agg, methods, seeds, singles, correct, each_seed, grouped, out)
     for domain, tasks in domains.items():
         domain_sections, entry, drawn_here = _domain_report(ctx, domain, tasks)
         sections += domain_sections
-        summary["domains"][domain] = entry
+        summary.domains[domain] = entry
         extra_plots += drawn_here
     sections += protocol_section(run_dir, protocols, domains, settings.answer_format)
     cosines = change_cosines(run_dir, settings)
@@ -248,13 +245,14 @@ def build_report(run_dir: Path) -> Path:
             f"- {t}: {a}" + (f" (oracle: {', '.join(sorted({v for (u, _), v in oracle.items() if u == t}))})"
                              if any(u == t for u, _ in oracle) else "") for t, a in actions) + "\n"]
     costed = [m for members in grouped.values() for m in members] + ([ORACLE] if ORACLE in methods else [])
-    timings = {run.root.name: StageTimings.load(run.timings) for run in seed_runs(run_dir) if run.timings.is_file()}
+    summary.timings = {run.root.name: StageTimings.load(run.timings) for run in seed_runs(run_dir)
+                       if run.timings.is_file()}
     sections += ["## cost\n", "Seconds per target: generation + adaptation for DeGAML; meta-training (shared by a "
                  "fold's targets, counted in full) + target adaptation for the baselines. Peak RSS: the "
                  "process's peak while the method ran (one process runs everything, so the base model's "
                  "share is in every figure).\n", cost_table(rows, costed) + "\n",
                  "Wall time of each stage, and the process's peak resident memory by the end of it:\n",
-                 stage_table(timings) + "\n"]
+                 stage_table(summary.timings) + "\n"]
     if missing:
         sections += ["## missing evaluations\n", "\n".join(f"- {line}" for line in missing) + "\n"]
     drawn = plots(agg, methods, domains, out) + extra_plots
@@ -264,7 +262,6 @@ def build_report(run_dir: Path) -> Path:
     writer.writeheader()
     writer.writerows(asdict(r) for r in rows)
     atomic_write_text(out / "scores.csv", long_csv.getvalue())
-    atomic_write_text(out / "summary.json", json.dumps(
-        {**summary, "timings": {seed: asdict(t) for seed, t in timings.items()}}, indent=2))
+    summary.save(out / SUMMARY_FILE)
     atomic_write_text(out / "report.md", "\n".join(sections))
     return out
