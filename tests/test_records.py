@@ -162,3 +162,17 @@ def test_the_report_summary_round_trips_and_names_an_unknown_field(tmp_path):
     path.write_text(json.dumps(record))
     with pytest.raises(ValueError, match=r"summary.json: domains: in-domain: tracks: ceilings: unknown key\(s\) \['verdict'\]"):
         ReportSummary.load(path)
+
+
+def test_a_meta_training_record_round_trips_and_reads_the_flat_caches_written_before_it(tmp_path):
+    from degaml.pipeline.records import MetaTraining
+
+    record = MetaTraining(12.5, ["sciq", "boolq"], 900.0, log={"meta_losses": [1.0, 0.5]})
+    assert MetaTraining.load(record.save(tmp_path / "meta.json")) == record
+    assert record.as_log() == {"meta_losses": [1.0, 0.5], "meta_train_seconds": 12.5, "meta_tasks": ["sciq", "boolq"],
+                               "meta_peak_rss_mb": 900.0}
+    (tmp_path / "old.json").write_text(json.dumps(record.as_log()))  # what a cache held before the record
+    assert MetaTraining.load(tmp_path / "old.json") == record
+    (tmp_path / "bad.json").write_text(json.dumps({"seconds": 1.0, "tasks": [], "secs": 2}))
+    with pytest.raises(ValueError, match=r"bad.json: unknown field\(s\) \['secs'\] in a MetaTraining record"):
+        MetaTraining.load(tmp_path / "bad.json")

@@ -11,12 +11,12 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
-from ..io import atomic_write_json, cache_root, exclusive_directory, link_copy
+from ..io import cache_root, exclusive_directory, link_copy
 from ..memory import peak_memory_mb, reset_peak_memory
 from ..models import LoadedModel
 from .experiment import Experiment, Fold, say
 from .layout import SeedRun
-from .records import MethodCost
+from .records import MetaTraining, MethodCost
 
 
 def baseline_setup(exp: Experiment, run: SeedRun):
@@ -41,26 +41,26 @@ def baseline_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -
         pending = [t for t in fold.targets if not run.method(t, method).cost.is_file()]
         if not pending:
             continue
-        meta, log = meta_trained(exp, lm, run, exp.trained_on(fold), method)
+        meta, record = meta_trained(exp, lm, run, exp.trained_on(fold), method)
+        meta_seconds = record.seconds if record else 0.0
         for target in pending:
             job = prepare(setup, target, [], needs_meta=False, lm=lm)
-            job.log.update(log)
+            job.log.update(record.as_log() if record else {})
             reset_peak_memory(lm.device)
             started = time.perf_counter()
             directory = run.method(target, method)
-            record = BaselineRecord.from_info(spec.module.finish(job, config, meta, directory.output, started),
-                                             str(directory.output))
-            seconds = time.perf_counter() - started + log.get("meta_train_seconds", 0.0)
+            made = BaselineRecord.from_info(spec.module.finish(job, config, meta, directory.output, started),
+                                           str(directory.output))
+            seconds = time.perf_counter() - started + meta_seconds
             peak = peak_memory_mb(lm.device)  # the larger of meta-training's and this target's
-            peak["peak_rss_mb"] = max(peak["peak_rss_mb"], log.get("meta_peak_rss_mb", 0.0))
-            MethodCost(seconds=seconds, labelled_target_examples=record.support_examples,
-                       target_steps=record.target_steps,
-                       meta_train_seconds=log.get("meta_train_seconds", 0.0), **peak).save(directory.cost)
+            peak["peak_rss_mb"] = max(peak["peak_rss_mb"], record.peak_rss_mb if record else 0.0)
+            MethodCost(seconds=seconds, labelled_target_examples=made.support_examples, target_steps=made.target_steps,
+                       meta_train_seconds=meta_seconds, **peak).save(directory.cost)
             say(exp, f"{target}: {method} ({seconds:.1f} s with meta-training)")
 
 
 def meta_trained(exp: Experiment, lm: LoadedModel, run: SeedRun, source: Fold, method: str
-                 ) -> tuple[dict, dict]:
+                 ) -> tuple[dict, MetaTraining | None]:
     """`method`'s meta-training on `source.training` (for a fold's baselines, `Experiment.trained_on(fold)`),
     from its cache or computed and cached. The cache is named by what determines it (`Method.meta_key`):
     union and union-finetune with the same settings share one, folds that train on the same tasks share it,
@@ -70,7 +70,7 @@ def meta_trained(exp: Experiment, lm: LoadedModel, run: SeedRun, source: Fold, m
 
     spec = METHODS[method]
     if not spec.meta_trains:
-        return {}, {}
+        return {}, None
     setup, config = baseline_setup(exp, run), _method_config(exp, method)
     key = spec.meta_key(config, setup)
     cache = run.baseline_cache(source.name, key)
@@ -82,7 +82,7 @@ def meta_trained(exp: Experiment, lm: LoadedModel, run: SeedRun, source: Fold, m
                 _meta_train(exp, lm, spec, setup, config, source, shared)
         with exclusive_directory(cache):
             link_copy(shared, cache, "meta.json")
-    return load_file(str(cache / "meta.safetensors")), json.loads((cache / "meta.json").read_text())
+    return load_file(str(cache / "meta.safetensors")), MetaTraining.load(cache / "meta.json")
 
 
 def _shared_meta_cache(key: str, source: Fold, lm: LoadedModel) -> Path:
@@ -98,13 +98,13 @@ def _meta_train(exp: Experiment, lm: LoadedModel, spec, setup, config, source: F
     reset_peak_memory(lm.device)
     start = time.perf_counter()
     meta = spec.module.meta_train(job, config, exp.progress)
-    log = {**job.log, "meta_train_seconds": time.perf_counter() - start, "meta_tasks": list(source.training),
-           "meta_peak_rss_mb": peak_memory_mb(lm.device)["peak_rss_mb"]}
+    record = MetaTraining(time.perf_counter() - start, list(source.training), peak_memory_mb(lm.device)["peak_rss_mb"],
+                          log=job.log)
     cache.mkdir(parents=True, exist_ok=True)
     tmp = cache / ".meta.safetensors.tmp"
     save_file({k: v.detach().cpu().contiguous() for k, v in meta.items()}, str(tmp))
     tmp.replace(cache / "meta.safetensors")
-    atomic_write_json(cache / "meta.json", log)
+    record.save(cache / "meta.json")
 
 
 def _method_config(exp: Experiment, method: str) -> Any:

@@ -13,7 +13,7 @@ from ..data import task_label
 from ..models import LoadedModel, LoraState, write_adapter
 from .experiment import Experiment, Fold, say
 from .layout import MEAN, RETRIEVAL, TARGET_FINETUNED, UNION_MATCHED, SeedRun
-from .records import MethodCost
+from .records import MetaTraining, MethodCost
 
 
 def floors_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
@@ -98,7 +98,6 @@ def _union_matched(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -
 
     from ..baselines import prepare
     from ..baselines.union import UnionConfig, meta_train
-    from ..io import atomic_write_json
     from .baseline_stage import baseline_setup, meta_trained
     from .generator_stage import residual_source
 
@@ -111,18 +110,18 @@ def _union_matched(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -
                       "base": list(base_source.training)}, sort_keys=True, default=str)
     cache = run.baseline_cache(source.name, f"{UNION_MATCHED}-{hashlib.sha256(key.encode()).hexdigest()[:10]}")
     if (cache / "meta.json").is_file():
-        return load_file(str(cache / "meta.safetensors")), json.loads((cache / "meta.json").read_text())["seconds"], steps
+        return load_file(str(cache / "meta.safetensors")), MetaTraining.load(cache / "meta.json").seconds, steps
     started = time.perf_counter()
-    base, log = meta_trained(exp, lm, run, base_source, "union")
+    base, record = meta_trained(exp, lm, run, base_source, "union")
     job = prepare(setup, source.targets[0], list(source.training), needs_meta=True, lm=lm,
                   seen=exp.holdout == "seen")
     state = meta_train(job, config, exp.progress, init=base)
-    seconds = time.perf_counter() - started + log.get("meta_train_seconds", 0.0)
+    seconds = time.perf_counter() - started + (record.seconds if record else 0.0)
     cache.mkdir(parents=True, exist_ok=True)
     tmp = cache / ".meta.safetensors.tmp"
     save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
     tmp.replace(cache / "meta.safetensors")
-    atomic_write_json(cache / "meta.json", {"seconds": seconds, "steps": steps, "tasks": list(source.training)})
+    MetaTraining(seconds, list(source.training), steps=steps).save(cache / "meta.json")
     return state, seconds, steps
 
 

@@ -128,6 +128,6 @@ def union_lora(exp: Experiment, lm: LoadedModel, run: SeedRun, source: Fold) -> 
     out = run.residual_base(source.name)
     if not (out / ADAPTER_WEIGHTS).is_file():
         say(exp, f"fold {source.name}: union LoRA of {len(source.training)} tasks as the generator's residual base")
-        state, log = meta_trained(exp, lm, run, source, "union")
-        write_adapter(state, exp.lora, exp.model.name, out, info={"baseline": "union", **log})
+        state, record = meta_trained(exp, lm, run, source, "union")
+        write_adapter(state, exp.lora, exp.model.name, out, info={"baseline": "union", **record.as_log()})
     return str(out)

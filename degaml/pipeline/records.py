@@ -59,6 +59,43 @@ class MethodCost:
 
 
 @dataclass
+class MetaTraining:
+    """`meta.json` beside meta-trained weights (`meta.safetensors`) in a baseline cache, written last: what the
+    meta-training took, and the method's own training log (which its targets' adapter records carry)."""
+
+    seconds: float
+    tasks: list[str]
+    peak_rss_mb: float = 0.0
+    steps: int | None = None
+    """Optimizer steps, where the record's owner counts them (union-matched)."""
+    log: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: Path) -> Path:
+        return atomic_write_json(path, asdict(self))
+
+    @classmethod
+    def load(cls, path: Path) -> MetaTraining:
+        record = read_json_object(path, f"{cls.__name__} record")
+        if "meta_train_seconds" in record:  # the flat layout of caches written before this record
+            flat = {k: v for k, v in record.items() if k not in ("meta_train_seconds", "meta_tasks", "meta_peak_rss_mb")}
+            record = {"seconds": record["meta_train_seconds"], "tasks": record.get("meta_tasks", []),
+                      "peak_rss_mb": record.get("meta_peak_rss_mb", 0.0), "log": flat}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(record.keys() - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown field(s) {unknown} in a {cls.__name__} record; known: {sorted(known)}")
+        try:
+            return cls(**record)
+        except TypeError as e:
+            raise ValueError(f"{path}: not a {cls.__name__} record ({e})") from None
+
+    def as_log(self) -> dict[str, Any]:
+        """The entries a baseline's adapter record (degaml.json) carries of its meta-training."""
+        return {**self.log, "meta_train_seconds": self.seconds, "meta_tasks": self.tasks,
+                "meta_peak_rss_mb": self.peak_rss_mb}
+
+
+@dataclass
 class StageTimings:
     """`seed_<s>/timings.json`: wall seconds of each stage and the process's peak resident memory by the end of
     it (a resumed run adds its seconds and keeps the larger peak)."""
