@@ -521,7 +521,7 @@ def test_a_ceiling_of_n_steps_is_trained_fresh_and_gives_the_recovered_share(wor
     (what `degaml headroom` calls the own LoRA), no target trajectory is collected, and a held-out report gives
     (generated - union) / (own - union)."""
     from degaml.baselines.common import load_examples
-    from degaml.models import load_model, read_lora_state
+    from degaml.models import delta_norm, delta_relative_error, load_model, read_lora_state
     from degaml.pipeline.baseline_stage import baseline_setup
     from degaml.pipeline.experiment import Experiment
     from degaml.pipeline.layout import seed_run
@@ -533,6 +533,7 @@ def test_a_ceiling_of_n_steps_is_trained_fresh_and_gives_the_recovered_share(wor
     settings["tasks"].update(train=[], heldout=[], out_of_domain=[colors, numbers])  # configs/targets-with-headroom
     settings.update(floors=[], ceiling=3)
     settings["baselines"]["steps"] = 0
+    settings["generator"].update({"recipe": "task-loss-on-union", "task_examples": 2, "max_tokens": 32})
     settings["policy"]["actions"] = ["none"]
     settings["baselines"]["methods"] = ["union"]
     config.write_text(yaml.safe_dump(settings))
@@ -550,6 +551,12 @@ def test_a_ceiling_of_n_steps_is_trained_fresh_and_gives_the_recovered_share(wor
     assert all(torch.allclose(written[k], expected[k], atol=1e-6) for k in expected)
     report = (run / "report" / "report.md").read_text()
     assert "### recovered share of the target's own LoRA's gain (out-of-domain; held-out targets" in report
+    # How far the generator moved from its residual base (union LoRA), beside the cosine with the own adapter.
+    row = next(line for line in report.splitlines() if line.startswith(f"| 0 | {numbers} |")).rstrip(" |").split(" | ")
+    union = read_lora_state(seed0.residual_base("shared"))
+    assert float(row[4]) == pytest.approx(delta_relative_error(read_lora_state(seed0.method(numbers, "generated").output),
+                                                               union), abs=1e-4)
+    assert float(row[5]) == pytest.approx(delta_norm(written) / delta_norm(union), abs=1e-3)
 
     settings.update(floors=["target-finetuned"], ceiling=None)  # the name it had before `ceiling`
     config.write_text(yaml.safe_dump(settings))

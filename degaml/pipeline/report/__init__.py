@@ -237,7 +237,8 @@ def build_report(run_dir: Path) -> Path:
     if cosines:
         sections += ["## does the generated change point at the target's own adapter?\n",
                      "cos(dW_generated - dW_base, dW_target-finetuned); base: the generator's residual base (union "
-                     "LoRA) or the mean adapter\n", "\n".join(cosines) + "\n"]
+                     "LoRA) or the mean adapter; sizes: ||dW_generated - dW_base|| and ||dW_target-finetuned||, each "
+                     "over ||dW_base||\n", "\n".join(cosines) + "\n"]
     actions = sorted({(r.task, r.action) for r in rows if r.method == DEGAML and r.action})
     oracle = {(r.task, r.seed): r.action for r in rows if r.method == ORACLE}
     if actions:

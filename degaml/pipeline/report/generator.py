@@ -32,15 +32,17 @@ def comparisons(correct: Correctness, tasks: list[str], others: list[str], prior
 
 def change_cosines(run_dir: Path, settings: Experiment) -> list[str]:
     """Per seed and target: cos(dW_generated - dW_base, dW_target-finetuned), from the target's own prompts and
-    the swapped ones, where the run has the target-finetuned ceiling. The base is the residual base (union
+    the swapped ones, and the sizes of the generated change and of the own adapter relative to the base's
+    ||dW_base||, where the run has the target-finetuned ceiling. The base is the residual base (union
     LoRA) when the run makes one, else the mean adapter."""
-    from ...models import delta_change_cosine, read_lora_state
+    from ...models import delta_change_cosine, delta_norm, delta_relative_error, read_lora_state
     from ..generator_stage import residual_source
 
     if settings.ceiling is None:
         return []
     swapped = control_method("swapped") if "swapped" in settings.prompt_controls else None
-    lines = ["| seed | target | own prompts | swapped prompts |", "|---|---|---|---|"]
+    lines = ["| seed | target | own prompts | swapped prompts | size of the generated change | size of the own "
+             "adapter |", "|---|---|---|---|---|---|"]
     fold_of = {t: f for f in folds(settings.tasks) for t in f.targets}
     for run in seed_runs(run_dir):
         for target, fold in fold_of.items():
@@ -50,8 +52,11 @@ def change_cosines(run_dir: Path, settings: Experiment) -> list[str]:
             if not (own_dir.is_dir() and base_dir.is_dir() and run.method(target, GENERATED).output.is_dir()):
                 continue
             own, base = read_lora_state(own_dir), read_lora_state(base_dir)
+            generated = read_lora_state(run.method(target, GENERATED).output)
             cells = [f"{delta_change_cosine(read_lora_state(run.method(target, m).output), base, own):+.3f}"
                      if m and run.method(target, m).output.is_dir() else "-" for m in (GENERATED, swapped)]
+            # ||dW_generated - dW_base|| and ||dW_own||, each over ||dW_base||: whether the generator moved at all.
+            cells += [f"{delta_relative_error(generated, base):.4f}", f"{delta_norm(own) / max(delta_norm(base), 1e-30):.3f}"]
             lines.append(f"| {run.seed} | {target} | " + " | ".join(cells) + " |")
     return lines if len(lines) > 2 else []
 
