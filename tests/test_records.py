@@ -132,14 +132,18 @@ def test_a_run_saved_before_the_ceiling_setting_loads_with_its_ceiling(tmp_path)
 
     from degaml.pipeline.experiment import SETTINGS_FILE, Experiment
 
-    record = {"name": "old", "floors": ["mean", "target-finetuned"], "holdout": "all_targets",
-              "shared_generator_steps": 2, "tasks": {"meta_training": ["sciq"], "train": [], "heldout": [],
-                                                     "out_of_domain": ["boolq"]}}
+    Experiment(name="old", floors=["mean"]).save(tmp_path / SETTINGS_FILE)
+    record = yaml.safe_load((tmp_path / SETTINGS_FILE).read_text())
+    del record["ceiling"]
+    record["floors"] = ["mean", "target-finetuned"]
     (tmp_path / SETTINGS_FILE).write_text(yaml.safe_dump(record))
     loaded = Experiment.load(tmp_path)
     assert loaded.floors == ["mean"] and loaded.ceiling == "trajectory" and loaded.ceiling_methods == ["target-finetuned"]
     with pytest.raises(ValueError, match="floors: target-finetuned is a ceiling"):
         Experiment(floors=["mean", "target-finetuned"])
+    (tmp_path / SETTINGS_FILE).write_text(yaml.safe_dump({"name": "cut", "floors": ["mean"]}))
+    with pytest.raises(ValueError, match="not a whole experiment record"):
+        Experiment.load(tmp_path)
     for bad in (0, True, "own"):
         with pytest.raises(ValueError, match="ceiling must be null, trajectory or a step count"):
             Experiment(ceiling=bad)

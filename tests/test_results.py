@@ -28,6 +28,11 @@ HEADLINES = [
     ("seen-tasks", "difference", ("generated", "base"), "generated − base"),
     ("seen-tasks", "share", ("generated", "base", "target-finetuned"), "recovered share over base"),
     ("seen-tasks", "share", ("generated", "union", "target-finetuned"), "recovered share over union"),
+    ("targets-with-headroom", "difference", ("generated", "union"), "generated − union"),
+    ("targets-with-headroom", "difference", ("generated", "base"), "generated − base"),
+    ("targets-with-headroom", "difference", ("target-finetuned", "union"), "own 60-step LoRA − union"),
+    ("targets-with-headroom", "share", ("generated", "union", "target-finetuned"),
+     "recovered share (generated − union) / (own − union)"),
 ]
 
 

@@ -7,7 +7,7 @@ or `all` (trained on all of them) whose targets are the out-of-domain tasks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Literal
 
@@ -182,7 +182,12 @@ class Experiment:
             record = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, yaml.YAMLError) as e:
             raise ValueError(f"{path}: not readable YAML ({type(e).__name__})") from None
-        return from_dict(cls, {**_renamed(record or {}), "out": Path(run_dir), "progress": False}, str(path))
+        record = _renamed(record or {})
+        loaded = from_dict(cls, {**record, "out": Path(run_dir), "progress": False}, str(path))
+        lacking = [f.name for f in fields(cls) if f.name not in (*record, "out", "progress", *ADDED_SETTINGS)]
+        if lacking:  # save() writes every setting: a record without some is cut or not one of ours
+            raise ValueError(f"{path}: not a whole experiment record (it lacks {', '.join(lacking)})")
+        return loaded
 
     @property
     def ceiling_methods(self) -> list[str]:
@@ -267,6 +272,10 @@ class Fold:
     training: tuple[str, ...]
     targets: tuple[str, ...]
     """Task names or task files, as the settings give them (directories use `task_label`)."""
+
+
+ADDED_SETTINGS = ("ceiling",)
+"""Settings added after runs were first saved: a record without one was made at its default."""
 
 
 def _renamed(record: dict) -> dict:
