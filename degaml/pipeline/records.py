@@ -3,6 +3,7 @@ that no reader indexes another module's JSON by string keys."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,12 @@ from typing import Any
 from ..io import atomic_write_json, read_json_object
 
 
-def _read(cls: type, path: Path) -> dict[str, Any]:
-    """The JSON object in `path`, refused with the file and the field at fault unless it fits `cls`."""
+def _read(cls: type, path: Path, upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The JSON object in `path` (put in today's layout by `upgrade`, for records written before it), refused
+    with the file and the field at fault unless it fits `cls`."""
     record = read_json_object(path, f"{cls.__name__} record")
+    if upgrade is not None:
+        record = upgrade(record)
     known = {f.name for f in fields(cls)}
     unknown = sorted(record.keys() - known)
     if unknown:
@@ -75,15 +79,7 @@ class MetaTraining:
 
     @classmethod
     def load(cls, path: Path) -> MetaTraining:
-        record = read_json_object(path, f"{cls.__name__} record")
-        if "meta_train_seconds" in record:  # the flat layout of caches written before this record
-            flat = {k: v for k, v in record.items() if k not in ("meta_train_seconds", "meta_tasks", "meta_peak_rss_mb")}
-            record = {"seconds": record["meta_train_seconds"], "tasks": record.get("meta_tasks", []),
-                      "peak_rss_mb": record.get("meta_peak_rss_mb", 0.0), "log": flat}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(record.keys() - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown field(s) {unknown} in a {cls.__name__} record; known: {sorted(known)}")
+        record = _read(cls, path, _unflattened)
         try:
             return cls(**record)
         except TypeError as e:
@@ -93,6 +89,15 @@ class MetaTraining:
         """The entries a baseline's adapter record (degaml.json) carries of its meta-training."""
         return {**self.log, "meta_train_seconds": self.seconds, "meta_tasks": self.tasks,
                 "meta_peak_rss_mb": self.peak_rss_mb}
+
+
+def _unflattened(record: dict[str, Any]) -> dict[str, Any]:
+    """A meta-training cache written before `MetaTraining`: the method's log with three `meta_*` entries."""
+    if "meta_train_seconds" not in record:
+        return record
+    log = {k: v for k, v in record.items() if k not in ("meta_train_seconds", "meta_tasks", "meta_peak_rss_mb")}
+    return {"seconds": record["meta_train_seconds"], "tasks": record.get("meta_tasks", []),
+            "peak_rss_mb": record.get("meta_peak_rss_mb", 0.0), "log": log}
 
 
 @dataclass
