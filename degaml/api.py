@@ -80,7 +80,7 @@ def adapt(generator: Generator, prompts: Prompts, out: str | Path, action: str |
     from .data.prompts import task_items
 
     chosen = None if policy is not None else (action if isinstance(action, Action) else Action.parse(action))
-    lm = lm or load_model(generator.card.model)
+    lm = lm or load_model(generator.record.model)
     if isinstance(prompts, str):
         items = task_items(prompts, "train")[:adaptation_prompts]
         ctx = adaptation_context(generator, lm, task_label(prompts), items, seed, with_library=uses_library(chosen))

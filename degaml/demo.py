@@ -43,7 +43,7 @@ def build_demo(session: DemoSession):
 
     with gr.Blocks(title="degaml: prompts to LoRA") as page:
         gr.Markdown(f"# degaml: a LoRA adapter from a task's prompts\nGenerator `{session.generator.directory.name}`, "
-                    f"base model `{session.generator.card.model}`. Paste a few unlabelled prompts of a new task, "
+                    f"base model `{session.generator.record.model}`. Paste a few unlabelled prompts of a new task, "
                     "separated by blank lines. For a prompt with lettered options (A: ..., B: ...), the page "
                     "shows each option's probability under the base model and under the adapted one: that is "
                     "what the adapter changes. The greedy answers below them are cut where they start to repeat.")

@@ -150,7 +150,7 @@ class DemoSession:
         out = self.workdir / f"adapter-{digest}"
         archive = out.with_suffix(".zip")
         if not archive.is_file():  # the same prompts give the same adapter: written and zipped once
-            write_adapter(state, self.generator.lora, self.generator.card.model, out, record.to_info())
+            write_adapter(state, self.generator.lora, self.generator.record.model, out, record.to_info())
             shutil.make_archive(str(out), "zip", out)
         shown = prompts[:self.shown]
         asked = [chat_prompt(self.lm, p) for p in shown]
@@ -164,7 +164,7 @@ class DemoSession:
         options = [[OptionRow(chr(ord("A") + j), text, b, a)
                     for j, (text, b, a) in enumerate(zip(items[k].choices, *probabilities[k]))] if k in items else []
                    for k in range(len(shown))]
-        summary = (f"**Adapter** `{out.name}` for `{self.generator.card.model}`: {len(state)} LoRA tensors, "
+        summary = (f"**Adapter** `{out.name}` for `{self.generator.record.model}`: {len(state)} LoRA tensors, "
                    f"norm {delta_norm(state):.3f}, generated in {record.generation_seconds * 1000:.0f} ms from "
                    f"{record.conditioning}; prompts sha256 `{digest}...`.")
         answers = [[p, cut_repetition(b), cut_repetition(a)] for p, b, a in zip(shown, base, adapted)]

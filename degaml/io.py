@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -161,19 +162,66 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+@dataclass(frozen=True)
+class Compute:
+    """Where and in what dtype a model ran, and why (`LoadedModel.compute()`)."""
+
+    device: str
+    dtype: str
+    reason: str
+    cpu: str
+
+
+@dataclass(frozen=True)
+class DataProvenance:
+    """The pinned data and weight packages installed ({distribution: version}) and the files of them read
+    ({distribution: {"version", "files": {file: sha256}}}, or a published folder's pointer to its data files)."""
+
+    installed: dict[str, Any] = field(default_factory=dict)
+    read: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunMetadata:
+    """Who, when and with what: stored beside every result (a results.json's `meta`, a trajectory manifest's,
+    a baseline's record) so it can be reproduced."""
+
+    seed: int
+    compute: Compute | None = None
+    """Absent where no model ran."""
+    created: str = ""
+    python: str = ""
+    platform: str = ""
+    versions: dict[str, str | None] = field(default_factory=dict)
+    code: str = ""
+    """The git commit of the degaml source (`code_commit`); empty in records written before it was kept."""
+    data_packages: DataProvenance | None = None
+
+    @classmethod
+    def from_dict(cls, record: Any, where: str) -> RunMetadata:
+        """The metadata in `record`, refused in one line naming `where` and the field at fault."""
+        known = {f.name for f in fields(cls)}
+        if not isinstance(record, dict) or not known >= set(record):
+            raise ValueError(f"{where}: not run metadata (unknown fields "
+                             f"{sorted(set(record) - known) if isinstance(record, dict) else record!r})")
+        try:
+            compute = record.get("compute")
+            data = record.get("data_packages")
+            return cls(**{**record, "compute": Compute(**compute) if compute is not None else None,
+                          "data_packages": DataProvenance(**data) if data is not None else None})
+        except TypeError as e:
+            raise ValueError(f"{where}: not run metadata ({e})") from None
+
+
 def run_metadata(seed: int, compute: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Who, when and with what: stored beside every result so it can be reproduced. `compute` is the model's
+    """`RunMetadata` of this process, as the dict stored beside a result. `compute` is the model's
     `LoadedModel.compute()`: device, dtype and the reason for it, CPU kind."""
-    return {
-        "seed": seed,
-        **({"compute": compute} if compute is not None else {}),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "versions": package_versions(),
-        "code": code_commit(),
-        "data_packages": data_provenance(),
-    }
+    record = asdict(RunMetadata(seed=seed, compute=Compute(**compute) if compute is not None else None,
+                                created=datetime.now(UTC).isoformat(timespec="seconds"),
+                                python=platform.python_version(), platform=platform.platform(),
+                                versions=package_versions(), code=code_commit(),
+                                data_packages=DataProvenance(**data_provenance())))
+    return {k: v for k, v in record.items() if k != "compute" or v is not None}
 
 
 @functools.cache

@@ -237,7 +237,6 @@ def test_adaptation_never_touches_the_generator(tokenizer):
 def test_a_reward_row_is_reused_only_under_the_settings_that_measured_it(tokenizer, tmp_path, monkeypatch):
     """rewards.jsonl is keyed by everything that determines a reward: the same settings reuse a row, another
     item limit, another prompt sample or another generated adapter measure it again."""
-    import json
 
     from degaml.adaptation import rewards
     from degaml.adaptation.actions import Action
@@ -276,14 +275,14 @@ def test_a_reward_row_is_reused_only_under_the_settings_that_measured_it(tokeniz
     measure(ctx(prompts=PROMPTS[:2]))
     measure(ctx(scale=2.0))
     assert measured == ["none"] * 4
-    keys = {json.loads(line)["key"] for line in (tmp_path / "rewards.jsonl").read_text().splitlines()}
+    keys = {row.key for row in rewards.read_rows(tmp_path / rewards.REWARDS_FILE)}
     assert len(keys) == 4
 
     # Another run's table reads the machine's cache instead of measuring, and records the row it read.
     other = tmp_path / "other-run"
     assert measure(ctx(), work=other) == measure(ctx())
     assert measured == ["none"] * 4
-    assert [json.loads(line)["score"] for line in (other / "rewards.jsonl").read_text().splitlines()] == [0.5]
+    assert [row.score for row in rewards.read_rows(other / rewards.REWARDS_FILE)] == [0.5]
     # A run measured before the cache existed fills it when it resumes; a cached row cut short is measured again.
     from degaml.io import cache_root
 

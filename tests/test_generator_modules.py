@@ -79,11 +79,11 @@ def test_encoder_pads_to_max_tokens_and_caches(tiny_sentence_transformer, tmp_pa
     torch.testing.assert_close(encoder.encode(prompts[::-1]), hidden.flip(0))
 
 
-@pytest.mark.parametrize("name", __import__("degaml.generator.card", fromlist=["x"]).recipe_names())
+@pytest.mark.parametrize("name", __import__("degaml.generator.record", fromlist=["x"]).recipe_names())
 def test_every_named_recipe_makes_a_valid_training_config(name):
     from dataclasses import asdict, replace
 
-    from degaml.generator.card import RECIPE_FIELDS, GeneratorTrainConfig, load_recipe
+    from degaml.generator.record import RECIPE_FIELDS, GeneratorTrainConfig, load_recipe
 
     config = GeneratorTrainConfig(recipe=name)
     recipe = load_recipe(name)
@@ -97,7 +97,7 @@ def test_every_named_recipe_makes_a_valid_training_config(name):
 
 
 def test_a_recipe_refuses_a_contradicting_field_and_a_foreign_key(tmp_path):
-    from degaml.generator.card import GeneratorTrainConfig
+    from degaml.generator.record import GeneratorTrainConfig
 
     with pytest.raises(ValueError, match="generator.objective = 'hybrid' contradicts recipe 'task-loss'"):
         GeneratorTrainConfig(recipe="task-loss", objective="hybrid")
@@ -113,8 +113,8 @@ def test_a_recipe_refuses_a_contradicting_field_and_a_foreign_key(tmp_path):
 def test_the_objective_registry_matches_the_config_choices_and_builds_each_loss():
     import typing
 
-    from degaml.generator.card import Objective
     from degaml.generator.objectives import OBJECTIVES
+    from degaml.generator.record import Objective
 
     assert set(typing.get_args(Objective)) == set(OBJECTIVES)
 
@@ -132,7 +132,7 @@ def test_the_objective_registry_matches_the_config_choices_and_builds_each_loss(
 
 def test_the_diagnostics_sample_a_bounded_seeded_set_of_training_tasks(monkeypatch):
     from degaml.generator import training
-    from degaml.generator.card import GeneratorTrainConfig
+    from degaml.generator.record import GeneratorTrainConfig
 
     seen = []
     monkeypatch.setattr(training, "task_dependence",

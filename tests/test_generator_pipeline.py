@@ -200,7 +200,7 @@ def test_task_loss_objective_trains_the_decoder_through_the_base_model(workspace
 def test_prompt_contrast_is_logged_and_is_the_margin_for_a_generator_that_ignores_its_prompts(
         workspace, trajectories, tmp_path, monkeypatch):
     from degaml.generator import training
-    from degaml.generator.card import GeneratorTrainConfig
+    from degaml.generator.record import GeneratorTrainConfig
 
     out = tmp_path / "contrast"
     main(["train-generator", "--trajectories", str(trajectories), "--out", str(out), "--generator.decoder", "cpu-tiny",
@@ -233,7 +233,7 @@ def test_prompt_contrast_is_logged_and_is_the_margin_for_a_generator_that_ignore
 
 
 def test_anchored_choice_loss_logs_both_terms_and_records_its_settings(workspace, trajectories, tmp_path):
-    from degaml.generator.card import GeneratorCard, GeneratorTrainConfig
+    from degaml.generator.record import GeneratorRecord, GeneratorTrainConfig
 
     out = tmp_path / "anchored"
     _train(workspace, trajectories, out, "2", "--generator.objective", "task_loss", "--generator.task_examples", "2",
@@ -242,7 +242,7 @@ def test_anchored_choice_loss_logs_both_terms_and_records_its_settings(workspace
     for r in records:  # the total is the answer loss plus the weighted anchor, reported step by step
         assert r["train_anchor"] >= 0
         assert r["train_loss"] == pytest.approx(r["train_task_loss"] + 0.5 * r["train_anchor"], rel=1e-5)
-    card = GeneratorCard.load(out).train
+    card = GeneratorRecord.load(out).train
     assert card.anchor == 0.5 and card.task_loss_kind == "choice"
     with pytest.raises(ValueError, match="anchor must be >= 0 and needs a task_loss or hybrid objective"):
         GeneratorTrainConfig(anchor=0.5)
@@ -599,17 +599,19 @@ def test_train_policy_measures_validation_rewards_and_adapt_follows_it(workspace
                                                                        capsys):
     from degaml.adaptation import apply as apply_module
     from degaml.adaptation.actions import default_actions
+    from degaml.adaptation.policy import PolicyRecord
+    from degaml.adaptation.rewards import REWARDS_FILE, read_rows
 
     policy = tmp_path / "policy"
     args = ["train-policy", "--generator", str(generator), "--tasks", workspace["tasks"][0], "--out", str(policy),
             "--epochs", "20", "--limit", "3", "--model.device", "cpu", "--progress", "false"]
     main(args)
-    rows = [json.loads(line) for line in (policy / "rewards.jsonl").read_text().splitlines()]
-    assert len(rows) == len(default_actions()) and {r["split"] for r in rows} == {"validation"}
-    assert {r["action_label"] for r in rows} == {a.label for a in default_actions()}
+    rows = read_rows(policy / REWARDS_FILE)
+    assert len(rows) == len(default_actions()) and {r.split for r in rows} == {"validation"}
+    assert {r.action_label for r in rows} == {a.label for a in default_actions()}
     assert not (policy / "adapted").exists() or not any((policy / "adapted").rglob("*.safetensors"))
     # The generator trained on this task: its adapter is in-sample, and the policy's record says so.
-    assert json.loads((policy / "policy.json").read_text())["in_sample_tasks"] == ["colors"]
+    assert PolicyRecord.load(policy).in_sample_tasks == ["colors"]
 
     def refuse(*a, **k):
         raise AssertionError("a measured reward was measured again")
@@ -656,15 +658,15 @@ def test_adapt_rejects_bad_families_and_hyperparameters(workspace, generator, tm
 
 
 def test_generator_card_round_trips_and_names_a_bad_file(generator, tmp_path):
-    from degaml.generator.card import GeneratorCard
+    from degaml.generator.record import GeneratorRecord
 
-    card = GeneratorCard.load(generator)
+    card = GeneratorRecord.load(generator)
     assert card.train_tasks == ["colors"] and card.heldout_tasks == ["numbers"] and card.train.decoder == "cpu-tiny"
     card.save(tmp_path)
-    assert GeneratorCard.load(tmp_path) == card
+    assert GeneratorRecord.load(tmp_path) == card
     (tmp_path / "config.json").write_text('{"train": {"no_such_option": 1}}')
     with pytest.raises(ValueError, match=r"config.json: not a generator card"):
-        GeneratorCard.load(tmp_path)
+        GeneratorRecord.load(tmp_path)
 
 
 def test_a_generator_is_pushed_and_loaded_by_hub_repo_id_up_to_the_network_call(generator, monkeypatch, capsys):

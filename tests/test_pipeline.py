@@ -9,6 +9,8 @@ import pytest
 import torch
 import yaml
 
+from degaml.adaptation.policy import PolicyRecord
+from degaml.adaptation.rewards import REWARDS_FILE, read_rows
 from degaml.cli import main
 from degaml.pipeline.report import ReportSummary
 
@@ -91,21 +93,21 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
     assert {costs[m] for m in labelled} == {"4"} and costs["oracle"] == "3"  # its validation items
     assert "### zero labels" in text and "### k = 4 labels" in text
     # union and union-finetune have the same settings: one meta-training, cached once per fold and seed.
-    from degaml.pipeline.layout import seed_run
+    from degaml.pipeline.layout import seed_run_in
 
-    seed0 = seed_run(run, 0)
+    seed0 = seed_run_in(run, 0)
     caches = sorted(p.name for p in (seed0.fold("numbers") / "baselines").iterdir())
     # So do mean-finetune and labelled LoraHub: one library of per-task LoRAs.
     assert len([c for c in caches if c.startswith("union-")]) == 1 and len(caches) == 4  # + maml, abmll
     assert len([c for c in caches if c.startswith("task-loras-")]) == 1
     # Nested leave-one-out: the out-of-domain fold's policy learns from `numbers` adapted by the generator that
     # held it out; the `numbers` fold, the only in-domain one, has no such generator and says it is in-sample.
-    policies = {f: json.loads((seed0.policy(f) / "policy.json").read_text()) for f in ("all", "numbers")}
-    assert policies["all"]["generators"] == {"numbers": str(seed0.generator("numbers"))}
-    assert policies["all"]["in_sample_tasks"] == [] and policies["numbers"]["in_sample_tasks"] == ["colors"]
+    policies = {f: PolicyRecord.load(seed0.policy(f)) for f in ("all", "numbers")}
+    assert policies["all"].generators == {"numbers": str(seed0.generator("numbers"))}
+    assert policies["all"].in_sample_tasks == [] and policies["numbers"].in_sample_tasks == ["colors"]
     # That policy's rewards for `numbers` and the `numbers` oracle are one measurement: each action once.
-    shared = [json.loads(line) for line in (seed0.rewards("numbers") / "rewards.jsonl").read_text().splitlines()]
-    assert sorted(r["action_label"] for r in shared if r["task"] == "numbers") == \
+    shared = read_rows(seed0.rewards("numbers") / REWARDS_FILE)
+    assert sorted(r.action_label for r in shared if r.task == "numbers") == \
         ["mixing variant=rank_half lam=0.5", "none"]
 
     # DeGAML-k chose among its candidates by the loss of the support example it held out.
@@ -251,8 +253,8 @@ def test_run_with_the_function_space_generator(workspace, tmp_path):
 
 
 def test_meta_training_tasks_train_every_fold_from_one_shared_generator(workspace, tmp_path):
-    from degaml.generator.card import GeneratorCard
-    from degaml.pipeline.layout import seed_run
+    from degaml.generator.record import GeneratorRecord
+    from degaml.pipeline.layout import seed_run_in
 
     config, run = _config(workspace, tmp_path)
     settings = yaml.safe_load(config.read_text())
@@ -264,8 +266,8 @@ def test_meta_training_tasks_train_every_fold_from_one_shared_generator(workspac
     settings["baselines"]["methods"] = ["no-meta", "union"]
     config.write_text(yaml.safe_dump(settings))
     main(["run", "--config", str(config)])
-    seed0 = seed_run(run, 0)
-    shared, fold = GeneratorCard.load(seed0.generator("shared")), GeneratorCard.load(seed0.generator("numbers"))
+    seed0 = seed_run_in(run, 0)
+    shared, fold = GeneratorRecord.load(seed0.generator("shared")), GeneratorRecord.load(seed0.generator("numbers"))
     assert shared.train_tasks == ["letters"]  # no in-domain task, so no target
     assert sorted(fold.train_tasks) == ["colors", "letters"] and fold.heldout_tasks == ["numbers"]
     assert fold.train.init_from == str(seed0.generator("shared"))
@@ -279,7 +281,7 @@ def test_all_targets_out_folds_share_the_generator_and_meta_training(workspace, 
     With `none` the only action, DeGAML and the oracle write the generated adapter itself, which is scored once."""
     from degaml.data import task_label
     from degaml.models import AdaptedOutput
-    from degaml.pipeline.layout import seed_run
+    from degaml.pipeline.layout import seed_run_in
 
     config, run = _config(workspace, tmp_path)
     settings = yaml.safe_load(config.read_text())
@@ -293,7 +295,7 @@ def test_all_targets_out_folds_share_the_generator_and_meta_training(workspace, 
     settings["baselines"]["methods"] = ["no-meta", "union"]
     config.write_text(yaml.safe_dump(settings))
     main(["run", "--config", str(config)])
-    seed0 = seed_run(run, 0)
+    seed0 = seed_run_in(run, 0)
     assert sorted(p.name for p in seed0.trajectories.iterdir()) == ["letters"]  # nothing trains on the others
     assert not seed0.generator("colors").exists() and not seed0.generator("numbers").exists()
     assert [p.name for p in (seed0.fold("shared") / "baselines").iterdir()][0].startswith("union-")
@@ -301,9 +303,9 @@ def test_all_targets_out_folds_share_the_generator_and_meta_training(workspace, 
         union = json.loads((seed0.method(target, "union").output / "degaml.json").read_text())
         mean = json.loads((seed0.method(target, "mean").output / "degaml.json").read_text())
         assert union["meta_tasks"] == [letters] and mean["tasks"] == ["letters"]
-        policy = json.loads((seed0.policy(task_label(target)) / "policy.json").read_text())
-        assert set(policy["generators"].values()) == {str(seed0.generator("shared"))}
-        assert policy["in_sample_tasks"] == []  # that generator never trained on an in-domain task
+        policy = PolicyRecord.load(seed0.policy(task_label(target)))
+        assert set(policy.generators.values()) == {str(seed0.generator("shared"))}
+        assert policy.in_sample_tasks == []  # that generator never trained on an in-domain task
         digests = {m: AdaptedOutput.load(seed0.method(target, m).output).scoring_digest()
                    for m in ("generated", "degaml", "oracle", "mean")}
         assert digests["generated"] == digests["degaml"] == digests["oracle"] != digests["mean"]
@@ -326,7 +328,7 @@ def test_all_targets_out_folds_share_the_generator_and_meta_training(workspace, 
     settings.update(out=str(tmp_path / "again"), baselines={**settings["baselines"], "methods": ["union"]})
     config.write_text(yaml.safe_dump(settings))
     main(["run", "--config", str(config)])
-    again = seed_run(tmp_path / "again", 0)
+    again = seed_run_in(tmp_path / "again", 0)
     first = (seed0.trajectories / "letters" / "manifest.json").read_text()
     assert (again.trajectories / "letters" / "manifest.json").read_text() == first
     assert (again.generator("shared") / "decoder.safetensors").read_bytes() == \
@@ -350,7 +352,7 @@ def test_a_generator_residual_on_union_starts_at_the_union_baseline_of_its_own_t
     scores the very same adapter (one meta-training, cached)."""
     from degaml.generator.generation import Generator
     from degaml.models import delta_relative_error, read_lora_state
-    from degaml.pipeline.layout import seed_run
+    from degaml.pipeline.layout import seed_run_in
 
     config, run = _config(workspace, tmp_path)
     settings = yaml.safe_load(config.read_text())
@@ -367,12 +369,12 @@ def test_a_generator_residual_on_union_starts_at_the_union_baseline_of_its_own_t
     settings["baselines"]["methods"] = ["union"]
     config.write_text(yaml.safe_dump(settings))
     main(["run", "--config", str(config)])
-    seed0 = seed_run(run, 0)
+    seed0 = seed_run_in(run, 0)
     folds = {"shared": [letters]} if shared else {"colors": [letters, numbers], "numbers": [letters, colors]}
     for fold, tasks in folds.items():
         base = seed0.residual_base(fold)
         assert sorted(json.loads((base / "degaml.json").read_text())["meta_tasks"]) == sorted(tasks)
-        assert Generator(seed0.generator(fold)).card.train.residual_base == str(base)
+        assert Generator(seed0.generator(fold)).record.train.residual_base == str(base)
         union = read_lora_state(base)
         target = colors if fold == "shared" else fold
         output = read_lora_state(seed0.method(target, "generated").output)
@@ -392,7 +394,7 @@ def test_trajectories_start_from_union_lora_of_the_meta_training_tasks(workspace
     from degaml.generator.generation import Generator
     from degaml.generator.trajectories import TrajectoryManifest, checkpoint_paths, load_checkpoint
     from degaml.models import delta_relative_error, read_lora_state
-    from degaml.pipeline.layout import seed_run
+    from degaml.pipeline.layout import seed_run_in
 
     config, run, settings = _all_targets(workspace, tmp_path)
     settings["collect"].update(start="union", lr=1e-6)
@@ -402,10 +404,10 @@ def test_trajectories_start_from_union_lora_of_the_meta_training_tasks(workspace
     settings["baselines"]["methods"] = ["union"]
     config.write_text(yaml.safe_dump(settings))
     main(["run", "--config", str(config)])
-    seed0 = seed_run(run, 0)
+    seed0 = seed_run_in(run, 0)
     base = seed0.residual_base("shared")
     union = read_lora_state(base)
-    assert Generator(seed0.generator("shared")).card.train.residual_base == str(base)
+    assert Generator(seed0.generator("shared")).record.train.residual_base == str(base)
     for task in ("letters", "colors", "numbers"):
         assert TrajectoryManifest.load(seed0.trajectories / task).config.start == str(base)
         first = load_checkpoint(checkpoint_paths(seed0.trajectories / task)[0])
@@ -422,10 +424,10 @@ def test_floors_matched_to_the_generators_budget_and_the_target_finetuned_ceilin
     """`floors`: union-matched continues the generator's residual base (union LoRA) for the generator's own
     optimizer steps and examples per step on the fold's tasks; target-finetuned is the target's own trajectory
     adapter, a ceiling that reads its train labels, which no generator trains on."""
-    from degaml.generator.card import GeneratorCard
     from degaml.generator.floors import task_adapters
+    from degaml.generator.record import GeneratorRecord
     from degaml.models import delta_relative_error, read_lora_state
-    from degaml.pipeline.layout import seed_run
+    from degaml.pipeline.layout import seed_run_in
     from degaml.pipeline.records import MethodCost
 
     config, run = _config(workspace, tmp_path)
@@ -442,10 +444,10 @@ def test_floors_matched_to_the_generators_budget_and_the_target_finetuned_ceilin
     settings["baselines"]["methods"] = ["union"]
     config.write_text(yaml.safe_dump(settings))
     main(["run", "--config", str(config)])
-    seed0 = seed_run(run, 0)
-    assert GeneratorCard.load(seed0.generator("numbers")).heldout_tasks == ["numbers"]
-    assert GeneratorCard.load(seed0.generator("colors")).heldout_tasks == ["colors"]
-    assert GeneratorCard.load(seed0.generator("shared")).heldout_tasks == ["colors", "numbers"]
+    seed0 = seed_run_in(run, 0)
+    assert GeneratorRecord.load(seed0.generator("numbers")).heldout_tasks == ["numbers"]
+    assert GeneratorRecord.load(seed0.generator("colors")).heldout_tasks == ["colors"]
+    assert GeneratorRecord.load(seed0.generator("shared")).heldout_tasks == ["colors", "numbers"]
     own = MethodCost.load(seed0.method(numbers, "target-finetuned").cost)
     assert own.ceiling and own.labelled_target_examples > 0
     expected = task_adapters(seed0.trajectories, ["numbers"])["numbers"]
@@ -490,8 +492,8 @@ def test_seen_tasks_train_the_one_generator_and_the_report_gives_the_recovered_s
     """`holdout: seen` (the paper's in-domain reading): one generator trains on the meta-training tasks and the
     targets' own trajectories (train partitions), as do union LoRA and the floors; targets are scored on their
     held-out test items, and the report gives the share of the own LoRA's gain the generated adapter recovers."""
-    from degaml.generator.card import GeneratorCard
-    from degaml.pipeline.layout import seed_run
+    from degaml.generator.record import GeneratorRecord
+    from degaml.pipeline.layout import seed_run_in
 
     config, run, settings = _all_targets(workspace, tmp_path)
     colors, numbers = workspace["tasks"]
@@ -501,8 +503,8 @@ def test_seen_tasks_train_the_one_generator_and_the_report_gives_the_recovered_s
     settings["baselines"]["methods"] = ["union"]
     config.write_text(yaml.safe_dump(settings))
     main(["run", "--config", str(config)])
-    seed0 = seed_run(run, 0)
-    card = GeneratorCard.load(seed0.generator("shared"))
+    seed0 = seed_run_in(run, 0)
+    card = GeneratorRecord.load(seed0.generator("shared"))
     assert sorted(card.train_tasks) == ["colors", "letters", "numbers"] and card.heldout_tasks == []
     assert not seed0.generator("colors").exists() and not seed0.generator("numbers").exists()
     union = json.loads((seed0.method(colors, "union").output / "degaml.json").read_text())
@@ -524,7 +526,7 @@ def test_a_ceiling_of_n_steps_is_trained_fresh_and_gives_the_recovered_share(wor
     from degaml.models import delta_norm, delta_relative_error, load_model, read_lora_state
     from degaml.pipeline.baseline_stage import baseline_setup
     from degaml.pipeline.experiment import Experiment
-    from degaml.pipeline.layout import seed_run
+    from degaml.pipeline.layout import seed_run_in
     from degaml.pipeline.records import MethodCost
     from degaml.sft import fine_tune
 
@@ -538,7 +540,7 @@ def test_a_ceiling_of_n_steps_is_trained_fresh_and_gives_the_recovered_share(wor
     settings["baselines"]["methods"] = ["union"]
     config.write_text(yaml.safe_dump(settings))
     main(["run", "--config", str(config)])
-    seed0 = seed_run(run, 0)
+    seed0 = seed_run_in(run, 0)
     assert sorted(p.name for p in seed0.trajectories.iterdir() if p.is_dir()) == ["letters"]
     cost = MethodCost.load(seed0.method(numbers, "target-finetuned").cost)
     assert cost.ceiling and cost.target_steps == 3 and cost.labelled_target_examples > 0
@@ -566,9 +568,9 @@ def test_a_ceiling_of_n_steps_is_trained_fresh_and_gives_the_recovered_share(wor
 
 
 def test_the_scaling_curve_trains_generators_on_the_first_k_meta_training_tasks(workspace, tmp_path):
-    from degaml.generator.card import GeneratorCard
+    from degaml.generator.record import GeneratorRecord
     from degaml.models import read_lora_state
-    from degaml.pipeline.layout import seed_run
+    from degaml.pipeline.layout import seed_run_in
 
     config, run = _config(workspace, tmp_path)
     settings = yaml.safe_load(config.read_text())
@@ -582,9 +584,9 @@ def test_the_scaling_curve_trains_generators_on_the_first_k_meta_training_tasks(
     settings["baselines"]["methods"] = ["union"]
     config.write_text(yaml.safe_dump(settings))
     main(["run", "--config", str(config)])
-    seed0 = seed_run(run, 0)
-    assert GeneratorCard.load(seed0.generator("shared-1")).train_tasks == ["letters"]
-    assert sorted(GeneratorCard.load(seed0.generator("shared")).train_tasks) == ["colors", "letters"]
+    seed0 = seed_run_in(run, 0)
+    assert GeneratorRecord.load(seed0.generator("shared-1")).train_tasks == ["letters"]
+    assert sorted(GeneratorRecord.load(seed0.generator("shared")).train_tasks) == ["colors", "letters"]
     union_1 = read_lora_state(seed0.method(numbers, "union-1-tasks").output)
     base_1 = read_lora_state(seed0.residual_base("shared-1"))
     assert all(torch.equal(union_1[k], base_1[k]) for k in base_1)
@@ -595,8 +597,8 @@ def test_the_scaling_curve_trains_generators_on_the_first_k_meta_training_tasks(
 
 
 def test_reward_tasks_teach_the_policy_and_are_never_trained_on(workspace, tmp_path):
-    from degaml.generator.card import GeneratorCard
-    from degaml.pipeline.layout import seed_run
+    from degaml.generator.record import GeneratorRecord
+    from degaml.pipeline.layout import seed_run_in
 
     config, run = _config(workspace, tmp_path)
     settings = yaml.safe_load(config.read_text())
@@ -611,13 +613,12 @@ def test_reward_tasks_teach_the_policy_and_are_never_trained_on(workspace, tmp_p
     settings["baselines"]["methods"] = ["union"]
     config.write_text(yaml.safe_dump(settings))
     main(["run", "--config", str(config)])
-    seed0 = seed_run(run, 0)
-    assert GeneratorCard.load(seed0.generator("shared")).train_tasks == ["letters"]
+    seed0 = seed_run_in(run, 0)
+    assert GeneratorRecord.load(seed0.generator("shared")).train_tasks == ["letters"]
     for target in ("colors", "numbers"):
-        policy = json.loads((seed0.policy(target) / "policy.json").read_text())
-        assert set(policy["generators"]) == {"digits"}
-    rows = (seed0.rewards("shared") / "rewards.jsonl").read_text().splitlines()
-    assert {json.loads(r)["task"] for r in rows} == {"digits"}  # measured once, for both folds
+        assert set(PolicyRecord.load(seed0.policy(target)).generators) == {"digits"}
+    rows = read_rows(seed0.rewards("shared") / REWARDS_FILE)
+    assert {r.task for r in rows} == {"digits"}  # measured once, for both folds
     settings["tasks"]["reward"] = [colors]
     config.write_text(yaml.safe_dump(settings))
     with pytest.raises(SystemExit):
@@ -656,8 +657,9 @@ def _all_targets(ws, tmp_path):
 
 
 def test_single_actions_score_each_action_alone_and_a_random_one(workspace, tmp_path):
+    from degaml.adaptation.policy import PolicyRecord
     from degaml.models import AdaptedOutput
-    from degaml.pipeline.layout import seed_run
+    from degaml.pipeline.layout import seed_run_in
     from degaml.pipeline.records import MethodCost
 
     config, run, settings = _all_targets(workspace, tmp_path)
@@ -667,7 +669,7 @@ def test_single_actions_score_each_action_alone_and_a_random_one(workspace, tmp_
     settings["baselines"]["methods"] = ["union"]
     config.write_text(yaml.safe_dump(settings))
     main(["run", "--config", str(config)])
-    seed0 = seed_run(run, 0)
+    seed0 = seed_run_in(run, 0)
     labels = ["none", "mixing variant=rank_half lam=0.5"]
     for target in (colors, numbers):
         for label in labels:
@@ -697,8 +699,8 @@ def test_single_actions_score_each_action_alone_and_a_random_one(workspace, tmp_
         assert AdaptedOutput.load(seed0.method(target, "degaml-rest_em").output).scoring_digest() == \
             AdaptedOutput.load(seed0.method(target, "action-" + choice.replace(" ", "_")).output).scoring_digest()
     for policy in seed0.root.glob("folds/*/policy-rest_em/policy.json"):  # one per fold, beside its REINFORCE one
-        assert json.loads(policy.read_text())["config"]["method"] == "rest_em"
-        assert json.loads((policy.parent.parent / "policy" / "policy.json").read_text())["config"]["method"] == "reinforce"
+        assert PolicyRecord.load(policy.parent).config.algorithm == "rest_em"
+        assert PolicyRecord.load(policy.parent.parent / "policy").config.algorithm == "reinforce"
     scores = (run / "report" / "scores.csv").read_text()
     assert "random-action" in scores and "degaml-rest_em" in scores
     summary = ReportSummary.load(run / "report" / "summary.json")
@@ -722,7 +724,7 @@ def test_the_uniform_action_is_the_per_item_mean_of_the_single_actions():
 
 @pytest.mark.parametrize("protocol", ["both", "generative"])
 def test_a_run_scores_both_protocols_and_the_report_sets_them_side_by_side(workspace, tmp_path, protocol):
-    from degaml.pipeline.layout import seed_run
+    from degaml.pipeline.layout import seed_run_in
 
     config, run, settings = _all_targets(workspace, tmp_path)
     colors, numbers = workspace["tasks"]
@@ -736,7 +738,7 @@ def test_a_run_scores_both_protocols_and_the_report_sets_them_side_by_side(works
         settings["evaluation"]["generative_methods"] = ["base", "generated", "union", "degaml"]
     config.write_text(yaml.safe_dump(settings))
     main(["run", "--config", str(config)])
-    seed0 = seed_run(run, 0)
+    seed0 = seed_run_in(run, 0)
     if protocol == "both":
         calibrated = seed0.method(colors, "action-latent_objective=calibrate_steps=0")
         assert calibrated.results.is_file() and not calibrated.results_for("generative").is_file()

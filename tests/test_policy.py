@@ -47,7 +47,7 @@ def test_training_increases_expected_reward_on_a_contextual_bandit(method):
     states, reward = _bandit()
     before = _untrained_expected_reward(states, reward)
     assert before == pytest.approx(1 / 3)
-    policy, history = train_policy(states, reward, ACTIONS, PolicyConfig(method=method, epochs=150, lr=0.1,
+    policy, history = train_policy(states, reward, ACTIONS, PolicyConfig(algorithm=method, epochs=150, lr=0.1,
                                                                          rest_threshold=1.0))
     after = expected_reward(policy, states, reward)
     assert after > 0.8 > before

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from degaml.config import LoraSettings, ModelConfig, PartitionConfig
-from degaml.generator.card import GeneratorTrainConfig
+from degaml.generator.record import GeneratorTrainConfig
 from degaml.generator.settings import CollectConfig
 from degaml.pipeline.experiment import Experiment
 from degaml.pipeline.records import MethodCost, StageTimings
@@ -69,7 +69,7 @@ def test_a_run_trains_in_the_answer_format_of_the_protocol_it_scores_in(tmp_path
 def test_settings_added_at_their_neutral_value_leave_cache_keys_as_they_were():
     from dataclasses import asdict
 
-    from degaml.generator.card import GeneratorTrainConfig
+    from degaml.generator.record import GeneratorTrainConfig
     from degaml.io import key_fields
 
     added = ("answer_format", "start")
@@ -108,10 +108,10 @@ def test_results_are_read_through_their_owner(tmp_path):
         read_results(tmp_path / "bad.json")
 
 
-def test_a_compared_policy_method_is_not_the_policy_method_itself():
-    assert PolicySettings(method="reinforce", compare=["rest_em"]).compare == ["rest_em"]
-    with pytest.raises(ValueError, match=r"policy.compare: rest_em is policy.method already"):
-        PolicySettings(method="rest_em", compare=["rest_em"])
+def test_a_compared_policy_algorithm_is_not_the_policy_algorithm_itself():
+    assert PolicySettings(algorithm="reinforce", compare=["rest_em"]).compare == ["rest_em"]
+    with pytest.raises(ValueError, match=r"policy.compare: rest_em is policy.algorithm already"):
+        PolicySettings(algorithm="rest_em", compare=["rest_em"])
 
 
 def test_a_refinement_record_reads_back_from_what_an_adaptation_writes():
@@ -180,3 +180,66 @@ def test_a_meta_training_record_round_trips_and_reads_the_flat_caches_written_be
     (tmp_path / "bad.json").write_text(json.dumps({"seconds": 1.0, "tasks": [], "secs": 2}))
     with pytest.raises(ValueError, match=r"bad.json: unknown field\(s\) \['secs'\] in a MetaTraining record"):
         MetaTraining.load(tmp_path / "bad.json")
+
+
+def test_a_run_saved_when_the_policy_algorithm_was_called_method_loads(tmp_path):
+    import yaml
+
+    from degaml.pipeline.experiment import SETTINGS_FILE, Experiment
+
+    Experiment(name="old").save(tmp_path / SETTINGS_FILE)
+    record = yaml.safe_load((tmp_path / SETTINGS_FILE).read_text())
+    del record["policy"]["algorithm"]
+    record["policy"]["method"] = "rest_em"
+    (tmp_path / SETTINGS_FILE).write_text(yaml.safe_dump(record))
+    assert Experiment.load(tmp_path).policy.algorithm == "rest_em"
+
+
+def test_run_metadata_round_trips_and_names_an_unknown_field():
+    from degaml.io import Compute, RunMetadata, run_metadata
+
+    compute = {"device": "cpu", "dtype": "float32", "reason": "asked", "cpu": "x86_64 AVX2, no bf16 flags"}
+    meta = RunMetadata.from_dict(run_metadata(3, compute), "results.json: meta")
+    assert meta.seed == 3 and meta.compute == Compute(**compute) and meta.data_packages is not None
+    assert "compute" not in run_metadata(3)  # no model ran: no compute recorded, as before the record
+    assert RunMetadata.from_dict({"seed": 0}, "old").code == ""  # written before the commit was kept
+    with pytest.raises(ValueError, match=r"results.json: meta: not run metadata \(unknown fields \['gpu'\]\)"):
+        RunMetadata.from_dict({"seed": 0, "gpu": "h100"}, "results.json: meta")
+    with pytest.raises(ValueError, match="results.json: meta: not run metadata"):
+        RunMetadata.from_dict({"seed": 0, "compute": {"device": "cpu"}}, "results.json: meta")
+
+
+def test_training_progress_round_trips_and_a_damaged_one_is_refused(tmp_path):
+    from degaml.generator.record import TRAINED_FILE, TrainingProgress
+
+    assert TrainingProgress.load(tmp_path) is None
+    TrainingProgress(3, 5).save(tmp_path)
+    assert TrainingProgress.load(tmp_path) == TrainingProgress(3, 5) and not TrainingProgress(3, 5).finished
+    (tmp_path / TRAINED_FILE).write_text(json.dumps({"step": 1, "total": 5}))
+    with pytest.raises(ValueError, match=f"{TRAINED_FILE}: not a training progress record"):
+        TrainingProgress.load(tmp_path)
+
+
+def test_a_policy_record_round_trips_and_reads_one_saved_when_algorithm_was_method(tmp_path):
+    from degaml.adaptation.actions import default_actions
+    from degaml.adaptation.policy import (
+        POLICY_FILE,
+        LinearPolicy,
+        PolicyConfig,
+        PolicyRecord,
+        load_policy,
+        save_policy,
+    )
+
+    actions = default_actions()[:2]
+    save_policy(LinearPolicy(3, actions), PolicyConfig(algorithm="rest_em"), tmp_path, extra={"tasks": ["a"], "limit": 8})
+    record = PolicyRecord.load(tmp_path)
+    assert record.config.algorithm == "rest_em" and record.tasks == ["a"] and record.limit == 8 and record.state_dim == 3
+    assert [a.label for a in load_policy(tmp_path).actions] == [a.label for a in actions]
+    old = json.loads((tmp_path / POLICY_FILE).read_text())
+    old["config"]["method"] = old["config"].pop("algorithm")
+    (tmp_path / POLICY_FILE).write_text(json.dumps(old))
+    assert PolicyRecord.load(tmp_path).config.algorithm == "rest_em"
+    (tmp_path / POLICY_FILE).write_text(json.dumps({**old, "baseline": 0.5}))
+    with pytest.raises(ValueError, match=f"{POLICY_FILE}: not a policy record"):
+        PolicyRecord.load(tmp_path)

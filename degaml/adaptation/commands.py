@@ -15,7 +15,7 @@ from ..io import check_output_path, check_replaceable, claim_directory, exclusiv
 
 
 def load_for_adaptation(generator: Path, model: ModelConfig | None):
-    """The generator and its base model (the one its card names, unless `model` names another), both on the
+    """The generator and its base model (the one its record names, unless `model` names another), both on the
     model's device."""
     from dataclasses import replace
 
@@ -24,7 +24,7 @@ def load_for_adaptation(generator: Path, model: ModelConfig | None):
 
     gen = Generator(generator)
     model = model or ModelConfig()
-    lm = load_model(replace(model, name=gen.card.model) if model.name == ModelConfig().name else model)
+    lm = load_model(replace(model, name=gen.record.model) if model.name == ModelConfig().name else model)
     gen.decoder.to(lm.device)
     return gen, lm
 
@@ -88,7 +88,7 @@ def train_policy(
     generator: Path,
     tasks: list[str] | str,
     out: Path,
-    method: Literal["reinforce", "rest_em"] = "reinforce",
+    algorithm: Literal["reinforce", "rest_em"] = "reinforce",
     epochs: int = 300,
     lr: float = 0.05,
     cost_penalty: float = 0.0,
@@ -113,7 +113,7 @@ def train_policy(
             held out gets the out-of-sample adapter a new task gets; a training task an in-sample one
             (policy.json lists those).
         out: Policy directory (policy.pt, policy.json, rewards.jsonl, rewards.md).
-        method: reinforce (policy gradient with a baseline) or rest_em (the reference's ReST^EM).
+        algorithm: reinforce (policy gradient with a baseline) or rest_em (the reference's ReST^EM).
         epochs: Policy training epochs.
         lr: Policy learning rate.
         cost_penalty: Reward subtracted per unit of action cost.
@@ -129,7 +129,7 @@ def train_policy(
     from ..adaptation.policy_training import fit_policy_on_tasks
     from ..adaptation.rewards import format_reward_table
 
-    config = PolicyConfig(method=method, epochs=epochs, lr=lr, cost_penalty=cost_penalty, seed=seed)
+    config = PolicyConfig(algorithm=algorithm, epochs=epochs, lr=lr, cost_penalty=cost_penalty, seed=seed)
     actions = default_actions()
     check_task_names(task_names(tasks), "--tasks")  # before the model loads
     claim_directory(out, ("rewards.jsonl", "policy.json"))

@@ -12,7 +12,6 @@ where the reward is measured on *validation* partitions. Two trainers:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,13 +20,14 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..io import atomic_write_json
+from ..io import atomic_write_json, read_json_object
 from .actions import Action
 
 
 @dataclass
 class PolicyConfig:
-    method: Literal["reinforce", "rest_em"] = "reinforce"
+    algorithm: Literal["reinforce", "rest_em"] = "reinforce"
+    """The learning rule: REINFORCE with a moving-average baseline, or ReST^EM (imitate the rewarded samples)."""
     epochs: int = 200
     lr: float = 0.05
     entropy_bonus: float = 0.01
@@ -99,7 +99,7 @@ def train_policy(states: torch.Tensor, reward: RewardFn, actions: Sequence[Actio
                                   generator=sampler)
         rewards = torch.tensor([[shaped(i, int(a)) for a in row] for i, row in enumerate(picks)])
         chosen = log_probs.gather(1, picks)
-        if config.method == "reinforce":
+        if config.algorithm == "reinforce":
             loss = -((rewards - baseline) * chosen).mean()
             loss = loss - config.entropy_bonus * -(log_probs.exp() * log_probs).sum(-1).mean()
             baseline = 0.9 * baseline + 0.1 * float(rewards.mean())
@@ -116,23 +116,57 @@ def train_policy(states: torch.Tensor, reward: RewardFn, actions: Sequence[Actio
     return policy, history
 
 
+POLICY_FILE = "policy.json"
+
+
+@dataclass
+class PolicyRecord:
+    """POLICY_FILE, beside the weights (policy.pt): how a policy was trained and the actions it chooses among."""
+
+    config: PolicyConfig
+    state_dim: int
+    actions: list[dict]
+    """`Action.to_dict()` of each, in the policy's output order."""
+    generators: dict[str, str] = field(default_factory=dict)
+    """{reward task: the generator directory that adapted it}."""
+    tasks: list[str] = field(default_factory=list)
+    in_sample_tasks: list[str] = field(default_factory=list)
+    choices_on_training_tasks: dict[str, str] = field(default_factory=dict)
+    reward_history: list[float] = field(default_factory=list)
+    limit: int | None = None
+    """Validation items per reward task."""
+
+    def save(self, out: Path) -> None:
+        atomic_write_json(Path(out) / POLICY_FILE, asdict(self))
+
+    @classmethod
+    def load(cls, out: Path) -> PolicyRecord:
+        """The record in `out`, refused in one line naming the file; policies saved before `algorithm` was named
+        so (`method`) load under today's name."""
+        path = Path(out) / POLICY_FILE
+        record = read_json_object(path, "policy record")
+        try:
+            config = dict(record.pop("config"))
+            if "method" in config:
+                config["algorithm"] = config.pop("method")
+            return cls(config=PolicyConfig(**config), **record)
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{path}: not a policy record ({type(e).__name__}: {e})") from None
+
+
 def save_policy(policy: LinearPolicy, config: PolicyConfig, out: Path, extra: dict | None = None) -> Path:
+    """The policy's weights and its `PolicyRecord` (`extra` holds the record's optional fields)."""
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / ".policy.pt.tmp"
     torch.save(policy.state_dict(), tmp)
     tmp.replace(out / "policy.pt")
-    atomic_write_json(out / "policy.json", {
-        "config": asdict(config), "state_dim": policy.linear.in_features,
-        "actions": [a.to_dict() for a in policy.actions],
-        **(extra or {}),
-    })
+    PolicyRecord(config, policy.linear.in_features, [a.to_dict() for a in policy.actions], **(extra or {})).save(out)
     return out
 
 
 def load_policy(out: Path) -> LinearPolicy:
-    meta = json.loads((out / "policy.json").read_text())
-    actions = [Action.from_dict(a) for a in meta["actions"]]
-    policy = LinearPolicy(meta["state_dim"], actions)
+    record = PolicyRecord.load(out)
+    policy = LinearPolicy(record.state_dim, [Action.from_dict(a) for a in record.actions])
     policy.load_state_dict(torch.load(out / "policy.pt", weights_only=True))
     return policy
 

@@ -53,7 +53,7 @@ def fit_policy_on_tasks(tasks: Sequence[tuple[str, Path]], lm: LoadedModel, acti
             loaded = (Path(directory), Generator(directory, str(lm.device)))
         gen = loaded[1]
         label = task_label(name)
-        if label in {task_label(t) for t in gen.card.train_tasks}:
+        if label in {task_label(t) for t in gen.record.train_tasks}:
             in_sample.append(label)
         validation = replace(data, tasks=[name], split="validation")
         items = task_items(name, "train", data.partition)[:adaptation_prompts]
@@ -70,7 +70,7 @@ def fit_policy_on_tasks(tasks: Sequence[tuple[str, Path]], lm: LoadedModel, acti
 
     def reward(i: int, action: Action) -> float:  # validation gain over the generated adapter
         row = table[labels[i]]
-        return row[action.label]["score"] - row[Action("none").label]["score"]
+        return row[action.label].score - row[Action("none").label].score
 
     policy, history = train_policy(torch.stack(states), reward, actions, config)
     choices = {t: policy.choose(s).label for t, s in zip(labels, states)}

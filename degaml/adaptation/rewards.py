@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from ..config import DataConfig, EvalConfig
 from ..evaluation.output_scoring import Loaded, evaluate_adapted
@@ -24,7 +24,32 @@ from .latent import per_sample_scorer
 REWARDS_FILE = "rewards.jsonl"
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class RewardRow:
+    """One measured reward (a line of REWARDS_FILE): an action applied to a task's generated adapter, scored on
+    `split`. `score` is the row's `metric`; the seconds are those of the measurement, also where a row is read
+    from the cache; `key` is the `reward_key` it was measured under (a row under another key is measured again)."""
+
+    task: str
+    split: str
+    action: dict
+    """`Action.to_dict()`."""
+    action_label: str
+    n: int
+    acc: float
+    acc_norm: float
+    metric: str
+    score: float
+    adapt_seconds: float
+    eval_seconds: float
+    fell_back: bool
+    reason: str = ""
+    key: str = ""
+
+
+def read_rows(path: Path) -> list[RewardRow]:
+    """The rows of `path` ([] where there is none); a last line cut short by an interruption is dropped (it is
+    measured again), any other fault refused naming the file and line."""
     if not path.is_file():
         return []
     rows, lines = [], path.read_text().splitlines()
@@ -32,11 +57,15 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             if n == len(lines):  # a row cut short by an interruption: it is measured again
                 break
             raise ValueError(f"{path}, line {n}: not a JSON row") from None
+        try:
+            rows.append(RewardRow(**record))
+        except TypeError as e:
+            raise ValueError(f"{path}, line {n}: not a reward row ({e})") from None
     return rows
 
 
@@ -59,38 +88,34 @@ def reward_key(ctx: AdaptationContext, task: str, data: DataConfig, config: Eval
     return digest.hexdigest()[:16]
 
 
-def _append(path: Path, row: dict[str, Any]) -> None:
+def _append(path: Path, row: RewardRow) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
-        f.write(json.dumps(row) + "\n")
+        f.write(json.dumps(asdict(row)) + "\n")
 
 
-def _rewritten(path: Path) -> list[dict[str, Any]]:
+def _rewritten(path: Path) -> list[RewardRow]:
     """The rows of `path`; the file is rewritten without a row that an interruption cut short, and only then."""
     rows = read_rows(path)
     if path.is_file() and len(rows) < sum(1 for line in path.read_text().splitlines() if line.strip()):
-        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write_text(path, "".join(json.dumps(asdict(r)) + "\n" for r in rows))
     return rows
 
 
 def measure_actions(ctx: AdaptationContext, task: str, actions: Sequence[Action], data: DataConfig,
                     config: EvalConfig, work: Path, loaded: Loaded, metric: str, progress: bool = True,
-                    adapted: Mapping[str, Path] | None = None) -> dict[str, dict[str, Any]]:
+                    adapted: Mapping[str, Path] | None = None) -> dict[str, RewardRow]:
     """{action label: row} for `task`, measuring only the actions neither in `work/rewards.jsonl` nor in the
     machine's cache (`<cache>/rewards/<reward_key>.jsonl`). `adapted`: outputs the caller already has ({action
-    label: directory}, made from this very context), scored as they are instead of adapting again.
-
-    A row: task, action, split, n, acc, acc_norm, metric, score (= the metric), seconds of adaptation and of
-    evaluation (those of the measurement, also where a row is read from the cache), whether the family fell
-    back, and the `reward_key` it was measured under (a row under another key is measured again)."""
+    label: directory}, made from this very context), scored as they are instead of adapting again."""
     import time
 
     work.mkdir(parents=True, exist_ok=True)
     path = work / REWARDS_FILE
     key = reward_key(ctx, task, data, config, metric)
-    done = {r["action_label"]: r for r in _rewritten(path) if r["task"] == task and r.get("key") == key}
+    done = {r.action_label: r for r in _rewritten(path) if r.task == task and r.key == key}
     shared = cache_root() / "rewards" / f"{key}.jsonl"
-    cached = {r["action_label"]: r for r in _rewritten(shared) if r.get("key") == key}
+    cached = {r.action_label: r for r in _rewritten(shared) if r.key == key}
     for label, row in done.items():  # a run that measured before the cache existed fills it
         if label not in cached:
             _append(shared, row)
@@ -101,7 +126,7 @@ def measure_actions(ctx: AdaptationContext, task: str, actions: Sequence[Action]
             done[action.label] = cached[action.label]
             _append(path, done[action.label])
             if progress:
-                print(f"  {task:14s} {action.label:44s} {metric} {100 * cached[action.label]['score']:5.1f}  "
+                print(f"  {task:14s} {action.label:44s} {metric} {100 * cached[action.label].score:5.1f}  "
                       "(measured by an earlier run: from the cache)")
             continue
         given = (adapted or {}).get(action.label)
@@ -115,27 +140,27 @@ def measure_actions(ctx: AdaptationContext, task: str, actions: Sequence[Action]
         start = time.perf_counter()
         (result,), _ = evaluate_adapted(ctx.lm, out, data, config, progress=progress, loaded=loaded,
                                         item_scorer=per_sample_scorer)
-        row = {"task": task, "split": data.split, "key": key, "action": action.to_dict(), "action_label": action.label,
-               "n": result.num_items, "acc": result.metrics["acc"], "acc_norm": result.metrics["acc_norm"],
-               "metric": metric, "score": result.metrics[metric], "adapt_seconds": refined.seconds,
-               "eval_seconds": time.perf_counter() - start, "fell_back": refined.fell_back, "reason": refined.reason}
+        row = RewardRow(task=task, split=data.split, key=key, action=action.to_dict(), action_label=action.label,
+                        n=result.num_items, acc=result.metrics["acc"], acc_norm=result.metrics["acc_norm"],
+                        metric=metric, score=result.metrics[metric], adapt_seconds=refined.seconds,
+                        eval_seconds=time.perf_counter() - start, fell_back=refined.fell_back, reason=refined.reason)
         _append(path, row)
         _append(shared, row)
         done[action.label] = row
         if given is None:
             shutil.rmtree(out)
         if progress:
-            print(f"  {task:14s} {action.label:44s} {metric} {100 * row['score']:5.1f}  "
-                  f"(adapt {row['adapt_seconds']:.1f} s, eval {row['eval_seconds']:.1f} s)")
+            print(f"  {task:14s} {action.label:44s} {metric} {100 * row.score:5.1f}  "
+                  f"(adapt {row.adapt_seconds:.1f} s, eval {row.eval_seconds:.1f} s)")
     return {a.label: done[a.label] for a in actions}
 
 
-def format_reward_table(table: dict[str, dict[str, dict[str, Any]]], actions: Sequence[Action]) -> str:
+def format_reward_table(table: dict[str, dict[str, RewardRow]], actions: Sequence[Action]) -> str:
     """Markdown: one row per action, one column per task, the metric's score (in points)."""
     tasks = list(table)
     lines = ["| action | " + " | ".join(tasks) + " | average |", "|---|" + "---|" * (len(tasks) + 1)]
     for action in actions:
-        scores = [table[t][action.label]["score"] for t in tasks]
+        scores = [table[t][action.label].score for t in tasks]
         cells = [f"{100 * s:.1f}" for s in scores] + [f"{100 * sum(scores) / len(scores):.1f}"]
         lines.append(f"| {action.label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

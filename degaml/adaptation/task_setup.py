@@ -29,9 +29,9 @@ FEATURE_PROMPTS = 16
 def lorahub_library(generator: Generator, exclude: str) -> list[LoraState]:
     """The last checkpoint of each of the generator's training tasks' trajectories, except `exclude`
     (the target task: mixing in its own fine-tuned adapter would leak its labels)."""
-    root = Path(generator.card.trajectories)
+    root = Path(generator.record.trajectories)
     library = []
-    for task in generator.card.train_tasks:
+    for task in generator.record.train_tasks:
         if task == exclude:
             continue
         paths = checkpoint_paths(root / task) if (root / task / "checkpoints").is_dir() else []
@@ -73,7 +73,7 @@ def context_from_prompts(generator: Generator, lm: LoadedModel, task: str, promp
         return generator.generate_state(chosen, sample_seed, target)
 
     library = lorahub_library(generator, task) if with_library else []
-    return AdaptationContext(lm=lm, lora=generator.lora, base_model=generator.card.model, generate=generate,
+    return AdaptationContext(lm=lm, lora=generator.lora, base_model=generator.record.model, generate=generate,
                              prompts=list(prompts), library=library, seed=seed)
 
 

@@ -12,7 +12,7 @@ from ..data.files import read_prompt_lines
 from ..data.prompts import task_prompts
 from ..data.tasks import check_task_names, task_label
 from ..io import check_output_path, check_replaceable, claim_directory
-from .card import GeneratorTrainConfig
+from .record import GeneratorTrainConfig
 from .settings import CollectConfig
 
 
@@ -159,14 +159,14 @@ def push(generator: Path, repo: str, private: bool = False, token: str | None = 
     """
     from huggingface_hub import HfApi
 
-    from .card import write_readme
     from .generation import Generator
     from .hub import SHARED_FILES
+    from .record import write_readme
 
     if repo.count("/") != 1 or repo.startswith((".", "/", "~")):
         raise ValueError(f"--repo {repo!r} is not a Hub repository id of the form <user or organization>/<name>")
     loaded = Generator(Path(generator))  # refuses anything that is not a complete, loadable generator
-    write_readme(loaded.directory, loaded.card)
+    write_readme(loaded.directory, loaded.record)
     api = HfApi(token=token)
     api.create_repo(repo_id=repo, private=private, exist_ok=True, repo_type="model")
     info = api.upload_folder(folder_path=str(loaded.directory), repo_id=repo, repo_type="model",

@@ -15,10 +15,10 @@ from ..lora_tokens import TokenLayout, detokenize
 from ..models import write_adapter
 from ..models.generation_record import GenerationRecord
 from ..models.lora import AdapterMismatchError, LoraGeometry
-from .card import TRAINED_FILE, GeneratorCard
 from .decoder import HyperConvDecoder
 from .encoder import PromptEncoder
 from .hub import resolve_generator
+from .record import GeneratorRecord, TrainingProgress
 from .settings import DecoderConfig
 
 
@@ -41,7 +41,7 @@ def check_same_geometry(expected: LoraGeometry, actual: LoraGeometry, what: str)
 
 def read_decoder_weights(directory: Path, decoder: HyperConvDecoder) -> dict[str, torch.Tensor]:
     """decoder.safetensors, refused with the file and the tensor at fault when it is unreadable, lacks a tensor,
-    holds one of another shape than the card's decoder, or holds NaN or Inf."""
+    holds one of another shape than its record's decoder, or holds NaN or Inf."""
     from safetensors import SafetensorError
 
     path = Path(directory) / "decoder.safetensors"
@@ -66,16 +66,11 @@ def read_decoder_weights(directory: Path, decoder: HyperConvDecoder) -> dict[str
 
 
 def refuse_unfinished(directory: Path) -> None:
-    """Refuse a generator whose training stopped before its last step (its `trained.json` says how far it went;
-    a generator without one, from before it existed or from the Hub, is taken as finished)."""
-    from ..io import read_json_object
-
-    path = Path(directory) / TRAINED_FILE
-    if not path.is_file():
-        return
-    record = read_json_object(path, "training record")
-    if record.get("step", 0) < record.get("steps", 0):
-        raise ValueError(f"{directory} holds a generator trained for {record['step']} of its {record['steps']} steps "
+    """Refuse a generator whose training stopped before its last step (its `TrainingProgress` says how far it
+    went; a generator without one, from before it existed or from the Hub, is taken as finished)."""
+    progress = TrainingProgress.load(directory)
+    if progress is not None and not progress.finished:
+        raise ValueError(f"{directory} holds a generator trained for {progress.step} of its {progress.steps} steps "
                          "(its training was interrupted); finish it by running the same `degaml train-generator` "
                          "command again")
 
@@ -89,14 +84,14 @@ class Generator:
         if not (self.directory / "decoder.safetensors").is_file():
             raise FileNotFoundError(f"{self.directory} is not a trained generator (decoder.safetensors is missing)")
         refuse_unfinished(self.directory)
-        self.card = GeneratorCard.load(self.directory)
-        train = self.card.train
-        self.geometry = LoraGeometry.from_dict(self.card.geometry)
-        self.lora = self.card.lora
+        self.record = GeneratorRecord.load(self.directory)
+        train = self.record.train
+        self.geometry = LoraGeometry.from_dict(self.record.geometry)
+        self.lora = self.record.lora
         self.layout = TokenLayout.from_geometry(self.geometry, train.chunk, train.stat_code)
         self.prompt_format = train.prompt_format
-        shapes = self.card.decoder_shapes
-        decoder_config = DecoderConfig(hidden_shapes=shapes[1:-1], kernel_size=self.card.kernel_size)
+        shapes = self.record.decoder_shapes
+        decoder_config = DecoderConfig(hidden_shapes=shapes[1:-1], kernel_size=self.record.kernel_size)
         self.decoder = HyperConvDecoder(decoder_config, shapes[0], shapes[-1], train.residual).to(device).eval()
         self.decoder.load_state_dict(read_decoder_weights(self.directory, self.decoder))
         self.encoder = PromptEncoder.with_default_cache(train.encoder, train.prompt_tokens, device)
@@ -146,12 +141,12 @@ class Generator:
                          ) -> GenerationRecord:
         """`generate` for the base model the generator was trained on, first checking (from that model's
         config alone, no weights) that it has the generator's LoRA geometry. `task`: the task's name, recorded
-        in the adapter's degaml.json and card."""
+        in the adapter's degaml.json and model card."""
         from transformers import AutoConfig
 
         from ..models import resolve_model
 
         check_prompts(prompts)
-        base = self.card.model
+        base = self.record.model
         target = LoraGeometry.from_config(AutoConfig.from_pretrained(resolve_model(base)), self.lora)
         return self.generate(prompts, Path(out), base, seed, target, task)

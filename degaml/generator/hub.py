@@ -1,4 +1,4 @@
-"""Generators outside this machine: a generator directory is self-describing (config.json, the card of how it
+"""Generators outside this machine: a generator directory is self-describing (config.json, the record of how it
 was trained; decoder.safetensors; README.md, its Hub model card), so it can be pushed to the Hugging Face Hub
 (`degaml push`, in `commands.py`) and loaded by repo id (`huggingface_hub.snapshot_download`) wherever a
 generator directory is taken."""

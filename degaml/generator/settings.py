@@ -1,6 +1,6 @@
 """The generator side's typed settings, torch-free (a command's `--help` is built from them without loading
 torch): trajectory collection (`CollectConfig`) and the decoder's shapes (`DecoderConfig`, `NAMED_DECODERS`). The
-generator's training settings are `card.GeneratorTrainConfig`."""
+generator's training settings are `record.GeneratorTrainConfig`."""
 
 from __future__ import annotations
 

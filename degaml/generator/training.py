@@ -22,7 +22,7 @@ Data parallel under `accelerate launch` (or torch.distributed.run): every proces
 from the same sampler and computes its share; gradients are averaged, so K processes reach the
 one-process weights (tests/test_generator_pipeline.py). Only the main process evaluates and writes.
 
-Directory (`out`): config.json (`card.GeneratorCard`), decoder.safetensors, state.pt (optimizer, scheduler,
+Directory (`out`): config.json (`record.GeneratorRecord`), decoder.safetensors, state.pt (optimizer, scheduler,
 RNG, step), log.jsonl.
 Weights and state are written atomically at every checkpoint interval; a rerun resumes exactly.
 """
@@ -46,18 +46,17 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from ..choice import ChoiceExample, choice_batch, choice_example
-from ..io import atomic_write_json
 from ..lora_tokens import TokenLayout, detokenize, tokenize
 from ..models import LoadedModel, LoraState, process_state, read_lora_state
 from ..models.lora import ADAPTER_WEIGHTS
 from ..sft import Example, sample_batch
-from .card import TRAINED_FILE, GeneratorCard, GeneratorTrainConfig, decoder_config
 from .dataset import TaskTrajectory, average_states, weighted_masked_mse
 from .decoder import HyperConvDecoder
 from .diagnostics import task_dependence
 from .encoder import PromptEncoder
 from .function_space import AdapterLoss
 from .objectives import OBJECTIVES
+from .record import GeneratorRecord, GeneratorTrainConfig, TrainingProgress, decoder_config
 
 
 @dataclass
@@ -242,7 +241,7 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
     mean_state = average_states([t.trajectory.adapter for t in train])
     decoder = _initial_decoder(config, condition_shape, token_shape, layout, mean_state).to(device)
     if accelerator.is_main_process:
-        GeneratorCard(
+        GeneratorRecord(
             train=config, decoder_shapes=[tuple(s) for s in decoder.shapes], kernel_size=decoder.config.kernel_size,
             parameters=sum(p.numel() for p in decoder.parameters()),
             train_tasks=[t.trajectory.task for t in train], heldout_tasks=[t.trajectory.task for t in heldout],
@@ -295,7 +294,7 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
             record.update(_evaluation(decoder, train, heldout, layout, mask.cpu(), train_mean, mean_state, config))
             record["processes"] = world
             _save(decoder, optimizer, scheduler, sampler, done, out)  # with its log line: one consistent state
-            atomic_write_json(out / TRAINED_FILE, {"step": done, "steps": config.steps})
+            TrainingProgress(done, config.steps).save(out)
             bar.write(_summary(record))
             accelerator.wait_for_everyone()
         with (out / "log.jsonl").open("a") as f:

@@ -19,36 +19,36 @@ from .layout import SeedRun
 from .records import MetaTraining, MethodCost
 
 
-def baseline_setup(exp: Experiment, run: SeedRun):
+def baseline_setup(exp: Experiment, seed_run: SeedRun):
     from ..baselines import BaselineSetup
 
     b = exp.baselines
     return BaselineSetup(model=exp.model, lora=exp.lora, support=b.support, steps=b.steps, lr=b.lr,
-                         batch_size=b.batch_size, meta_examples=b.meta_examples, max_tokens=b.max_tokens, seed=run.seed,
+                         batch_size=b.batch_size, meta_examples=b.meta_examples, max_tokens=b.max_tokens, seed=seed_run.seed,
                          partition=exp.partition, answer_format=exp.answer_format)
 
 
-def baseline_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
+def baseline_stage(exp: Experiment, lm: LoadedModel, seed_run: SeedRun, fold: Fold) -> None:
     from ..baselines import METHODS, prepare
     from ..baselines.common import BaselineRecord
 
     b = exp.baselines
-    setup = baseline_setup(exp, run)
+    setup = baseline_setup(exp, seed_run)
     for method in b.methods:
         if method not in METHODS:
             raise ValueError(f"baselines.methods: unknown method {method!r}; valid: {', '.join(METHODS)}")
         spec, config = METHODS[method], _method_config(exp, method)
-        pending = [t for t in fold.targets if not run.method(t, method).cost.is_file()]
+        pending = [t for t in fold.targets if not seed_run.method(t, method).cost.is_file()]
         if not pending:
             continue
-        meta, record = meta_trained(exp, lm, run, exp.trained_on(fold), method)
+        meta, record = meta_trained(exp, lm, seed_run, exp.trained_on(fold), method)
         meta_seconds = record.seconds if record else 0.0
         for target in pending:
             job = prepare(setup, target, [], needs_meta=False, lm=lm)
             job.log.update(record.as_log() if record else {})
             reset_peak_memory(lm.device)
             started = time.perf_counter()
-            directory = run.method(target, method)
+            directory = seed_run.method(target, method)
             made = BaselineRecord.from_info(spec.module.finish(job, config, meta, directory.output, started),
                                            str(directory.output))
             seconds = time.perf_counter() - started + meta_seconds
@@ -59,7 +59,7 @@ def baseline_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -
             say(exp, f"{target}: {method} ({seconds:.1f} s with meta-training)")
 
 
-def meta_trained(exp: Experiment, lm: LoadedModel, run: SeedRun, source: Fold, method: str
+def meta_trained(exp: Experiment, lm: LoadedModel, seed_run: SeedRun, source: Fold, method: str
                  ) -> tuple[dict, MetaTraining | None]:
     """`method`'s meta-training on `source.training` (for a fold's baselines, `Experiment.trained_on(fold)`),
     from its cache or computed and cached. The cache is named by what determines it (`Method.meta_key`):
@@ -71,9 +71,9 @@ def meta_trained(exp: Experiment, lm: LoadedModel, run: SeedRun, source: Fold, m
     spec = METHODS[method]
     if not spec.meta_trains:
         return {}, None
-    setup, config = baseline_setup(exp, run), _method_config(exp, method)
+    setup, config = baseline_setup(exp, seed_run), _method_config(exp, method)
     key = spec.meta_key(config, setup)
-    cache = run.baseline_cache(source.name, key)
+    cache = seed_run.baseline_cache(source.name, key)
     if not (cache / "meta.json").is_file():
         # Across runs: the same meta-training on the same tasks, model weights and dtype is computed once.
         shared = _shared_meta_cache(key, source, lm)

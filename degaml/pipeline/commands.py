@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..config import LoraSettings, ModelConfig, PartitionConfig
-from ..generator.card import GeneratorTrainConfig
+from ..generator.record import GeneratorTrainConfig
 from ..generator.settings import CollectConfig
 from .settings import BaselineSettings, EvaluationSettings, PolicySettings, TaskSets
 

@@ -27,7 +27,7 @@ from .policy_stage import oracle, policy_actions
 from .records import MethodCost
 
 
-def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
+def degaml_stage(exp: Experiment, lm: LoadedModel, seed_run: SeedRun, fold: Fold) -> None:
     """Per target: the generated adapter (generalization only), the policy's adaptation of it (zero labels),
     the oracle (the action best on the target's validation items: a ceiling) and DeGAML-k (the supervised
     choice on the k-label track's support examples, `adaptation.supervised`)."""
@@ -40,9 +40,9 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
     from ..generator.generation import Generator
     from ..models import write_adapter
 
-    gen = Generator(exp.generator_dir(run, fold.name), str(lm.device))
-    policy = load_policy(run.policy(fold.name))
-    setup = baseline_setup(exp, run)
+    gen = Generator(exp.generator_dir(seed_run, fold.name), str(lm.device))
+    policy = load_policy(seed_run.policy(fold.name))
+    setup = baseline_setup(exp, seed_run)
     b = exp.baselines
     # Every training task's adapter is loaded only when an action mixes them in (slow at 150 tasks).
     library = any(a.needs_library for a in policy_actions(exp.policy))
@@ -50,12 +50,12 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
         done = (GENERATED, DEGAML, ORACLE, DEGAML_K, *map(control_method, exp.prompt_controls), *single_methods(exp),
                 *map(policy_method, exp.policy.compare),
                 *(m for k in exp.task_counts for m in scaled_methods(k)))
-        if all(run.method(target, m).cost.is_file() for m in done):
+        if all(seed_run.method(target, m).cost.is_file() for m in done):
             continue
         items = task_items(target, "train", exp.partition)[:exp.policy.adaptation_prompts]
-        ctx = adaptation_context(gen, lm, task_label(target), items, run.seed, with_library=library)
+        ctx = adaptation_context(gen, lm, task_label(target), items, seed_run.seed, with_library=library)
         for method in (GENERATED, DEGAML):
-            directory = run.method(target, method)
+            directory = seed_run.method(target, method)
             if directory.cost.is_file():
                 continue
             reset_peak_memory(lm.device)
@@ -64,19 +64,19 @@ def degaml_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> 
             MethodCost(seconds=result.refinement.seconds, labelled_target_examples=0, action=result.action.label,
                        **peak_memory_mb(lm.device)).save(directory.cost)
             say(exp, f"{target}: {method} = {result.action.label} ({result.refinement.seconds:.1f} s)")
-        _single_actions(exp, lm, run, gen, target, ctx)
-        _compared_policies(exp, run, fold, gen, target, ctx)
-        _prompt_controls(exp, lm, run, gen, target, items)
-        _scaling_curve(exp, run, target, items)
-        if not run.method(target, ORACLE).cost.is_file():
-            oracle(exp, lm, run, fold, target, gen, ctx)
-        directory = run.method(target, DEGAML_K)
+        _single_actions(exp, lm, seed_run, gen, target, ctx)
+        _compared_policies(exp, seed_run, fold, gen, target, ctx)
+        _prompt_controls(exp, lm, seed_run, gen, target, items)
+        _scaling_curve(exp, seed_run, target, items)
+        if not seed_run.method(target, ORACLE).cost.is_file():
+            oracle(exp, lm, seed_run, fold, target, gen, ctx)
+        directory = seed_run.method(target, DEGAML_K)
         if not directory.cost.is_file():
             reset_peak_memory(lm.device)
             started = time.perf_counter()
             support = load_items(target, setup, setup.support, "baselines.support")  # the k-label baselines' very items
-            choice = choose_supervised(lm, exp.lora, degaml_k_starts(ctx, run, target), support,
-                                       exp.policy.select_examples, b.steps, b.lr, b.batch_size, run.seed, b.max_tokens,
+            choice = choose_supervised(lm, exp.lora, degaml_k_starts(ctx, seed_run, target), support,
+                                       exp.policy.select_examples, b.steps, b.lr, b.batch_size, seed_run.seed, b.max_tokens,
                                        exp.answer_format)
             seconds = time.perf_counter() - started
             write_adapter(choice.state, exp.lora, exp.model.name, directory.output,
@@ -95,7 +95,7 @@ def single_methods(exp: Experiment) -> list[str]:
     return [*(action_method(a.label) for a in policy_actions(exp.policy)), RANDOM_ACTION]
 
 
-def _single_actions(exp: Experiment, lm: LoadedModel, run: SeedRun, gen, target: str, ctx: AdaptationContext
+def _single_actions(exp: Experiment, lm: LoadedModel, seed_run: SeedRun, gen, target: str, ctx: AdaptationContext
                     ) -> None:
     """Each action alone on the target, and one drawn uniformly (seeded by the run's seed and the target). An
     action already applied to the target (the generated adapter's none, DeGAML's choice, or the drawn one's
@@ -108,13 +108,13 @@ def _single_actions(exp: Experiment, lm: LoadedModel, run: SeedRun, gen, target:
     if not exp.policy.single_actions:
         return
     actions = policy_actions(exp.policy)
-    drawn = actions[random.Random(f"{run.seed}:{task_label(target)}").randrange(len(actions))]
+    drawn = actions[random.Random(f"{seed_run.seed}:{task_label(target)}").randrange(len(actions))]
     made = {}  # action label: the method directory that holds its output
-    for done in (run.method(target, m) for m in (GENERATED, DEGAML, *(action_method(a.label) for a in actions))):
+    for done in (seed_run.method(target, m) for m in (GENERATED, DEGAML, *(action_method(a.label) for a in actions))):
         if done.cost.is_file():
             made.setdefault(MethodCost.load(done.cost).action, done)
     for method, action in [*((action_method(a.label), a) for a in actions), (RANDOM_ACTION, drawn)]:
-        directory = run.method(target, method)
+        directory = seed_run.method(target, method)
         if directory.cost.is_file():
             continue
         if action.label in made:
@@ -130,19 +130,19 @@ def _single_actions(exp: Experiment, lm: LoadedModel, run: SeedRun, gen, target:
         say(exp, f"{target}: {method} ({result.refinement.seconds:.1f} s)")
 
 
-def _compared_policies(exp: Experiment, run: SeedRun, fold: Fold, gen, target: str, ctx: AdaptationContext) -> None:
+def _compared_policies(exp: Experiment, seed_run: SeedRun, fold: Fold, gen, target: str, ctx: AdaptationContext) -> None:
     """DeGAML with the policy of each `policy.compare` method: the output of the action it chooses, copied from
     that action's own method when the run has it (`policy.single_actions`), else adapted."""
     from ..adaptation.policy import load_policy
     from ..adaptation.task_setup import adapt_task, task_features
 
-    for training in exp.policy.compare:
-        directory = run.method(target, policy_method(training))
+    for algorithm in exp.policy.compare:
+        directory = seed_run.method(target, policy_method(algorithm))
         if directory.cost.is_file():
             continue
         started = time.perf_counter()
-        action = load_policy(run.policy(fold.name, training)).choose(task_features(gen, ctx).vector())
-        single = run.method(target, action_method(action.label))
+        action = load_policy(seed_run.policy(fold.name, algorithm)).choose(task_features(gen, ctx).vector())
+        single = seed_run.method(target, action_method(action.label))
         if single.cost.is_file():
             copy_output(single.output, directory.output)
             seconds = MethodCost.load(single.cost).seconds + time.perf_counter() - started
@@ -150,10 +150,10 @@ def _compared_policies(exp: Experiment, run: SeedRun, fold: Fold, gen, target: s
             adapt_task(gen, ctx, directory.output, action=action)
             seconds = time.perf_counter() - started
         MethodCost(seconds=seconds, labelled_target_examples=0, action=action.label).save(directory.cost)
-        say(exp, f"{target}: {policy_method(training)} = {action.label}")
+        say(exp, f"{target}: {policy_method(algorithm)} = {action.label}")
 
 
-def _prompt_controls(exp: Experiment, lm: LoadedModel, run: SeedRun, gen, target: str, items: list) -> None:
+def _prompt_controls(exp: Experiment, lm: LoadedModel, seed_run: SeedRun, gen, target: str, items: list) -> None:
     """The generated adapter from prompts that are not the target's (`prompt_controls`): another target's
     (`swapped`) or random text (`random`), as many as the target's own and in the generator's format."""
     from ..data.prompts import format_prompt, task_items
@@ -165,17 +165,17 @@ def _prompt_controls(exp: Experiment, lm: LoadedModel, run: SeedRun, gen, target
         return [format_prompt(item, gen.prompt_format) for item in chosen]
 
     for control in exp.prompt_controls:
-        directory = run.method(target, control_method(control))
+        directory = seed_run.method(target, control_method(control))
         if directory.cost.is_file():
             continue
-        source, prompts = control_prompts(control, target, exp.targets, prompts_of, lm.tokenizer, run.seed)
-        state, info = gen.generate_state(prompts, run.seed)
+        source, prompts = control_prompts(control, target, exp.targets, prompts_of, lm.tokenizer, seed_run.seed)
+        state, info = gen.generate_state(prompts, seed_run.seed)
         write_adapter(state, exp.lora, exp.model.name, directory.output, {**info.to_info(), "prompts_from": source})
         MethodCost(seconds=info.generation_seconds, labelled_target_examples=0).save(directory.cost)
         say(exp, f"{target}: generated from {source}'s prompts ({control_method(control)})")
 
 
-def _scaling_curve(exp: Experiment, run: SeedRun, target: str, items: list) -> None:
+def _scaling_curve(exp: Experiment, seed_run: SeedRun, target: str, items: list) -> None:
     """For each K of `task_counts`: the adapter the generator trained on K meta-training tasks makes from the
     target's prompts, and that generator's union LoRA (its residual base), both zero-label methods."""
     from ..data.prompts import format_prompt
@@ -184,27 +184,27 @@ def _scaling_curve(exp: Experiment, run: SeedRun, target: str, items: list) -> N
     from .generator_stage import shared_fold
 
     for count in exp.task_counts:
-        generated, union = (run.method(target, m) for m in scaled_methods(count))
+        generated, union = (seed_run.method(target, m) for m in scaled_methods(count))
         if generated.cost.is_file() and union.cost.is_file():
             continue
         fold = shared_fold(exp, count)
-        gen = Generator(run.generator(fold.name))
-        state, info = gen.generate_state([format_prompt(item, gen.prompt_format) for item in items], run.seed)
+        gen = Generator(seed_run.generator(fold.name))
+        state, info = gen.generate_state([format_prompt(item, gen.prompt_format) for item in items], seed_run.seed)
         write_adapter(state, exp.lora, exp.model.name, generated.output,
                       {**info.to_info(), "meta_tasks": list(fold.training)})
         MethodCost(seconds=info.generation_seconds, labelled_target_examples=0).save(generated.cost)
-        write_adapter(read_lora_state(run.residual_base(fold.name)), exp.lora, exp.model.name, union.output,
+        write_adapter(read_lora_state(seed_run.residual_base(fold.name)), exp.lora, exp.model.name, union.output,
                       {"union_of": list(fold.training)})
         MethodCost(seconds=0.0, labelled_target_examples=0).save(union.cost)
         say(exp, f"{target}: {scaled_methods(count)[0]} and {scaled_methods(count)[1]}")
 
 
-def degaml_k_starts(ctx: AdaptationContext, run: SeedRun, target: str) -> dict[str, LoraState]:
+def degaml_k_starts(ctx: AdaptationContext, seed_run: SeedRun, target: str) -> dict[str, LoraState]:
     """DeGAML-k's starting adapters: the generated one, and DeGAML's label-free adaptation of it when that is
     a plain adapter that differs from it (a test-time-scaling ensemble or a latent delta cannot be fine-tuned)."""
-    starts = {GENERATED: ctx.generate(run.seed)[0]}
-    adapted = AdaptedOutput.load(run.method(target, DEGAML).output)
+    starts = {GENERATED: ctx.generate(seed_run.seed)[0]}
+    adapted = AdaptedOutput.load(seed_run.method(target, DEGAML).output)
     if adapted.kind == "plain" and adapted.scoring_digest() != \
-            AdaptedOutput.load(run.method(target, GENERATED).output).scoring_digest():
+            AdaptedOutput.load(seed_run.method(target, GENERATED).output).scoring_digest():
         starts[DEGAML] = read_lora_state(adapted.directory)
     return starts

@@ -33,7 +33,7 @@ from .layout import (
 from .records import MethodCost
 
 
-def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold) -> None:
+def evaluation_stage(exp: Experiment, lm: LoadedModel, seed_run: SeedRun, fold: Fold) -> None:
     """Scores of every method on every target's `evaluation.split` partition: the only stage that reads test
     partitions."""
     from ..adaptation.latent import per_sample_scorer
@@ -53,7 +53,7 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold)
             config = EvalConfig(protocol=protocol, batch_size=e.batch_size)
             scored: dict[str, tuple[str, Any]] = {}  # scoring digest -> (method, its results): one adapter, one pass
             for method in methods:
-                directory = run.method(target, method)
+                directory = seed_run.method(target, method)
                 if directory.results_for(protocol).is_file() or not e.scores(method, protocol):
                     continue
                 adapter = None if method == BASE else directory.output
@@ -84,7 +84,7 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold)
                 say(exp, f"{target}: {method} scored in the {protocol} protocol "
                          f"({100 * results[0].metrics['acc']:.1f} acc)")
         for method in e.calibrated:
-            _calibrated(exp, lm, run, target, method, loaded)
+            _calibrated(exp, lm, seed_run, target, method, loaded)
 
 
 def score_cache(lm: LoadedModel, digest: str, data: Any, config: EvalConfig) -> Path:
@@ -99,7 +99,7 @@ def score_cache(lm: LoadedModel, digest: str, data: Any, config: EvalConfig) -> 
     return cache_root() / "scores" / f"{key}.json"
 
 
-def _calibrated(exp: Experiment, lm: LoadedModel, run: SeedRun, target: str, method: str, loaded: dict) -> None:
+def _calibrated(exp: Experiment, lm: LoadedModel, seed_run: SeedRun, target: str, method: str, loaded: dict) -> None:
     """`method`'s scores calibrated without labels (`evaluation/calibration.py`), as the method
     `<method>-calibrated`: its own predictions re-weighed, plus, for free-text options, those options scored
     after the domain premise under the same adapter."""
@@ -110,10 +110,10 @@ def _calibrated(exp: Experiment, lm: LoadedModel, run: SeedRun, target: str, met
     from ..evaluation.output_scoring import applied_adapter
 
     e = exp.evaluation
-    directory = run.method(target, f"{method}{CALIBRATED}")
+    directory = seed_run.method(target, f"{method}{CALIBRATED}")
     if directory.results.is_file():
         return
-    source = run.method(target, method)
+    source = seed_run.method(target, method)
     (raw,) = read_results(source.results)
     ((items, part),) = loaded.values()
     selected = part.select(items, e.split, e.limit)

@@ -13,8 +13,8 @@ from typing import Literal
 
 from ..config import DataConfig, LoraSettings, ModelConfig, PartitionConfig, dump_yaml, from_dict
 from ..data import task_label
-from ..generator.card import GeneratorTrainConfig
 from ..generator.controls import CONTROLS
+from ..generator.record import GeneratorTrainConfig
 from ..generator.settings import CollectConfig
 from .layout import (
     BASE,
@@ -250,9 +250,9 @@ class Experiment:
         the `tasks.train` tasks."""
         return Fold(SHARED_FOLD, self.shared_training, fold.targets) if self.one_generator else fold
 
-    def generator_dir(self, run: SeedRun, fold: str) -> Path:
+    def generator_dir(self, seed_run: SeedRun, fold: str) -> Path:
         """The generator that adapts fold `fold`'s targets."""
-        return run.generator(SHARED_FOLD if self.one_generator else fold)
+        return seed_run.generator(SHARED_FOLD if self.one_generator else fold)
 
 
 SETTINGS_FILE = "experiment.yaml"
@@ -280,7 +280,10 @@ ADDED_SETTINGS = ("ceiling",)
 
 def _renamed(record: dict) -> dict:
     """A saved experiment.yaml in today's names: before `ceiling`, the ceiling was a floor named
-    target-finetuned, always its own trajectory's adapter."""
+    target-finetuned, always its own trajectory's adapter; `policy.algorithm` was `policy.method`."""
+    policy = record.get("policy")
+    if isinstance(policy, dict) and "method" in policy:
+        record = {**record, "policy": {("algorithm" if k == "method" else k): v for k, v in policy.items()}}
     floors = record.get("floors") or []
     if TARGET_FINETUNED not in floors:
         return record

@@ -64,9 +64,9 @@ def action_method(label: str) -> str:
     return ACTION_PREFIX + label.replace(" ", "_")
 
 
-def policy_method(training: str) -> str:
-    """DeGAML with its policy trained by `training` (`policy.compare`): `degaml-rest_em`."""
-    return f"{DEGAML}-{training}"
+def policy_method(algorithm: str) -> str:
+    """DeGAML with its policy trained by `algorithm` (`policy.compare`): `degaml-rest_em`."""
+    return f"{DEGAML}-{algorithm}"
 
 
 def control_method(control: str, of: str = GENERATED) -> str:
@@ -181,7 +181,7 @@ PRECISION_FILE = "precision.json"
 """At the run directory's top: `records.RunPrecision`."""
 
 
-def seed_run(out: Path, seed: int) -> SeedRun:
+def seed_run_in(out: Path, seed: int) -> SeedRun:
     return SeedRun(Path(out) / f"seed_{seed}")
 
 

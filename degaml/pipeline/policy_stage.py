@@ -41,29 +41,29 @@ def policy_tasks(exp: Experiment, fold: Fold, fold_list: list[Fold]) -> list[tup
     return others or [(t, fold.name) for t in fold.training]
 
 
-def policy_stage(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, fold_list: list[Fold]) -> Path:
-    """The fold's policy, and one per `policy.compare` method, fitted on the same measured rewards."""
-    from ..adaptation.policy import PolicyConfig
+def policy_stage(exp: Experiment, lm: LoadedModel, seed_run: SeedRun, fold: Fold, fold_list: list[Fold]) -> Path:
+    """The fold's policy, and one per `policy.compare` algorithm, fitted on the same measured rewards."""
+    from ..adaptation.policy import POLICY_FILE, PolicyConfig
     from ..adaptation.policy_training import fit_policy_on_tasks
 
     p = exp.policy
     chosen = policy_tasks(exp, fold, fold_list)[:p.max_tasks]
     # A target's rewards are shared with its fold's oracle; `tasks.reward` rewards are filed under the generator
     # that adapted them (one shared generator: measured once for every fold).
-    rewards = {task_label(task): run.rewards(exp.generator_dir(run, name).parent.name if exp.tasks.reward else name)
+    rewards = {task_label(task): seed_run.rewards(exp.generator_dir(seed_run, name).parent.name if exp.tasks.reward else name)
                for task, name in chosen}
-    for training, out in [(p.method, run.policy(fold.name)),
-                          *((m, run.policy(fold.name, m)) for m in p.compare)]:
-        if (out / "policy.json").is_file():
+    for algorithm, out in [(p.algorithm, seed_run.policy(fold.name)),
+                           *((m, seed_run.policy(fold.name, m)) for m in p.compare)]:
+        if (out / POLICY_FILE).is_file():
             continue
-        config = PolicyConfig(method=training, epochs=p.epochs, lr=p.lr, cost_penalty=p.cost_penalty, seed=run.seed)
-        fit_policy_on_tasks([(task, exp.generator_dir(run, name)) for task, name in chosen], lm, policy_actions(p),
+        config = PolicyConfig(algorithm=algorithm, epochs=p.epochs, lr=p.lr, cost_penalty=p.cost_penalty, seed=seed_run.seed)
+        fit_policy_on_tasks([(task, exp.generator_dir(seed_run, name)) for task, name in chosen], lm, policy_actions(p),
                             config, out, split_data(exp, [], "validation", p.validation_limit), p.adaptation_prompts,
                             exp.progress, exclude=fold.targets, rewards_dir=lambda task, gen: rewards[task])
-    return run.policy(fold.name)
+    return seed_run.policy(fold.name)
 
 
-def oracle(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, target: str, gen: Any, ctx: Any) -> None:
+def oracle(exp: Experiment, lm: LoadedModel, seed_run: SeedRun, fold: Fold, target: str, gen: Any, ctx: Any) -> None:
     """Every policy action measured on the target's validation items; the best one (the first on ties: `none`
     leads the list) is applied, and recorded with the validation labels it read. With `policy.single_actions` the
     actions' outputs on this target exist already: they are scored, not made again."""
@@ -74,18 +74,18 @@ def oracle(exp: Experiment, lm: LoadedModel, run: SeedRun, fold: Fold, target: s
     from ..data.prompts import load_partitioned
 
     actions = policy_actions(exp.policy)
-    made = {a.label: run.method(target, action_method(a.label)) for a in actions} if exp.policy.single_actions else {}
+    made = {a.label: seed_run.method(target, action_method(a.label)) for a in actions} if exp.policy.single_actions else {}
     adapted = {label: d.output for label, d in made.items() if d.cost.is_file()}
     validation = split_data(exp, [target], "validation", exp.policy.validation_limit)
     started = time.perf_counter()
-    table = measure_actions(ctx, task_label(target), actions, validation, EvalConfig(), run.rewards(fold.name),
+    table = measure_actions(ctx, task_label(target), actions, validation, EvalConfig(), seed_run.rewards(fold.name),
                             load_partitioned(validation), preferred_metric(target), progress=False, adapted=adapted)
-    best = max(sorted(actions, key=lambda a: a != Action("none")), key=lambda a: table[a.label]["score"])
-    directory = run.method(target, ORACLE)
+    best = max(sorted(actions, key=lambda a: a != Action("none")), key=lambda a: table[a.label].score)
+    directory = seed_run.method(target, ORACLE)
     if best.label in adapted:
         copy_output(adapted[best.label], directory.output)
     else:
         adapt_task(gen, ctx, directory.output, action=best)
-    MethodCost(seconds=time.perf_counter() - started, ceiling=True, labelled_target_examples=table[best.label]["n"],
-               action=best.label, validation_scores={a: r["score"] for a, r in table.items()}).save(directory.cost)
-    say(exp, f"{target}: {ORACLE} = {best.label} (validation {100 * table[best.label]['score']:.1f})")
+    MethodCost(seconds=time.perf_counter() - started, ceiling=True, labelled_target_examples=table[best.label].n,
+               action=best.label, validation_scores={a: r.score for a, r in table.items()}).save(directory.cost)
+    say(exp, f"{target}: {ORACLE} = {best.label} (validation {100 * table[best.label].score:.1f})")

@@ -23,7 +23,14 @@ from pathlib import Path
 import yaml
 
 from ..config import dump_yaml
-from ..io import atomic_write_json, atomic_write_text, claim_directory, package_versions, read_json_object
+from ..io import (
+    RunMetadata,
+    atomic_write_json,
+    atomic_write_text,
+    claim_directory,
+    package_versions,
+    read_json_object,
+)
 from .experiment import SETTINGS_FILE, Experiment
 from .layout import PRECISION_FILE, seed_runs
 from .records import StageTimings
@@ -61,14 +68,20 @@ DATA_FILES = "data_files.json"
 def _compact(path: Path, data_files: dict) -> str:
     """A results.json without indentation, its data files' hashes moved into `data_files` ({package: {"version",
     "files"}}) and replaced by a pointer to DATA_FILES."""
-    record = json.loads(path.read_text(encoding="utf-8"))
-    read = record.get("meta", {}).get("data_packages", {}).get("read")
+    record = read_json_object(path, "evaluation")
+    meta = _metadata(record, path)
+    read = meta.data_packages.read if meta and meta.data_packages else {}
     if read and all(isinstance(entry, dict) for entry in read.values()):  # not a published file taken back
         for dist, entry in read.items():
             data_files.setdefault(dist, {"version": entry["version"], "files": {}})["files"].update(entry["files"])
         record["meta"]["data_packages"]["read"] = {dist: f"{len(entry['files'])} files, in {DATA_FILES}"
                                                    for dist, entry in read.items()}
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n"
+
+
+def _metadata(record: dict, path: Path) -> RunMetadata | None:
+    """A results.json's run metadata (None in one written before it was kept)."""
+    return RunMetadata.from_dict(record["meta"], f"{path}: meta") if "meta" in record else None
 
 
 def _one(values: set[str], what: str) -> str:
@@ -112,12 +125,12 @@ def publish(run_dir: Path, out: Path, seeds: list[int] | None = None, commit: st
     data_files = read_json_object(out / DATA_FILES, "data files") if (out / DATA_FILES).is_file() else {}
     compact = {path: _compact(path, data_files) for _, path in files}
     # Every file a part adds must be new there: two parts that scored the same seed, target and method clash.
-    for run, path in files:
+    for seed_run, path in files:
         target = out / path.relative_to(run_dir)
         if target.is_file() and target.read_text(encoding="utf-8") != compact[path]:
-            raise ValueError(f"{target} already holds another part's evaluation of seed {run.seed}, "
+            raise ValueError(f"{target} already holds another part's evaluation of seed {seed_run.seed}, "
                              f"{path.parent.parent.parent.name}, {path.parent.parent.name}; publish into another folder")
-    metas = [read_json_object(path, "evaluation").get("meta", {}) for _, path in files]
+    metas = [m for _, path in files if (m := _metadata(read_json_object(path, "evaluation"), path))]
     for _, path in files:
         atomic_write_text(out / path.relative_to(run_dir), compact[path])
         cost = path.parent.parent / "cost.json"
@@ -129,24 +142,23 @@ def publish(run_dir: Path, out: Path, seeds: list[int] | None = None, commit: st
         else {"parts": []}
     part = {"run": run_dir.name, "seeds": new["seeds"], "targets": settings.targets}
     again = [p for p in provenance["parts"] if {k: p.get(k) for k in part} == part]  # the same part published again
-    for run in runs if not again else []:
-        if run.timings.is_file():  # a seed published in parts (target groups) adds up the parts' stage times
-            mine, theirs = StageTimings.load(run.timings), StageTimings.load(out / run.root.name / "timings.json")
+    for seed_run in runs if not again else []:
+        if seed_run.timings.is_file():  # a seed published in parts (target groups) adds up the parts' stage times
+            mine, theirs = StageTimings.load(seed_run.timings), StageTimings.load(out / seed_run.root.name / "timings.json")
             for stage, seconds in mine.seconds.items():
                 theirs.add(stage, seconds, mine.peak_rss_mb.get(stage, 0.0))
-            theirs.save(out / run.root.name / "timings.json")
+            theirs.save(out / seed_run.root.name / "timings.json")
     if (run_dir / PRECISION_FILE).is_file():
         atomic_write_text(out / PRECISION_FILE, (run_dir / PRECISION_FILE).read_text(encoding="utf-8"))
     atomic_write_text(out / SETTINGS_FILE, dump_yaml(merged))
     provenance["parts"] = [p for p in provenance["parts"] if p not in again] + [{
-        **part, "commit": _one({str(m["code"]) for m in metas if m.get("code")}, "commits")
-        if any(m.get("code") for m in metas) else (f"{commit} (given when published)" if commit
-                                                   else "not recorded by the run (it predates the record)"),
+        **part, "commit": _one({m.code for m in metas if m.code}, "commits") if any(m.code for m in metas)
+        else (f"{commit} (given when published)" if commit else "not recorded by the run (it predates the record)"),
         "published": datetime.now(UTC).isoformat(timespec="seconds"),
         "degaml": package_versions()["degaml"], "platform": platform.platform(),
-        "cpu": _one({str(m.get("compute", {}).get("cpu")) for m in metas if m.get("compute")}, "CPU kinds"),
-        "dtype": _one({str(m.get("compute", {}).get("dtype")) for m in metas if m.get("compute")}, "dtypes"),
-        "data_packages": next((m["data_packages"]["installed"] for m in metas if m.get("data_packages")), {}),
+        "cpu": _one({m.compute.cpu for m in metas if m.compute}, "CPU kinds"),
+        "dtype": _one({m.compute.dtype for m in metas if m.compute}, "dtypes"),
+        "data_packages": next((m.data_packages.installed for m in metas if m.data_packages), {}),
         "evaluations": len(files)}]
     atomic_write_json(out / PROVENANCE_FILE, provenance)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and "report" not in p.parts)

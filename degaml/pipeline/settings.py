@@ -46,10 +46,11 @@ class PolicySettings:
     """Reward tasks of a fold's policy: the other in-domain folds' targets, each adapted by a generator that
     never trained on it (nested leave-one-out; the fold's own training tasks, in-sample, when it is alone)."""
     validation_limit: int = 64
-    method: Literal["reinforce", "rest_em"] = "reinforce"
+    algorithm: Literal["reinforce", "rest_em"] = "reinforce"
+    """The policy's learning rule (`adaptation.policy.PolicyConfig.algorithm`)."""
     compare: list[Literal["reinforce", "rest_em"]] = field(default_factory=list)
-    """Further training methods, each fitted on the same rewards as `method` and applied to every target as the
-    method `degaml-<training method>`: the policy's learning rule compared on the same items."""
+    """Further learning rules, each fitted on the same rewards as `algorithm` and applied to every target as the
+    method `degaml-<algorithm>`: the policy's learning rule compared on the same items."""
     epochs: int = 300
     lr: float = 0.05
     cost_penalty: float = 0.0
@@ -63,8 +64,8 @@ class PolicySettings:
 
     def __post_init__(self) -> None:
         _at_least("policy", self, max_tasks=1, validation_limit=1, epochs=1, adaptation_prompts=1, select_examples=1)
-        if self.method in self.compare:
-            raise ValueError(f"policy.compare: {self.method} is policy.method already (DeGAML itself)")
+        if self.algorithm in self.compare:
+            raise ValueError(f"policy.compare: {self.algorithm} is policy.algorithm already (DeGAML itself)")
         if self.lr <= 0 or self.cost_penalty < 0:
             raise ValueError(f"policy.lr must be > 0 and policy.cost_penalty >= 0, got {self.lr} and {self.cost_penalty}")
 

@@ -18,7 +18,7 @@ from .evaluation_stage import evaluation_stage
 from .experiment import Experiment, folds, say
 from .floors_stage import floors_stage
 from .generator_stage import collect_stage, generator_stage, scaling_stage
-from .layout import PRECISION_FILE, seed_run
+from .layout import PRECISION_FILE, seed_run_in
 from .policy_stage import policy_stage
 from .records import RunPrecision, StageTimings
 
@@ -48,29 +48,29 @@ def run_experiment(exp: Experiment) -> Path:
     RunPrecision(lm.precision.dtype, lm.precision.reason).check(exp.out / PRECISION_FILE)
     fold_list = folds(exp.tasks)
     for seed in exp.seeds:
-        run = seed_run(exp.out, seed)
-        run.root.mkdir(parents=True, exist_ok=True)
-        timer = Timer(run.timings)
+        seed_run = seed_run_in(exp.out, seed)
+        seed_run.root.mkdir(parents=True, exist_ok=True)
+        timer = Timer(seed_run.timings)
         say(exp, f"seed {seed}: collecting trajectories")
         with timer("collect"):
-            collect_stage(exp, lm, run)
+            collect_stage(exp, lm, seed_run)
         for fold in fold_list:  # every generator first: a fold's policy learns from the other folds' ones
             say(exp, f"seed {seed}, fold {fold.name}: targets {', '.join(fold.targets)}")
             with timer("generator"):
-                generator_stage(exp, lm, run, fold)
+                generator_stage(exp, lm, seed_run, fold)
         with timer("generator"):
-            scaling_stage(exp, lm, run)
+            scaling_stage(exp, lm, seed_run)
         for fold in fold_list:
             with timer("policy"):
-                policy_stage(exp, lm, run, fold, fold_list)
+                policy_stage(exp, lm, seed_run, fold, fold_list)
             with timer("degaml"):
-                degaml_stage(exp, lm, run, fold)
+                degaml_stage(exp, lm, seed_run, fold)
             with timer("floors"):
-                floors_stage(exp, lm, run, fold)
+                floors_stage(exp, lm, seed_run, fold)
             with timer("baselines"):
-                baseline_stage(exp, lm, run, fold)
+                baseline_stage(exp, lm, seed_run, fold)
             # A fold's targets are scored once, after every one of their methods is trained (no later stage reads
             # a score), so a long run can be reported (`degaml report`) one fold at a time.
             with timer("evaluation"):
-                evaluation_stage(exp, lm, run, fold)
+                evaluation_stage(exp, lm, seed_run, fold)
     return build_report(exp.out)

@@ -246,8 +246,8 @@ def build_report(run_dir: Path) -> Path:
             f"- {t}: {a}" + (f" (oracle: {', '.join(sorted({v for (u, _), v in oracle.items() if u == t}))})"
                              if any(u == t for u, _ in oracle) else "") for t, a in actions) + "\n"]
     costed = [m for members in grouped.values() for m in members] + ([ORACLE] if ORACLE in methods else [])
-    summary.timings = {run.root.name: StageTimings.load(run.timings) for run in seed_runs(run_dir)
-                       if run.timings.is_file()}
+    summary.timings = {seed_run.root.name: StageTimings.load(seed_run.timings) for seed_run in seed_runs(run_dir)
+                       if seed_run.timings.is_file()}
     sections += ["## cost\n", "Seconds per target: generation + adaptation for DeGAML; meta-training (shared by a "
                  "fold's targets, counted in full) + target adaptation for the baselines. Peak RSS: the "
                  "process's peak while the method ran (one process runs everything, so the base model's "

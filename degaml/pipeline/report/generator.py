@@ -44,20 +44,20 @@ def change_cosines(run_dir: Path, settings: Experiment) -> list[str]:
     lines = ["| seed | target | own prompts | swapped prompts | size of the generated change | size of the own "
              "adapter |", "|---|---|---|---|---|---|"]
     fold_of = {t: f for f in folds(settings.tasks) for t in f.targets}
-    for run in seed_runs(run_dir):
+    for seed_run in seed_runs(run_dir):
         for target, fold in fold_of.items():
-            own_dir = run.method(target, TARGET_FINETUNED).output
-            base_dir = run.residual_base(residual_source(settings, settings.trained_on(fold)).name) \
-                if settings.residual_on_union else run.method(target, MEAN).output
-            if not (own_dir.is_dir() and base_dir.is_dir() and run.method(target, GENERATED).output.is_dir()):
+            own_dir = seed_run.method(target, TARGET_FINETUNED).output
+            base_dir = seed_run.residual_base(residual_source(settings, settings.trained_on(fold)).name) \
+                if settings.residual_on_union else seed_run.method(target, MEAN).output
+            if not (own_dir.is_dir() and base_dir.is_dir() and seed_run.method(target, GENERATED).output.is_dir()):
                 continue
             own, base = read_lora_state(own_dir), read_lora_state(base_dir)
-            generated = read_lora_state(run.method(target, GENERATED).output)
-            cells = [f"{delta_change_cosine(read_lora_state(run.method(target, m).output), base, own):+.3f}"
-                     if m and run.method(target, m).output.is_dir() else "-" for m in (GENERATED, swapped)]
+            generated = read_lora_state(seed_run.method(target, GENERATED).output)
+            cells = [f"{delta_change_cosine(read_lora_state(seed_run.method(target, m).output), base, own):+.3f}"
+                     if m and seed_run.method(target, m).output.is_dir() else "-" for m in (GENERATED, swapped)]
             # ||dW_generated - dW_base|| and ||dW_own||, each over ||dW_base||: whether the generator moved at all.
             cells += [f"{delta_relative_error(generated, base):.4f}", f"{delta_norm(own) / max(delta_norm(base), 1e-30):.3f}"]
-            lines.append(f"| {run.seed} | {target} | " + " | ".join(cells) + " |")
+            lines.append(f"| {seed_run.seed} | {target} | " + " | ".join(cells) + " |")
     return lines if len(lines) > 2 else []
 
 

@@ -48,14 +48,14 @@ class ScoreRow:
 def collect_rows(run_dir: Path, protocol: str = "loglikelihood") -> list[ScoreRow]:
     """One row per (seed, target, method) with a finished evaluation in `protocol`."""
     rows = []
-    for run in seed_runs(run_dir):
-        for method_dir in run.evaluated(protocol):
+    for seed_run in seed_runs(run_dir):
+        for method_dir in seed_run.evaluated(protocol):
             task = method_dir.task
             result = read_results(method_dir.results_for(protocol))[0]
             metric = metric_of(task, protocol)
             cost = MethodCost.load(method_dir.cost) if method_dir.cost.is_file() else None
             rows.append(ScoreRow(
-                seed=run.seed, task=task, method=method_dir.method, metric=metric, score=result.metrics[metric],
+                seed=seed_run.seed, task=task, method=method_dir.method, metric=metric, score=result.metrics[metric],
                 stderr=result.metrics[f"{metric}_stderr"], acc=result.metrics["acc"],
                 acc_norm=result.metrics.get("acc_norm"), n=result.num_items,
                 seconds=cost.seconds if cost else None,
@@ -73,18 +73,18 @@ def missing_evaluations(run_dir: Path, rows: list[ScoreRow], seeds: list[int], t
     targets, every method reported anywhere) without a finished evaluation, saying whether the method's folder
     is there at all. A report of a run still going, or one whose files were lost, says so instead of leaving
     blank cells."""
-    from ..layout import seed_run
+    from ..layout import seed_run_in
 
     done = {(r.seed, r.task, r.method) for r in rows}
     methods = methods_in(rows)
     missing = []
     for seed in seeds:
-        run = seed_run(run_dir, seed)
+        seed_run = seed_run_in(run_dir, seed)
         for target in targets:
             for method in methods:
                 if (seed, target, method) in done:
                     continue
-                where = run.method(target, method)
+                where = seed_run.method(target, method)
                 why = (f"no {where.results_for(protocol).relative_to(run_dir)}" if where.path.is_dir()
                        else f"no folder {where.path.relative_to(run_dir)}")
                 missing.append(f"seed {seed}, {target}, {method}: {why}")

@@ -1,4 +1,4 @@
-"""A trained generator's card (its config.json): how it was trained, its shapes, the model and LoRA it
+"""A trained generator's record (its config.json): how it was trained, its shapes, the model and LoRA it
 generates for, and which tasks it saw. Written once by training, read by `Generator` and everyone else
 through this class, never by string keys."""
 
@@ -11,13 +11,13 @@ from typing import Literal
 
 from ..config import AnswerFormat, LoraSettings, StatCode
 from ..data.prompts import PromptFormat
-from ..io import atomic_write_json
+from ..io import atomic_write_json, read_json_object
 from .objectives import OBJECTIVES
 from .settings import NAMED_DECODERS, DecoderConfig
 
 Objective = Literal["reconstruction", "task_loss", "hybrid"]
 """The names of `objectives.OBJECTIVES` (a Literal, so that configs and `--help` list them)."""
-CARD_FILE = "config.json"
+RECORD_FILE = "config.json"
 
 
 RECIPES = Path(__file__).resolve().parents[1] / "configs" / "generator"
@@ -50,8 +50,34 @@ def load_recipe(name: str) -> dict:
 
 
 TRAINED_FILE = "trained.json"
-"""How far training has gone ({"step", "steps"}), written with the weights of that step: a generator whose training
-was cut short is refused for generation (`generation.refuse_unfinished`)."""
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    """How far a generator's training has gone (TRAINED_FILE), written with the weights of that step: a generator
+    whose training was cut short is refused for generation (`generation.refuse_unfinished`)."""
+
+    step: int
+    steps: int
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.steps
+
+    def save(self, directory: Path) -> None:
+        atomic_write_json(Path(directory) / TRAINED_FILE, asdict(self))
+
+    @classmethod
+    def load(cls, directory: Path) -> TrainingProgress | None:
+        """The record in `directory`, None where there is none (a generator from before it or from the Hub)."""
+        path = Path(directory) / TRAINED_FILE
+        if not path.is_file():
+            return None
+        record = read_json_object(path, "training progress")
+        try:
+            return cls(**record)
+        except TypeError as e:
+            raise ValueError(f"{path}: not a training progress record ({e})") from None
 
 
 @dataclass
@@ -187,7 +213,7 @@ def decoder_config(name: str) -> DecoderConfig:
 
 
 @dataclass
-class GeneratorCard:
+class GeneratorRecord:
     train: GeneratorTrainConfig
     decoder_shapes: list[tuple[int, int, int]]
     """(N, H, W) from the condition through the hidden layers to the parameter tokens."""
@@ -210,49 +236,49 @@ class GeneratorCard:
 
     def save(self, directory: Path) -> Path:
         record = asdict(self)
-        atomic_write_json(Path(directory) / CARD_FILE, record)
+        atomic_write_json(Path(directory) / RECORD_FILE, record)
         write_readme(Path(directory), self)
-        return Path(directory) / CARD_FILE
+        return Path(directory) / RECORD_FILE
 
     @classmethod
-    def load(cls, directory: Path) -> GeneratorCard:
-        path = Path(directory) / CARD_FILE
+    def load(cls, directory: Path) -> GeneratorRecord:
+        path = Path(directory) / RECORD_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"{directory} is not a trained generator ({CARD_FILE} is missing)")
+            raise FileNotFoundError(f"{directory} is not a trained generator ({RECORD_FILE} is missing)")
         try:
             record = json.loads(path.read_text())
             known = {f.name for f in fields(cls)}
-            record = {k: v for k, v in record.items() if k in known}  # older cards carried max_prompts twice
+            record = {k: v for k, v in record.items() if k in known}  # older records carried max_prompts twice
             record["train"] = GeneratorTrainConfig(**record["train"])
             record["lora"] = LoraSettings(**record["lora"])
             record["decoder_shapes"] = [tuple(s) for s in record["decoder_shapes"]]
             return cls(**record)
         except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path}: not a generator card ({type(e).__name__}: {e})") from None
+            raise ValueError(f"{path}: not a generator record ({type(e).__name__}: {e})") from None
 
 
-def write_readme(directory: Path, card: GeneratorCard) -> None:
+def write_readme(directory: Path, record: GeneratorRecord) -> None:
     """The generator's Hub model card (README.md): what it makes adapters for, how it was trained, how to use it."""
     from huggingface_hub import ModelCard, ModelCardData
 
     from ..io import package_versions
     from ..models.registry import base_model_reference
 
-    base, note = base_model_reference(card.model)
-    t = card.train
+    base, note = base_model_reference(record.model)
+    t = record.train
     data = ModelCardData(base_model=base, license="apache-2.0", tags=["degaml", "lora-generator", "hypernetwork"])
-    tasks = ", ".join(card.train_tasks[:20]) + (f" and {len(card.train_tasks) - 20} more" if len(card.train_tasks) > 20
+    tasks = ", ".join(record.train_tasks[:20]) + (f" and {len(record.train_tasks) - 20} more" if len(record.train_tasks) > 20
                                                  else "")
     body = f"""# degaml generator
 
-A DeGAML-LLM generalization module: from a few unlabelled prompts of a new task it generates a rank-{card.lora.r}
+A DeGAML-LLM generalization module: from a few unlabelled prompts of a new task it generates a rank-{record.lora.r}
 LoRA for `{base}`{f" ({note})" if note else ""} in one forward pass.
 
 - Trained with degaml {package_versions()["degaml"]}, recipe `{t.applied_recipe or "custom"}` (objective `{t.objective}`), {t.steps} steps,
-  seed {t.seed}; {card.parameters:,} decoder parameters; prompt encoder `{t.encoder}`, {t.num_prompts} prompts per
+  seed {t.seed}; {record.parameters:,} decoder parameters; prompt encoder `{t.encoder}`, {t.num_prompts} prompts per
   condition in the `{t.prompt_format}` format.
-- Trained on {len(card.train_tasks)} tasks: {tasks}.
-- Held out: {", ".join(card.heldout_tasks) or "none"}.
+- Trained on {len(record.train_tasks)} tasks: {tasks}.
+- Held out: {", ".join(record.heldout_tasks) or "none"}.
 
 Use it (degaml loads a repository id like a local directory):
 
