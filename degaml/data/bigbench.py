@@ -62,14 +62,42 @@ def cache_dir() -> Path:
     return cache_root() / "bigbench"
 
 
+@dataclass(frozen=True)
+class Manifest:
+    """MANIFEST of a prepared cache: where the tasks came from, the rules that selected them, every task kept
+    ({name: file, sha256, items, keywords, dropped, description}) and every one excluded ({name: reason})."""
+
+    source: str
+    kind: str
+    licence: str
+    targets_checked: list[str]
+    rules: dict
+    tasks: dict[str, dict]
+    excluded: dict[str, str]
+    package: str = ""
+    """The sdist it was extracted from (kind sdist), and its sha256."""
+    sha256: str = ""
+
+    @classmethod
+    def load(cls, root: Path) -> Manifest | None:
+        """The manifest of the cache at `root`, None where `degaml prepare-data` has not run."""
+        from ..io import read_json_object
+
+        path = Path(root) / MANIFEST
+        if not path.is_file():
+            return None
+        try:
+            return cls(**read_json_object(path, "BIG-bench manifest"))
+        except TypeError as e:
+            raise ValueError(f"{path}: not a BIG-bench manifest ({e}); delete {root} and run `degaml prepare-data` "
+                             "again") from None
+
+
 def task_files(root: Path | None = None) -> dict[str, Path]:
     """{registered name: its task file} of a prepared cache; empty when `degaml prepare-data` has not run."""
     root = root or cache_dir()
-    manifest = root / MANIFEST
-    if not manifest.is_file():
-        return {}
-    tasks = json.loads(manifest.read_text(encoding="utf-8"))["tasks"]
-    return {name: root / "tasks" / f"{name}.jsonl" for name in tasks}
+    manifest = Manifest.load(root)
+    return {name: root / "tasks" / f"{name}.jsonl" for name in manifest.tasks} if manifest else {}
 
 
 def normalize(text: str) -> str:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .bigbench import MANIFEST, Source, prepare_bigbench
+from .bigbench import MANIFEST, Manifest, Source, prepare_bigbench
 from .tasks import TASKS, load_task
 
 
@@ -30,7 +29,7 @@ def prepare_data(sdist: Path | None = None, folder: Path | None = None, hub: boo
               if folder is not None else Source("hub") if hub else Source("sdist"))
     targets = {name: load_task(name) for name, task in TASKS.items() if task.domain in ("in", "out")}
     out = prepare_bigbench(targets, source=source)
-    manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-    kept, excluded = manifest["tasks"], manifest["excluded"]
-    print(f"BIG-bench from {manifest['source']}: {len(kept)} tasks ({sum(t['items'] for t in kept.values()):,} "
+    manifest = Manifest.load(out)
+    kept, excluded = manifest.tasks, manifest.excluded
+    print(f"BIG-bench from {manifest.source}: {len(kept)} tasks ({sum(t['items'] for t in kept.values()):,} "
           f"items) in {out / 'tasks'}; {len(excluded)} excluded (reasons in {out / MANIFEST})")

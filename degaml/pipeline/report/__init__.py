@@ -185,6 +185,24 @@ def _domain_report(ctx: _Run, domain: str, tasks: list[str]) -> tuple[list[str],
     return sections, entry, plots_drawn
 
 
+def _diagnostics(run_dir: Path, settings: Experiment, rows: list) -> list[str]:
+    """What explains the scores: where the generated change points (the run's adapters), the policy's choices."""
+    sections = []
+    cosines = change_cosines(run_dir, settings)
+    if cosines:
+        sections += ["## does the generated change point at the target's own adapter?\n",
+                     "cos(dW_generated - dW_base, dW_target-finetuned); base: the generator's residual base (union "
+                     "LoRA) or the mean adapter; sizes: ||dW_generated - dW_base|| and ||dW_target-finetuned||, each "
+                     "over ||dW_base||\n", "\n".join(cosines) + "\n"]
+    actions = sorted({(r.task, r.action) for r in rows if r.method == DEGAML and r.action})
+    oracle = {(r.task, r.seed): r.action for r in rows if r.method == ORACLE}
+    if actions:
+        sections += ["## the policy's choices\n", "\n".join(
+            f"- {t}: {a}" + (f" (oracle: {', '.join(sorted({v for (u, _), v in oracle.items() if u == t}))})"
+                             if any(u == t for u, _ in oracle) else "") for t, a in actions) + "\n"]
+    return sections
+
+
 def build_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     settings = Experiment.load(run_dir)
@@ -233,18 +251,7 @@ def build_report(run_dir: Path) -> Path:
         summary.domains[domain] = entry
         extra_plots += drawn_here
     sections += protocol_section(run_dir, protocols, domains, settings.answer_format)
-    cosines = change_cosines(run_dir, settings)
-    if cosines:
-        sections += ["## does the generated change point at the target's own adapter?\n",
-                     "cos(dW_generated - dW_base, dW_target-finetuned); base: the generator's residual base (union "
-                     "LoRA) or the mean adapter; sizes: ||dW_generated - dW_base|| and ||dW_target-finetuned||, each "
-                     "over ||dW_base||\n", "\n".join(cosines) + "\n"]
-    actions = sorted({(r.task, r.action) for r in rows if r.method == DEGAML and r.action})
-    oracle = {(r.task, r.seed): r.action for r in rows if r.method == ORACLE}
-    if actions:
-        sections += ["## the policy's choices\n", "\n".join(
-            f"- {t}: {a}" + (f" (oracle: {', '.join(sorted({v for (u, _), v in oracle.items() if u == t}))})"
-                             if any(u == t for u, _ in oracle) else "") for t, a in actions) + "\n"]
+    sections += _diagnostics(run_dir, settings, rows)
     costed = [m for members in grouped.values() for m in members] + ([ORACLE] if ORACLE in methods else [])
     summary.timings = {seed_run.root.name: StageTimings.load(seed_run.timings) for seed_run in seed_runs(run_dir)
                        if seed_run.timings.is_file()}
