@@ -14,6 +14,7 @@ from degaml.evaluation.calibration import (
     premise_items,
 )
 from degaml.evaluation.harness import TaskResult
+from degaml.evaluation.metrics import Prediction
 
 
 def _yes_no(i: int, gold: int) -> MultipleChoiceItem:
@@ -48,13 +49,13 @@ def test_pmi_subtracts_the_premise_log_likelihood_and_needs_it():
 
 
 def test_a_calibrated_result_predicts_from_the_calibrated_scores():
-    predictions = [{"id": "0", "gold": 0, "logprobs": [math.log(0.9), math.log(0.1)], "pred": 0, "pred_norm": 0},
-                   {"id": "1", "gold": 1, "logprobs": [math.log(0.6), math.log(0.4)], "pred": 0, "pred_norm": 0}]
+    predictions = [Prediction("0", 0, 0, 0, [math.log(0.9), math.log(0.1)]),
+                   Prediction("1", 1, 0, 0, [math.log(0.6), math.log(0.4)])]
     raw = TaskResult("t", "loglikelihood", "test", 2, {"acc": 0.5}, 1.0, predictions)
     result = calibrated_result(raw, "batch")
-    assert [p["pred"] for p in result.predictions] == [0, 1] == [p["pred_norm"] for p in result.predictions]
+    assert [p.pred for p in result.predictions] == [0, 1] == [p.pred_norm for p in result.predictions]
     assert result.metrics["acc"] == result.metrics["acc_norm"] == 1.0
-    assert result.predictions[1]["raw_logprobs"] == predictions[1]["logprobs"]
+    assert result.predictions[1].raw_logprobs == predictions[1].logprobs
     generative = TaskResult("t", "generative", "test", 2, {"acc": 0.5}, 1.0, predictions)
     with pytest.raises(ValueError, match="log-likelihood protocol"):
         calibrated_result(generative, "batch")

@@ -32,7 +32,7 @@ def test_generative_protocol_runs_and_counts_unparseable(tiny_lm):
     assert len(answers) == 5
     result = evaluate_items(tiny_lm, "toy", "test", items, EvalConfig(protocol="generative", batch_size=2,
                                                                       max_new_tokens=3), progress=False)
-    parsed = [p["pred"] for p in result.predictions]
+    parsed = [p.pred for p in result.predictions]
     assert result.metrics["unparseable"] == sum(p is None for p in parsed)
     assert result.metrics["acc"] == sum(p == it.gold for p, it in zip(parsed, items)) / 5
 

@@ -15,9 +15,9 @@ def test_mean_and_stderr_hand_computed():
 
 
 def test_prediction_correctness_reads_the_metric_s_prediction():
-    from degaml.evaluation.metrics import prediction_correctness
+    from degaml.evaluation.metrics import Prediction, prediction_correctness
 
-    predictions = [{"gold": 1, "pred": 1, "pred_norm": 0}, {"gold": 0, "pred": 1, "pred_norm": 0}]
+    predictions = [Prediction("a", 1, 1, 0), Prediction("b", 0, 1, 0)]
     assert prediction_correctness(predictions, "acc") == [1.0, 0.0]
     assert prediction_correctness(predictions, "acc_norm") == [0.0, 1.0]
 
@@ -28,10 +28,10 @@ def test_loglikelihood_result_is_consistent_with_its_predictions(tiny_lm):
     result = evaluate_items(tiny_lm, "toy", "test", items, EvalConfig(batch_size=4), progress=False)
     assert result.num_items == 6 and result.seconds > 0
     for p, item in zip(result.predictions, items):
-        assert p["pred"] == max(range(3), key=lambda i: (p["logprobs"][i], -i))
-        normed = [lp / len(c) for lp, c in zip(p["logprobs"], item.choices)]
-        assert p["pred_norm"] == max(range(3), key=lambda i: (normed[i], -i))
-    assert result.metrics["acc"] == sum(p["pred"] == p["gold"] for p in result.predictions) / 6
+        assert p.pred == max(range(3), key=lambda i: (p.logprobs[i], -i))
+        normed = [lp / len(c) for lp, c in zip(p.logprobs, item.choices)]
+        assert p.pred_norm == max(range(3), key=lambda i: (normed[i], -i))
+    assert result.metrics["acc"] == sum(p.pred == p.gold for p in result.predictions) / 6
     table = format_table([result])
     assert "| toy | 6 |" in table
     json.dumps(result.to_dict())  # serializable
@@ -42,7 +42,7 @@ def test_partial_scoring_acc_norm_equals_acc(tiny_lm):
                                 contexts=("Sarah beat Maria so Sarah", "Sarah beat Maria so Maria"),
                                 continuations=(" always won.",) * 2) for i in range(4)]
     result = evaluate_items(tiny_lm, "wino", "test", items, EvalConfig(), progress=False)
-    assert [p["pred"] for p in result.predictions] == [p["pred_norm"] for p in result.predictions]
+    assert [p.pred for p in result.predictions] == [p.pred_norm for p in result.predictions]
 
 
 def test_empty_selection_is_refused(tiny_lm):

@@ -94,10 +94,11 @@ def test_a_damaged_experiment_record_names_the_file_and_key(tmp_path):
 
 def test_results_are_read_through_their_owner(tmp_path):
     from degaml.evaluation.harness import TaskResult, read_results
+    from degaml.evaluation.metrics import Prediction
 
     result = TaskResult(task="t", protocol="loglikelihood", split="test", num_items=2, metrics={"acc": 0.5},
-                        seconds=1.0, predictions=[{"id": "a", "gold": 0, "pred": 0, "pred_norm": 1, "logprobs": [0, -1]},
-                                                  {"id": "b", "gold": 1, "pred": 0, "pred_norm": 1, "logprobs": [0, -1]}])
+                        seconds=1.0, predictions=[Prediction("a", 0, 0, 1, [0, -1]),
+                                                  Prediction("b", 1, 0, 1, [0, -1])])
     (tmp_path / "results.json").write_text(json.dumps({"results": [result.to_dict()]}))
     (loaded,) = read_results(tmp_path / "results.json")
     assert loaded == result
@@ -105,6 +106,12 @@ def test_results_are_read_through_their_owner(tmp_path):
     assert loaded.majority_rate() == 0.5
     (tmp_path / "bad.json").write_text(json.dumps({"results": [{"task": "t"}]}))
     with pytest.raises(ValueError, match="bad.json: not an evaluation's results.json"):
+        read_results(tmp_path / "bad.json")
+    record = json.loads((tmp_path / "results.json").read_text())
+    assert record["results"][0]["predictions"][0] == {"id": "a", "gold": 0, "pred": 0, "pred_norm": 1, "logprobs": [0, -1]}
+    record["results"][0]["predictions"][0]["confidence"] = 0.9
+    (tmp_path / "bad.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"bad.json: not an evaluation's results.json .*\['confidence'\]"):
         read_results(tmp_path / "bad.json")
 
 

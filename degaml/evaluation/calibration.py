@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ..data import MultipleChoiceItem
 from ..models import LoadedModel
 from .harness import TaskResult
 from .loglikelihood import LoglikelihoodScorer
-from .metrics import mean_and_stderr
+from .metrics import mean_and_stderr, prediction_correctness
 
 DOMAIN_PREMISE = "Answer:"
 Kind = str
@@ -69,12 +70,12 @@ def calibrated_result(result: TaskResult, kind: Kind, premise_logprobs: Sequence
     """`result` (log-likelihood protocol) with every prediction made from calibrated scores."""
     if result.protocol != "loglikelihood":
         raise ValueError(f"task {result.task!r}: calibration needs the log-likelihood protocol's option scores")
-    scores = calibrated_scores(kind, [p["logprobs"] for p in result.predictions], premise_logprobs)
+    scores = calibrated_scores(kind, [p.logprobs for p in result.predictions], premise_logprobs)
     predictions = []
     for p, row in zip(result.predictions, scores):
         choice = max(range(len(row)), key=row.__getitem__)
-        predictions.append({**p, "logprobs": row, "raw_logprobs": p["logprobs"], "pred": choice, "pred_norm": choice})
-    acc, se = mean_and_stderr([float(p["pred"] == p["gold"]) for p in predictions])
+        predictions.append(replace(p, logprobs=row, raw_logprobs=p.logprobs, pred=choice, pred_norm=choice))
+    acc, se = mean_and_stderr(prediction_correctness(predictions, "acc"))
     metrics = {"acc": acc, "acc_stderr": se, "acc_norm": acc, "acc_norm_stderr": se}
     return TaskResult(result.task, result.protocol, result.split, result.num_items, metrics, result.seconds,
                       predictions)

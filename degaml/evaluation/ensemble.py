@@ -17,7 +17,7 @@ import torch
 
 from ..data import MultipleChoiceItem
 from .harness import TaskResult, normalization_texts
-from .metrics import mean_and_stderr
+from .metrics import Prediction, mean_and_stderr, prediction_correctness
 
 COMBINE_METHODS = ("vote", "confidence", "mean")
 
@@ -55,13 +55,13 @@ def ensemble_results(members: Sequence[Sequence[TaskResult]], items_by_task: dic
         items = items_by_task[first.task]
         predictions = []
         for k, item in enumerate(items):
-            scores = [r.predictions[k]["logprobs"] for r in per_member]
+            scores = [r.predictions[k].logprobs for r in per_member]
             lengths = [max(len(t), 1) for t in normalization_texts(item)]
             normed = [[s / n for s, n in zip(row, lengths)] for row in scores]
-            predictions.append({"id": item.id, "gold": item.gold, "member_logprobs": scores,
-                                "pred": combine(scores, method), "pred_norm": combine(normed, method)})
-        acc, acc_se = mean_and_stderr([float(p["pred"] == p["gold"]) for p in predictions])
-        norm, norm_se = mean_and_stderr([float(p["pred_norm"] == p["gold"]) for p in predictions])
+            predictions.append(Prediction(item.id, item.gold, combine(scores, method), combine(normed, method),
+                                          member_logprobs=scores))
+        acc, acc_se = mean_and_stderr(prediction_correctness(predictions, "acc"))
+        norm, norm_se = mean_and_stderr(prediction_correctness(predictions, "acc_norm"))
         metrics = {"acc": acc, "acc_stderr": acc_se, "acc_norm": norm, "acc_norm_stderr": norm_se}
         combined.append(TaskResult(first.task, "loglikelihood", first.split, len(items), metrics,
                                    sum(r.seconds for r in per_member), predictions))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from ..data.splits import Partition
 from ..models import LoadedModel
 from .generative import generate_answers
 from .loglikelihood import ChoiceScore, LoglikelihoodScorer
-from .metrics import mean_and_stderr, predict_acc, predict_acc_norm, prediction_correctness
+from .metrics import Prediction, mean_and_stderr, predict_acc, predict_acc_norm, prediction_correctness
 
 ScoreFn = Callable[[Sequence[MultipleChoiceItem], bool, str], list[list[ChoiceScore]]]
 """(items, progress, description) -> per item, per choice scores: replaces plain log-likelihood scoring
@@ -31,30 +31,32 @@ class TaskResult:
     num_items: int
     metrics: dict[str, float]
     seconds: float
-    predictions: list[dict[str, Any]] = field(repr=False)
+    predictions: list[Prediction] = field(repr=False)
 
     @property
     def items_per_second(self) -> float:
         return self.num_items / self.seconds if self.seconds > 0 else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "items_per_second": self.items_per_second}
+        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "predictions"},
+                "predictions": [p.to_dict() for p in self.predictions], "items_per_second": self.items_per_second}
 
     def correctness(self, metric: str) -> dict[str, float]:
         """{item id: 1.0 where the prediction under `metric` (acc or acc_norm) is the gold answer, else 0.0}."""
-        return dict(zip((p["id"] for p in self.predictions), prediction_correctness(self.predictions, metric)))
+        return {p.id: p.correct(metric) for p in self.predictions}
 
     def majority_rate(self) -> float | None:
         """Share of the most frequent gold answer of a two-choice task (what a constant answer scores); None for
         other tasks."""
-        if not self.predictions or len(self.predictions[0]["logprobs"]) != 2:
+        if not self.predictions or self.predictions[0].options != 2:
             return None
-        golds = [p["gold"] for p in self.predictions]
+        golds = [p.gold for p in self.predictions]
         return max(golds.count(g) for g in set(golds)) / len(golds)
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> TaskResult:
-        return cls(**{k: v for k, v in record.items() if k != "items_per_second"})
+        return cls(**{k: v for k, v in record.items() if k not in ("items_per_second", "predictions")},
+                   predictions=[Prediction.from_dict(p) for p in record["predictions"]])
 
 
 def read_results(path: Path) -> list[TaskResult]:
@@ -85,12 +87,10 @@ def _loglikelihood_result(lm: LoadedModel, task: str, split: str, items: Sequenc
         if not all(math.isfinite(lp) for lp in logprobs):  # an argmax of NaNs is not a prediction
             raise FloatingPointError(f"task {task!r}, item {item.id!r}: non-finite log-likelihood {logprobs} "
                                      "(a broken adapter or model); no table is written")
-        predictions.append({
-            "id": item.id, "gold": item.gold, "logprobs": logprobs,
-            "pred": predict_acc(logprobs), "pred_norm": predict_acc_norm(logprobs, normalization_texts(item)),
-        })
-    acc, acc_se = mean_and_stderr([float(p["pred"] == p["gold"]) for p in predictions])
-    norm, norm_se = mean_and_stderr([float(p["pred_norm"] == p["gold"]) for p in predictions])
+        predictions.append(Prediction(item.id, item.gold, predict_acc(logprobs),
+                                      predict_acc_norm(logprobs, normalization_texts(item)), logprobs))
+    acc, acc_se = mean_and_stderr(prediction_correctness(predictions, "acc"))
+    norm, norm_se = mean_and_stderr(prediction_correctness(predictions, "acc_norm"))
     metrics = {"acc": acc, "acc_stderr": acc_se, "acc_norm": norm, "acc_norm_stderr": norm_se}
     return TaskResult(task, "loglikelihood", split, len(items), metrics, seconds, predictions)
 
@@ -101,9 +101,9 @@ def _generative_result(lm: LoadedModel, task: str, split: str, items: Sequence[M
     answers = generate_answers(lm, items, batch_size=config.batch_size, max_new_tokens=config.max_new_tokens,
                                progress=progress, desc=task)
     seconds = time.perf_counter() - start
-    predictions = [{"id": it.id, "gold": it.gold, "output": text, "pred": pred} for it, (text, pred) in zip(items, answers)]
-    acc, acc_se = mean_and_stderr([float(p["pred"] == p["gold"]) for p in predictions])
-    unparseable = sum(p["pred"] is None for p in predictions)
+    predictions = [Prediction(it.id, it.gold, pred, output=text) for it, (text, pred) in zip(items, answers)]
+    acc, acc_se = mean_and_stderr(prediction_correctness(predictions, "acc"))
+    unparseable = sum(p.pred is None for p in predictions)
     metrics = {"acc": acc, "acc_stderr": acc_se, "unparseable": float(unparseable)}
     return TaskResult(task, "generative", split, len(items), metrics, seconds, predictions)
 

@@ -82,7 +82,7 @@ def evaluate_adapted(lm: LoadedModel, adapter: Path | None, data: DataConfig, co
                 lm, data, config, progress, loaded,
                 scorer=item_scorer(lm, output.latent_settings, config.batch_size, fallbacks))
             for result in results:  # recorded: items scored without their delta (non-finite latent loss)
-                result.metrics["latent_fallbacks"] = float(sum(p["id"] in set(fallbacks) for p in result.predictions))
+                result.metrics["latent_fallbacks"] = float(sum(p.id in set(fallbacks) for p in result.predictions))
             return results, partitions
         if output.kind == "calibrated":
             results, partitions = evaluate_tasks(lm, data, config, progress, loaded)
