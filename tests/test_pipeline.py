@@ -150,6 +150,26 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
         assert (published / "report" / name).read_text() == (report / name).read_text(), name
     mine, theirs = (ReportSummary.load(d / "summary.json") for d in (report, published / "report"))
     assert mine.domains == theirs.domains and mine.timings == theirs.timings
+
+    # A fresh run directory given the published folder takes every seed it holds whole: nothing is trained or
+    # scored, and the report is the run's.
+    fresh = tmp_path / "fresh"
+    for target in ("degaml.pipeline.stages.collect_stage", "degaml.pipeline.stages.generator_stage",
+                   "degaml.evaluation.output_scoring.evaluate_adapted"):
+        monkeypatch.setattr(target, refuse)
+    main(["run", "--config", str(config), "--out", str(fresh), "--published", str(published)])
+    monkeypatch.undo()
+    assert (fresh / "report" / "in-domain.md").read_text() == tables
+    assert "published" not in yaml.safe_load((fresh / "experiment.yaml").read_text())
+    # A seed held in part is computed; another experiment's folder is refused.
+    from degaml.pipeline.experiment import Experiment
+    from degaml.pipeline.publish import take_published
+
+    (published / "seed_1" / "targets" / "letters" / "generated" / "eval" / "results.json").unlink()
+    assert take_published(replace(Experiment.load(run), out=tmp_path / "part", published=published)) == [0]
+    with pytest.raises(ValueError, match=r"--published .*: another experiment's results \(evaluation differ\)"):
+        take_published(replace(Experiment.load(run), out=tmp_path / "other-run", published=published,
+                               evaluation=replace(Experiment.load(run).evaluation, limit=3)))
     with pytest.raises(SystemExit):  # a part of another experiment does not merge
         main(["publish", "--run_dir", str(run), "--out", str(tmp_path / "results" / "other"), "--seeds", "[0]"])
         other = yaml.safe_load((tmp_path / "results" / "other" / "experiment.yaml").read_text())

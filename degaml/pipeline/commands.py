@@ -31,6 +31,7 @@ def run(
     shared_generator_steps: int | None = None,
     ceiling: int | Literal["trajectory"] | None = None,
     progress: bool | None = None,
+    published: Path | None = None,
 ) -> None:
     """Run the whole experiment of a config and write its report.
 
@@ -70,6 +71,9 @@ def run(
             trajectory's adapter; N, a fresh N-step LoRA on its train partition (as `degaml headroom` trains its
             own LoRA).
         progress: Show progress.
+        published: A folder `degaml publish` wrote for this experiment (e.g. results/<name>): each seed it holds
+            whole is taken from it (its per-item predictions, costs and stage times) instead of computed, so a
+            fresh machine rebuilds a published run's report in seconds and computes only the seeds it lacks.
     """
     given = dict(locals())
     from ..data.tasks import check_task_names
@@ -96,12 +100,12 @@ def _refuse_other_settings(experiment) -> None:
     """A run directory resumes only under the settings that made it: its artifacts would otherwise mix two
     experiments. Names the settings that differ."""
     from ..config import to_dict
-    from .experiment import SETTINGS_FILE, Experiment
+    from .experiment import PLACE_SETTINGS, SETTINGS_FILE, Experiment
 
     if not (experiment.out / SETTINGS_FILE).is_file():
         return
     saved, new = to_dict(Experiment.load(experiment.out)), to_dict(experiment)
-    changed = sorted(k for k in new if k not in ("out", "progress", "name") and saved.get(k) != new[k])
+    changed = sorted(k for k in new if k not in (*PLACE_SETTINGS, "name") and saved.get(k) != new[k])
     if changed:
         raise ValueError(f"{experiment.out} holds a run made with other settings ({', '.join(changed)} differ from "
                          f"its {SETTINGS_FILE}); resume it with the same config, or choose another --out")

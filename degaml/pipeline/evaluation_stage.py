@@ -33,6 +33,14 @@ from .layout import (
 from .records import MethodCost
 
 
+def scored_methods(exp: Experiment) -> tuple[str, ...]:
+    """Every method the evaluation stage scores on each target (each also `-calibrated` when in
+    `evaluation.calibrated`), in the order it scores them."""
+    return (BASE, *exp.floors, *exp.ceiling_methods, GENERATED, *exp.control_methods,
+            *(m for k in exp.task_counts for m in scaled_methods(k)), DEGAML, *map(policy_method, exp.policy.compare),
+            *single_methods(exp), ORACLE, DEGAML_K, *exp.baselines.methods)
+
+
 def evaluation_stage(exp: Experiment, lm: LoadedModel, seed_run: SeedRun, fold: Fold) -> None:
     """Scores of every method on every target's `evaluation.split` partition: the only stage that reads test
     partitions."""
@@ -42,10 +50,7 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, seed_run: SeedRun, fold: 
     from ..evaluation.output_scoring import evaluate_adapted
 
     e = exp.evaluation
-    methods = (BASE, *exp.floors, *exp.ceiling_methods, GENERATED, *exp.control_methods,
-               *(m for k in exp.task_counts for m in scaled_methods(k)), DEGAML, *map(policy_method, exp.policy.compare),
-               *single_methods(exp), ORACLE, DEGAML_K,
-               *exp.baselines.methods)
+    methods = scored_methods(exp)
     for target in fold.targets:
         data = split_data(exp, [target], e.split, e.limit)
         loaded = load_partitioned(data)

@@ -82,9 +82,15 @@ class Experiment:
     (cycled where it has fewer), as `degaml headroom` trains its own LoRA, so that a verdict's ceiling is the one
     its targets were chosen by."""
     progress: bool = True
+    published: Path | None = None
+    """A folder `degaml publish` wrote for this experiment (e.g. results/<name>): each seed it holds whole (every
+    evaluation of every target) is taken from it, its per-item predictions, costs and stage times copied into
+    `out`, instead of computed; a seed it lacks or holds in part is computed. Like `out`, where, not what: not
+    saved with the settings."""
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
+        self.published = Path(self.published) if self.published is not None else None
         if not self.seeds:
             raise ValueError("seeds must name at least one seed")
         if self.holdout not in ("one_task", "all_targets", "seen"):
@@ -165,10 +171,10 @@ class Experiment:
         return "generative" if self.evaluation.protocol == "generative" else "loglikelihood"
 
     def save(self, path: Path) -> Path:
-        """The resolved settings (all but where the run is and whether it shows progress), as YAML."""
+        """The resolved settings (all but `PLACE_SETTINGS`), as YAML."""
         from ..io import atomic_write_text
 
-        return atomic_write_text(path, dump_yaml({k: v for k, v in vars(self).items() if k not in ("out", "progress")}))
+        return atomic_write_text(path, dump_yaml({k: v for k, v in vars(self).items() if k not in PLACE_SETTINGS}))
 
     @classmethod
     def load(cls, run_dir: Path) -> Experiment:
@@ -184,7 +190,7 @@ class Experiment:
             raise ValueError(f"{path}: not readable YAML ({type(e).__name__})") from None
         record = _renamed(record or {})
         loaded = from_dict(cls, {**record, "out": Path(run_dir), "progress": False}, str(path))
-        lacking = [f.name for f in fields(cls) if f.name not in (*record, "out", "progress", *ADDED_SETTINGS)]
+        lacking = [f.name for f in fields(cls) if f.name not in (*record, *PLACE_SETTINGS, *ADDED_SETTINGS)]
         if lacking:  # save() writes every setting: a record without some is cut or not one of ours
             raise ValueError(f"{path}: not a whole experiment record (it lacks {', '.join(lacking)})")
         return loaded
@@ -274,6 +280,8 @@ class Fold:
     """Task names or task files, as the settings give them (directories use `task_label`)."""
 
 
+PLACE_SETTINGS = ("out", "progress", "published")
+"""Where a run is and how it shows itself, not what it measures: never saved with the settings."""
 ADDED_SETTINGS = ("ceiling",)
 """Settings added after runs were first saved: a record without one was made at its default."""
 

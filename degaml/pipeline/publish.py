@@ -31,7 +31,7 @@ from ..io import (
     package_versions,
     read_json_object,
 )
-from .experiment import SETTINGS_FILE, Experiment
+from .experiment import PLACE_SETTINGS, SETTINGS_FILE, Experiment
 from .layout import PRECISION_FILE, seed_runs
 from .records import StageTimings
 
@@ -164,3 +164,39 @@ def publish(run_dir: Path, out: Path, seeds: list[int] | None = None, commit: st
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and "report" not in p.parts)
     print(f"published {len(files)} evaluations of {run_dir} (seeds {new['seeds']}) into {out}: {size / 1e6:.1f} MB; "
           f"`degaml report {out}` rebuilds the tables from it alone")
+
+
+def take_published(exp: Experiment) -> list[int]:
+    """The seeds of `exp` that `exp.published` holds whole (every evaluation the evaluation stage writes for every
+    target), copied into `exp.out`: their per-item predictions, costs and stage times. A published folder of
+    another experiment (other settings, or without these targets) is refused naming what differs."""
+    from ..config import to_dict
+    from ..data import task_label
+    from .evaluation_stage import scored_methods
+    from .layout import CALIBRATED, seed_run_in
+
+    source = Path(exp.published)
+    published = Experiment.load(source)
+    mine, theirs = to_dict(exp), to_dict(published)
+    changed = sorted(k for k in mine if k not in (*PLACE_SETTINGS, "name", "seeds", "tasks") and mine[k] != theirs.get(k))
+    changed += [f"tasks.{k}" for k in ("meta_training", "train", "reward") if mine["tasks"][k] != theirs["tasks"][k]]
+    if set(exp.targets) - set(published.targets):
+        changed.append(f"targets ({sorted(set(exp.targets) - set(published.targets))} are not published)")
+    if changed:
+        raise ValueError(f"--published {source}: another experiment's results ({', '.join(changed)} differ)")
+    protocol = exp.evaluation.protocols[0]
+    methods = [m for m in scored_methods(exp) if exp.evaluation.scores(m, protocol)]
+    methods += [f"{m}{CALIBRATED}" for m in exp.evaluation.calibrated]
+    targets, taken = [task_label(t) for t in exp.targets], []
+    for seed in exp.seeds:
+        there, here = seed_run_in(source, seed), seed_run_in(exp.out, seed)
+        if not all(there.method(t, m).results_for(protocol).is_file() for t in targets for m in methods):
+            continue
+        files = [p for t in targets for p in sorted((there.root / "targets" / t).rglob("*.json"))]
+        for path in [*files, there.timings] if there.timings.is_file() else files:
+            target = here.root / path.relative_to(there.root)
+            if not target.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(target, path.read_text(encoding="utf-8"))
+        taken.append(seed)
+    return taken

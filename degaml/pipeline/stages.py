@@ -20,6 +20,7 @@ from .floors_stage import floors_stage
 from .generator_stage import collect_stage, generator_stage, scaling_stage
 from .layout import PRECISION_FILE, seed_run_in
 from .policy_stage import policy_stage
+from .publish import take_published
 from .records import RunPrecision, StageTimings
 
 
@@ -47,7 +48,11 @@ def run_experiment(exp: Experiment) -> Path:
     lm = load_model(exp.model)
     RunPrecision(lm.precision.dtype, lm.precision.reason).check(exp.out / PRECISION_FILE)
     fold_list = folds(exp.tasks)
+    taken = take_published(exp) if exp.published is not None else []
     for seed in exp.seeds:
+        if seed in taken:
+            say(exp, f"seed {seed}: every evaluation taken from {exp.published}")
+            continue
         seed_run = seed_run_in(exp.out, seed)
         seed_run.root.mkdir(parents=True, exist_ok=True)
         timer = Timer(seed_run.timings)
