@@ -815,3 +815,11 @@ def test_evaluation_settings_that_cannot_hold_are_refused(workspace, tmp_path, c
     with pytest.raises(SystemExit):
         main(["run", "--config", str(config), "--evaluation.protocol", protocol, f"--evaluation.{setting}", value])
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_shipped_config_states_its_time(config):
+    """A config's header says how long it takes on 2 cores (or that it was not timed), as docs/results.md's cost
+    table does: a researcher knows before starting whether it fits an afternoon."""
+    header = (Path(__file__).parent.parent / "configs" / f"{config}.yaml").read_text().split("\n\n")[0]
+    assert any(line.startswith(("# Time on 2 cores: ", "# Time: not timed")) for line in header.splitlines()), config
