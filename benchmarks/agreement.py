@@ -54,9 +54,10 @@ def selected_test_items(tasks: str, limit: int) -> dict:
     return {task: part.select(items, "test", limit) for task, (items, part) in load_partitioned(data).items()}
 
 
-def timed_scores(lm, items, batch_size: int) -> tuple[list[list[float]], float]:
-    """Per item, each choice's log-likelihood, and the seconds they took (after an untimed warm-up)."""
-    scorer = LoglikelihoodScorer(lm, batch_size=batch_size)
+def timed_scores(lm, items, batch_size: int, max_length: int | None = None) -> tuple[list[list[float]], float]:
+    """Per item, each choice's log-likelihood, and the seconds they took (after an untimed warm-up).
+    `max_length`: the scoring window (None: the model's)."""
+    scorer = LoglikelihoodScorer(lm, batch_size=batch_size, max_length=max_length)
     scorer.score(items[:2], progress=False)
     start = time.perf_counter()
     scores = [[s.logprob for s in row] for row in scorer.score(items, progress=False)]

@@ -118,6 +118,15 @@ class EvalConfig:
     """Continuations (log-likelihood) or prompts (generative) per forward pass."""
     max_new_tokens: int = 8
     """Generative protocol only: greedy tokens generated per question."""
+    max_length: int | None = None
+    """Log-likelihood protocol only: each option's scoring window in tokens, context and option together, the
+    context cut on the left (lm-evaluation-harness's `max_length`); None: the model's own window. A per-item
+    context budget: an item costs about (options x window), so long contexts with many options are where it
+    saves time, at the price of the context's beginning."""
+
+    def __post_init__(self) -> None:
+        if self.max_length is not None and self.max_length < 2:
+            raise ValueError(f"eval.max_length must be >= 2 tokens or null (the model's window), got {self.max_length}")
 
 
 def to_dict(obj: Any) -> Any:

@@ -25,7 +25,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("DEGAML_CACHE", Path.home() / ".cache" / "degaml"))
 
 
-KEY_NEUTRAL = {"answer_format": "loglikelihood", "start": "", "choice_options": 0}
+KEY_NEUTRAL = {"answer_format": "loglikelihood", "start": "", "choice_options": 0, "max_length": None}
 """Settings added after caches were keyed, at the value that does what was done before they existed."""
 
 

@@ -56,3 +56,26 @@ def test_data_config_validation():
     assert DataConfig(tasks="a,b").tasks == ["a", "b"] == DataConfig(tasks=["a,b"]).tasks
     with pytest.raises(ValueError, match="data.limit must be >= 1"):
         DataConfig(limit=0)
+
+
+def test_a_context_budget_reaches_the_scorer_and_cuts_the_context_on_the_left(tiny_lm):
+    from degaml.evaluation.loglikelihood import LoglikelihoodScorer
+
+    context = "Question: " + "which of these gases do plants take in from the air by day? " * 6 + "\nAnswer:"
+    items = [MultipleChoiceItem.cloze(str(i), "q", context, ["carbon dioxide", "oxygen"], i % 2) for i in range(2)]
+    whole = evaluate_items(tiny_lm, "toy", "test", items, EvalConfig(), progress=False)
+    cut = evaluate_items(tiny_lm, "toy", "test", items, EvalConfig(max_length=8), progress=False)
+    assert [p.logprobs for p in cut.predictions] == \
+        [[s.logprob for s in row] for row in LoglikelihoodScorer(tiny_lm, max_length=8).score(items, progress=False)]
+    assert [p.logprobs for p in whole.predictions] != [p.logprobs for p in cut.predictions]
+    with pytest.raises(ValueError, match="eval.max_length must be >= 2"):
+        EvalConfig(max_length=1)
+
+
+def test_the_context_budget_leaves_score_and_reward_cache_keys_as_they_were():
+    from dataclasses import asdict
+
+    from degaml.io import key_fields
+
+    assert key_fields(EvalConfig()) == {k: v for k, v in asdict(EvalConfig()).items() if k != "max_length"}
+    assert key_fields(EvalConfig(max_length=256))["max_length"] == 256

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..config import DataConfig, EvalConfig
 from ..evaluation.output_scoring import Loaded, evaluate_adapted
-from ..io import atomic_write_text, cache_root
+from ..io import atomic_write_text, cache_root, key_fields
 from ..models import AdaptedOutput
 from .actions import Action
 from .apply import apply_action
@@ -79,7 +79,7 @@ def reward_key(ctx: AdaptationContext, task: str, data: DataConfig, config: Eval
 
     digest = hashlib.sha256(json.dumps({
         "task": task, "split": data.split, "limit": data.limit, "partition": asdict(data.partition),
-        "eval": asdict(config), "metric": metric, "model": ctx.lm.source, "dtype": ctx.lm.precision.dtype,
+        "eval": key_fields(config), "metric": metric, "model": ctx.lm.source, "dtype": ctx.lm.precision.dtype,
         "prompts": list(ctx.prompts), "seed": ctx.seed}, sort_keys=True, default=str).encode())
     state, _ = ctx.generate(ctx.seed)
     for name in sorted(state):

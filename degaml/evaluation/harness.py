@@ -78,7 +78,7 @@ def normalization_texts(item: MultipleChoiceItem) -> tuple[str, ...]:
 def _loglikelihood_result(lm: LoadedModel, task: str, split: str, items: Sequence[MultipleChoiceItem],
                           config: EvalConfig, progress: bool, scorer: ScoreFn | None = None) -> TaskResult:
     start = time.perf_counter()
-    score = scorer or LoglikelihoodScorer(lm, batch_size=config.batch_size).score
+    score = scorer or LoglikelihoodScorer(lm, batch_size=config.batch_size, max_length=config.max_length).score
     scores = score(items, progress, task)
     seconds = time.perf_counter() - start
     predictions = []

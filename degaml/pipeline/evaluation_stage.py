@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import EvalConfig
 from ..evaluation.harness import read_results
-from ..io import atomic_write_json, cache_root
+from ..io import atomic_write_json, cache_root, key_fields
 from ..models import AdaptedOutput, LoadedModel
 from ..models.adapted_output import LOGLIKELIHOOD_ONLY
 from .degaml_stage import single_methods
@@ -55,7 +55,8 @@ def evaluation_stage(exp: Experiment, lm: LoadedModel, seed_run: SeedRun, fold: 
         data = split_data(exp, [target], e.split, e.limit)
         loaded = load_partitioned(data)
         for protocol in e.protocols:
-            config = EvalConfig(protocol=protocol, batch_size=e.batch_size)
+            config = EvalConfig(protocol=protocol, batch_size=e.batch_size,
+                                max_length=e.max_length if protocol == LOGLIKELIHOOD else None)
             scored: dict[str, tuple[str, Any]] = {}  # scoring digest -> (method, its results): one adapter, one pass
             for method in methods:
                 directory = seed_run.method(target, method)
@@ -98,7 +99,7 @@ def score_cache(lm: LoadedModel, digest: str, data: Any, config: EvalConfig) -> 
     weights, dtype, items (tasks, split, limit, partition) and scoring settings, and degaml's version."""
     from ..io import package_versions
 
-    determining = {"digest": digest, "data": asdict(data), "eval": asdict(config), "weights": lm.source,
+    determining = {"digest": digest, "data": asdict(data), "eval": key_fields(config), "weights": lm.source,
                    "dtype": lm.precision.dtype, "degaml": package_versions()["degaml"]}
     key = hashlib.sha256(json.dumps(determining, sort_keys=True, default=str).encode()).hexdigest()[:24]
     return cache_root() / "scores" / f"{key}.json"

@@ -81,6 +81,9 @@ class EvaluationSettings:
     """How answers are scored: lm-evaluation-harness's log-likelihood, the paper's generative protocol (lettered
     options, greedy decoding, the first letter named), or both side by side (the report compares them)."""
     batch_size: int = 16
+    max_length: int | None = None
+    """Log-likelihood scoring's window per option in tokens, the context cut on the left (`EvalConfig.max_length`);
+    null: the model's own window."""
     calibrated: list[str] = field(default_factory=list)
     """Methods also reported with label-free calibration (`<method>-calibrated`, degaml/evaluation/calibration.py):
     e.g. [base, union, generated]; each must write a plain adapter (or be the base model)."""
@@ -95,6 +98,8 @@ class EvaluationSettings:
         _at_least("evaluation", self, batch_size=1)
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"evaluation.limit must be >= 1 or null (every test item), got {self.limit}")
+        if self.max_length is not None and self.max_length < 2:
+            raise ValueError(f"evaluation.max_length must be >= 2 tokens or null (the model's window), got {self.max_length}")
         if self.split not in ("test", "validation"):
             raise ValueError(f"evaluation.split must be test or validation, got {self.split!r}")
         if self.protocol not in ("loglikelihood", "generative", "both"):
