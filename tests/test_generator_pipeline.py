@@ -657,15 +657,15 @@ def test_adapt_rejects_bad_families_and_hyperparameters(workspace, generator, tm
     assert not (tmp_path / "x").exists()
 
 
-def test_generator_card_round_trips_and_names_a_bad_file(generator, tmp_path):
+def test_generator_record_round_trips_and_names_a_bad_file(generator, tmp_path):
     from degaml.generator.record import GeneratorRecord
 
-    card = GeneratorRecord.load(generator)
-    assert card.train_tasks == ["colors"] and card.heldout_tasks == ["numbers"] and card.train.decoder == "cpu-tiny"
-    card.save(tmp_path)
-    assert GeneratorRecord.load(tmp_path) == card
+    record = GeneratorRecord.load(generator)
+    assert record.train_tasks == ["colors"] and record.heldout_tasks == ["numbers"] and record.train.decoder == "cpu-tiny"
+    record.save(tmp_path)
+    assert GeneratorRecord.load(tmp_path) == record
     (tmp_path / "config.json").write_text('{"train": {"no_such_option": 1}}')
-    with pytest.raises(ValueError, match=r"config.json: not a generator card"):
+    with pytest.raises(ValueError, match=r"config.json: not a generator record"):
         GeneratorRecord.load(tmp_path)
 
 

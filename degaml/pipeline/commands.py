@@ -48,8 +48,7 @@ def run(
         lora: LoRA rank, alpha and targets (default: r 8, alpha 16, all seven projections).
         seeds: Training seeds; the report gives mean and spread over them (default [0]).
         partition: Where tasks are read from and their train/validation/test partition (fixed across seeds).
-        tasks: Meta-training tasks (never targets), in-domain tasks (leave-one-out targets), out-of-domain
-            targets.
+        tasks: Meta-training tasks (never targets), in-domain (leave-one-out) and out-of-domain targets.
         collect: Trajectory collection (its seed is replaced by each of `seeds`).
         generator: Generator shapes and training (its seed is replaced by each of `seeds`).
         policy: Policy action space, reward budget and training.
@@ -60,20 +59,17 @@ def run(
             every fold, and so do the floors and the baselines' meta-training) or `seen` (the paper's in-domain
             reading: that generator also trains on the `tasks.train` tasks' own trajectories; targets are scored
             on their held-out items).
-        floors: Zero-label floors from the generator's training data (default mean, retrieval; also
-            union-matched).
+        floors: Zero-label floors from the generator's training data (mean, retrieval, union-matched).
         prompt_controls: The generated adapter also from another target's prompts (`swapped`) or random text.
         task_counts: The scaling curve: more shared generators, each on the first K meta-training tasks.
         shared_generator_steps: If > 0, one generator first trains this many steps on `tasks.meta_training`
             alone (no target among them); with `holdout: one_task` each fold's generator continues from it for
             `generator.steps`.
-        ceiling: The target-finetuned ceiling: null, none; `trajectory`, the target's own collected
-            trajectory's adapter; N, a fresh N-step LoRA on its train partition (as `degaml headroom` trains its
-            own LoRA).
+        ceiling: The target-finetuned ceiling: null, none; `trajectory`, the target's own trajectory's
+            adapter; N, a fresh N-step LoRA on its train partition (as `degaml headroom` trains it).
         progress: Show progress.
-        published: A folder `degaml publish` wrote for this experiment (e.g. results/<name>): each seed it holds
-            whole is taken from it (its per-item predictions, costs and stage times) instead of computed, so a
-            fresh machine rebuilds a published run's report in seconds and computes only the seeds it lacks.
+        published: A `degaml publish` folder of this experiment (results/<name>): seeds it holds whole are
+            taken from it instead of computed.
     """
     given = dict(locals())
     from ..data.tasks import check_task_names
