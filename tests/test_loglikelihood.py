@@ -105,3 +105,16 @@ def test_continuation_longer_than_the_window_keeps_one_context_token_and_its_fir
     tokens, labels = training_example(lm, MultipleChoiceItem.cloze("x", "q", "Colors:", [long_answer, " no"], 0), 16)
     assert len(tokens) == len(labels) == 16 and labels[0] == -100
     collate([(tokens, labels)], pad=0)
+
+
+def test_a_context_budget_cuts_every_option_alike_so_they_still_share_the_context():
+    from degaml.evaluation.loglikelihood import EncodedRequest, _shared_prefix_length, within_budget
+
+    context = tuple(range(1, 11))
+    requests = [EncodedRequest(context + (20, 21), 10), EncodedRequest(context + (30, 31, 32), 10)]
+    cut = within_budget(requests, 6)  # the longest, 13 tokens, must fit 6 + 1: 6 context tokens go from each
+    assert cut == [EncodedRequest((7, 8, 9, 10, 20, 21), 4), EncodedRequest((7, 8, 9, 10, 30, 31, 32), 4)]
+    assert _shared_prefix_length(cut) == 3  # the kept context, less its last token, is run once
+    assert within_budget(requests, 20) == requests
+    long = [EncodedRequest((1, 2) + tuple(range(40, 50)), 2)]  # a continuation longer than the budget
+    assert within_budget(long, 4) == [EncodedRequest((2,) + tuple(range(40, 50)), 1)]

@@ -60,6 +60,16 @@ def encode_request(lm: LoadedModel, context: str, continuation: str, max_length:
     return EncodedRequest(tuple(tokens), len(tokens) - len(continuation_ids))
 
 
+def within_budget(requests: Sequence[EncodedRequest], max_length: int) -> list[EncodedRequest]:
+    """An item's requests cut to `max_length` tokens (+ 1, as the window), the same number of context tokens
+    dropped from the left of each, so that options sharing a context still share what is kept of it (the packed
+    row runs it once; a cut per request would make every option's context its own). At least one context token
+    stays: a continuation longer than the budget keeps it."""
+    drop = max(0, max(len(r.tokens) for r in requests) - (max_length + 1))
+    return [EncodedRequest(r.tokens[min(drop, r.context_length - 1):], r.context_length - min(drop, r.context_length - 1))
+            for r in requests]
+
+
 def _shared_prefix_length(requests: Sequence[EncodedRequest]) -> int:
     """Tokens run once for all of an item's requests. The last context token of each request stays in its
     own segment, because its output predicts the first continuation token."""
@@ -139,15 +149,20 @@ def _model_window(lm: LoadedModel) -> int:
 
 class LoglikelihoodScorer:
     def __init__(self, lm: LoadedModel, batch_size: int = 16, max_length: int | None = None) -> None:
+        """`max_length`: a per-item context budget (`within_budget`); None scores within the model's window."""
         self.lm = lm
         self.batch_size = batch_size
-        self.max_length = max_length or _model_window(lm)
+        self.window = _model_window(lm)
+        self.max_length = max_length
+
+    def _requests(self, item: MultipleChoiceItem) -> list[EncodedRequest]:
+        requests = [encode_request(self.lm, ctx, cont, self.window) for ctx, cont in zip(item.contexts, item.continuations)]
+        return within_budget(requests, self.max_length) if self.max_length is not None else requests
 
     def score(self, items: Sequence[MultipleChoiceItem], progress: bool = True, desc: str = "scoring"
               ) -> list[list[ChoiceScore]]:
         """Per item, per choice: log-probability of the continuation given the context."""
-        packed = [_pack([encode_request(self.lm, ctx, cont, self.max_length)
-                         for ctx, cont in zip(it.contexts, it.continuations)]) for it in items]
+        packed = [_pack(self._requests(it)) for it in items]
         results: list[list[ChoiceScore] | None] = [None] * len(items)
         # Longest rows first; a batch holds about `batch_size` continuations.
         order = sorted(range(len(items)), key=lambda i: -len(packed[i].tokens))
