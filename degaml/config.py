@@ -119,10 +119,10 @@ class EvalConfig:
     max_new_tokens: int = 8
     """Generative protocol only: greedy tokens generated per question."""
     max_length: int | None = None
-    """Log-likelihood protocol only: each option's scoring window in tokens, context and option together, the
-    context cut on the left (lm-evaluation-harness's `max_length`); None: the model's own window. A per-item
-    context budget: an item costs about (options x window), so long contexts with many options are where it
-    saves time, at the price of the context's beginning."""
+    """Log-likelihood protocol only: a per-item context budget in tokens, context and option together (as
+    lm-evaluation-harness's `max_length`): the longest option fits it, and every option of the item loses the
+    same context tokens from the left, so they still share the rest; None: the model's own window. It saves
+    time on long contexts at the price of their beginning (benchmarks/context_budget.py)."""
 
     def __post_init__(self) -> None:
         if self.max_length is not None and self.max_length < 2:
