@@ -75,7 +75,6 @@ def reward_key(ctx: AdaptationContext, task: str, data: DataConfig, config: Eval
     and the generated adapter itself (so another generator, another prompt sample or changed settings never
     reuse a row)."""
     import hashlib
-    from dataclasses import asdict
 
     digest = hashlib.sha256(json.dumps({
         "task": task, "split": data.split, "limit": data.limit, "partition": asdict(data.partition),

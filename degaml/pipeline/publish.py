@@ -65,11 +65,14 @@ DATA_FILES = "data_files.json"
 (each results.json names it instead of repeating the same hundreds of hashes)."""
 
 
-def _compact(path: Path, data_files: dict) -> str:
+def _compact(path: Path, data_files: dict, metas: list[RunMetadata] | None = None) -> str:
     """A results.json without indentation, its data files' hashes moved into `data_files` ({package: {"version",
-    "files"}}) and replaced by a pointer to DATA_FILES."""
+    "files"}}) and replaced by a pointer to DATA_FILES; its run metadata is appended to `metas` (one read of the
+    file serves both)."""
     record = read_json_object(path, "evaluation")
     meta = _metadata(record, path)
+    if meta is not None and metas is not None:
+        metas.append(meta)
     read = meta.data_packages.read if meta and meta.data_packages else {}
     if read and all(isinstance(entry, dict) for entry in read.values()):  # not a published file taken back
         for dist, entry in read.items():
@@ -123,14 +126,14 @@ def publish(run_dir: Path, out: Path, seeds: list[int] | None = None, commit: st
     merged = _merged_settings(yaml.safe_load((out / SETTINGS_FILE).read_text(encoding="utf-8")), new, out) \
         if (out / SETTINGS_FILE).is_file() else new
     data_files = read_json_object(out / DATA_FILES, "data files") if (out / DATA_FILES).is_file() else {}
-    compact = {path: _compact(path, data_files) for _, path in files}
+    metas: list[RunMetadata] = []
+    compact = {path: _compact(path, data_files, metas) for _, path in files}
     # Every file a part adds must be new there: two parts that scored the same seed, target and method clash.
     for seed_run, path in files:
         target = out / path.relative_to(run_dir)
         if target.is_file() and target.read_text(encoding="utf-8") != compact[path]:
             raise ValueError(f"{target} already holds another part's evaluation of seed {seed_run.seed}, "
                              f"{path.parent.parent.parent.name}, {path.parent.parent.name}; publish into another folder")
-    metas = [m for _, path in files if (m := _metadata(read_json_object(path, "evaluation"), path))]
     for _, path in files:
         atomic_write_text(out / path.relative_to(run_dir), compact[path])
         cost = path.parent.parent / "cost.json"
