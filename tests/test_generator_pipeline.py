@@ -508,9 +508,15 @@ def test_tts_ensemble_is_written_and_scored_by_combining_members(workspace, gene
     for p in result["predictions"]:
         assert len(p["member_logprobs"]) == 3 and p["pred"] == combine(p["member_logprobs"], "vote")
     assert result["metrics"]["acc"] == sum(p["pred"] == p["gold"] for p in result["predictions"]) / 5
-    with pytest.raises(SystemExit):
-        main(["evaluate", "--model.name", workspace["model"], "--adapter", str(out), "--data.tasks", workspace["tasks"][0],
-              "--evaluation.protocol", "generative", "--out", str(tmp_path / "g"), "--progress", "false"])
+    # The generative protocol votes the letters the members name (what ABMLL's posterior samples are scored by).
+    main(["evaluate", "--model.name", workspace["model"], "--adapter", str(out), "--data.tasks", workspace["tasks"][0],
+          "--data.limit", "5", "--model.dtype", "float32", "--evaluation.protocol", "generative",
+          "--evaluation.max_new_tokens", "4", "--out", str(tmp_path / "g"), "--progress", "false"])
+    voted = json.loads((tmp_path / "g" / "results.json").read_text())["results"][0]
+    assert voted["protocol"] == "generative" and len(voted["predictions"]) == 5
+    for p in voted["predictions"]:
+        assert len(p["member_outputs"]) == 3
+        assert p["pred"] is None or any(chr(ord("A") + p["pred"]) in o for o in p["member_outputs"])
 
 
 def test_tts_disjoint_members_draw_from_disjoint_prompt_parts(workspace, generator, tmp_path, monkeypatch):

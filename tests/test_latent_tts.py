@@ -6,7 +6,9 @@ from degaml.adaptation.latent import LatentConfig as SlotConfig
 from degaml.adaptation.latent import optimize_delta, per_sample_scorer
 from degaml.data import MultipleChoiceItem
 from degaml.evaluation import LoglikelihoodScorer
-from degaml.evaluation.ensemble import combine
+from degaml.evaluation.ensemble import combine, ensemble_results, vote_letters
+from degaml.evaluation.harness import TaskResult
+from degaml.evaluation.metrics import Prediction
 from degaml.models import latent_delta
 from tests.conftest import make_tiny
 
@@ -84,6 +86,29 @@ def test_tts_bad_input():
         combine([[0.0, 1.0]], "median")
     with pytest.raises(ValueError, match="K x choices"):
         combine([[0.0]], "vote")
+
+
+def test_generative_vote_takes_the_most_named_letter_then_the_first_named():
+    assert vote_letters([1, 0, 1]) == 1
+    assert vote_letters([None, 2, None]) == 2  # an unparseable member abstains
+    assert vote_letters([2, 0, 0, 2]) == 2  # a tie: the option named first
+    assert vote_letters([None, None]) is None
+
+
+def _generated(task: str, preds: list[int | None], outputs: list[str], protocol: str = "generative") -> TaskResult:
+    rows = [Prediction(f"i{k}", 0, p, output=o) for k, (p, o) in enumerate(zip(preds, outputs))]
+    return TaskResult(task, protocol, "test", len(rows), {}, 1.5, rows)
+
+
+def test_a_generative_ensemble_votes_each_item_and_keeps_every_members_output():
+    members = [[_generated("t", [0, 1], ["[A]", "[B]"])], [_generated("t", [1, None], ["[B]", "?"])],
+               [_generated("t", [0, None], ["[A]", "no"])]]
+    (result,) = ensemble_results(members, {}, "mean")
+    assert [p.pred for p in result.predictions] == [0, 1]
+    assert result.predictions[1].member_outputs == ["[B]", "?", "no"]
+    assert result.metrics["acc"] == 0.5 and result.metrics["unparseable"] == 0.0 and result.seconds == 4.5
+    with pytest.raises(ValueError, match="different protocols"):
+        ensemble_results([[_generated("t", [0], ["[A]"])], [_generated("t", [0], ["[A]"], "loglikelihood")]], {}, "vote")
 
 
 def test_per_sample_latent_with_zero_steps_scores_like_the_plain_model(tokenizer):

@@ -53,7 +53,9 @@ def _correctness(run: str) -> tuple[dict, list[str]]:
 
     settings = yaml.safe_load((RESULTS / run / "experiment.yaml").read_text())
     targets = settings["tasks"]["heldout"] + settings["tasks"]["out_of_domain"]
-    return item_correctness(RESULTS / run), [task_label(t) for t in targets]
+    protocol = settings["evaluation"]["protocol"]  # a run scored in both protocols is quoted in the log-likelihood one
+    protocol = "loglikelihood" if protocol == "both" else protocol
+    return item_correctness(RESULTS / run, protocol), [task_label(t) for t in targets]
 
 
 def figure(run: str, kind: str, args: tuple[str, ...]) -> str:

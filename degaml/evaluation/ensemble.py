@@ -6,6 +6,9 @@ per-choice log-likelihoods combined into one answer.
 - `confidence`: the answer of the single adapter whose softmax over the choices is most peaked;
 - `mean`: the argmax of the members' averaged softmax over the choices (Bayesian model averaging, used
   for adapters sampled from an ABMLL posterior).
+
+In the generative protocol no member scores the options, so every combination is a plurality vote of the letters
+the members named (`vote_letters`).
 """
 
 from __future__ import annotations
@@ -42,16 +45,44 @@ def combine(per_adapter_logprobs: Sequence[Sequence[float]], method: Literal["vo
     return int(key.argmax())
 
 
+def vote_letters(answers: Sequence[int | None]) -> int | None:
+    """One item's answer from K members' named options (None: unparseable): the option most members named; a tie
+    goes to the tied option named first (members in order); None only when no member named a valid option."""
+    named = [a for a in answers if a is not None]
+    if not named:
+        return None
+    most = max(named.count(a) for a in named)
+    return next(a for a in named if named.count(a) == most)
+
+
+def _voted_generations(per_member: Sequence[TaskResult]) -> TaskResult:
+    """K members' generative results on the same items, combined by `vote_letters`; each member's output kept."""
+    first = per_member[0]
+    predictions = []
+    for rows in zip(*(r.predictions for r in per_member)):
+        if len({p.id for p in rows}) != 1:
+            raise ValueError(f"task {first.task!r}: ensemble members scored different items ({[p.id for p in rows]})")
+        predictions.append(Prediction(rows[0].id, rows[0].gold, vote_letters([p.pred for p in rows]),
+                                      member_outputs=[p.output or "" for p in rows]))
+    acc, acc_se = mean_and_stderr(prediction_correctness(predictions, "acc"))
+    metrics = {"acc": acc, "acc_stderr": acc_se, "unparseable": float(sum(p.pred is None for p in predictions))}
+    return TaskResult(first.task, "generative", first.split, len(predictions), metrics,
+                      sum(r.seconds for r in per_member), predictions)
+
+
 def ensemble_results(members: Sequence[Sequence[TaskResult]], items_by_task: dict[str, Sequence[MultipleChoiceItem]],
                      method: str) -> list[TaskResult]:
-    """Combine K members' log-likelihood results on the same items (test-time scaling): per item, the
-    members' per-choice scores go through `combine`; acc_norm combines the length-normalized scores the
-    same way."""
+    """Combine K members' results on the same items (test-time scaling, ABMLL's posterior samples). Log-likelihood:
+    per item, the members' per-choice scores go through `combine`, and acc_norm combines the length-normalized
+    scores the same way. Generative: a plurality vote of the letters named, whatever `method` is."""
     combined = []
     for per_member in zip(*members):
         first = per_member[0]
-        if any(r.protocol != "loglikelihood" for r in per_member):
-            raise ValueError("test-time scaling ensembles are scored with the log-likelihood protocol")
+        if len({r.protocol for r in per_member}) != 1:
+            raise ValueError(f"task {first.task!r}: ensemble members were scored in different protocols")
+        if first.protocol == "generative":
+            combined.append(_voted_generations(per_member))
+            continue
         items = items_by_task[first.task]
         predictions = []
         for k, item in enumerate(items):

@@ -14,7 +14,8 @@ class Prediction:
     option, the predictions under acc and acc_norm, and what they were made from. A field that does not apply
     is left out of the file: log-likelihood rows have `logprobs` (each option's), calibrated ones also
     `raw_logprobs` (before calibration), ensembles `member_logprobs` (one row per member) instead, generative
-    ones the generated `output` and no `pred_norm`; a generative `pred` of None is an unparseable answer."""
+    ones the generated `output` and no `pred_norm` (a generative ensemble each member's, `member_outputs`); a
+    generative `pred` of None is an unparseable answer."""
 
     id: str
     gold: int
@@ -24,6 +25,7 @@ class Prediction:
     raw_logprobs: list[float] | None = None
     member_logprobs: list[list[float]] | None = None
     output: str | None = None
+    member_outputs: list[str] | None = None
 
     @property
     def options(self) -> int | None:

@@ -63,7 +63,7 @@ def evaluate_adapted(lm: LoadedModel, adapter: Path | None, data: DataConfig, co
     if adapter is None:
         return evaluate_tasks(lm, data, config, progress, loaded)
     output = AdaptedOutput.load(adapter)
-    if output.kind in ("tts", "calibrated") and config.protocol != "loglikelihood":
+    if output.kind == "calibrated" and config.protocol != "loglikelihood":
         raise ValueError(f"{adapter} is a {output.kind} output: score it with --protocol loglikelihood")
     if output.kind == "tts":
         member_results = []

@@ -35,8 +35,9 @@ INFO_FILE = "degaml.json"
 LATENT_FILE = "latent_delta.safetensors"
 TTS_FILE = "tts.json"
 Kind = Literal["plain", "latent-task", "latent-sample", "calibrated", "tts"]
-LOGLIKELIHOOD_ONLY: tuple[Kind, ...] = ("latent-sample", "calibrated", "tts")
-"""Kinds whose scoring reads every option's log-likelihood: the generative protocol cannot score them."""
+LOGLIKELIHOOD_ONLY: tuple[Kind, ...] = ("latent-sample", "calibrated")
+"""Kinds whose scoring reads every option's log-likelihood: the generative protocol cannot score them (an
+ensemble it can: its members' named letters are voted)."""
 
 
 def _kind(info: dict, has_latent_delta: bool) -> Kind:

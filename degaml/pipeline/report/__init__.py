@@ -121,7 +121,7 @@ def _domain_report(ctx: _Run, domain: str, tasks: list[str]) -> tuple[list[str],
     entry = DomainSummary(tasks, majority, {})
     for labels, members in grouped.items():
         track = track_name(labels)
-        md, track_rows, averages = method_table(agg, members, tasks, track)
+        md, track_rows, averages = method_table(agg, members, tasks, track, settings.evaluation.protocols[0])
         uniform = [UNIFORM_ACTION] if labels == 0 and UNIFORM_ACTION in correct else []
         judged = verdicts(correct, tasks, len(seeds), anchor_of(labels), members + uniform)
         tables.append(f"### {track}\n\n{md}\n")
@@ -135,7 +135,7 @@ def _domain_report(ctx: _Run, domain: str, tasks: list[str]) -> tuple[list[str],
     ceilings = [m for m in methods if any(r.ceiling for r in rows if r.method == m)]
     if ceilings:
         track = "ceilings"
-        md, track_rows, _ = method_table(agg, ceilings, tasks, track)
+        md, track_rows, _ = method_table(agg, ceilings, tasks, track, settings.evaluation.protocols[0])
         judged = verdicts(correct, tasks, len(seeds), DEGAML, ceilings)
         tables.append(f"### {track}\n\n{md}\n")
         table_rows += track_rows

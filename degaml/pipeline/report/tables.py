@@ -12,11 +12,12 @@ ABLATION = [(BASE, "base model"), (GENERATED, "+ generalization (generated adapt
             (DEGAML, "+ adaptation (policy) = DeGAML")]
 
 
-def method_table(agg: dict[tuple[str, str], Cell], methods: list[str], tasks: list[str], track: str
-                 ) -> tuple[str, list[list[str]], dict[str, float]]:
-    """(markdown, csv rows, average per method) over `tasks` (methods missing a task get no average)."""
+def method_table(agg: dict[tuple[str, str], Cell], methods: list[str], tasks: list[str], track: str,
+                 protocol: str = "loglikelihood") -> tuple[str, list[list[str]], dict[str, float]]:
+    """(markdown, csv rows, average per method) over `tasks` (methods missing a task get no average); each task
+    headed by the metric its cells are in under `protocol`."""
     averages: dict[str, float] = {}
-    md = ["| method | " + " | ".join(f"{t} ({metric_of(t)})" for t in tasks) + " | average |",
+    md = ["| method | " + " | ".join(f"{t} ({metric_of(t, protocol)})" for t in tasks) + " | average |",
           "|---|" + "---|" * (len(tasks) + 1)]
     rows = []
     for m in methods:
