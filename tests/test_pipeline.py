@@ -783,6 +783,15 @@ def test_a_run_scores_both_protocols_and_the_report_sets_them_side_by_side(works
         assert gain.count("[") == 2 and gain.count("items)") == 2  # an interval in each protocol
     else:
         assert "generative protocol, acc of the letter named" in text and "against the generative protocol" not in text
+    # The answer prior: per method, the share of a target's items given its most-named letter, averaged.
+    shares = []
+    for target in (colors, numbers):
+        (result,) = json.loads(seed0.method(target, "base").results_for("generative").read_text())["results"]
+        named = [p["pred"] for p in result["predictions"]]
+        shares.append(max(named.count(p) for p in named) / len(named))
+    prior = text.split("## the answer prior (generative protocol)")[1]
+    assert next(line for line in prior.splitlines() if line.startswith("| base | ")).endswith(
+        f"| {100 * sum(shares) / 2:.0f}% |")
     # Every LoRA trains in the format it is scored in: `both` keeps log-likelihood's, generative alone its own.
     expected = "generative" if protocol == "generative" else "loglikelihood"
     manifests = [json.loads(p.read_text()) for p in seed0.trajectories.glob("*/manifest.json")]

@@ -7,9 +7,11 @@ as one that does not survive the change of protocol."""
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from pathlib import Path
 
-from ..layout import BASE, DEGAML, GENERATED
+from ...evaluation.harness import read_results
+from ..layout import BASE, DEGAML, GENERATED, seed_runs
 from .rows import collect_rows
 from .verdicts import item_correctness, paired_difference
 
@@ -68,3 +70,38 @@ def protocol_section(run_dir: Path, protocols: list[str], domains: dict[str, lis
         lines.append("")
     return lines
 
+
+
+def answer_prior_section(run_dir: Path, protocols: list[str], domains: dict[str, list[str]]) -> list[str]:
+    """Markdown lines (empty unless the run scored the generative protocol): per method, how often it named the
+    letter it named most on a task, against how often the most common gold letter is right. A LoRA that learned
+    the answer format and a letter prior, not the task, names one letter for nearly every item."""
+    if "generative" not in protocols:
+        return []
+    modal: dict[tuple[str, str], list[float]] = {}
+    gold: dict[str, float] = {}
+    for run in seed_runs(run_dir):
+        for method_dir in run.evaluated("generative"):
+            predictions = read_results(method_dir.results_for("generative"))[0].predictions
+            named = Counter(p.pred for p in predictions)
+            modal.setdefault((method_dir.method, method_dir.task), []).append(max(named.values()) / len(predictions))
+            gold[method_dir.task] = max(Counter(p.gold for p in predictions).values()) / len(predictions)
+    lines = ["## the answer prior (generative protocol)\n",
+             "The share of a task's items on which a method named its most-named letter (an unparseable answer "
+             "counts as one more letter), averaged over tasks. 100% is one answer for every item, whatever the "
+             "question. The gold row is the most common right letter's share: what a constant answer scores at "
+             "best.\n"]
+    for domain, tasks in domains.items():
+        methods = sorted({m for (m, t) in modal if t in tasks})
+        lines += [f"### {domain}\n", "| method | " + " | ".join(tasks) + " | average |",
+                  "|---|" + "---|" * (len(tasks) + 1)]
+        for m in methods:
+            shares = [statistics.fmean(modal[(m, t)]) if (m, t) in modal else None for t in tasks]
+            average = f"{100 * statistics.fmean(shares):.0f}%" if None not in shares else "-"
+            lines.append(f"| {m} | " + " | ".join(f"{100 * v:.0f}%" if v is not None else "-" for v in shares)
+                         + f" | {average} |")
+        if all(t in gold for t in tasks):
+            lines.append("| gold | " + " | ".join(f"{100 * gold[t]:.0f}%" for t in tasks)
+                         + f" | {100 * statistics.fmean(gold[t] for t in tasks):.0f}% |")
+        lines.append("")
+    return lines
