@@ -21,6 +21,13 @@ HEADROOM = sorted(p.name for p in RESULTS.iterdir() if (p / "headroom.yaml").is_
 # Each figure the README's results table states: (run under results/, what it computes, its arguments); the
 # README writes it as f"{label} {figure}" with the label given here.
 HEADLINES = [
+    ("paper-qwen-heldout", "difference", ("generated", "union"), "generated − union"),
+    ("paper-qwen-heldout", "difference", ("generated", "base"), "generated − base"),
+    ("paper-qwen-heldout", "difference", ("degaml", "generated"), "DeGAML − generated"),
+    ("paper-qwen-seen", "difference", ("generated", "union"), "generated − union"),
+    ("paper-qwen-seen", "difference", ("generated", "base"), "generated − base"),
+    ("paper-qwen-seen", "difference", ("degaml", "generated"), "DeGAML − generated"),
+    ("paper-qwen-seen", "share", ("generated", "base", "target-finetuned"), "recovered share over base"),
     ("main-job", "difference", ("generated", "union"), "generated − union"),
     ("main-job", "difference", ("degaml", "generated"), "DeGAML − generated"),
     ("main-job", "difference", ("generated", "base"), "generated − base"),
