@@ -3,6 +3,7 @@
 import contextlib
 import json
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -487,7 +488,8 @@ def test_adapt_writes_what_evaluate_scores(workspace, generator, tmp_path, famil
 
 
 def test_tts_ensemble_is_written_and_scored_by_combining_members(workspace, generator, tmp_path):
-    from degaml.evaluation.ensemble import combine
+    from degaml.evaluation.ensemble import combine, vote_letters
+    from degaml.evaluation.generative import extract_answer
 
     out = tmp_path / "tts"
     main(["adapt", "--generator", str(generator), "--task", workspace["tasks"][0], "--out", str(out),
@@ -514,9 +516,11 @@ def test_tts_ensemble_is_written_and_scored_by_combining_members(workspace, gene
           "--evaluation.max_new_tokens", "4", "--out", str(tmp_path / "g"), "--progress", "false"])
     voted = json.loads((tmp_path / "g" / "results.json").read_text())["results"][0]
     assert voted["protocol"] == "generative" and len(voted["predictions"]) == 5
+    options = {len(json.loads(line)["choices"]) for line in Path(workspace["tasks"][0]).read_text().splitlines()}
+    assert len(options) == 1  # every item of the task has as many options, so each output parses alike
     for p in voted["predictions"]:
         assert len(p["member_outputs"]) == 3
-        assert p["pred"] is None or any(chr(ord("A") + p["pred"]) in o for o in p["member_outputs"])
+        assert p["pred"] == vote_letters([extract_answer(o, *options) for o in p["member_outputs"]])
 
 
 def test_tts_disjoint_members_draw_from_disjoint_prompt_parts(workspace, generator, tmp_path, monkeypatch):

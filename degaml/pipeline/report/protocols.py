@@ -71,7 +71,6 @@ def protocol_section(run_dir: Path, protocols: list[str], domains: dict[str, lis
     return lines
 
 
-
 def answer_prior_section(run_dir: Path, protocols: list[str], domains: dict[str, list[str]]) -> list[str]:
     """Markdown lines (empty unless the run scored the generative protocol): per method, how often it named the
     letter it named most on a task, against how often the most common gold letter is right. A LoRA that learned
