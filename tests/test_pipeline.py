@@ -2,6 +2,7 @@
 
 import csv
 import json
+import statistics
 from dataclasses import replace
 from pathlib import Path
 
@@ -639,6 +640,19 @@ def test_reward_tasks_teach_the_policy_and_are_never_trained_on(workspace, tmp_p
         assert set(PolicyRecord.load(seed0.policy(target)).generators) == {"digits"}
     rows = read_rows(seed0.rewards("shared") / REWARDS_FILE)
     assert {r.task for r in rows} == {"digits"}  # measured once, for both folds
+    # The report says what the policy learnt from: each action's mean reward (hand-computed here) and the best
+    # single action on the reward tasks; the rows are published, so the published report says it too.
+    labels = list(dict.fromkeys(r.action_label for r in rows))
+    means = {a: 100 * statistics.fmean(r.score for r in rows if r.action_label == a) for a in labels}
+    report = (run / "report" / "report.md").read_text()
+    assert len(labels) > 1 and all(f"| {a} | {m:.1f} |" in report for a, m in means.items())
+    assert f"**{max(sorted(labels, key=lambda a: a != 'none'), key=means.get)}**" in report
+    published = tmp_path / "published"
+    main(["publish", "--run_dir", str(run), "--out", str(published)])
+    assert read_rows(published / "seed_0" / "folds" / "shared" / "rewards" / REWARDS_FILE) == rows
+    main(["report", str(published)])
+    section = report[report.index("## the policy's reward tasks"):].split("\n## ")[0]
+    assert section in (published / "report" / "report.md").read_text()
     settings["tasks"]["reward"] = [colors]
     config.write_text(yaml.safe_dump(settings))
     with pytest.raises(SystemExit):

@@ -3,8 +3,8 @@
 `--log_samples` keep them beside every score.
 
 A published folder has the run's layout, less everything a model would be needed for: `experiment.yaml`
-(the resolved settings), `precision.json`, and per seed `timings.json` and, per target and method, `cost.json`
-and `eval*/results.json` (the scores, the per-item predictions with each option's log-likelihood, the config,
+(the resolved settings), `precision.json`, and per seed `timings.json`, each fold's policy reward rows
+(`folds/<fold>/rewards/rewards.jsonl`) and, per target and method, `cost.json` and `eval*/results.json` (the scores, the per-item predictions with each option's log-likelihood, the config,
 the CPU kind and the dtype); `data_files.json`, every data file the evaluations read with its package version
 and sha256. `provenance.json` says where each part came from (the
 commit, the machine, when). `degaml report <folder>` rebuilds every table and interval from it alone.
@@ -151,6 +151,12 @@ def publish(run_dir: Path, out: Path, seeds: list[int] | None = None, commit: st
             for stage, seconds in mine.seconds.items():
                 theirs.add(stage, seconds, mine.peak_rss_mb.get(stage, 0.0))
             theirs.save(out / seed_run.root.name / "timings.json")
+    for seed_run in runs:  # the policy's reward rows (what it learnt from); parts add the rows they lack
+        for path in sorted(seed_run.root.glob("folds/*/rewards/rewards.jsonl")):
+            target = out / path.relative_to(run_dir)
+            old = target.read_text(encoding="utf-8").splitlines() if target.is_file() else []
+            lines = list(dict.fromkeys([*old, *path.read_text(encoding="utf-8").splitlines()]))
+            atomic_write_text(target, "".join(f"{line}\n" for line in lines if line.strip()))
     if (run_dir / PRECISION_FILE).is_file():
         atomic_write_text(out / PRECISION_FILE, (run_dir / PRECISION_FILE).read_text(encoding="utf-8"))
     atomic_write_text(out / SETTINGS_FILE, dump_yaml(merged))

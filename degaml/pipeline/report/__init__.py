@@ -34,6 +34,7 @@ from ..records import StageTimings
 from .generator import change_cosines, comparisons, scaling, scaling_plot
 from .plots import plots
 from .protocols import answer_prior_section, protocol_section
+from .rewards import reward_section
 from .rows import aggregate, anchor_of, collect_rows, methods_in, missing_evaluations, track_name, tracks
 from .summary import SUMMARY_FILE, DomainSummary, ReportSummary, TrackSummary
 from .tables import ABLATION, cost_table, method_table, stage_table
@@ -253,6 +254,7 @@ def build_report(run_dir: Path) -> Path:
     sections += protocol_section(run_dir, protocols, domains, settings.answer_format)
     sections += answer_prior_section(run_dir, protocols, domains)
     sections += _diagnostics(run_dir, settings, rows)
+    sections += reward_section(run_dir, settings)
     costed = [m for members in grouped.values() for m in members] + ([ORACLE] if ORACLE in methods else [])
     summary.timings = {seed_run.root.name: StageTimings.load(seed_run.timings) for seed_run in seed_runs(run_dir)
                        if seed_run.timings.is_file()}
