@@ -116,7 +116,7 @@ def test_a_shipped_config_is_named_without_its_path(capsys, monkeypatch, tmp_pat
     assert packaged_config("mine.yaml") == "mine.yaml"
     with pytest.raises(SystemExit):
         main(["run", "--config", "nonesuch"])
-    assert "neither a file nor a shipped config (generator-loo, generator-pool, headroom, offline" in capsys.readouterr().err
+    assert "neither a file nor a shipped config (adaptation-headroom, generator-loo, generator-pool, headroom" in capsys.readouterr().err
 
 
 def test_a_closed_pipe_ends_a_listing_quietly(monkeypatch, capsys):

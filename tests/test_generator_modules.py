@@ -106,7 +106,7 @@ def test_a_recipe_refuses_a_contradicting_field_and_a_foreign_key(tmp_path):
     bad.write_text("objective: task_loss\nsteps: 10\n")
     with pytest.raises(ValueError, match=r"mine.yaml: a recipe sets only .*found \['steps'\]"):
         GeneratorTrainConfig(recipe=str(bad))
-    with pytest.raises(ValueError, match="no recipe 'nope'; named recipes: choice-contrast-on-union, choice-on-union-anchored"):
+    with pytest.raises(ValueError, match="no recipe 'nope'; named recipes: choice-contrast-on-union, choice-on-union, choice-on-union-anchored"):
         GeneratorTrainConfig(recipe="nope")
 
 

@@ -144,7 +144,8 @@ def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, 
     assert sum(f.stat().st_size for f in published.rglob("*") if f.is_file()) < 2e6
     provenance = json.loads((published / "provenance.json").read_text())
     assert [part["seeds"] for part in provenance["parts"]] == [[1], [0]]
-    assert all(part["cpu"] != "unknown" and part["dtype"] == "float32" for part in provenance["parts"])
+    made_in = json.loads((run / "precision.json").read_text())["dtype"]  # float32, or bf16 where it is native
+    assert all(part["cpu"] != "unknown" and part["dtype"] == made_in for part in provenance["parts"])
     assert yaml.safe_load((published / "experiment.yaml").read_text())["seeds"] == [0, 1]
     main(["report", str(published)])
     for name in ("in-domain.md", "out-of-domain.md", "scores.csv", "ablation_in-domain.md"):

@@ -91,6 +91,16 @@ def _one(values: set[str], what: str) -> str:
     return values.pop() if len(values) == 1 else (f"several {what}: {sorted(values)}" if values else "unknown")
 
 
+def _publish_rewards(runs: list, run_dir: Path, out: Path) -> None:
+    """Each fold's policy reward rows (what the policy learnt from); a part adds the rows the folder lacks."""
+    for seed_run in runs:
+        for path in sorted(seed_run.root.glob("folds/*/rewards/rewards.jsonl")):
+            target = out / path.relative_to(run_dir)
+            old = target.read_text(encoding="utf-8").splitlines() if target.is_file() else []
+            lines = list(dict.fromkeys([*old, *path.read_text(encoding="utf-8").splitlines()]))
+            atomic_write_text(target, "".join(f"{line}\n" for line in lines if line.strip()))
+
+
 def publish(run_dir: Path, out: Path, seeds: list[int] | None = None, commit: str | None = None) -> None:
     """Copy what `degaml report` reads of a run into a folder to commit, such as results/<name>.
 
@@ -151,12 +161,7 @@ def publish(run_dir: Path, out: Path, seeds: list[int] | None = None, commit: st
             for stage, seconds in mine.seconds.items():
                 theirs.add(stage, seconds, mine.peak_rss_mb.get(stage, 0.0))
             theirs.save(out / seed_run.root.name / "timings.json")
-    for seed_run in runs:  # the policy's reward rows (what it learnt from); parts add the rows they lack
-        for path in sorted(seed_run.root.glob("folds/*/rewards/rewards.jsonl")):
-            target = out / path.relative_to(run_dir)
-            old = target.read_text(encoding="utf-8").splitlines() if target.is_file() else []
-            lines = list(dict.fromkeys([*old, *path.read_text(encoding="utf-8").splitlines()]))
-            atomic_write_text(target, "".join(f"{line}\n" for line in lines if line.strip()))
+    _publish_rewards(runs, run_dir, out)
     if (run_dir / PRECISION_FILE).is_file():
         atomic_write_text(out / PRECISION_FILE, (run_dir / PRECISION_FILE).read_text(encoding="utf-8"))
     atomic_write_text(out / SETTINGS_FILE, dump_yaml(merged))
