@@ -29,42 +29,42 @@ def reward_rows(run_dir: Path, settings: Experiment) -> dict[tuple[str, str], li
     return found
 
 
-def best_action(rows: list) -> str:
-    """The action with the highest reward averaged over the tasks that measured every action; `none` wins ties."""
-    table = _by_action(rows)
-    order = sorted(table, key=lambda a: (a != "none", list(table).index(a)))
-    return max(order, key=lambda a: statistics.fmean(r.score for r in table[a]))
-
-
-def _by_action(rows: list) -> dict[str, list]:
-    """{action label: its rows} on the tasks where every action was measured, in the order measured."""
+def reward_table(rows: list) -> dict[str, dict[str, object]]:
+    """{action label: {task: its row}} on the tasks where every action was measured, actions in the order measured."""
     labels = list(dict.fromkeys(r.action_label for r in rows))
     tasks = set.intersection(*({r.task for r in rows if r.action_label == a} for a in labels))
-    return {a: [r for r in rows if r.action_label == a and r.task in tasks] for a in labels}
+    return {a: {r.task: r for r in rows if r.action_label == a and r.task in tasks} for a in labels}
+
+
+def best_action(table: dict[str, dict[str, object]]) -> str:
+    """The action of `reward_table` with the highest mean reward; `none` wins ties, then the order measured."""
+    return max(sorted(table, key=lambda a: a != "none"),
+               key=lambda a: statistics.fmean(r.score for r in table[a].values()))
 
 
 def reward_section(run_dir: Path, settings: Experiment) -> list[str]:
     """The section's Markdown ([] for a run without reward rows of its own)."""
     sections = []
     for (seed, fold), rows in reward_rows(run_dir, settings).items():
-        table = _by_action(rows)
-        tasks = len(next(iter(table.values())))
+        table = reward_table(rows)
+        tasks = list(next(iter(table.values())))
+        best_on = dict.fromkeys(table, 0.0)
+        for task in tasks:
+            top = max(table[a][task].score for a in table)
+            winners = [a for a in table if table[a][task].score == top]
+            for a in winners:
+                best_on[a] += 1 / len(winners)
         lines = ["| action | mean reward (validation score) | tasks it is best on (ties shared) | adapt s per task "
                  "| score s per task |", "|---|---|---|---|---|"]
-        best_on = {a: 0.0 for a in table}
-        for task in {r.task for r in next(iter(table.values()))}:
-            scores = {a: next(r.score for r in table[a] if r.task == task) for a in table}
-            top = [a for a, s in scores.items() if s == max(scores.values())]
-            for a in top:
-                best_on[a] += 1 / len(top)
-        for a, group in table.items():
+        for a, by_task in table.items():
+            group = by_task.values()
             lines.append(f"| {a} | {100 * statistics.fmean(r.score for r in group):.1f} | {best_on[a]:.1f} | "
                          f"{statistics.fmean(r.adapt_seconds for r in group):.1f} | "
                          f"{statistics.fmean(r.eval_seconds for r in group):.1f} |")
-        seconds = sum(r.adapt_seconds + r.eval_seconds for group in table.values() for r in group)
+        seconds = sum(r.adapt_seconds + r.eval_seconds for by_task in table.values() for r in by_task.values())
         sections += [f"## the policy's reward tasks ({seed}, fold {fold})\n",
-                     f"{tasks} reward tasks, each action applied to the generated adapter and scored on the task's "
-                     f"validation items ({statistics.fmean(r.n for r in rows):.0f} a task on average). The best single "
-                     f"action here, chosen without a target's labels: **{best_action(rows)}**. Measuring them took "
-                     f"{seconds:.0f} s ({seconds / tasks:.0f} s a task).\n", "\n".join(lines) + "\n"]
+                     f"{len(tasks)} reward tasks, each action applied to the generated adapter and scored on the "
+                     f"task's validation items ({statistics.fmean(r.n for r in rows):.0f} a task on average). The best "
+                     f"single action here, chosen without a target's labels: **{best_action(table)}**. Measuring them "
+                     f"took {seconds:.0f} s ({seconds / len(tasks):.0f} s a task).\n", "\n".join(lines) + "\n"]
     return sections
