@@ -251,9 +251,12 @@ def test_a_reward_row_is_reused_only_under_the_settings_that_measured_it(tokeniz
         out.mkdir(parents=True)
         return {"seconds": 0.0}
 
+    windows = []
+
     def fake_evaluate(lm, out, data, config, **kwargs):
         from degaml.evaluation.harness import TaskResult
 
+        windows.append(config.max_length)
         return [TaskResult("t", "loglikelihood", data.split, 2, {"acc": 0.5, "acc_norm": 0.5}, 0.1, [])], {}
 
     monkeypatch.setattr(rewards, "apply_action", fake_apply)
@@ -263,10 +266,10 @@ def test_a_reward_row_is_reused_only_under_the_settings_that_measured_it(tokeniz
         return AdaptationContext(lm=lm, lora=LORA, base_model="tiny", prompts=list(prompts), library=[], seed=0,
                                  generate=lambda seed: ({k: v * scale for k, v in state.items()}, {}))
 
-    def measure(context, limit=3, work=tmp_path):
+    def measure(context, limit=3, work=tmp_path, max_length=None):
         data = DataConfig(tasks=["t"], split="validation", limit=limit)
-        return rewards.measure_actions(context, "t", [Action("none")], data, EvalConfig(), work, {}, "acc",
-                                       progress=False)
+        return rewards.measure_actions(context, "t", [Action("none")], data, EvalConfig(max_length=max_length), work,
+                                       {}, "acc", progress=False)
 
     measure(ctx())
     measure(ctx())
@@ -275,13 +278,15 @@ def test_a_reward_row_is_reused_only_under_the_settings_that_measured_it(tokeniz
     measure(ctx(prompts=PROMPTS[:2]))
     measure(ctx(scale=2.0))
     assert measured == ["none"] * 4
+    measure(ctx(), max_length=64)  # a context budget scores other tokens: measured again, within the budget
+    assert measured == ["none"] * 5 and windows == [None] * 4 + [64]
     keys = {row.key for row in rewards.read_rows(tmp_path / rewards.REWARDS_FILE)}
-    assert len(keys) == 4
+    assert len(keys) == 5
 
     # Another run's table reads the machine's cache instead of measuring, and records the row it read.
     other = tmp_path / "other-run"
     assert measure(ctx(), work=other) == measure(ctx())
-    assert measured == ["none"] * 4
+    assert measured == ["none"] * 5
     assert [row.score for row in rewards.read_rows(other / rewards.REWARDS_FILE)] == [0.5]
     # A run measured before the cache existed fills it when it resumes; a cached row cut short is measured again.
     from degaml.io import cache_root
@@ -295,4 +300,4 @@ def test_a_reward_row_is_reused_only_under_the_settings_that_measured_it(tokeniz
     assert cached.stat().st_ino == intact  # reading an intact cache does not rewrite it
     cached.write_text(cached.read_text()[:-9])
     measure(ctx(), work=tmp_path / "third-run")
-    assert measured == ["none"] * 5 and len(cached.read_text().splitlines()) == 1
+    assert measured == ["none"] * 6 and len(cached.read_text().splitlines()) == 1

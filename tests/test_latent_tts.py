@@ -123,6 +123,17 @@ def test_per_sample_latent_with_zero_steps_scores_like_the_plain_model(tokenizer
     assert max(abs(a - b) for a, b in zip([s.logprob for row in fitted for s in row], flat)) > 1e-3
 
 
+def test_per_sample_latent_scores_within_the_context_budget(tokenizer):
+    lm = make_tiny("llama", tokenizer)
+    long = MultipleChoiceItem.cloze("z", "q", "one two three four five six seven eight nine ten. 2 + 2 =",
+                                    [" 4", " 5"], 0)
+    budget = [s.logprob for row in LoglikelihoodScorer(lm, max_length=6).score([long], progress=False) for s in row]
+    whole = [s.logprob for row in LoglikelihoodScorer(lm).score([long], progress=False) for s in row]
+    cut = per_sample_scorer(lm, {"steps": 0, "lr": 0.1}, 16, None, 6)([long], False, "t")
+    assert [s.logprob for row in cut for s in row] == pytest.approx(budget, abs=1e-4)
+    assert max(abs(a - b) for a, b in zip(budget, whole)) > 1e-3  # the budget did cut the context
+
+
 def test_per_sample_latent_falls_back_per_item_on_a_non_finite_loss(tokenizer, monkeypatch):
     from degaml.adaptation import latent
 

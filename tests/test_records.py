@@ -121,6 +121,14 @@ def test_a_compared_policy_algorithm_is_not_the_policy_algorithm_itself():
         PolicySettings(algorithm="rest_em", compare=["rest_em"])
 
 
+def test_a_context_budget_below_two_tokens_is_refused_naming_its_section():
+    assert PolicySettings(max_length=256).max_length == 256
+    with pytest.raises(ValueError, match=r"policy\.max_length must be >= 2"):
+        PolicySettings(max_length=1)
+    with pytest.raises(ValueError, match=r"evaluation\.max_length must be >= 2"):
+        EvaluationSettings(max_length=0)
+
+
 def test_a_refinement_record_reads_back_from_what_an_adaptation_writes():
     from degaml.adaptation.base import AdaptationResult, Refinement, outcome
 

@@ -124,12 +124,14 @@ def optimize_delta(lm: LoadedModel, prompts: Sequence[str], config: LatentConfig
     return delta.detach(), trace, time.perf_counter() - start
 
 
-def per_sample_scorer(lm: LoadedModel, settings: dict, batch_size: int, fallbacks: list[str] | None = None) -> ScoreFn:
+def per_sample_scorer(lm: LoadedModel, settings: dict, batch_size: int, fallbacks: list[str] | None = None,
+                      max_length: int | None = None) -> ScoreFn:
     """SLOT per sample, as `evaluate_adapted`'s item scorer: a fresh delta fitted on each item's own context,
-    then that item scored with it. An item whose latent loss turns non-finite is scored without a delta; its
-    id goes to `fallbacks`. `settings`: steps, lr, max_tokens (an adapted output's SLOT settings)."""
+    then that item scored with it, within `max_length` tokens per option (None: the model's window). An item
+    whose latent loss turns non-finite is scored without a delta; its id goes to `fallbacks`. `settings`:
+    steps, lr, max_tokens (an adapted output's SLOT settings)."""
     config = LatentConfig(**settings)
-    scorer = LoglikelihoodScorer(lm, batch_size=batch_size)
+    scorer = LoglikelihoodScorer(lm, batch_size=batch_size, max_length=max_length)
 
     def score(items: Sequence[MultipleChoiceItem], progress: bool, desc: str) -> list[list[ChoiceScore]]:
         scores = []

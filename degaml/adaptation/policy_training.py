@@ -30,8 +30,8 @@ def preferred_metric(task: str) -> str:
 def fit_policy_on_tasks(tasks: Sequence[tuple[str, Path]], lm: LoadedModel, actions: Sequence[Action],
                         config: PolicyConfig, out: Path, data: DataConfig, adaptation_prompts: int = 32,
                         progress: bool = True, exclude: Sequence[str] = (),
-                        rewards_dir: Callable[[str, Generator], Path] | None = None
-                        ) -> tuple[LinearPolicy, dict[str, dict[str, dict[str, Any]]], dict[str, str]]:
+                        rewards_dir: Callable[[str, Generator], Path] | None = None,
+                        evaluation: EvalConfig | None = None) -> tuple[LinearPolicy, dict[str, dict[str, dict[str, Any]]], dict[str, str]]:
     """(policy, reward table {task: {action: row}}, the policy's choice per training task). `tasks`: each
     reward task with the directory of the generator whose adapter it gets; one generator is in memory at a
     time, on the model's device. A generator that did not train on its task (held
@@ -39,7 +39,8 @@ def fit_policy_on_tasks(tasks: Sequence[tuple[str, Path]], lm: LoadedModel, acti
     in-sample adapter, recorded in policy.json. `exclude`: the targets the policy will serve, refused here.
     `data` gives the partition settings and the validation limit (its tasks and split are replaced).
     `rewards_dir(task, generator)`: where that pair's measured rewards are kept (default `out`), so policies
-    that learn from the same pair share one measurement."""
+    that learn from the same pair share one measurement. `evaluation`: how rewards are scored (its
+    `max_length` bounds long contexts; default: the model's window)."""
     refused = {task_label(t) for t in exclude} & {task_label(t) for t, _ in tasks}
     if refused:
         raise ValueError(f"policy tasks include its target(s) {sorted(refused)}: a policy never sees the labels "
@@ -63,7 +64,7 @@ def fit_policy_on_tasks(tasks: Sequence[tuple[str, Path]], lm: LoadedModel, acti
             sample = "in-sample" if label in in_sample else "out-of-sample"
             print(f"{label}: measuring {len(actions)} actions on validation ({metric}, {sample} adapter)")
         work = rewards_dir(label, gen) if rewards_dir is not None else out
-        table[label] = measure_actions(ctx, label, actions, validation, EvalConfig(), work,
+        table[label] = measure_actions(ctx, label, actions, validation, evaluation or EvalConfig(), work,
                                        load_partitioned(validation), metric, progress=progress)
         states.append(task_features(gen, ctx).vector())
     labels = list(table)

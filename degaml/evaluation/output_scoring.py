@@ -28,8 +28,9 @@ from .ensemble import ensemble_results
 from .harness import ScoreFn, TaskResult, evaluate_tasks
 
 Loaded = dict[str, tuple[list[MultipleChoiceItem], Partition]]
-ItemScorer = Callable[[LoadedModel, dict, int, list[str]], ScoreFn]
-"""(model with the adapter applied, SLOT settings, batch size, fallback ids to append to) -> scorer."""
+ItemScorer = Callable[[LoadedModel, dict, int, list[str], "int | None"], ScoreFn]
+"""(model with the adapter applied, SLOT settings, batch size, fallback ids to append to, the per-option
+window `EvalConfig.max_length`) -> scorer."""
 
 
 @contextmanager
@@ -80,7 +81,7 @@ def evaluate_adapted(lm: LoadedModel, adapter: Path | None, data: DataConfig, co
             fallbacks: list[str] = []
             results, partitions = evaluate_tasks(
                 lm, data, config, progress, loaded,
-                scorer=item_scorer(lm, output.latent_settings, config.batch_size, fallbacks))
+                scorer=item_scorer(lm, output.latent_settings, config.batch_size, fallbacks, config.max_length))
             for result in results:  # recorded: items scored without their delta (non-finite latent loss)
                 result.metrics["latent_fallbacks"] = float(sum(p.id in set(fallbacks) for p in result.predictions))
             return results, partitions

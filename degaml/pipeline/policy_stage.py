@@ -59,7 +59,8 @@ def policy_stage(exp: Experiment, lm: LoadedModel, seed_run: SeedRun, fold: Fold
         config = PolicyConfig(algorithm=algorithm, epochs=p.epochs, lr=p.lr, cost_penalty=p.cost_penalty, seed=seed_run.seed)
         fit_policy_on_tasks([(task, exp.generator_dir(seed_run, name)) for task, name in chosen], lm, policy_actions(p),
                             config, out, split_data(exp, [], "validation", p.validation_limit), p.adaptation_prompts,
-                            exp.progress, exclude=fold.targets, rewards_dir=lambda task, gen: rewards[task])
+                            exp.progress, exclude=fold.targets, rewards_dir=lambda task, gen: rewards[task],
+                            evaluation=EvalConfig(max_length=p.max_length))
     return seed_run.policy(fold.name)
 
 
@@ -78,7 +79,8 @@ def oracle(exp: Experiment, lm: LoadedModel, seed_run: SeedRun, fold: Fold, targ
     adapted = {label: d.output for label, d in made.items() if d.cost.is_file()}
     validation = split_data(exp, [target], "validation", exp.policy.validation_limit)
     started = time.perf_counter()
-    table = measure_actions(ctx, task_label(target), actions, validation, EvalConfig(), seed_run.rewards(fold.name),
+    table = measure_actions(ctx, task_label(target), actions, validation, EvalConfig(max_length=exp.policy.max_length),
+                            seed_run.rewards(fold.name),
                             load_partitioned(validation), preferred_metric(target), progress=False, adapted=adapted)
     best = max(sorted(actions, key=lambda a: a != Action("none")), key=lambda a: table[a.label].score)
     directory = seed_run.method(target, ORACLE)

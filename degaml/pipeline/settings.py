@@ -20,6 +20,12 @@ def _at_least(section: str, settings: object, **minimums: int) -> None:
             raise ValueError(f"{section}.{name} must be >= {minimum}, got {value}")
 
 
+def _check_window(section: str, max_length: int | None) -> None:
+    """A per-option scoring window: at least 2 tokens (one of context, one of answer), or null."""
+    if max_length is not None and max_length < 2:
+        raise ValueError(f"{section}.max_length must be >= 2 tokens or null (the model's window), got {max_length}")
+
+
 @dataclass
 class TaskSets:
     meta_training: list[str] = field(default_factory=list)
@@ -61,11 +67,16 @@ class PolicySettings:
     single_actions: bool = False
     """Also apply each of the actions alone to every target (methods `action-<label>`) and one drawn uniformly
     per target (`random-action`): the policy's comparisons, the best single family and a random choice."""
+    max_length: int | None = None
+    """Log-likelihood window per option in tokens when scoring the reward tasks' and the oracle's validation
+    items (`EvalConfig.max_length`); null: the model's own window. It bounds the policy stage's long-context
+    tasks; the verdict's own scoring follows `evaluation.max_length`."""
 
     def __post_init__(self) -> None:
         _at_least("policy", self, max_tasks=1, validation_limit=1, epochs=1, adaptation_prompts=1, select_examples=1)
         if self.algorithm in self.compare:
             raise ValueError(f"policy.compare: {self.algorithm} is policy.algorithm already (DeGAML itself)")
+        _check_window("policy", self.max_length)
         if self.lr <= 0 or self.cost_penalty < 0:
             raise ValueError(f"policy.lr must be > 0 and policy.cost_penalty >= 0, got {self.lr} and {self.cost_penalty}")
 
@@ -98,8 +109,7 @@ class EvaluationSettings:
         _at_least("evaluation", self, batch_size=1)
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"evaluation.limit must be >= 1 or null (every test item), got {self.limit}")
-        if self.max_length is not None and self.max_length < 2:
-            raise ValueError(f"evaluation.max_length must be >= 2 tokens or null (the model's window), got {self.max_length}")
+        _check_window("evaluation", self.max_length)
         if self.split not in ("test", "validation"):
             raise ValueError(f"evaluation.split must be test or validation, got {self.split!r}")
         if self.protocol not in ("loglikelihood", "generative", "both"):
