@@ -39,6 +39,8 @@ HEADLINES = [
     ("seen-tasks", "share", ("generated", "base", "target-finetuned"), "recovered share over base"),
     ("seen-tasks", "share", ("generated", "union", "target-finetuned"), "recovered share over union"),
     ("seen-headroom-720", "share", ("generated", "base", "target-finetuned"), "recovered share over base"),
+    ("seen-headroom-choice-anchored-validation", "share", ("generated", "base", "target-finetuned"),
+     "recovered share over base"),
     ("seen-headroom-480", "difference", ("generated", "union"), "generated − union"),
     ("seen-headroom-480", "difference", ("generated", "base"), "generated − base"),
     ("seen-headroom-480", "share", ("generated", "base", "target-finetuned"), "recovered share over base"),
