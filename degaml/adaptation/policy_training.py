@@ -31,7 +31,8 @@ def fit_policy_on_tasks(tasks: Sequence[tuple[str, Path]], lm: LoadedModel, acti
                         config: PolicyConfig, out: Path, data: DataConfig, adaptation_prompts: int = 32,
                         progress: bool = True, exclude: Sequence[str] = (),
                         rewards_dir: Callable[[str, Generator], Path] | None = None,
-                        evaluation: EvalConfig | None = None) -> tuple[LinearPolicy, dict[str, dict[str, dict[str, Any]]], dict[str, str]]:
+                        evaluation: EvalConfig | None = None
+                        ) -> tuple[LinearPolicy, dict[str, dict[str, dict[str, Any]]], dict[str, str]]:
     """(policy, reward table {task: {action: row}}, the policy's choice per training task). `tasks`: each
     reward task with the directory of the generator whose adapter it gets; one generator is in memory at a
     time, on the model's device. A generator that did not train on its task (held
