@@ -35,7 +35,7 @@ def _config(ws, tmp_path):
         "generator": {"decoder": "cpu-tiny", "encoder": ws["encoder"], "num_prompts": 4, "prompt_tokens": 8,
                       "chunk": 16, "steps": 2, "batch_size": 2, "eval_every": 1},
         "policy": {"actions": ["none", "mixing variant=rank_half lam=0.5"], "max_tasks": 2, "validation_limit": 3,
-                   "epochs": 5, "select_examples": 1},
+                   "epochs": 5, "select_examples": 1, "max_length": 4096},
         "evaluation": {"limit": 4},
         "baselines": {"support": 4, "steps": 1, "batch_size": 2, "meta_examples": 4,
                       "union": {"steps": 1}, "union_finetune": {"steps": 1}, "maml": {"meta_steps": 1}, "abmll": {"meta_steps": 1, "eval_samples": 2},
@@ -47,8 +47,19 @@ def _config(ws, tmp_path):
 
 
 def test_run_writes_the_report_resumes_and_report_rebuilds(workspace, tmp_path, monkeypatch, capsys):
+    from degaml.adaptation import rewards
+
     config, run = _config(workspace, tmp_path)
-    main(["run", "--config", str(config)])
+    windows, measure = [], rewards.evaluate_adapted
+
+    def recorded(lm, out, data, evaluation, **kwargs):
+        windows.append(evaluation.max_length)
+        return measure(lm, out, data, evaluation, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rewards, "evaluate_adapted", recorded)
+        main(["run", "--config", str(config)])
+    assert windows and set(windows) == {4096}  # policy.max_length reaches the policy's and the oracle's rewards
     report = run / "report"
     text = (report / "report.md").read_text()
     for section in ("## in-domain", "## out-of-domain", "stage ablation", "## cost", "per_task.png"):

@@ -7,7 +7,8 @@ A published folder has the run's layout, less everything a model would be needed
 (`folds/<fold>/rewards/rewards.jsonl`) and, per target and method, `cost.json` and `eval*/results.json` (the
 scores, the per-item predictions with each option's log-likelihood, the config, the CPU kind and the dtype);
 `data_files.json`, every data file the evaluations read with its package version and sha256. `provenance.json`
-says where each part came from (the commit, the machine, when). `degaml report <folder>` rebuilds every table and interval from it alone.
+says where each part came from (the commit, the machine, when). `degaml report <folder>` rebuilds every table
+and interval from it alone.
 
 A study too long for one session runs in parts (seeds, or groups of targets) with the same settings, each
 published into the same folder: the parts merge, and the report covers their union.
