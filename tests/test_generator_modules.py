@@ -41,6 +41,32 @@ def test_decoder_maps_condition_to_tokens_and_counts_parameters_exactly():
         decoder(torch.randn(1, 4, 9, 16))
 
 
+def test_task_code_head_starts_at_zero_counts_exactly_and_fits_unrelated_token_maps():
+    torch.manual_seed(0)
+    plain, headed = DecoderConfig(hidden_shapes=[(6, 8, 12)]), DecoderConfig(hidden_shapes=[(6, 8, 12)], head_rank=4)
+    shapes = (4, 10, 16), (20, 6, 18)
+    decoder = HyperConvDecoder(headed, *shapes, residual=True)
+    count = HyperConvDecoder.parameter_count(headed, *shapes) + decoder.base.numel()  # the count leaves out the base
+    assert sum(p.numel() for p in decoder.parameters()) == count
+    torch.manual_seed(0)
+    without = HyperConvDecoder(plain, *shapes, residual=True)
+    missing = without.load_state_dict(decoder.state_dict(), strict=False)
+    assert missing.missing_keys == [] and all(k.startswith("head.") for k in missing.unexpected_keys)
+    conditions = torch.randn(3, *shapes[0])
+    assert torch.equal(decoder(conditions), without(conditions))  # the head adds nothing until it learns
+    # Three conditions, three unrelated token maps: with its own weights per token the head fits them.
+    targets = torch.randn(3, *shapes[1])
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=1e-2)
+    for _ in range(300):
+        optimizer.zero_grad()
+        loss = (decoder(conditions) - targets).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+    assert float(loss) < 0.05, float(loss)
+    with pytest.raises(ValueError, match="head_rank"):
+        DecoderConfig(head_rank=-1)
+
+
 def test_paper_config_is_about_1_1_billion_parameters():
     count = HyperConvDecoder.parameter_count(NAMED_DECODERS["paper-qwen2.5-0.5b"], (128, 384, 384), (4296, 10, 130))
     assert 1.05e9 < count < 1.15e9  # docs/design.md, generator: "about 1.1 B parameters"

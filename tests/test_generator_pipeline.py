@@ -179,6 +179,23 @@ def test_training_logs_collapse_diagnostics(generator):
         assert key in records[-1]
 
 
+def test_a_task_code_head_is_trained_recorded_and_loaded_with_its_generator(workspace, trajectories, tmp_path):
+    from degaml.generator.generation import Generator
+
+    out = tmp_path / "headed"
+    _train(workspace, trajectories, out, "2", "--generator.decoder", "cpu-small-head32", "--generator.residual", "true")
+    assert json.loads((out / "config.json").read_text())["head_rank"] == 32
+    weights = load_file(str(out / "decoder.safetensors"))
+    assert weights["head.directions"].shape[0] == 32 and weights["head.directions"].abs().sum() > 0  # it learned
+    gen = Generator(out)
+    assert gen.decoder.head is not None and torch.equal(gen.decoder.head.directions, weights["head.directions"])
+    prompts = ["which color is the sky", "name a color"]
+    state, _ = gen.generate_state(prompts)
+    with torch.no_grad():
+        gen.decoder.head.directions.zero_()
+    assert any(not torch.equal(state[k], v) for k, v in gen.generate_state(prompts)[0].items())  # generation uses it
+
+
 def test_task_loss_objective_trains_the_decoder_through_the_base_model(workspace, trajectories, tmp_path):
     from degaml.generator.generation import Generator
 

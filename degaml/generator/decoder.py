@@ -12,6 +12,10 @@ maps (N, H, W) -> (N', H', W'):
 The stack runs from the condition (N prompts, L tokens, encoder dim) to the parameter tokens
 (num_tokens, r + 2, chunk + 2); the shapes in between are the config.
 
+With `head_rank` > 0, a task-code head adds U z: z = MLP(LayerNorm(the condition's mean over prompts and
+tokens)) has `head_rank` dimensions and U one full token map per dimension (zero at first). The convolutions
+share weights across token positions; the head gives each token its own weights on the task's code.
+
 With `residual`, the stack predicts a change to a learned base (initialized by the trainer at the tokens
 of the mean training adapter) and its last layer starts near zero: a generator that ignores its
 condition *is* the mean adapter, so anything the task adds shows up as a difference from that adapter.
@@ -62,6 +66,27 @@ def layer_parameter_count(in_shape: Shape, out_shape: Shape, k: int) -> int:
     return 2 * h * w + 2 * (w * w2 + h * h2) * k * k + h2 * w2 + n * n2 * k * k + n2
 
 
+class TaskCodeHead(nn.Module):
+    """Condition (B, N, L, D) -> U z (B, T, H, W), z = MLP(LayerNorm(mean over N and L)) in `rank` dimensions."""
+
+    def __init__(self, embed_dim: int, rank: int, token_shape: Shape) -> None:
+        super().__init__()
+        hidden = 256
+        self.code = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, hidden), nn.GELU(),
+                                  nn.Linear(hidden, rank))
+        self.directions = nn.Parameter(torch.zeros(rank, *token_shape))  # zero: the head starts adding nothing
+
+    def forward(self, condition: torch.Tensor) -> torch.Tensor:
+        z = self.code(condition.mean((1, 2)))
+        return torch.einsum("br,rthw->bthw", z, self.directions)
+
+    @staticmethod
+    def parameter_count(embed_dim: int, rank: int, token_shape: Shape) -> int:
+        hidden = 256
+        t, h, w = token_shape
+        return 2 * embed_dim + (embed_dim + 1) * hidden + (hidden + 1) * rank + rank * t * h * w
+
+
 class HyperConvDecoder(nn.Module):
     """Condition (B, N, L, D) -> parameter tokens (B, T, r + 2, chunk + 2)."""
 
@@ -73,6 +98,7 @@ class HyperConvDecoder(nn.Module):
         self.layers = nn.ModuleList(
             HyperConvLayer(a, b, config.kernel_size) for a, b in zip(self.shapes, self.shapes[1:])
         )
+        self.head = TaskCodeHead(condition_shape[-1], config.head_rank, token_shape) if config.head_rank else None
         self.base = nn.Parameter(torch.zeros(token_shape)) if residual else None
         if residual:
             with torch.no_grad():  # start at the base; the task signal has to earn its way in
@@ -85,10 +111,13 @@ class HyperConvDecoder(nn.Module):
         x = condition
         for layer in self.layers:
             x = layer(x)
+        if self.head is not None:
+            x = x + self.head(condition)
         return x if self.base is None else x + self.base
 
     @staticmethod
     def parameter_count(config: DecoderConfig, condition_shape: Shape, token_shape: Shape) -> int:
         """Exact count from the shapes alone (the paper's config has over a billion; no need to build it)."""
         shapes: Sequence[Shape] = [tuple(condition_shape), *config.hidden_shapes, tuple(token_shape)]
-        return sum(layer_parameter_count(a, b, config.kernel_size) for a, b in zip(shapes, shapes[1:]))
+        head = TaskCodeHead.parameter_count(shapes[0][-1], config.head_rank, shapes[-1]) if config.head_rank else 0
+        return head + sum(layer_parameter_count(a, b, config.kernel_size) for a, b in zip(shapes, shapes[1:]))

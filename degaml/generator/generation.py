@@ -91,7 +91,8 @@ class Generator:
         self.layout = TokenLayout.from_geometry(self.geometry, train.chunk, train.stat_code)
         self.prompt_format = train.prompt_format
         shapes = self.record.decoder_shapes
-        decoder_config = DecoderConfig(hidden_shapes=shapes[1:-1], kernel_size=self.record.kernel_size)
+        decoder_config = DecoderConfig(hidden_shapes=shapes[1:-1], kernel_size=self.record.kernel_size,
+                                       head_rank=self.record.head_rank)
         self.decoder = HyperConvDecoder(decoder_config, shapes[0], shapes[-1], train.residual).to(device).eval()
         self.decoder.load_state_dict(read_decoder_weights(self.directory, self.decoder))
         self.encoder = PromptEncoder.with_default_cache(train.encoder, train.prompt_tokens, device)

@@ -233,6 +233,8 @@ class GeneratorRecord:
     compute: dict | None = None
     """The base model's device and dtype during training, and why (`LoadedModel.compute()`); None for the
     reconstruction objective, which never runs the base model."""
+    head_rank: int = 0
+    """The decoder's task-code head rank (`DecoderConfig.head_rank`); 0, none (and every record from before it)."""
 
     def save(self, directory: Path) -> Path:
         record = asdict(self)

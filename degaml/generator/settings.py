@@ -16,11 +16,16 @@ class DecoderConfig:
     hidden_shapes: list[Shape] = field(default_factory=lambda: [(32, 32, 128), (128, 16, 130)])
     """(N, H, W) between the condition and the tokens; the ends come from the encoder and the LoRA layout."""
     kernel_size: int = 3
+    head_rank: int = 0
+    """> 0: beside the convolutions, a task-code head adds U z to the tokens, z a `head_rank`-dim code of the mean
+    prompt embedding and U one learned direction per code dimension over every token (starts at zero). 0: none."""
 
     def __post_init__(self) -> None:
         self.hidden_shapes = [tuple(s) for s in self.hidden_shapes]
         if self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd for 'same' padding, got {self.kernel_size}")
+        if self.head_rank < 0:
+            raise ValueError(f"head_rank must be >= 0, got {self.head_rank}")
 
 
 NAMED_DECODERS: dict[str, DecoderConfig] = {
@@ -34,6 +39,15 @@ NAMED_DECODERS: dict[str, DecoderConfig] = {
         kernel_size=11),
     # Sized for a 2-core CPU: a few million parameters.
     "cpu-small": DecoderConfig(hidden_shapes=[(32, 32, 128), (128, 16, 130)], kernel_size=3),
+    # cpu-small with its last hidden map widened to 288 channels. Every parameter token is a readout of a 3 x 3
+    # neighbourhood of that map, so the tokens of all tasks at one position span at most channels x 9 directions:
+    # 1,152 in cpu-small, against SmolLM2-135M's 2,550 tokens at r 8; 288 x 9 = 2,592 lifts that bound.
+    "cpu-wide": DecoderConfig(hidden_shapes=[(32, 32, 128), (288, 16, 130)], kernel_size=3),
+    # cpu-small plus a 32-dim task-code head. The convolutions share their weights across token positions, so
+    # their output for many tasks at once is hard to make position-specific: on 28 seen tasks' trajectories
+    # cpu-small's and cpu-wide's reconstruction loss stalled near 0.55 (from 0.74), on 3 it kept falling. The
+    # head gives every token its own weights on a task code, as Text-to-LoRA's output heads do.
+    "cpu-small-head32": DecoderConfig(hidden_shapes=[(32, 32, 128), (128, 16, 130)], kernel_size=3, head_rank=32),
     "cpu-tiny": DecoderConfig(hidden_shapes=[(16, 16, 64)], kernel_size=3),
 }
 
