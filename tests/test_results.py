@@ -56,6 +56,7 @@ HEADLINES = [
     ("seen-headroom", "difference", ("target-finetuned", "base"), "own 60-step LoRA − base"),
     ("seen-headroom", "share", ("generated", "base", "target-finetuned"), "recovered share over base"),
     ("seen-headroom", "share", ("generated", "union", "target-finetuned"), "over union"),
+    ("targets-with-headroom-recon", "difference", ("generated", "union"), "generated − union"),
     ("targets-with-headroom", "difference", ("generated", "union"), "generated − union"),
     ("targets-with-headroom", "difference", ("generated", "base"), "generated − base"),
     ("targets-with-headroom", "difference", ("target-finetuned", "union"), "own 60-step LoRA − union"),
@@ -138,3 +139,5 @@ def test_the_verdict_on_targets_with_headroom_takes_exactly_the_tables_chosen_ta
     assert config["tasks"]["meta_training"] == [t for t in pool["meta_training"] if t not in targets][:20]
     chosen_on = yaml.safe_load((RESULTS / "headroom" / "headroom.yaml").read_text())["partition"]
     assert config["partition"] == chosen_on  # the items the table read are validation items here too
+    recon = yaml.safe_load((ROOT / "configs" / "targets-with-headroom-recon.yaml").read_text())
+    assert (recon["tasks"], recon["partition"]) == (config["tasks"], config["partition"])  # the same verdict's items
