@@ -243,8 +243,7 @@ def train_generator(train: list[Conditioned], heldout: list[Conditioned], layout
     if accelerator.is_main_process:
         GeneratorRecord(
             train=config, decoder_shapes=[tuple(s) for s in decoder.shapes], kernel_size=decoder.config.kernel_size,
-            head_rank=decoder.config.head_rank,
-            parameters=sum(p.numel() for p in decoder.parameters()),
+            head_rank=decoder.config.head_rank, parameters=sum(p.numel() for p in decoder.parameters()),
             train_tasks=[t.trajectory.task for t in train], heldout_tasks=[t.trajectory.task for t in heldout],
             prompts_with_replacement=[t.trajectory.task for t in train if len(t.prompt_states) < config.num_prompts],
             **meta).save(out)
