@@ -31,6 +31,8 @@ from torch import nn
 from .settings import DecoderConfig, Shape
 
 _RESIDUAL_INIT_SCALE = 0.01
+_HEAD_HIDDEN = 256
+"""Width of the task-code head's MLP."""
 
 
 def _conv(c_in: int, c_out: int, k: int, bias: bool) -> nn.Conv2d:
@@ -71,9 +73,8 @@ class TaskCodeHead(nn.Module):
 
     def __init__(self, embed_dim: int, rank: int, token_shape: Shape) -> None:
         super().__init__()
-        hidden = 256
-        self.code = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, hidden), nn.GELU(),
-                                  nn.Linear(hidden, rank))
+        self.code = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, _HEAD_HIDDEN), nn.GELU(),
+                                  nn.Linear(_HEAD_HIDDEN, rank))
         self.directions = nn.Parameter(torch.zeros(rank, *token_shape))  # zero: the head starts adding nothing
 
     def forward(self, condition: torch.Tensor) -> torch.Tensor:
@@ -82,9 +83,8 @@ class TaskCodeHead(nn.Module):
 
     @staticmethod
     def parameter_count(embed_dim: int, rank: int, token_shape: Shape) -> int:
-        hidden = 256
         t, h, w = token_shape
-        return 2 * embed_dim + (embed_dim + 1) * hidden + (hidden + 1) * rank + rank * t * h * w
+        return 2 * embed_dim + (embed_dim + 1) * _HEAD_HIDDEN + (_HEAD_HIDDEN + 1) * rank + rank * t * h * w
 
 
 class HyperConvDecoder(nn.Module):

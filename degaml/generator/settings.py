@@ -45,8 +45,8 @@ NAMED_DECODERS: dict[str, DecoderConfig] = {
     "cpu-wide": DecoderConfig(hidden_shapes=[(32, 32, 128), (288, 16, 130)], kernel_size=3),
     # cpu-small plus a 32-dim task-code head. The convolutions share their weights across token positions, so
     # their output for many tasks at once is hard to make position-specific: on 28 seen tasks' trajectories
-    # cpu-small's and cpu-wide's reconstruction loss stalled near 0.55 (from 0.74), on 3 it kept falling. The
-    # head gives every token its own weights on a task code, as Text-to-LoRA's output heads do.
+    # cpu-small's and cpu-wide's reconstruction loss stalled near 0.54 (0.84 over the first 10 steps), on 3 it kept
+    # falling. The head gives every token its own weights on a task code, as Text-to-LoRA's output heads do.
     "cpu-small-head32": DecoderConfig(hidden_shapes=[(32, 32, 128), (128, 16, 130)], kernel_size=3, head_rank=32),
     "cpu-tiny": DecoderConfig(hidden_shapes=[(16, 16, 64)], kernel_size=3),
 }
